@@ -1,0 +1,38 @@
+"""fhnpde: FitzHugh–Nagumo point models and cables, solved to their declared order.
+
+``import fhnpde`` loads only the core (numpy, pydantic, yaml); numba, xarray/zarr, cupy and
+torch are imported when first used.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .case import Case, CaseError, load_case
+
+
+def run(case, *, out=None, overwrite=False, quiet=True, observers=()):
+    """Run a case (a :class:`Case` or a path); returns a Result (status, stats, path)."""
+    from .driver import run_case
+
+    if not isinstance(case, Case):
+        case = load_case(case)
+    return run_case(case, out=out, overwrite=overwrite, quiet=quiet, observers=observers)
+
+
+def open_run(path):
+    """Open a run's store as an :class:`xarray.Dataset`."""
+    from .store import open_run as _open
+
+    return _open(path)
+
+
+def __getattr__(name):
+    if name == "tridiagonal":
+        import importlib
+
+        return importlib.import_module(".tridiagonal", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["Case", "CaseError", "load_case", "open_run", "run", "tridiagonal", "__version__"]

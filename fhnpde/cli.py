@@ -1,0 +1,139 @@
+"""``python -m fhnpde``: run, convergence, stability, plot, info.
+
+Exit status: 0 done; 2 bad input (one line on stderr, no traceback); 1 numerical failure
+(store kept and marked ``failed``); 130 interrupted (store marked ``interrupted``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from .case import CaseError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's usage errors are bad input too: exit 2
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+
+
+def _say_error(message: str) -> None:
+    print(f"fhnpde: error: {message}", file=sys.stderr)
+
+
+def cmd_run(args) -> int:
+    from .case import load_case
+    from .driver import run_case
+
+    case = load_case(args.case, args.set)
+    try:
+        result = run_case(case, out=args.out, overwrite=args.overwrite, quiet=args.quiet)
+    except CaseError as exc:
+        raise exc.with_source(str(args.case)) if exc.source is None else exc from None
+    if result.status == "complete":
+        if not args.quiet:
+            s = result.stats
+            print(f"{case.name}: complete, {s['steps']} steps in {s['wall_time_s']:.3g} s "
+                  f"-> {result.path}")
+        return EXIT_OK
+    if result.status == "interrupted":
+        _say_error(f"{result.message}; the store {result.path} keeps every completed output "
+                   "and is marked interrupted")
+        return EXIT_INTERRUPTED
+    _say_error(f"{result.message}; the store {result.path} is marked failed")
+    return EXIT_FAILED
+
+
+def cmd_info(args) -> int:
+    from .info import describe
+
+    print(describe())
+    return EXIT_OK
+
+
+def cmd_plot(args) -> int:
+    from .plotting import plot_store
+
+    out = plot_store(args.store, args.out)
+    print(out)
+    return EXIT_OK
+
+
+def cmd_convergence(args) -> int:
+    from .studies import convergence_command
+
+    return convergence_command(args)
+
+
+def cmd_stability(args) -> int:
+    from .studies import stability_command
+
+    return stability_command(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m fhnpde",
+                     description="FitzHugh–Nagumo solvers: point models and cables.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("run", help="run a case file and write its zarr store")
+    p.add_argument("case", help="YAML case file")
+    p.add_argument("--out", help="store path (default: the case's output.path)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a case key, e.g. --set time.dt=0.01 (repeatable)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("info", help="versions and usable backends")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("plot", help="space-time picture and profiles (PNG) of a store")
+    p.add_argument("store")
+    p.add_argument("--out", help="PNG path (default: next to the store)")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("convergence", help="observed order of accuracy in dt or dx")
+    p.add_argument("case")
+    p.add_argument("--vary", choices=("dt", "dx"), required=True)
+    p.add_argument("--levels", type=int, default=4)
+    p.add_argument("--ratio", type=int, default=2)
+    p.add_argument("--t-end", type=float, default=None)
+    p.add_argument("--reference", choices=("self", "scipy"), default="self")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", default=None)
+    p.set_defaults(func=cmd_convergence)
+
+    p = sub.add_parser("stability", help="largest stable dt per solver")
+    p.add_argument("case")
+    p.add_argument("--solver", action="append", default=None)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", default=None)
+    p.set_defaults(func=cmd_stability)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # Ctrl-C must reach the time loop as KeyboardInterrupt even when started from a shell
+    # script that set SIGINT to "ignore" for background jobs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return args.func(args)
+    except CaseError as exc:
+        _say_error(str(exc))
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        _say_error("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""The one time loop. It steps a solver and hands the state to observers at output times.
+
+Observers (store writer, progress bar, blow-up guard, wall-clock limit) implement
+``start(info)``, ``output(t, state)`` and ``finish(status, stats)``. Failures and Ctrl-C end
+in ``finish`` with the matching status, so the store says how the run ended and keeps every
+completed output.
+"""
+
+from __future__ import annotations
+
+import sys
+import time as _time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .backends import array_namespace
+from .case import Case, CaseError
+from .solvers.base import Solver, State
+
+
+class NumericalFailure(RuntimeError):
+    """The numbers went wrong (blow-up, Newton did not converge): exit status 1."""
+
+
+class BlowUp(NumericalFailure):
+    pass
+
+
+@dataclass
+class RunInfo:
+    case: Case
+    solver: Solver
+    n_steps: int
+    steps_per_output: int
+    times: np.ndarray
+    extras: dict = field(default_factory=dict)
+
+
+@dataclass
+class Result:
+    status: str
+    stats: dict
+    message: str = ""
+    path: str | None = None
+
+
+def output_times(n_steps: int, steps_per_output: int, dt: float) -> np.ndarray:
+    steps = list(range(0, n_steps, steps_per_output)) + [n_steps]
+    return np.asarray(steps, dtype=float) * dt
+
+
+class BlowUpGuard:
+    """Stops the run at the first output with a NaN or infinite value."""
+
+    def start(self, info):
+        pass
+
+    def output(self, t, state):
+        for name in ("v", "w"):
+            arr = getattr(state, name)
+            if not bool(array_namespace(arr).isfinite(arr).all()):
+                raise BlowUp(
+                    f"the solution blew up before t = {t:g} ({name} is not finite); "
+                    "lower time.dt or check the parameters"
+                )
+
+    def finish(self, status, stats):
+        pass
+
+
+class ProgressBar:
+    """tqdm bar over simulated time; silent when quiet or not on a terminal."""
+
+    def __init__(self, quiet: bool = False, stream=None):
+        self.stream = stream or sys.stderr
+        self.enabled = not quiet and getattr(self.stream, "isatty", lambda: False)()
+        self.bar = None
+
+    def start(self, info):
+        if self.enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=float(info.times[-1]), unit="t", desc=info.case.name,
+                            file=self.stream, bar_format="{l_bar}{bar}| t={n:.4g}/{total:.4g} "
+                            "[{elapsed}<{remaining}]")
+            self.last = 0.0
+
+    def output(self, t, state):
+        if self.bar is not None:
+            self.bar.update(float(t) - self.last)
+            self.last = float(t)
+
+    def finish(self, status, stats):
+        if self.bar is not None:
+            self.bar.close()
+
+
+class WallClockLimit:
+    """Ends the run as ``interrupted`` once ``seconds`` of wall time have passed."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def start(self, info):
+        self.t0 = _time.monotonic()
+
+    def output(self, t, state):
+        if _time.monotonic() - self.t0 > self.seconds:
+            raise KeyboardInterrupt
+
+    def finish(self, status, stats):
+        pass
+
+
+def integrate(solver: Solver, state: State, case: Case, observers=()) -> Result:
+    """Step ``solver`` from t = 0 to ``time.t_end``, calling observers at output times."""
+    spec = case.time
+    dt = spec.dt
+    n_steps, per_output = spec.n_steps, spec.steps_per_output
+    info = RunInfo(case, solver, n_steps, per_output, output_times(n_steps, per_output, dt))
+    started = []
+    status, message = "running", ""
+    step = 0
+    wall0 = _time.perf_counter()
+    try:
+        for obs in observers:
+            obs.start(info)
+            started.append(obs)
+        for obs in observers:
+            obs.output(0.0, state)
+        while step < n_steps:
+            k = min(per_output, n_steps - step)
+            state = solver.advance(state, step * dt, dt, k)
+            step += k
+            for obs in observers:
+                obs.output(step * dt, state)
+        status = "complete"
+    except NumericalFailure as exc:
+        status, message = "failed", str(exc)
+    except KeyboardInterrupt:
+        status, message = "interrupted", f"interrupted at t = {step * dt:g}"
+    finally:
+        wall = _time.perf_counter() - wall0
+        size = int(np.asarray(state.v).shape[-1]) if np.ndim(state.v) else 1
+        stats = {
+            "steps": int(step),
+            "dt": float(dt),
+            "t_reached": float(step * dt),
+            "wall_time_s": round(wall, 6),
+            "node_updates": int(step) * size,
+            **solver.stats(),
+        }
+        if status == "running":  # an exception we do not handle: still close the store
+            status = "failed"
+        for obs in started:
+            obs.finish(status, stats)
+    return Result(status, stats, message)
+
+
+def build_solver(case: Case):
+    """The problem and the checked solver of a case (CaseError on a bad combination)."""
+    from .backends import BackendUnavailable
+    from .problem import build_problem
+    from .solvers import solver_class
+
+    problem = build_problem(case)
+    geometry = "cable" if problem.is_cable else "point"
+    cls = solver_class(case.solver.method, geometry)
+    try:
+        solver = cls(problem)
+    except BackendUnavailable as exc:
+        raise CaseError(str(exc), key="solver.backend") from None
+    solver.check(case.time.dt)
+    return problem, solver
+
+
+def store_writer(case: Case, problem, solver, path) -> object:
+    from . import __version__
+    from .store import StoreWriter
+
+    attrs = {
+        "fhnpde_version": __version__,
+        "case": case.to_yaml(),
+        "solver": solver.name,
+        "title": case.name,
+        "description": case.description,
+    }
+    n_outputs = len(output_times(case.time.n_steps, case.time.steps_per_output, case.time.dt))
+    if problem.is_cable:
+        coords = {"x": ("x", problem.grid.x, {"units": "1", "long_name": "position along the cable"})}
+        layout = "cable"
+    else:
+        coords = {"member": ("member", np.arange(problem.size), {"long_name": "ensemble member"})}
+        for name, values in problem.members.items():
+            coords[name] = ("member", values, {"long_name": f"varied input {name}"})
+        layout = "point"
+    return StoreWriter(path, layout=layout, coords=coords, attrs=attrs,
+                       chunk_mb=case.output.chunk_mb, n_outputs=n_outputs)
+
+
+def run_case(case: Case, *, out=None, overwrite=False, quiet=True, observers=()) -> Result:
+    """Validate, run and store a case. Raises CaseError for bad input (nothing written)."""
+    from .store import prepare_path
+
+    problem, solver = build_solver(case)
+    path = prepare_path(out or case.output.path, overwrite,
+                        key="--out" if out else "output.path")
+    writer = store_writer(case, problem, solver, path)
+    state = solver.init()
+    result = integrate(solver, state, case,
+                       [BlowUpGuard(), *observers, writer, ProgressBar(quiet)])
+    result.path = str(path)
+    return result

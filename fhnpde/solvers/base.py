@@ -1,0 +1,132 @@
+"""The Solver protocol, the solver registry and the numerical problem a case describes."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..case import Case, CaseError
+from ..grid import UniformGrid
+from ..models import Kinetics
+from ..stimulus import AppliedCurrent
+
+
+@dataclass(frozen=True)
+class Order:
+    """Declared orders of accuracy; ``space`` is None for point models."""
+
+    time: int
+    space: int | None = None
+
+
+@dataclass
+class State:
+    """The unknowns at one time: ``v`` and ``w`` on every node (cable) or member (point)."""
+
+    v: Any
+    w: Any
+
+    def copy(self) -> State:
+        return State(self.v.copy(), self.w.copy())
+
+
+@dataclass
+class Problem:
+    """What a case describes, in numbers: kinetics, geometry, currents, initial state.
+
+    ``kinetics`` parameters are scalars for a cable and arrays over members for a point
+    ensemble; ``members`` holds the varied inputs of an ensemble (name -> array).
+    """
+
+    case: Case
+    kinetics: Kinetics
+    diffusion: float
+    grid: UniformGrid | None
+    current: AppliedCurrent
+    v0: np.ndarray
+    w0: np.ndarray
+    members: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def is_cable(self) -> bool:
+        return self.grid is not None
+
+    @property
+    def size(self) -> int:
+        return int(self.v0.shape[0])
+
+
+class Solver(ABC):
+    """One time-stepping scheme. Never writes files, prints or sleeps.
+
+    Subclasses set ``name``, ``geometry`` ("cable" or "point") and ``order`` and register
+    themselves with :func:`register`.
+    """
+
+    name: ClassVar[str]
+    geometry: ClassVar[str]
+    order: ClassVar[Order]
+
+    def __init__(self, problem: Problem):
+        self.problem = problem
+        self.spec = problem.case.solver
+        self.backend = self.spec.backend
+        self.counters: dict[str, float] = {}
+
+    def stability_limit(self, dt: float) -> float | None:
+        """Largest stable dt where theory gives one (None: no limit)."""
+        return None
+
+    def check(self, dt: float) -> None:
+        """Refuse a dt beyond the stability limit unless ``solver.force`` is set."""
+        limit = self.stability_limit(dt)
+        if limit is not None and dt > limit * (1 + 1e-12) and not self.spec.force:
+            raise CaseError(
+                f"{dt} exceeds the stability limit {limit:.6g} of the {self.name} scheme "
+                f"({self.limit_formula()}); lower time.dt or set solver.force: true",
+                key="time.dt",
+            )
+
+    def limit_formula(self) -> str:
+        return ""
+
+    def init(self) -> State:
+        return State(self.problem.v0.copy(), self.problem.w0.copy())
+
+    @abstractmethod
+    def step(self, state: State, t: float, dt: float) -> State:
+        """Advance one step of size dt from time t; return a new state."""
+
+    def advance(self, state: State, t: float, dt: float, nsteps: int) -> State:
+        """Advance ``nsteps`` steps (a scheme may do this faster than step by step)."""
+        for i in range(nsteps):
+            state = self.step(state, t + i * dt, dt)
+        return state
+
+    def stats(self) -> dict[str, float]:
+        return dict(self.counters)
+
+
+REGISTRY: dict[tuple[str, str], type[Solver]] = {}
+
+
+def register(cls: type[Solver]) -> type[Solver]:
+    REGISTRY[(cls.geometry, cls.name)] = cls
+    return cls
+
+
+def solver_class(name: str, geometry: str) -> type[Solver]:
+    from . import _load_all
+
+    _load_all()
+    try:
+        return REGISTRY[(geometry, name)]
+    except KeyError:
+        valid = sorted(n for g, n in REGISTRY if g == geometry)
+        raise CaseError(
+            f"unknown solver {name!r} for a {geometry} case; valid solvers: {', '.join(valid)}",
+            key="solver.method",
+        ) from None
