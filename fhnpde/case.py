@@ -80,6 +80,9 @@ class _Strict(BaseModel):
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+# [start, end] pairs are YAML lists of two numbers.
+Pair = Annotated[list[FiniteFloat], Field(min_length=2, max_length=2)]
+OpenPair = Annotated[list[FiniteFloat | None], Field(min_length=2, max_length=2)]
 
 
 class ModelSpec(_Strict):
@@ -125,7 +128,7 @@ class GaussianProfile(_Strict):
 
 class BoxProfile(_Strict):
     kind: Literal["box"]
-    x: tuple[FiniteFloat, FiniteFloat]
+    x: Pair
     amplitude: FiniteFloat = 1.0
     base: FiniteFloat = 0.0
 
@@ -148,14 +151,16 @@ class BoxStimulus(_Strict):
     """Applied current ``amplitude`` on x in [x0, x1] (inclusive) for t in [t0, t1)."""
 
     kind: Literal["box"] = "box"
-    x: tuple[FiniteFloat, FiniteFloat] | None = None
-    t: tuple[FiniteFloat, FiniteFloat | None] = (0.0, None)
+    x: Pair | None = None
+    t: OpenPair = Field(default_factory=lambda: [0.0, None])
     amplitude: FiniteFloat
 
     @model_validator(mode="after")
     def _ordered(self) -> BoxStimulus:
         if self.x is not None and self.x[1] < self.x[0]:
             raise _KeyedError("x", f"must be [start, end] with start <= end, got {list(self.x)}")
+        if self.t[0] is None:
+            raise _KeyedError("t", "needs a start time: [t0, t1] or [t0, null]")
         if self.t[1] is not None and self.t[1] < self.t[0]:
             raise _KeyedError("t", f"must be [start, end] with start <= end, got {list(self.t)}")
         return self
@@ -260,12 +265,12 @@ class EnsembleSpec(_Strict):
     sample: Literal["latin-hypercube", "uniform", "grid"] = "latin-hypercube"
     seed: Annotated[int, Field(ge=0)] = 0
     points: Annotated[int, Field(ge=1)] = 11
-    vary: dict[str, tuple[FiniteFloat, FiniteFloat] | ValueList] = Field(default_factory=dict)
+    vary: dict[str, Pair | ValueList] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _ranges(self) -> EnsembleSpec:
         for key, spec in self.vary.items():
-            if isinstance(spec, tuple) and spec[1] < spec[0]:
+            if isinstance(spec, list) and spec[1] < spec[0]:
                 raise _KeyedError(
                     f"vary.{key}", f"must be [low, high] with low <= high, got {list(spec)}"
                 )
@@ -363,7 +368,7 @@ class _KeyedError(ValueError):
 
 # --- errors ------------------------------------------------------------------------------
 
-_TAGS = {"gaussian", "box", "exact", "neural", "float", "int", "tuple[float, float]", "ValueList"}
+_TAGS = {"gaussian", "box", "exact", "neural", "float", "int", "list[float]", "ValueList", "none", "list[nullable[float]]"}
 
 
 def _loc_to_path(loc: tuple) -> str:

@@ -127,14 +127,16 @@ def integrate(solver: Solver, state: State, case: Case, observers=()) -> Result:
         for obs in observers:
             obs.start(info)
             started.append(obs)
+        stored = solver.output_state(state)
         for obs in observers:
-            obs.output(0.0, state)
+            obs.output(0.0, stored)
         while step < n_steps:
             k = min(per_output, n_steps - step)
             state = solver.advance(state, step * dt, dt, k)
             step += k
+            stored = solver.output_state(state)
             for obs in observers:
-                obs.output(step * dt, state)
+                obs.output(step * dt, stored)
         status = "complete"
     except NumericalFailure as exc:
         status, message = "failed", str(exc)
@@ -196,7 +198,8 @@ def store_writer(case: Case, problem, solver, path) -> object:
             coords[name] = ("member", values, {"long_name": f"varied input {name}"})
         layout = "point"
     return StoreWriter(path, layout=layout, coords=coords, attrs=attrs,
-                       chunk_mb=case.output.chunk_mb, n_outputs=n_outputs)
+                       extras=solver.output_variables(), chunk_mb=case.output.chunk_mb,
+                       n_outputs=n_outputs)
 
 
 def run_case(case: Case, *, out=None, overwrite=False, quiet=True, observers=()) -> Result:

@@ -136,7 +136,7 @@ class StoreWriter:
     def start(self, info) -> None:
         self._create()
 
-    def output(self, t, state, extras=None) -> None:
+    def output(self, t, state) -> None:
         from .backends import to_numpy
 
         k = len(self._times)
@@ -144,7 +144,7 @@ class StoreWriter:
         self._w[k] = to_numpy(state.w)
         self._times.append(float(t))
         for name in self.extras:
-            self._extra[name].append(to_numpy((extras or {})[name]))
+            self._extra[name].append(to_numpy(state.aux[name]))
         if len(self._times) == self.chunk or (
             _time.monotonic() - self._last_flush > self.flush_seconds
         ):
@@ -198,8 +198,9 @@ class StoreWriter:
             for name, (edims, eattrs) in self.extras.items():
                 eshape = tuple(self.size if d in ("x", "member") else 1 for d in edims)
                 group.create_array(name, shape=(0, *eshape), chunks=(self.chunk, *eshape),
-                                   dtype=eattrs.pop("dtype", "f8"),
-                                   dimension_names=["time", *edims], attributes=eattrs)
+                                   dtype=eattrs.get("dtype", "f8"),
+                                   dimension_names=["time", *edims],
+                                   attributes={k: v for k, v in eattrs.items() if k != "dtype"})
         except OSError as exc:
             raise CaseError(
                 f"cannot write to {self.path} ({exc.strerror or exc}); choose a writable path",

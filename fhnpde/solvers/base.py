@@ -28,9 +28,10 @@ class State:
 
     v: Any
     w: Any
+    aux: dict = field(default_factory=dict)  # extra per-output variables (see output_variables)
 
     def copy(self) -> State:
-        return State(self.v.copy(), self.w.copy())
+        return State(self.v.copy(), self.w.copy(), dict(self.aux))
 
 
 @dataclass
@@ -105,6 +106,15 @@ class Solver(ABC):
         for i in range(nsteps):
             state = self.step(state, t + i * dt, dt)
         return state
+
+    def output_state(self, state: State) -> State:
+        """The state as stored: ``v``, ``w`` on the case's nodes (an adaptive scheme
+        interpolates to its base grid here) and ``aux`` holding :meth:`output_variables`."""
+        return state
+
+    def output_variables(self) -> dict[str, tuple[tuple[str, ...], dict]]:
+        """Extra stored variables: name -> (dims after ``time``, attrs incl. optional dtype)."""
+        return {}
 
     def stats(self) -> dict[str, float]:
         return dict(self.counters)

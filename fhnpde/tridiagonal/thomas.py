@@ -1,0 +1,304 @@
+r"""Thomas's algorithm (LU without pivoting for tridiagonal matrices), compiled with numba.
+
+This module imports numba; the registry imports it only when method ``"thomas"`` is first used.
+
+The system, row i = 0 .. n-1 (a = lower, b = diag, c = upper, d = rhs; a[0] = c[n-1] = 0)::
+
+    a[i] x[i-1] + b[i] x[i] + c[i] x[i+1] = d[i]
+
+**Forward Thomas** (Thomas 1949; Golub & Van Loan, *Matrix Computations*, 4th ed., 4.3.6)
+eliminates downwards, then substitutes upwards::
+
+    t[0] = b[0],                       t[i] = b[i] - a[i] c'[i-1]            (pivots)
+    c'[i] = c[i] / t[i],               d'[i] = (d[i] - a[i] d'[i-1]) / t[i]
+    x[n-1] = d'[n-1],                  x[i] = d'[i] - c'[i] x[i+1]
+
+**Two-ended form used by solve()** ("burn at both ends", the twisted factorisation of
+Meurant 1992, *SIAM J. Matrix Anal. Appl.* 13, 707): the forward recurrence runs down rows
+0 .. m-1 while the mirror recurrence runs up rows n-1 .. m+1, m = n // 2::
+
+    top,    i = 0 .. m-1:    t[i] = b[i] - a[i] c'[i-1],    c'[i] = c[i] / t[i],
+                             d'[i] = (d[i] - a[i] d'[i-1]) / t[i]
+    bottom, j = n-1 .. m+1:  u[j] = b[j] - c[j] a'[j+1],    a'[j] = a[j] / u[j],
+                             d'[j] = (d[j] - c[j] d'[j+1]) / u[j]
+    twist,  row m:           p = b[m] - a[m] c'[m-1] - c[m] a'[m+1]
+                             x[m] = (d[m] - a[m] d'[m-1] - c[m] d'[m+1]) / p
+    back,   i = m-1 .. 0:    x[i] = d'[i] - c'[i] x[i+1]
+            j = m+1 .. n-1:  x[j] = d'[j] - a'[j] x[j-1]
+
+(terms with an index outside 0 .. n-1 are left out). Same flop count and the same stability
+as the forward sweep (both are LU factorisations without pivoting, stable for diagonally
+dominant matrices), but the two halves are independent chains of dependent divisions, so an
+out-of-order core overlaps them: the sweep is bound by division latency, and this halves it.
+
+Memory: reads a, b, c, d once, writes x, and uses one scratch vector of n (c' and a');
+d' lives in x. Batched systems (leading axes) run in parallel over the batch with
+``prange`` (one scratch vector per thread); a single system runs a serial kernel, so it does
+not pay the parallel start-up.
+
+Pivots t, u, p are checked as they are formed: a zero or non-finite one stops the sweep and
+raises :class:`~fhnpde.tridiagonal.PivotError` with the system and row.
+
+**Factorisation** (for a constant matrix solved many times) stores, from the forward sweep,
+r[i] = 1 / t[i], l[i] = a[i] r[i] and c'[i] = c[i] r[i]; each solve is then::
+
+    y[0] = d[0] r[0],   y[i] = d[i] r[i] - l[i] y[i-1]      (forward, one FMA per row)
+    x[n-1] = y[n-1],    x[i] = y[i] - c'[i] x[i+1]           (backward)
+
+with no divisions, and the forward recurrence is a single multiply-add deep.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from ._api import Factorization, as_rows, raise_pivot_error
+
+_JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
+
+
+@numba.njit(**_JIT, inline="always")
+def _bad(t) -> bool:
+    """True if a pivot is zero, infinite or NaN (t - t is NaN for inf and NaN)."""
+    return t == 0 or t - t != 0
+
+
+@numba.njit(**_JIT)
+def _thomas_system(a, b, c, d, x, s):
+    """Two-ended Thomas sweep of one system into x (s: scratch of length n).
+
+    Returns (row, pivot) of the first bad pivot, or (-1, 0) if all pivots were fine.
+    """
+    n = b.shape[0]
+    m = n // 2
+    nb = n - m - 1  # rows of the bottom sweep: m+1 .. n-1
+    zero = b[0] - b[0]
+    if m > 0:
+        t = b[0]
+        if _bad(t):
+            return 0, t
+        s[0] = c[0] / t
+        x[0] = d[0] / t
+    if nb > 0:
+        u = b[n - 1]
+        if _bad(u):
+            return n - 1, u
+        s[n - 1] = a[n - 1] / u
+        x[n - 1] = d[n - 1] / u
+    both = min(m, nb)
+    for i in range(1, both):  # top row i and bottom row j together: two independent chains
+        j = n - 1 - i
+        t = b[i] - a[i] * s[i - 1]
+        u = b[j] - c[j] * s[j + 1]
+        if _bad(t):
+            return i, t
+        if _bad(u):
+            return j, u
+        s[i] = c[i] / t
+        x[i] = (d[i] - a[i] * x[i - 1]) / t
+        s[j] = a[j] / u
+        x[j] = (d[j] - c[j] * x[j + 1]) / u
+    for i in range(max(both, 1), m):  # n even: the top half has one row more
+        t = b[i] - a[i] * s[i - 1]
+        if _bad(t):
+            return i, t
+        s[i] = c[i] / t
+        x[i] = (d[i] - a[i] * x[i - 1]) / t
+    # the twist row m meets both sweeps
+    p = b[m]
+    r = d[m]
+    if m > 0:
+        p -= a[m] * s[m - 1]
+        r -= a[m] * x[m - 1]
+    if nb > 0:
+        p -= c[m] * s[m + 1]
+        r -= c[m] * x[m + 1]
+    if _bad(p):
+        return m, p
+    x[m] = r / p
+    for k in range(1, both + 1):  # back-substitute outwards from the twist, both halves at once
+        i = m - k
+        j = m + k
+        x[i] = x[i] - s[i] * x[i + 1]
+        x[j] = x[j] - s[j] * x[j - 1]
+    for i in range(m - both - 1, -1, -1):
+        x[i] = x[i] - s[i] * x[i + 1]
+    return -1, zero
+
+
+@numba.njit(**_JIT)
+def _thomas_one(a, b, c, d):
+    """One system, serial: returns (x, bad_row, bad_pivot)."""
+    n = b.shape[0]
+    x = np.empty(n, dtype=b.dtype)
+    s = np.empty(n, dtype=b.dtype)
+    row, piv = _thomas_system(a, b, c, d, x, s)
+    return x, row, piv
+
+
+@numba.njit(**_JIT, parallel=True)
+def _thomas_batch(a, b, c, d, x, bad_row, bad_piv, nchunks):
+    """Systems j = 0 .. nsys-1 (rows of x) in nchunks contiguous chunks, one per thread.
+
+    A coefficient array with one row is shared by all systems. (nchunks comes from the
+    caller: numba.get_num_threads() inside a parallel function defeats caching.)
+    """
+    nsys, n = x.shape
+    for chunk in numba.prange(nchunks):
+        s = np.empty(n, dtype=x.dtype)  # one scratch vector per thread, not per system
+        for j in range(chunk * nsys // nchunks, (chunk + 1) * nsys // nchunks):
+            ja = j if a.shape[0] > 1 else j - j  # same int type as j
+            jb = j if b.shape[0] > 1 else j - j  # same int type as j
+            jc = j if c.shape[0] > 1 else j - j  # same int type as j
+            jd = j if d.shape[0] > 1 else j - j  # same int type as j
+            row, piv = _thomas_system(a[ja], b[jb], c[jc], d[jd], x[j], s)
+            bad_row[j] = row
+            bad_piv[j] = piv
+
+
+# -- factorisation of a constant matrix ------------------------------------------------------
+
+
+@numba.njit(**_JIT)
+def _factor_system(a, b, c, r, l, cp):
+    """Forward elimination only: r = 1/t, l = a r, cp = c r. Returns (bad_row, bad_pivot)."""
+    n = b.shape[0]
+    zero = b[0] - b[0]
+    t = b[0]
+    if _bad(t):
+        return 0, t
+    one = t / t
+    r[0] = one / t
+    l[0] = zero
+    cp[0] = c[0] * r[0]
+    for i in range(1, n):
+        t = b[i] - a[i] * cp[i - 1]
+        if _bad(t):
+            return i, t
+        ri = one / t
+        r[i] = ri
+        l[i] = a[i] * ri
+        cp[i] = c[i] * ri
+    cp[n - 1] = zero
+    return -1, zero
+
+
+@numba.njit(**_JIT, parallel=True)
+def _factor_batch(a, b, c, r, l, cp, bad_row, bad_piv):
+    nsys = r.shape[0]
+    for j in numba.prange(nsys):
+        ja = j if a.shape[0] > 1 else j - j  # same int type as j
+        jb = j if b.shape[0] > 1 else j - j  # same int type as j
+        jc = j if c.shape[0] > 1 else j - j  # same int type as j
+        row, piv = _factor_system(a[ja], b[jb], c[jc], r[j], l[j], cp[j])
+        bad_row[j] = row
+        bad_piv[j] = piv
+
+
+@numba.njit(**_JIT)
+def _substitute_system(r, l, cp, d, x):
+    """Forward y[i] = d[i] r[i] - l[i] y[i-1] into x, then backward x[i] = y[i] - cp[i] x[i+1]."""
+    n = d.shape[0]
+    y = d[0] * r[0]
+    x[0] = y
+    for i in range(1, n):
+        y = d[i] * r[i] - l[i] * y
+        x[i] = y
+    for i in range(n - 2, -1, -1):
+        y = x[i] - cp[i] * y
+        x[i] = y
+
+
+@numba.njit(**_JIT)
+def _substitute_one(r, l, cp, d):
+    x = np.empty(d.shape[0], dtype=d.dtype)
+    _substitute_system(r, l, cp, d, x)
+    return x
+
+
+@numba.njit(**_JIT, parallel=True)
+def _substitute_batch(r, l, cp, d, x):
+    nsys = x.shape[0]
+    for j in numba.prange(nsys):
+        jf = j if r.shape[0] > 1 else j - j
+        jd = j if d.shape[0] > 1 else j - j  # same int type as j
+        _substitute_system(r[jf], l[jf], cp[jf], d[jd], x[j])
+
+
+# -- registry entry points -------------------------------------------------------------------
+
+
+def solve(lower, diag, upper, rhs, batch_shape):
+    """Registry entry: validated numpy input (see ``_registry``) -> x of shape batch + (n,)."""
+    n = rhs.shape[-1]
+    nsys = math.prod(batch_shape)
+    if nsys == 1:
+        x, row, piv = _thomas_one(
+            _flat(lower), _flat(diag), _flat(upper), _flat(rhs)
+        )
+        if row >= 0:
+            raise_pivot_error("thomas", batch_shape, [row], [piv])
+        return x.reshape(batch_shape + (n,))
+    rows = [as_rows(np, v, batch_shape, n) for v in (lower, diag, upper, rhs)]
+    x = np.empty((nsys, n), dtype=rhs.dtype)
+    bad_row = np.empty(nsys, dtype=np.int64)
+    bad_piv = np.empty(nsys, dtype=rhs.dtype)
+    if nsys:
+        _thomas_batch(*rows, x, bad_row, bad_piv, min(nsys, numba.get_num_threads()))
+        if bad_row.max() >= 0:
+            raise_pivot_error("thomas", batch_shape, bad_row, bad_piv)
+    return x.reshape(batch_shape + (n,))
+
+
+def _flat(v):
+    return np.ascontiguousarray(v.reshape(-1))
+
+
+class ThomasFactorization(Factorization):
+    """Thomas's forward elimination done once: reciprocal pivots r, l = a r, c' = c r."""
+
+    method = "thomas"
+
+    def __init__(self, r, l, cp, batch_shape) -> None:
+        super().__init__(r.shape[-1], batch_shape, r.dtype)
+        self.reciprocal_pivots = r  # (rows, n), rows = 1 or prod(batch_shape)
+        self.scaled_lower = l
+        self.modified_upper = cp
+
+    def _solve(self, rhs, batch_shape):
+        n = self.n
+        nsys = math.prod(batch_shape)
+        factors = (self.reciprocal_pivots, self.scaled_lower, self.modified_upper)
+        if nsys == 1:
+            x = _substitute_one(*(f[0] for f in factors), _flat(rhs))
+            return x.reshape(batch_shape + (n,))
+        if self.batch_shape and math.prod(self.batch_shape) > 1 and self.batch_shape != batch_shape:
+            # partly broadcast factors, e.g. (2, 1) against rhs (1, 4): materialise them
+            factors = tuple(
+                as_rows(np, f.reshape(self.batch_shape + (n,)), batch_shape, n) for f in factors
+            )
+        d = as_rows(np, rhs, batch_shape, n)
+        x = np.empty((nsys, n), dtype=self.dtype)
+        if nsys:
+            _substitute_batch(*factors, d, x)
+        return x.reshape(batch_shape + (n,))
+
+
+def factorize(lower, diag, upper, batch_shape):
+    """Registry entry: forward-eliminate once; returns a :class:`ThomasFactorization`."""
+    n = diag.shape[-1]
+    nsys = math.prod(batch_shape)
+    rows = [as_rows(np, v, batch_shape, n) for v in (lower, diag, upper)]
+    r, l, cp = (np.empty((nsys, n), dtype=diag.dtype) for _ in range(3))
+    bad_row = np.full(nsys, -1, dtype=np.int64)
+    bad_piv = np.zeros(nsys, dtype=diag.dtype)
+    if nsys == 1:
+        bad_row[0], bad_piv[0] = _factor_system(*(v[0] for v in rows), r[0], l[0], cp[0])
+    elif nsys:
+        _factor_batch(*rows, r, l, cp, bad_row, bad_piv)
+    if nsys and bad_row.max() >= 0:
+        raise_pivot_error("thomas", batch_shape, bad_row, bad_piv, detail="in factorize")
+    return ThomasFactorization(r, l, cp, batch_shape)
