@@ -1,0 +1,94 @@
+"""Shared helpers for the tests: small cases built in code, runs without stores, references."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+from scipy import sparse
+from scipy.integrate import solve_ivp
+
+from fhnpde.case import apply_overrides, parse_case
+from fhnpde.driver import build_solver
+from fhnpde.grid import UniformGrid
+
+SMALL_CABLE = {
+    "name": "small_cable",
+    "model": {"kinetics": "nagumo", "params": {"k": 1.0, "a": 0.1, "eps": 0.01, "gamma": 0.5},
+              "diffusion": 1.0},
+    "domain": {"length": 40.0, "nx": 81, "boundary": "neumann"},
+    "initial": {"v": {"kind": "gaussian", "center": 20.0, "width": 3.0, "amplitude": 1.0},
+                "w": 0.0},
+    "time": {"t_end": 5.0, "dt": 0.05, "save_every": 5.0},
+    "solver": {"method": "explicit", "backend": "numpy"},
+}
+
+CELL = {
+    "name": "cell",
+    "model": {"kinetics": "nagumo", "params": {"k": 10.0, "a": 0.4, "eps": 0.04, "gamma": 4.0}},
+    "initial": {"v": 0.5, "w": 0.0},
+    "time": {"t_end": 5.0, "dt": 0.01, "save_every": 5.0},
+    "solver": {"method": "rk4", "backend": "numpy"},
+}
+
+
+def make_case(base: dict, *sets: str):
+    """A validated case from a base mapping and ``--set``-style overrides."""
+    return parse_case(apply_overrides(copy.deepcopy(base), list(sets), "<test>"), "<test>")
+
+
+def final_state(case):
+    """Run a case in memory to t_end; returns (problem, State)."""
+    problem, solver = build_solver(case)
+    state = solver.init()
+    n = case.time.n_steps
+    state = solver.advance(state, 0.0, case.time.dt, n)
+    state = solver.output_state(state)
+    return problem, np.asarray(state.v), np.asarray(state.w)
+
+
+def mol_reference(case, rtol=1e-11, atol=1e-13):
+    """Method-of-lines solution on the case's grid by scipy BDF (sparse Jacobian)."""
+    from fhnpde.problem import build_problem
+
+    problem = build_problem(case)
+    grid: UniformGrid = problem.grid
+    n = grid.nx
+    kin = problem.kinetics
+    D = problem.diffusion
+
+    def rhs(t, y):
+        v, w = y[:n], y[n:]
+        dv, dw = kin.reaction(v, w, problem.current.current(t))
+        return np.concatenate([D * grid.laplacian(v) + dv, dw])
+
+    main = sparse.diags([1.0, 1.0, 1.0], [-1, 0, 1], shape=(n, n)).tolil()
+    g0, gn = grid.ghosts
+    main[0, g0] = 1
+    main[n - 1, gn] = 1
+    eye = sparse.eye(n)
+    pattern = sparse.bmat([[main, eye], [eye, eye]])
+    y0 = np.concatenate([problem.v0, problem.w0])
+    sol = solve_ivp(rhs, (0.0, case.time.t_end), y0, method="BDF", rtol=rtol, atol=atol,
+                    jac_sparsity=pattern)
+    assert sol.success, sol.message
+    return grid.x, sol.y[:n, -1], sol.y[n:, -1]
+
+
+def point_reference(kinetics_params, v0, w0, I, t_end, name="nagumo"):
+    """A single cell by scipy DOP853 at rtol 1e-13."""
+    from fhnpde.models import Kinetics
+
+    kin = Kinetics.create(name, kinetics_params)
+
+    def rhs(t, y):
+        return np.array(kin.reaction(y[0], y[1], I))
+
+    sol = solve_ivp(rhs, (0.0, t_end), [v0, w0], method="DOP853", rtol=1e-13, atol=1e-14)
+    assert sol.success
+    return sol.y[0, -1], sol.y[1, -1]
+
+
+def fitted_order(h, err) -> float:
+    """Least-squares slope of log(err) against log(h)."""
+    return float(np.polyfit(np.log(h), np.log(err), 1)[0])

@@ -1,0 +1,160 @@
+"""The explicit cable solver against independent references, its orders, symmetry and
+conservation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fhnpde.case import CaseError
+from fhnpde.driver import build_solver
+from tests.helpers import SMALL_CABLE, final_state, fitted_order, make_case, mol_reference
+
+BACKENDS = ["numpy", "numba"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_time_error_against_scipy_bdf_shrinks_like_dt(backend):
+    """Same grid, scipy BDF at rtol 1e-11 as the exact semi-discrete solution: the
+    difference is the explicit scheme's time error and must be proportional to dt."""
+    base = make_case(SMALL_CABLE)
+    _, v_ref, w_ref = mol_reference(base)
+    dts = [0.04, 0.02, 0.01, 0.005]
+    errs = []
+    for dt in dts:
+        case = make_case(SMALL_CABLE, f"time.dt={dt}", f"solver.backend={backend}")
+        _, v, w = final_state(case)
+        errs.append(np.max(np.abs(v - v_ref)))
+    order = fitted_order(dts, errs)
+    assert order == pytest.approx(1.0, abs=0.1), (errs, order)
+    ratios = np.array(errs[:-1]) / np.array(errs[1:])
+    assert np.all((ratios > 1.8) & (ratios < 2.2)), ratios
+    assert errs[-1] < 2e-4
+
+
+def test_space_error_falls_fourfold_when_dx_halves():
+    """dt = dx^2 / 4 (so the O(dt) time error is O(dx^2) too); reference: scipy BDF on a
+    grid 16x finer than the finest level, compared at common nodes."""
+    fine = make_case(SMALL_CABLE, "domain.nx=1281")
+    x_ref, v_ref, _ = mol_reference(fine, rtol=1e-10, atol=1e-12)
+    errs, hs = [], []
+    for nx in (21, 41, 81):
+        dx = 40.0 / (nx - 1)
+        dt = 5.0 / round(5.0 / (dx * dx / 4))
+        case = make_case(SMALL_CABLE, f"domain.nx={nx}", f"time.dt={dt}")
+        problem, v, _ = final_state(case)
+        stride = (1281 - 1) // (nx - 1)
+        errs.append(np.sqrt(np.mean((v - v_ref[::stride]) ** 2)))
+        hs.append(dx)
+    ratios = np.array(errs[:-1]) / np.array(errs[1:])
+    assert np.all((ratios > 3.4) & (ratios < 4.6)), (errs, ratios)
+    assert fitted_order(hs, errs) == pytest.approx(2.0, abs=0.15)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_divergent_case_is_symmetric(backend, cases_dir):
+    from fhnpde.case import load_case
+
+    case = load_case(cases_dir / "divergent.yaml",
+                     ["time.t_end=60", f"solver.backend={backend}"])
+    _, v, w = final_state(case)
+    assert v.max() > 0.5  # two pulses are travelling
+    np.testing.assert_allclose(v, v[::-1], rtol=0, atol=1e-13)
+    np.testing.assert_allclose(w, w[::-1], rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pure_diffusion_conserves_the_integral(backend):
+    """Reaction off (k = 0, eps tiny): the trapezoidal integral of v is conserved by the
+    mirror-node no-flux ends, to round-off, while the profile changes a lot."""
+    case = make_case(SMALL_CABLE, "model.params.k=0", "time.t_end=20", "time.save_every=20",
+                     f"solver.backend={backend}", "initial.v.center=5.0")
+    problem, v, _ = final_state(case)
+    grid = problem.grid
+    before, after = grid.integral(problem.v0), grid.integral(v)
+    assert np.max(np.abs(v - problem.v0)) > 0.1
+    assert after == pytest.approx(before, rel=1e-13)
+
+
+def test_first_order_boundary_does_not_conserve():
+    """The one-sided (boundary_order 1) ends leak: evidence that the option is the
+    inconsistent treatment it is documented to be."""
+    case = make_case(SMALL_CABLE, "model.params.k=0", "time.t_end=20", "time.save_every=20",
+                     "domain.boundary_order=1", "initial.v.center=5.0")
+    problem, v, _ = final_state(case)
+    grid = problem.grid
+    assert abs(grid.integral(v) - grid.integral(problem.v0)) > 1e-3
+
+
+def test_periodic_ring_conserves_under_diffusion():
+    case = make_case(SMALL_CABLE, "domain.boundary=periodic", "model.params.k=0",
+                     "time.t_end=10", "time.save_every=10", "initial.v.center=2.0")
+    problem, v, _ = final_state(case)
+    assert problem.grid.nx == 81 and problem.grid.dx == pytest.approx(40.0 / 81)
+    assert np.max(np.abs(v - problem.v0)) > 0.1
+    assert v.sum() == pytest.approx(problem.v0.sum(), rel=1e-13)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_periodic_ring_is_translation_invariant(backend):
+    """Pulses that cross the seam of the ring: starting 40 nodes further on gives the same
+    solution rolled by 40 nodes (the initial tails, below 1e-10, are the only difference)."""
+    ring = ["domain.boundary=periodic", "initial.v.width=1.0", "initial.v.amplitude=1.2",
+            "time.t_end=30", "time.save_every=30", f"solver.backend={backend}"]
+    dx = 40.0 / 81
+    _, va, _ = final_state(make_case(SMALL_CABLE, *ring, f"initial.v.center={10 * dx}"))
+    _, vb, _ = final_state(make_case(SMALL_CABLE, *ring, f"initial.v.center={50 * dx}"))
+    assert va.max() > 0.5
+    np.testing.assert_allclose(np.roll(va, 40), vb, atol=1e-9)
+
+
+def test_numba_and_numpy_backends_agree():
+    a = make_case(SMALL_CABLE, "solver.backend=numpy",
+                  "stimuli=[{kind: box, x: [0, 2], t: [0, 2.5], amplitude: 0.5}]")
+    b = make_case(SMALL_CABLE, "solver.backend=numba",
+                  "stimuli=[{kind: box, x: [0, 2], t: [0, 2.5], amplitude: 0.5}]")
+    _, va, wa = final_state(a)
+    _, vb, wb = final_state(b)
+    np.testing.assert_allclose(va, vb, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(wa, wb, rtol=0, atol=1e-13)
+
+
+def test_numba_parallel_kernel_agrees_with_serial():
+    from fhnpde import _kernels
+
+    rng = np.random.default_rng(3)
+    n = 200_003
+    v, w, cur = rng.random(n), rng.random(n) * 0.1, rng.random(n) * 0.01
+    args = (0, v, w, cur, (1.0, 0.1, 0.01, 0.5), 0.01, 1.0, 4.0, 1, n - 2)
+    out1 = np.empty(n), np.empty(n)
+    out2 = np.empty(n), np.empty(n)
+    _kernels.explicit_step_serial(*args, *out1)
+    _kernels.explicit_step_parallel(*args, *out2)
+    np.testing.assert_array_equal(out1[0], out2[0])
+    np.testing.assert_array_equal(out1[1], out2[1])
+
+
+def test_stimulus_box_fires_the_cable():
+    case = make_case(SMALL_CABLE, "initial.v=0.0", "time.t_end=40", "time.save_every=40",
+                     "stimuli=[{kind: box, x: [0, 2], t: [0, 5], amplitude: 1.0}]")
+    problem, v, _ = final_state(case)
+    assert problem.current.current(1.0)[:5].tolist() == [1.0] * 5
+    assert problem.current.current(6.0).max() == 0.0
+    assert v.max() > 0.5  # a pulse travels away from the stimulated end
+
+
+@pytest.mark.parametrize("dt", [0.126, 0.2])
+def test_unstable_dt_is_refused_with_the_limit(dt):
+    case = make_case(SMALL_CABLE, f"time.dt={dt}", "time.t_end=5.04" if dt == 0.126 else
+                     "time.t_end=5.0", "time.save_every=5.04" if dt == 0.126 else
+                     "time.save_every=5.0")
+    with pytest.raises(CaseError) as info:
+        build_solver(case)
+    msg = str(info.value)
+    assert "time.dt" in msg and "stability limit 0.125" in msg and "solver.force" in msg
+
+
+def test_force_runs_an_unstable_dt():
+    case = make_case(SMALL_CABLE, "time.dt=0.2", "solver.force=true")
+    _, solver = build_solver(case)
+    assert solver.stability_limit(0.2) == pytest.approx(0.125)
