@@ -402,6 +402,8 @@ def _explain(err: dict) -> tuple[str, str]:
         op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<",
               "less_than_equal": "<="}[kind]
         bound = next(iter(ctx.values()))
+        if isinstance(bound, int | float):
+            bound = f"{bound:g}"
         return path, f"must be {op} {bound}, got {given!r}"
     if kind in ("float_type", "int_type", "float_parsing", "int_parsing", "int_from_float"):
         want = "an integer" if kind.startswith("int") else "a number"
@@ -416,8 +418,10 @@ def _explain(err: dict) -> tuple[str, str]:
         return path, msg.replace("Input should be", "must be") + f", got {given!r}"
     if kind in ("dict_type", "model_type", "model_attributes_type"):
         return path, f"must be a mapping of keys, got {given!r}"
-    if kind in ("tuple_type", "list_type", "too_short", "too_long"):
+    if kind in ("too_short", "too_long"):
         return path, f"must be a list [start, end], got {given!r}"
+    if kind in ("tuple_type", "list_type"):
+        return path, f"must be a list, got {given!r}"
     if kind == "union_tag_not_found":
         return path, "needs a 'kind' key"
     return path, f"{msg}, got {given!r}"
@@ -425,12 +429,16 @@ def _explain(err: dict) -> tuple[str, str]:
 
 def _from_validation_error(exc: ValidationError, source: str | None) -> CaseError:
     errors = exc.errors()
-    # Prefer the most specific message: unions report one error per member.
-    chosen = errors[0]
-    for err in errors:
-        if err["type"] in ("value_error", "extra_forbidden", "missing"):
-            chosen = err
-            break
+    # Prefer the most specific message: a union (a number or a profile) reports one error
+    # per member, and the member the user meant is the one that got furthest.
+    priority = ("value_error", "extra_forbidden", "missing", "union_tag_invalid",
+                "union_tag_not_found", "literal_error")
+
+    def rank(err):
+        kind = err["type"]
+        return (priority.index(kind) if kind in priority else len(priority), -len(err["loc"]))
+
+    chosen = min(errors, key=rank)
     path, message = _explain(chosen)
     return CaseError(message, source=source, key=path or None)
 
@@ -453,6 +461,9 @@ def _set_path(data: dict, path: str, value: Any, source: str) -> None:
         if not isinstance(node, dict):
             raise CaseError("is not a mapping", source=source, key=".".join(keys[:i]))
         if node.get(key) is None:
+            if keys[i + 1].isdigit():
+                raise CaseError(f"no list item {keys[i + 1]!r} (the list is empty)",
+                                source=source, key=".".join(keys[: i + 2]))
             node[key] = {}
         node = node[key]
     last = keys[-1]

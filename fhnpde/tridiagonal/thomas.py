@@ -57,7 +57,26 @@ import numpy as np
 
 from ._api import Factorization, as_rows, raise_pivot_error
 
-_JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
+_JIT = {"cache": True, "nogil": True, "error_model": "numpy", "fastmath": {"contract"}}
+
+# Rows per block of the determinant recurrence between two overflow checks.
+_BLOCK = 4
+
+
+def _constants(dtype: np.dtype) -> np.ndarray:
+    """[one, huge, tiny, largest finite, smallest normal] in the dtype, for the kernels.
+
+    huge/tiny are the rescaling thresholds of the determinant recurrence (powers of two, so
+    rescaling is exact); with them a block of _BLOCK rows may grow q by 2^(emax - log2 huge)
+    before it could overflow (float64: pivots up to ~2^130, float32: up to ~2^21 per row).
+    """
+    dtype = np.dtype(dtype)
+    k = 500 if dtype == np.float64 else 40
+    fi = np.finfo(dtype)
+    return np.array([1.0, 2.0**k, 2.0**-k, fi.max, fi.tiny], dtype=dtype)
+
+
+_CONSTANTS = {np.dtype(t): _constants(t) for t in (np.float32, np.float64)}
 
 
 @numba.njit(**_JIT, inline="always")
@@ -66,11 +85,114 @@ def _bad(t) -> bool:
     return t == 0 or t - t != 0
 
 
-@numba.njit(**_JIT)
-def _thomas_system(a, b, c, d, x, s):
-    """Two-ended Thomas sweep of one system into x (s: scratch of length n).
+@numba.njit(**_JIT, inline="always")
+def _eliminate_row(a, b, c, d, s, x, i, q1, q2, rinv, y, cprev, one, tmin, tmax):
+    """Row i of the determinant-form forward elimination (see ``_eliminate``)."""
+    ai = a[i]
+    q = b[i] * q1 - (ai * cprev) * q2  # q[i] = b[i] q[i-1] - a[i] c[i-1] q[i-2]
+    ell = ai * rinv  # l[i] = a[i] / t[i-1]
+    rinv = q1 * (one / q)  # 1 / t[i] = q[i-1] / q[i]
+    bad = not (tmin < abs(rinv) < tmax)
+    y = d[i] - ell * y  # y[i] = d[i] - l[i] y[i-1]
+    cprev = c[i]
+    s[i] = cprev * rinv  # c'[i] = c[i] / t[i]
+    x[i] = y * rinv  # d'[i] = y[i] / t[i]
+    return q, q1, rinv, y, cprev, bad
 
-    Returns (row, pivot) of the first bad pivot, or (-1, 0) if all pivots were fine.
+
+@numba.njit(**_JIT)
+def _eliminate(a, b, c, d, s, x, m, k):
+    """Forward elimination of rows 0 .. m-1 into s[i] = c'[i], x[i] = d'[i].
+
+    Division-free chain: the pivots t[i] = q[i] / q[i-1] come from the leading principal
+    minors q[i] = b[i] q[i-1] - a[i] c[i-1] q[i-2] (q[-1] = 1, q[0] = b[0]); the elimination
+    y[i] = d[i] - (a[i] / t[i-1]) y[i-1] is one multiply-add deep. The only division per row,
+    1 / q[i], is off the dependency chains, so rows overlap in the pipeline (the classic
+    recurrence t[i] = b[i] - a[i] c[i-1] / t[i-1] waits for a division every row). Rounding
+    makes the computed q exact minors of a matrix whose b[i] and a[i] c[i-1] are perturbed
+    by a few ulps: the same backward stability as the classic recurrence. Every _BLOCK rows
+    (q[i-1], q[i]) are rescaled by an exact power of two to stay in range.
+
+    Returns -1, or the row at which a pivot came out zero, non-finite or subnormal (the
+    caller then reruns the classic recurrence to diagnose it, or to solve if only the
+    minors overflowed).
+    """
+    if m == 0:
+        return -1
+    one = k[0]
+    huge = k[1]
+    tiny = k[2]
+    tmax = k[3]
+    tmin = k[4]
+    q1 = b[0]
+    q2 = one
+    rinv = one / q1
+    if not (tmin < abs(rinv) < tmax):
+        return 0
+    cprev = c[0]
+    y = d[0]
+    s[0] = cprev * rinv
+    x[0] = y * rinv
+    i = 1
+    while i + _BLOCK <= m:
+        anybad = False
+        for r in range(_BLOCK):
+            q1, q2, rinv, y, cprev, bad = _eliminate_row(
+                a, b, c, d, s, x, i + r, q1, q2, rinv, y, cprev, one, tmin, tmax
+            )
+            anybad |= bad
+        if anybad:
+            return i
+        aq = abs(q1)
+        if aq > huge:
+            q1 *= tiny
+            q2 *= tiny
+        elif aq < tiny:
+            q1 *= huge
+            q2 *= huge
+        i += _BLOCK
+    while i < m:
+        q1, q2, rinv, y, cprev, bad = _eliminate_row(
+            a, b, c, d, s, x, i, q1, q2, rinv, y, cprev, one, tmin, tmax
+        )
+        if bad:
+            return i
+        i += 1
+    return -1
+
+
+@numba.njit(**_JIT)
+def _back_substitute(s, x, m):
+    """x[i] = d'[i] - c'[i] x[i+1] for i = m-1 .. 0, given x[m] (d' in x, c' in s)."""
+    xn = x[m]
+    for i in range(m - 1, -1, -1):
+        xn = x[i] - s[i] * xn
+        x[i] = xn
+
+
+@numba.njit(**_JIT)
+def _twist(a, b, c, d, s, x, m):
+    """Solve the twist row m from both eliminated halves; returns its pivot p."""
+    n = b.shape[0]
+    p = b[m]
+    r = d[m]
+    if m > 0:
+        p -= a[m] * s[m - 1]
+        r -= a[m] * x[m - 1]
+    if m + 1 < n:
+        p -= c[m] * s[m + 1]
+        r -= c[m] * x[m + 1]
+    x[m] = r / p
+    return p
+
+
+@numba.njit(**_JIT)
+def _classic_system(a, b, c, d, x, s):
+    """Two-ended Thomas with the classic division recurrences (see the module docstring).
+
+    Slower than ``_thomas_system`` (a division on every step of both chains) but checks each
+    pivot exactly as formed; used when the fast form reports trouble. Returns (row, pivot)
+    of the first bad pivot, or (-1, 0).
     """
     n = b.shape[0]
     m = n // 2
@@ -107,40 +229,81 @@ def _thomas_system(a, b, c, d, x, s):
             return i, t
         s[i] = c[i] / t
         x[i] = (d[i] - a[i] * x[i - 1]) / t
-    # the twist row m meets both sweeps
-    p = b[m]
-    r = d[m]
-    if m > 0:
-        p -= a[m] * s[m - 1]
-        r -= a[m] * x[m - 1]
-    if nb > 0:
-        p -= c[m] * s[m + 1]
-        r -= c[m] * x[m + 1]
+    p = _twist(a, b, c, d, s, x, m)
     if _bad(p):
         return m, p
-    x[m] = r / p
-    for k in range(1, both + 1):  # back-substitute outwards from the twist, both halves at once
-        i = m - k
-        j = m + k
-        x[i] = x[i] - s[i] * x[i + 1]
-        x[j] = x[j] - s[j] * x[j - 1]
-    for i in range(m - both - 1, -1, -1):
-        x[i] = x[i] - s[i] * x[i + 1]
+    _back_substitute(s, x, m)
+    _back_substitute(s[::-1], x[::-1], nb)
     return -1, zero
 
 
 @numba.njit(**_JIT)
-def _thomas_one(a, b, c, d):
+def _thomas_system(a, b, c, d, x, s, k):
+    """Two-ended Thomas sweep of one system into x (s: scratch of length n).
+
+    Returns (row, pivot) of the first bad pivot, or (-1, 0) if all pivots were fine.
+    """
+    n = b.shape[0]
+    m = n // 2
+    nb = n - m - 1
+    zero = b[0] - b[0]
+    bad_top = _eliminate(a, b, c, d, s, x, m, k)
+    # the bottom half is the top half of the reversed system (lower and upper swap roles)
+    bad_bottom = _eliminate(c[::-1], b[::-1], a[::-1], d[::-1], s[::-1], x[::-1], nb, k)
+    if bad_top < 0 and bad_bottom < 0:
+        p = _twist(a, b, c, d, s, x, m)
+        if not _bad(p):
+            _back_substitute(s, x, m)
+            _back_substitute(s[::-1], x[::-1], nb)
+            return -1, zero
+    return _classic_system(a, b, c, d, x, s)
+
+
+@numba.njit(**_JIT)
+def _thomas_one(a, b, c, d, k):
     """One system, serial: returns (x, bad_row, bad_pivot)."""
     n = b.shape[0]
     x = np.empty(n, dtype=b.dtype)
     s = np.empty(n, dtype=b.dtype)
-    row, piv = _thomas_system(a, b, c, d, x, s)
+    row, piv = _thomas_system(a, b, c, d, x, s, k)
     return x, row, piv
 
 
 @numba.njit(**_JIT, parallel=True)
-def _thomas_batch(a, b, c, d, x, bad_row, bad_piv, nchunks):
+def _thomas_one_parallel(a, b, c, d, k):
+    """One large system on two threads: each eliminates and back-substitutes one half.
+
+    The two halves of the two-ended sweep are independent up to the twist row, so this is
+    the same arithmetic as ``_thomas_one`` (bit for bit), with twice the memory bandwidth.
+    """
+    n = b.shape[0]
+    m = n // 2
+    nb = n - m - 1
+    x = np.empty(n, dtype=b.dtype)
+    s = np.empty(n, dtype=b.dtype)
+    status = np.empty(2, dtype=np.int64)
+    for h in numba.prange(2):
+        if h == 0:
+            status[0] = _eliminate(a, b, c, d, s, x, m, k)
+        else:
+            status[1] = _eliminate(c[::-1], b[::-1], a[::-1], d[::-1], s[::-1], x[::-1], nb, k)
+    ok = status[0] < 0 and status[1] < 0
+    if ok:
+        p = _twist(a, b, c, d, s, x, m)
+        ok = not _bad(p)
+    if not ok:
+        row, piv = _classic_system(a, b, c, d, x, s)
+        return x, row, piv
+    for h in numba.prange(2):
+        if h == 0:
+            _back_substitute(s, x, m)
+        else:
+            _back_substitute(s[::-1], x[::-1], nb)
+    return x, -1, p - p
+
+
+@numba.njit(**_JIT, parallel=True)
+def _thomas_batch(a, b, c, d, x, bad_row, bad_piv, nchunks, k):
     """Systems j = 0 .. nsys-1 (rows of x) in nchunks contiguous chunks, one per thread.
 
     A coefficient array with one row is shared by all systems. (nchunks comes from the
@@ -151,10 +314,10 @@ def _thomas_batch(a, b, c, d, x, bad_row, bad_piv, nchunks):
         s = np.empty(n, dtype=x.dtype)  # one scratch vector per thread, not per system
         for j in range(chunk * nsys // nchunks, (chunk + 1) * nsys // nchunks):
             ja = j if a.shape[0] > 1 else j - j  # same int type as j
-            jb = j if b.shape[0] > 1 else j - j  # same int type as j
-            jc = j if c.shape[0] > 1 else j - j  # same int type as j
-            jd = j if d.shape[0] > 1 else j - j  # same int type as j
-            row, piv = _thomas_system(a[ja], b[jb], c[jc], d[jd], x[j], s)
+            jb = j if b.shape[0] > 1 else j - j
+            jc = j if c.shape[0] > 1 else j - j
+            jd = j if d.shape[0] > 1 else j - j
+            row, piv = _thomas_system(a[ja], b[jb], c[jc], d[jd], x[j], s, k)
             bad_row[j] = row
             bad_piv[j] = piv
 
@@ -235,10 +398,10 @@ def solve(lower, diag, upper, rhs, batch_shape):
     """Registry entry: validated numpy input (see ``_registry``) -> x of shape batch + (n,)."""
     n = rhs.shape[-1]
     nsys = math.prod(batch_shape)
+    k = _CONSTANTS[rhs.dtype]
     if nsys == 1:
-        x, row, piv = _thomas_one(
-            _flat(lower), _flat(diag), _flat(upper), _flat(rhs)
-        )
+        single = _thomas_one_parallel if _use_two_threads(n) else _thomas_one
+        x, row, piv = single(_flat(lower), _flat(diag), _flat(upper), _flat(rhs), k)
         if row >= 0:
             raise_pivot_error("thomas", batch_shape, [row], [piv])
         return x.reshape(batch_shape + (n,))
@@ -247,10 +410,18 @@ def solve(lower, diag, upper, rhs, batch_shape):
     bad_row = np.empty(nsys, dtype=np.int64)
     bad_piv = np.empty(nsys, dtype=rhs.dtype)
     if nsys:
-        _thomas_batch(*rows, x, bad_row, bad_piv, min(nsys, numba.get_num_threads()))
+        _thomas_batch(*rows, x, bad_row, bad_piv, min(nsys, numba.get_num_threads()), k)
         if bad_row.max() >= 0:
             raise_pivot_error("thomas", batch_shape, bad_row, bad_piv)
     return x.reshape(batch_shape + (n,))
+
+
+# A single system this long is split over two threads (below it, thread start-up dominates).
+PARALLEL_MIN_N = 1 << 15
+
+
+def _use_two_threads(n: int) -> bool:
+    return n >= PARALLEL_MIN_N and numba.get_num_threads() >= 2
 
 
 def _flat(v):

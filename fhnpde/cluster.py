@@ -1,0 +1,187 @@
+"""Run idempotent tasks on dask.distributed: a LocalCluster here, or an existing scheduler.
+
+This is the engine under ``python -m fhnpde sweep`` and is meant to be reused by any study
+made of independent, restartable pieces (``surrogates``' architecture search trains one
+candidate per task the same way). The rules it relies on:
+
+- A :class:`Task` is **idempotent**: running it twice leaves the same result behind (a
+  sweep member rewrites its own region of the store). That is what makes the scheduler's
+  retry of a task whose worker died safe, and what makes a rerun after a crash correct.
+- Completion is decided by the caller, from durable state (a flag in a store, a file on
+  disk), through ``is_complete``; complete tasks are skipped before anything is submitted,
+  and when nothing is left no cluster is started at all.
+- A worker process killed mid-task has its task rescheduled on another worker by the
+  scheduler (up to ``distributed.scheduler.allowed-failures`` deaths, then the task errors
+  with ``KilledWorker``). A task that raises is recorded in :attr:`TaskReport.errors` and
+  does not stop the others; it is not retried (our tasks are deterministic, so it would
+  raise again) unless ``retries`` says so.
+
+dask is imported only inside :func:`run_tasks`; ``import fhnpde.cluster`` costs nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time as _time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .case import CaseError
+
+__all__ = ["Task", "TaskReport", "run_tasks", "require_distributed"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of work: ``func(*args)`` run on a worker under the dask key ``key``.
+
+    ``func`` must be importable on the workers (a module-level function), and ``key`` must
+    be unique among every task that may share the scheduler (include a fingerprint of the
+    study in it), since dask identifies work by key.
+    """
+
+    key: str
+    func: Callable[..., Any]
+    args: tuple = ()
+
+
+@dataclass
+class TaskReport:
+    """What :func:`run_tasks` did: results by key, errors by key, counts and wall time."""
+
+    total: int
+    skipped: int
+    results: dict[str, Any] = field(default_factory=dict)
+    errors: dict[str, BaseException] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def ran(self) -> int:
+        return len(self.results) + len(self.errors)
+
+
+def require_distributed(what: str = "this command") -> None:
+    """CaseError (exit 2) naming the extra to install when dask.distributed is missing."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise CaseError(
+            f"{what} needs dask.distributed, which is not installed; "
+            "install it with: pip install 'fhnpde[distributed]'"
+        ) from None
+
+
+def _client(scheduler: str | None, workers: int | None, worker_env: Mapping[str, str] | None):
+    """A Client on ``scheduler``, or on a new LocalCluster of single-threaded processes."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            return Client(scheduler, timeout="20s"), None
+        except (OSError, TimeoutError) as exc:
+            raise CaseError(
+                f"cannot reach the dask scheduler at {scheduler} ({exc.__class__.__name__}); "
+                "check the address (e.g. tcp://host:8786) or leave --scheduler out for a "
+                "local cluster",
+                key="--scheduler",
+            ) from None
+    n = workers or os.cpu_count() or 1
+    cluster = LocalCluster(
+        n_workers=n,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+        env=dict(worker_env or {}),
+    )
+    return Client(cluster), cluster
+
+
+def _progress(total: int, initial: int, desc: str, quiet: bool):
+    """A tqdm bar over completed tasks on stderr (none when quiet or not on a terminal)."""
+    if quiet or not getattr(sys.stderr, "isatty", lambda: False)():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="task", file=sys.stderr)
+
+
+def run_tasks(
+    tasks: Sequence[Task],
+    *,
+    is_complete: Callable[[Task], bool] | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    retries: int = 0,
+    on_result: Callable[[Task, Any], None] | None = None,
+    on_error: Callable[[Task, BaseException], None] | None = None,
+    desc: str = "tasks",
+    quiet: bool = False,
+    worker_env: Mapping[str, str] | None = None,
+) -> TaskReport:
+    """Run the tasks not yet complete on a dask cluster; return what happened.
+
+    ``scheduler``: address of an existing scheduler (``tcp://host:8786``); without it a
+    LocalCluster of ``workers`` single-threaded processes (default: one per core) is
+    started and closed again. ``on_result(task, result)`` / ``on_error(task, exc)`` run on
+    the client as each task ends, in completion order (for bookkeeping that only the
+    client may do, such as writing store attributes). A progress bar follows completed
+    tasks. Ctrl-C cancels the outstanding tasks, closes the cluster and re-raises.
+    """
+    tasks = list(tasks)
+    keys = [t.key for t in tasks]
+    if len(set(keys)) != len(keys):
+        raise ValueError("task keys must be unique")
+    pending = [t for t in tasks if is_complete is None or not is_complete(t)]
+    report = TaskReport(total=len(tasks), skipped=len(tasks) - len(pending))
+    if not pending:
+        return report
+    require_distributed()
+    from distributed import as_completed
+
+    wall0 = _time.perf_counter()
+    bar = _progress(len(tasks), report.skipped, desc, quiet)
+    client, cluster = _client(scheduler, workers, worker_env)
+    futures = {}
+    try:
+        by_key = {t.key: t for t in pending}
+        for t in pending:
+            futures[t.key] = client.submit(t.func, *t.args, key=t.key, pure=False,
+                                           retries=retries)
+        for fut in as_completed(list(futures.values())):
+            task = by_key[fut.key]
+            if fut.status == "finished":
+                result = fut.result()
+                report.results[task.key] = result
+                if on_result is not None:
+                    on_result(task, result)
+            else:
+                exc = fut.exception()
+                report.errors[task.key] = exc
+                if on_error is not None:
+                    on_error(task, exc)
+            fut.release()
+            if bar is not None:
+                bar.update(1)
+    except KeyboardInterrupt:
+        report.interrupted = True
+        client.cancel(list(futures.values()))
+        raise
+    finally:
+        report.wall_time_s = _time.perf_counter() - wall0
+        if bar is not None:
+            bar.close()
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return report
+
+
+def keys_complete(keys: Iterable[str], complete: Iterable[str]) -> Callable[[Task], bool]:
+    """An ``is_complete`` predicate from a set of keys known to be complete."""
+    done = set(complete) & set(keys)
+    return lambda task: task.key in done

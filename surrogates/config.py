@@ -1,0 +1,343 @@
+"""The surrogate configuration file: data, model, training and search in one YAML mapping.
+
+A config names what to learn and how::
+
+    name: problem_a
+    kinetics: {name: nagumo, params: {k: 10.0, a: 0.4, eps: 0.04, gamma: 4.0}}
+    data:
+      kind: trajectory           # trajectory (problems A/B/C) | one-step (ITNN) | trajectories (Neural ODE)
+      inputs: [t]                # trajectory only: t plus any of v0, w0, I
+      t_end: 25.0
+      fixed: {v0: 0.5, w0: 0.0, I: 0.1}
+      box: {v0: [-0.1, 0.81], w0: [0.0, 0.12], I: [0.08, 0.12]}
+      train: {size: 1000, seed: 0}
+      validation: {size: 2000, seed: 1}
+      solver: {method: rk4, dt: 0.01, backend: numba}
+      path: runs/surrogates/problem_a.zarr
+    model:
+      kind: ddnn                 # ddnn | pinn | itnn | neural-ode
+      widths: [32, 32, 32]       # or: shape + neurons + layers
+      activations: [tanh]        # one per hidden layer, or one for all
+    training: {iterations: 5000, lr: 1.0e-3, seed: 0, out: runs/surrogates/models/problem_a}
+    search: {count: 40, workers: 2, out: runs/surrogates/search/problem_a}
+
+Every key is checked before anything runs; unknown keys are errors. A problem becomes one
+:class:`fhnpde.CaseError` naming the file, the key path and what is wrong (exit status 2).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from fhnpde import models as fhn_models
+from fhnpde.case import CaseError, apply_overrides, read_case_data
+
+__all__ = ["Config", "load_config", "parse_config", "CaseError"]
+
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+Range = Annotated[list[FiniteFloat], Field(min_length=2, max_length=2)]
+PositiveInt = Annotated[int, Field(ge=1)]
+
+TRAJECTORY_INPUTS = ("t", "v0", "w0", "I")
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "elu", "silu")
+SHAPES = ("rectangle", "funnel", "bottleneck", "bowtie", "diamond")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _Keyed(ValueError):
+    def __init__(self, key: str, message: str):
+        super().__init__(f"{key}\x00{message}")
+
+
+class KineticsSpec(_Strict):
+    name: str = "nagumo"
+    params: dict[str, FiniteFloat] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _valid(self) -> KineticsSpec:
+        try:
+            self.params = fhn_models.check_params(self.name, self.params)
+        except ValueError as exc:
+            raise _Keyed("params", str(exc)) from None
+        return self
+
+
+class SampleSpec(_Strict):
+    """How many points (or trajectories) to draw, and the seed of the draw."""
+
+    size: PositiveInt
+    seed: Annotated[int, Field(ge=0)] = 0
+
+
+class SolverSpec(_Strict):
+    """fhnpde's point solver that makes the ground truth."""
+
+    method: Literal["rk4", "euler"] = "rk4"
+    dt: PositiveFloat = 0.01
+    backend: Literal["numpy", "numba"] = "numba"
+
+
+class AdaptiveSpec(_Strict):
+    """Adaptive point density: extra one-step points where a trained model errs most.
+
+    ``pool`` candidate states are drawn in the box, the model's one-step error is measured
+    on each, and ``extra`` of them are kept with probability proportional to that error.
+    """
+
+    model: str
+    extra: PositiveInt
+    pool: PositiveInt = 20000
+    seed: Annotated[int, Field(ge=0)] = 7
+
+
+class RolloutDataSpec(_Strict):
+    """Exact multi-step sequences (one-step data only) for rollout losses and checks."""
+
+    size: PositiveInt
+    steps: PositiveInt
+    seed: Annotated[int, Field(ge=0)] = 3
+
+
+class DataSpec(_Strict):
+    kind: Literal["trajectory", "one-step", "trajectories"]
+    inputs: list[str] = Field(default_factory=lambda: ["t"])
+    t_end: PositiveFloat = 25.0
+    fixed: dict[str, FiniteFloat] = Field(default_factory=dict)
+    box: dict[str, Range] = Field(default_factory=dict)
+    currents: list[FiniteFloat] | None = None
+    train: SampleSpec
+    validation: SampleSpec
+    solver: SolverSpec = Field(default_factory=SolverSpec)
+    dt_r: PositiveFloat | None = None
+    save_dt: PositiveFloat | None = None
+    steps: PositiveInt | None = None
+    rollouts: RolloutDataSpec | None = None
+    adaptive: AdaptiveSpec | None = None
+    path: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DataSpec:
+        for key, (lo, hi) in self.box.items():
+            if hi < lo:
+                raise _Keyed(f"box.{key}", f"must be [low, high] with low <= high, got {[lo, hi]}")
+        if self.kind == "trajectory":
+            if not self.inputs or self.inputs[0] != "t" or len(set(self.inputs)) != len(self.inputs):
+                raise _Keyed("inputs", f"must start with t and name each input once, got {self.inputs}")
+            for name in self.inputs:
+                if name not in TRAJECTORY_INPUTS:
+                    raise _Keyed("inputs", f"unknown input {name!r}; valid inputs: "
+                                 f"{', '.join(TRAJECTORY_INPUTS)}")
+            for name in self.inputs[1:]:
+                if name not in self.box:
+                    raise _Keyed(f"box.{name}", f"is needed because {name} is an input; give [low, high]")
+            for name in ("v0", "w0", "I"):
+                if name not in self.inputs and name not in self.fixed:
+                    raise _Keyed(f"fixed.{name}", f"is needed because {name} is not an input")
+        elif self.kind == "one-step":
+            if self.dt_r is None:
+                raise _Keyed("dt_r", "is required for one-step (ITNN) data: the reaction interval")
+            for name in ("v", "w"):
+                if name not in self.box:
+                    raise _Keyed(f"box.{name}", "is required: the state box to sample")
+            if "I" not in self.box and "I" not in self.fixed:
+                raise _Keyed("box.I", "is required (or fixed.I): the range of the applied current")
+        else:
+            for name in ("v0", "w0"):
+                if name not in self.box:
+                    raise _Keyed(f"box.{name}", "is required: the box of initial states")
+            if self.currents is None:
+                raise _Keyed("currents", "is required for trajectories: the currents I to draw from")
+            if self.save_dt is None or self.steps is None:
+                raise _Keyed("save_dt", "and steps are required for trajectories (e.g. 0.5 and 80)")
+        dt = self.solver.dt
+        for key, val in (("dt_r", self.dt_r), ("save_dt", self.save_dt)):
+            if val is not None:
+                n = val / dt
+                if abs(n - round(n)) > 1e-6 * max(1.0, n):
+                    raise _Keyed(key, f"{val} is not a whole number of solver steps dt = {dt}")
+        return self
+
+
+class PINNSpec(_Strict):
+    """Weights of the PINN loss: data + physics residual + initial condition."""
+
+    data_weight: Annotated[float, Field(ge=0)] = 1.0
+    physics_weight: Annotated[float, Field(ge=0)] = 1.0
+    ic_weight: Annotated[float, Field(ge=0)] = 1.0
+    collocation: PositiveInt = 512
+
+
+class ITNNSpec(_Strict):
+    rollout_weight: Annotated[float, Field(ge=0)] = 0.0
+    residual: bool = True
+
+
+class NeuralODESpec(_Strict):
+    substeps: PositiveInt = 1
+
+
+class ModelSpec(_Strict):
+    kind: Literal["ddnn", "pinn", "itnn", "neural-ode"]
+    widths: list[PositiveInt] | None = None
+    shape: Literal["rectangle", "funnel", "bottleneck", "bowtie", "diamond"] | None = None
+    neurons: PositiveInt | None = None
+    layers: PositiveInt | None = None
+    activations: list[str] = Field(default_factory=lambda: ["tanh"])
+    pinn: PINNSpec = Field(default_factory=PINNSpec)
+    itnn: ITNNSpec = Field(default_factory=ITNNSpec)
+    neural_ode: NeuralODESpec = Field(default_factory=NeuralODESpec)
+
+    @model_validator(mode="after")
+    def _arch(self) -> ModelSpec:
+        if self.widths is None and (self.shape is None or self.neurons is None or self.layers is None):
+            raise _Keyed("widths", "give the hidden widths, or shape + neurons + layers")
+        for a in self.activations:
+            if a not in ACTIVATIONS:
+                raise _Keyed("activations", f"unknown activation {a!r}; valid: {', '.join(ACTIVATIONS)}")
+        return self
+
+    def hidden_widths(self) -> list[int]:
+        from .architectures import shape_widths
+
+        if self.widths is not None:
+            return list(self.widths)
+        return shape_widths(self.shape, self.neurons, self.layers)
+
+    def layer_activations(self) -> list[str]:
+        n = len(self.hidden_widths())
+        if len(self.activations) == 1:
+            return self.activations * n
+        if len(self.activations) != n:
+            raise CaseError(f"has {len(self.activations)} entries for {n} hidden layers; give one "
+                            "or one per layer", key="model.activations")
+        return list(self.activations)
+
+
+class TrainingSpec(_Strict):
+    iterations: PositiveInt = 2000
+    batch_size: PositiveInt | None = None  # None: full batch
+    optimizer: Literal["adam", "adamw"] = "adam"
+    lr: PositiveFloat = 1e-3
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    schedule: Literal["none", "plateau", "cosine"] = "plateau"
+    plateau_factor: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    plateau_patience: PositiveInt = 10
+    min_lr: Annotated[float, Field(ge=0)] = 1e-6
+    clip: PositiveFloat | None = None
+    validate_every: PositiveInt = 100
+    patience: PositiveInt | None = None  # early stopping, in validations
+    checkpoint_every: PositiveInt = 1000
+    seed: Annotated[int, Field(ge=0)] = 0
+    threads: PositiveInt = 1
+    out: str | None = None
+
+
+class SearchSpec(_Strict):
+    count: PositiveInt = 40
+    widths: list[PositiveInt] = Field(default_factory=lambda: [16, 32, 64, 128])
+    layers: list[PositiveInt] = Field(default_factory=lambda: [2, 3])
+    max_neurons: PositiveInt = 256
+    shapes: list[str] = Field(default_factory=lambda: list(SHAPES))
+    activations: list[str] = Field(default_factory=lambda: list(ACTIVATIONS))
+    workers: PositiveInt = 2
+    seed: Annotated[int, Field(ge=0)] = 0
+    timing_batch: PositiveInt = 100_000
+    out: str | None = None
+
+    @field_validator("shapes")
+    @classmethod
+    def _shapes(cls, v: list[str]) -> list[str]:
+        for s in v:
+            if s not in SHAPES:
+                raise ValueError(f"unknown shape {s!r}; valid shapes: {', '.join(SHAPES)}")
+        return v
+
+    @field_validator("activations")
+    @classmethod
+    def _acts(cls, v: list[str]) -> list[str]:
+        for a in v:
+            if a not in ACTIVATIONS:
+                raise ValueError(f"unknown activation {a!r}; valid: {', '.join(ACTIVATIONS)}")
+        return v
+
+
+class DiagnosticsSpec(_Strict):
+    """Phase-portrait grid and regimes (name -> constant current I) and the rollout length."""
+
+    grid_v: Range | None = None
+    grid_w: Range | None = None
+    grid_points: Annotated[int, Field(ge=2)] = 21
+    regimes: dict[str, FiniteFloat] | None = None
+    rollout_steps: PositiveInt = 50
+    rollout_size: PositiveInt = 200
+
+
+class Config(_Strict):
+    name: str
+    description: str = ""
+    kinetics: KineticsSpec = Field(default_factory=KineticsSpec)
+    data: DataSpec
+    model: ModelSpec
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    diagnostics: DiagnosticsSpec = Field(default_factory=DiagnosticsSpec)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        kind, data = self.model.kind, self.data.kind
+        want = {"ddnn": "trajectory", "pinn": "trajectory", "itnn": "one-step",
+                "neural-ode": "trajectories"}[kind]
+        if data != want:
+            raise _Keyed("model.kind", f"{kind} learns from data.kind: {want}, not {data}")
+        try:
+            widths = self.model.hidden_widths()
+        except ValueError as exc:
+            raise _Keyed("model.shape", str(exc)) from None
+        if len(self.model.activations) not in (1, len(widths)):
+            raise _Keyed("model.activations", f"has {len(self.model.activations)} entries for "
+                         f"{len(widths)} hidden layers; give one, or one per layer")
+        return self
+
+    # resolved paths
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data.path or f"runs/surrogates/{self.name}.zarr")
+
+    @property
+    def model_dir(self) -> Path:
+        return Path(self.training.out or f"runs/surrogates/models/{self.name}")
+
+    @property
+    def search_dir(self) -> Path:
+        return Path(self.search.out or f"runs/surrogates/search/{self.name}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def parse_config(data: Any, source: str = "<config>") -> Config:
+    """Validate a raw mapping into a :class:`Config`, or raise one CaseError."""
+    if not isinstance(data, dict):
+        raise CaseError(f"a config must be a YAML mapping of keys, got {type(data).__name__}",
+                        source=source)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        from fhnpde.case import _from_validation_error
+
+        raise _from_validation_error(exc, source) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read, override (``key.path=value``) and validate a config file."""
+    source = str(path)
+    data = read_case_data(path)
+    data = apply_overrides(data, overrides, source) if isinstance(data, dict) else data
+    return parse_config(data, source)
