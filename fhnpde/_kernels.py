@@ -69,10 +69,9 @@ def explicit_step_serial(code, v, w, current, p, dt, diffusivity, inv_dx2, g0, g
 
 
 @njit(cache=True, parallel=True)
-def explicit_step_parallel(code, v, w, current, p, dt, diffusivity, inv_dx2, g0, gn, out_v,
-                           out_w):
+def explicit_step_chunks(code, v, w, current, p, dt, diffusivity, inv_dx2, g0, gn, out_v,
+                         out_w, nchunks):
     n = v.shape[0]
-    nchunks = numba.get_num_threads() * 4
     size = (n + nchunks - 1) // nchunks
     for c in prange(nchunks):
         start = c * size
@@ -80,6 +79,13 @@ def explicit_step_parallel(code, v, w, current, p, dt, diffusivity, inv_dx2, g0,
         if start < stop:
             _explicit_nodes(start, stop, code, v, w, current, p, dt, diffusivity, inv_dx2, g0,
                             gn, out_v, out_w)
+
+
+def explicit_step_parallel(code, v, w, current, p, dt, diffusivity, inv_dx2, g0, gn, out_v,
+                           out_w):
+    """One step, the nodes split into 4 chunks per thread."""
+    explicit_step_chunks(code, v, w, current, p, dt, diffusivity, inv_dx2, g0, gn, out_v,
+                         out_w, 4 * numba.get_num_threads())
 
 
 def explicit_step_kernel(n: int):

@@ -200,12 +200,44 @@ class NewtonSpec(_Strict):
 
 
 class AdaptiveSpec(_Strict):
-    every: Annotated[int, Field(ge=1)] = 1
-    coarse_dx: PositiveFloat | None = None
-    fine_dx: PositiveFloat | None = None
-    vx_threshold: PositiveFloat = 0.01
-    vt_threshold: PositiveFloat = 0.001
-    front_radius: Annotated[float, Field(ge=0)] = 2.0
+    """Refinement rules of the adaptive-grid solver (``solver.method: adaptive``).
+
+    Spacings are lengths, rounded to a whole number (at least 1) of base-grid spacings
+    ``domain.length / (nx - 1)``; a spacing at or below the base spacing activates every
+    base node of its zone (``coarse_dx`` that small activates the whole base grid, which
+    makes the scheme the uniform explicit one). See :mod:`fhnpde.solvers.adaptive`.
+    """
+
+    every: Annotated[int, Field(ge=1)] = Field(
+        default=32,
+        description=(
+            "Steps between choices of the active set; a front must not outrun "
+            "front_radius in this many steps (speed * every * dt << front_radius)."
+        ),
+    )
+    coarse_dx: PositiveFloat = Field(
+        default=4.0, description="Background spacing laid over the whole cable."
+    )
+    wave_dx: PositiveFloat = Field(
+        default=1.0, description="Spacing where |v_x| > vx_threshold (where the waves are)."
+    )
+    fine_dx: PositiveFloat = Field(
+        default=0.25,
+        description="Spacing where |v_t| > vt_threshold (where the dynamics are).",
+    )
+    vx_threshold: PositiveFloat = Field(
+        default=0.01, description="|v_x| above which wave_dx is used (and fronts are sought)."
+    )
+    vt_threshold: PositiveFloat = Field(
+        default=0.001, description="|v_t| above which fine_dx is used."
+    )
+    front_radius: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
+        default=2.0,
+        description=(
+            "Distance around each inflection point of v (sign change of v_xx where "
+            "|v_x| > vx_threshold) within which every base node is active."
+        ),
+    )
 
 
 class SolverSpec(_Strict):

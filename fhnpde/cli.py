@@ -75,6 +75,12 @@ def cmd_stability(args) -> int:
     return stability_command(args)
 
 
+def cmd_sweep(args) -> int:
+    from .sweep import sweep_command
+
+    return sweep_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m fhnpde",
                      description="FitzHugh–Nagumo solvers: point models and cables.")
@@ -114,6 +120,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", default=None)
     p.set_defaults(func=cmd_stability)
+
+    p = sub.add_parser("sweep", help="run a parameter sweep on dask.distributed into one store")
+    p.add_argument("sweep", help="YAML sweep file")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="address of an existing dask scheduler (default: a local cluster)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="worker processes of the local cluster (default: one per core)")
+    p.add_argument("--out", help="store path (default: the sweep's output.path)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing store instead of resuming it")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=cmd_sweep)
     return parser
 
 

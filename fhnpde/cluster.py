@@ -25,7 +25,7 @@ import logging
 import os
 import sys
 import time as _time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -180,8 +180,3 @@ def run_tasks(
             cluster.close()
     return report
 
-
-def keys_complete(keys: Iterable[str], complete: Iterable[str]) -> Callable[[Task], bool]:
-    """An ``is_complete`` predicate from a set of keys known to be complete."""
-    done = set(complete) & set(keys)
-    return lambda task: task.key in done

@@ -103,6 +103,7 @@ class RolloutDataSpec(_Strict):
     size: PositiveInt
     steps: PositiveInt
     seed: Annotated[int, Field(ge=0)] = 3
+    box: dict[str, Range] | None = None  # start box (v0, w0, I); default: the state box
 
 
 class DataSpec(_Strict):

@@ -293,9 +293,10 @@ def generate(cfg: Config, path: str | Path | None = None, overwrite: bool = Fals
         attrs["dt_r"] = data.dt_r
         if data.rollouts is not None:
             r = data.rollouts
-            seq, cur = rollout_sequences(cfg, r.size, r.steps, r.seed)
-            variables["rollout"] = (("sequence", "step", "output"), seq)
-            variables["rollout_I"] = (("sequence",), cur)
+            for split, seed in (("train", r.seed), ("val", r.seed + 1000)):
+                seq, cur = rollout_sequences(cfg, r.size, r.steps, seed, r.box)
+                variables[f"rollout_{split}"] = ((f"{split}_sequence", "step", "output"), seq)
+                variables[f"rollout_I_{split}"] = ((f"{split}_sequence",), cur)
             inside = ((seq[..., 0] >= data.box["v"][0]) & (seq[..., 0] <= data.box["v"][1])
                       & (seq[..., 1] >= data.box["w"][0]) & (seq[..., 1] <= data.box["w"][1]))
             attrs["rollout_coverage"] = float(inside.mean())

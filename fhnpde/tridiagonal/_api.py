@@ -55,8 +55,14 @@ def namespace_of(placement: str):
     return np
 
 
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def float_dtype(*dtypes: Any) -> np.dtype:
     """The dtype a solve computes in: float32 if every input is float32 (or smaller), else float64."""
+    first = dtypes[0]
+    if first in _FLOATS and all(dt == first for dt in dtypes):
+        return np.dtype(first)
     dt = np.result_type(*dtypes)
     if dt.kind == "c":
         raise TypeError("complex tridiagonal systems are not supported; solve real and imaginary parts")
@@ -113,6 +119,11 @@ def as_rows(xp, a, batch_shape: tuple[int, ...], n: int):
 
 def _prepare(lower, diag, upper, rhs):
     arrays = (lower, diag, upper, rhs)
+    if type(rhs) is np.ndarray and rhs.ndim >= 1 and rhs.shape[-1] >= 1 and rhs.dtype in _FLOATS:
+        # fast path (one solve per time step matters): numpy arrays of one shape and dtype
+        shape, dtype = rhs.shape, rhs.dtype
+        if all(type(a) is np.ndarray and a.shape == shape and a.dtype == dtype for a in arrays[:3]):
+            return arrays, shape[:-1], "numpy"
     placement = placement_of(*arrays)
     if placement == "cuda":  # numba device arrays: no casting or broadcasting here
         dtype = float_dtype(*(a.dtype for a in arrays))

@@ -259,49 +259,6 @@ def _thomas_system(a, b, c, d, x, s, k):
     return _classic_system(a, b, c, d, x, s)
 
 
-@numba.njit(**_JIT)
-def _thomas_one(a, b, c, d, k):
-    """One system, serial: returns (x, bad_row, bad_pivot)."""
-    n = b.shape[0]
-    x = np.empty(n, dtype=b.dtype)
-    s = np.empty(n, dtype=b.dtype)
-    row, piv = _thomas_system(a, b, c, d, x, s, k)
-    return x, row, piv
-
-
-@numba.njit(**_JIT, parallel=True)
-def _thomas_one_parallel(a, b, c, d, k):
-    """One large system on two threads: each eliminates and back-substitutes one half.
-
-    The two halves of the two-ended sweep are independent up to the twist row, so this is
-    the same arithmetic as ``_thomas_one`` (bit for bit), with twice the memory bandwidth.
-    """
-    n = b.shape[0]
-    m = n // 2
-    nb = n - m - 1
-    x = np.empty(n, dtype=b.dtype)
-    s = np.empty(n, dtype=b.dtype)
-    status = np.empty(2, dtype=np.int64)
-    for h in numba.prange(2):
-        if h == 0:
-            status[0] = _eliminate(a, b, c, d, s, x, m, k)
-        else:
-            status[1] = _eliminate(c[::-1], b[::-1], a[::-1], d[::-1], s[::-1], x[::-1], nb, k)
-    ok = status[0] < 0 and status[1] < 0
-    if ok:
-        p = _twist(a, b, c, d, s, x, m)
-        ok = not _bad(p)
-    if not ok:
-        row, piv = _classic_system(a, b, c, d, x, s)
-        return x, row, piv
-    for h in numba.prange(2):
-        if h == 0:
-            _back_substitute(s, x, m)
-        else:
-            _back_substitute(s[::-1], x[::-1], nb)
-    return x, -1, p - p
-
-
 @numba.njit(**_JIT, parallel=True)
 def _thomas_batch(a, b, c, d, x, bad_row, bad_piv, nchunks, k):
     """Systems j = 0 .. nsys-1 (rows of x) in nchunks contiguous chunks, one per thread.
@@ -399,9 +356,12 @@ def solve(lower, diag, upper, rhs, batch_shape):
     n = rhs.shape[-1]
     nsys = math.prod(batch_shape)
     k = _CONSTANTS[rhs.dtype]
-    if nsys == 1:
-        single = _thomas_one_parallel if _use_two_threads(n) else _thomas_one
-        x, row, piv = single(_flat(lower), _flat(diag), _flat(upper), _flat(rhs), k)
+    if nsys == 1:  # serial kernel: no parallel start-up for one system
+        # x and the scratch are allocated by numpy (large blocks get huge pages; fewer faults)
+        x = np.empty(n, dtype=rhs.dtype)
+        row, piv = _thomas_system(
+            _flat(lower), _flat(diag), _flat(upper), _flat(rhs), x, np.empty_like(x), k
+        )
         if row >= 0:
             raise_pivot_error("thomas", batch_shape, [row], [piv])
         return x.reshape(batch_shape + (n,))
@@ -416,15 +376,9 @@ def solve(lower, diag, upper, rhs, batch_shape):
     return x.reshape(batch_shape + (n,))
 
 
-# A single system this long is split over two threads (below it, thread start-up dominates).
-PARALLEL_MIN_N = 1 << 15
-
-
-def _use_two_threads(n: int) -> bool:
-    return n >= PARALLEL_MIN_N and numba.get_num_threads() >= 2
-
-
 def _flat(v):
+    if v.ndim == 1 and v.flags.c_contiguous:
+        return v
     return np.ascontiguousarray(v.reshape(-1))
 
 

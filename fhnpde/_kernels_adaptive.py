@@ -1,0 +1,52 @@
+"""numba kernels of the adaptive-grid solver. Imported only when its numba backend is used.
+
+Like :mod:`fhnpde._kernels`, no formula lives here: the plain-Python node update of
+:mod:`fhnpde.solvers.adaptive` and the non-uniform derivative of :mod:`fhnpde.nonuniform`
+are registered as jitable and called node by node (the kinetics were registered by
+:mod:`fhnpde._kernels`, imported first). After editing a formula, clear ``__pycache__``
+or touch this file: numba's on-disk cache keys on this file.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+from numba.extending import register_jitable
+
+from . import _kernels  # noqa: F401 - registers the kinetics formulas as jitable
+from . import nonuniform
+from .solvers import adaptive
+
+for _f in (
+    nonuniform.first_derivative,
+    nonuniform.second_derivative,
+    adaptive.adaptive_euler_node,
+):
+    register_jitable(_f)
+
+adaptive_euler_node = adaptive.adaptive_euler_node
+
+
+@njit(cache=True)
+def adaptive_euler_block(code, p, dt, diffusivity, nsteps, v, w, current, h_left, h_right,
+                         g0, gn, out_v, out_w):
+    """``nsteps`` forward-Euler steps on a fixed set of ``m`` active nodes.
+
+    ``h_left``/``h_right`` are each node's spacings, ``g0``/``gn`` the ghost indices read
+    left of node 0 and right of node ``m - 1``; ``current`` is constant over the block.
+    Returns ``(v, w, spare_v, spare_w)``: the result and the two buffers now free.
+    """
+    m = v.shape[0]
+    for _ in range(nsteps):
+        for i in range(m):
+            left = v[i - 1] if i > 0 else v[g0]
+            right = v[i + 1] if i < m - 1 else v[gn]
+            out_v[i], out_w[i] = adaptive_euler_node(
+                left, v[i], right, w[i], current[i], code, p, dt, diffusivity, h_left[i],
+                h_right[i],
+            )
+        v, out_v = out_v, v
+        w, out_w = out_w, w
+    return v, w, out_v, out_w
+
+
+__all__ = ["adaptive_euler_block"]

@@ -1,0 +1,289 @@
+"""numba kernels of the Crank–Nicolson solvers and the exact reaction step.
+
+Imported only when those run with the numba backend. Like :mod:`fhnpde._kernels`, the
+kernels hold no formulas of their own: the plain-Python functions of
+:mod:`fhnpde.solvers.crank_nicolson` (and of :mod:`fhnpde.models` and
+:mod:`fhnpde.solvers.ode`, registered by ``_kernels``) are registered as jitable and called
+node by node, and the tridiagonal sweep is the one of :mod:`fhnpde.tridiagonal.thomas`.
+(numba's on-disk cache keys on this file; after editing a formula, clear ``__pycache__`` or
+touch this file.)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+from numba.extending import register_jitable
+
+from . import _kernels, models
+from .solvers import crank_nicolson as cn
+from .stimulus import box_active, boxes_current
+
+from .tridiagonal import thomas as _thomas
+
+
+def _thomas_system_entry():
+    """The tridiagonal package's jitable Thomas sweep of one system, as
+    ``thomas_system(lower, diag, upper, rhs, x, scratch) -> (bad_row, pivot)`` (float64;
+    bad_row = -1 when every pivot was fine): the same sweep as
+    ``fhnpde.tridiagonal.solve(..., method="thomas")``, callable inside a kernel."""
+    public = getattr(_thomas, "thomas_system", None)
+    if public is not None:
+        return public
+    constants = _thomas._CONSTANTS[np.dtype(np.float64)]
+    private = _thomas._thomas_system
+
+    @njit(cache=True)
+    def thomas_system(a, b, c, d, x, s):
+        return private(a, b, c, d, x, s, constants)
+
+    return thomas_system
+
+
+thomas_system = _thomas_system_entry()
+
+for _f in (
+    models.nagumo_recovery,
+    models.fitzhugh_recovery,
+    cn.recovery_by_code,
+    cn.trapezoid_w_affine,
+    cn.cn_known_part,
+    cn.cn_newton_node,
+    cn.trapezoid_newton_point,
+):
+    register_jitable(_f)
+
+reaction_by_code = models.reaction_by_code
+recovery_by_code = cn.recovery_by_code
+trapezoid_w_affine = cn.trapezoid_w_affine
+cn_known_part = cn.cn_known_part
+cn_newton_node = cn.cn_newton_node
+trapezoid_newton_point = cn.trapezoid_newton_point
+euler_point = _kernels.euler_point
+rk4_point = _kernels.rk4_point
+
+PARALLEL_MIN_NODES = _kernels.PARALLEL_MIN_NODES
+
+
+@njit(cache=True)
+def _node_currents(t, base, masks, t0s, t1s, amps, out):
+    """I(x_i, t): the steady part plus every box active at t (as AppliedCurrent.current)."""
+    n = out.shape[0]
+    for i in range(n):
+        out[i] = base[i]
+    for k in range(t0s.shape[0]):
+        if box_active(t, t0s[k], t1s[k]) > 0.0:
+            for i in range(n):
+                out[i] += amps[k] * masks[k, i]
+
+
+@njit(cache=True)
+def cn_cable_advance(code, v, w, base, masks, t0s, t1s, amps, p, recovery, t, dt, nsteps,
+                     diffusivity, inv_dx2, g0, gn, op_lower, op_diag, op_upper, top, bottom,
+                     rtol, max_iter, out_v, out_w, iterations):
+    """``nsteps`` Crank–Nicolson steps of a cable, Newton + Thomas inside; result in out_v/out_w.
+
+    ``op_*``, ``top``, ``bottom``: bands and corners of ``-(dt/2) D L``. Returns
+    ``(status, step, row, value)``: status 0 done; 1 Newton did not converge in step ``step``
+    (``value`` = last update); 2 a zero or non-finite pivot at ``row``. ``iterations[s]``
+    receives the Newton iterations of step s.
+    """
+    n = v.shape[0]
+    h = 0.5 * dt
+    alpha, beta, delta, dfdw = recovery
+    periodic = top != 0.0 or bottom != 0.0
+    vn, wn = out_v, out_w
+    for i in range(n):
+        vn[i] = v[i]
+        wn[i] = w[i]
+    known = np.empty(n)
+    c0 = np.empty(n)
+    i0 = np.empty(n)
+    i1 = np.empty(n)
+    vk = np.empty(n)
+    jd = np.empty(n)
+    rhs = np.empty(n)
+    x = np.empty(n)
+    z = np.empty(n)
+    u = np.zeros(n)
+    scratch = np.empty(n)
+    c1 = 0.0
+    size = 0.0
+    for step in range(nsteps):
+        ts = t + step * dt
+        _node_currents(ts, base, masks, t0s, t1s, amps, i0)
+        _node_currents(ts + dt, base, masks, t0s, t1s, amps, i1)
+        for i in range(n):
+            left = vn[g0] if i == 0 else vn[i - 1]
+            right = vn[gn] if i == n - 1 else vn[i + 1]
+            f, g = reaction_by_code(code, vn[i], wn[i], i0[i], p)
+            known[i] = cn_known_part(left, vn[i], right, f, h, diffusivity, inv_dx2)
+            c0[i], c1 = trapezoid_w_affine(wn[i], g, h, alpha, beta, delta)
+            vk[i] = vn[i]
+        converged = False
+        for it in range(1, max_iter + 1):
+            for i in range(n):
+                left = vk[g0] if i == 0 else vk[i - 1]
+                right = vk[gn] if i == n - 1 else vk[i + 1]
+                r, d = cn_newton_node(code, left, vk[i], right, known[i], c0[i], c1, i1[i], p,
+                                      dfdw, h, diffusivity, inv_dx2)
+                rhs[i] = -r
+                jd[i] = d + op_diag[i]
+            if periodic:  # Sherman–Morrison, as crank_nicolson.solve_with_corners
+                gamma = -jd[0]
+                jd[0] -= gamma
+                jd[n - 1] -= top * bottom / gamma
+                row, piv = thomas_system(op_lower, jd, op_upper, rhs, x, scratch)
+                if row >= 0:
+                    return 2, step, row, piv
+                u[0] = gamma
+                u[n - 1] = bottom
+                row, piv = thomas_system(op_lower, jd, op_upper, u, z, scratch)
+                if row >= 0:
+                    return 2, step, row, piv
+                fact = (x[0] + top * x[n - 1] / gamma) / (1.0 + z[0] + top * z[n - 1] / gamma)
+                for i in range(n):
+                    x[i] -= fact * z[i]
+            else:
+                row, piv = thomas_system(op_lower, jd, op_upper, rhs, x, scratch)
+                if row >= 0:
+                    return 2, step, row, piv
+            size = 0.0
+            vmax = 0.0
+            finite = True
+            for i in range(n):
+                vk[i] += x[i]
+                a = abs(x[i])
+                if not a <= math.inf:  # NaN
+                    finite = False
+                elif a > size:
+                    size = a
+                b = abs(vk[i])
+                if b > vmax:
+                    vmax = b
+            if not finite or size == math.inf:
+                size = math.nan
+                break
+            if size <= rtol * max(1.0, vmax):
+                converged = True
+                iterations[step] = it
+                break
+        if not converged:
+            return 1, step, -1, size
+        for i in range(n):
+            vn[i] = vk[i]
+            wn[i] = c0[i] + c1 * vk[i]
+    return 0, nsteps, -1, 0.0
+
+
+@njit(cache=True, parallel=True)
+def cn_point_advance(code, v, w, base_current, t0s, t1s, amps, params, t, dt, nsteps, rtol,
+                     max_iter, out_v, out_w, total, steps, most, failed, update):
+    """``nsteps`` trapezoidal steps of every member (one per thread), a 2x2 Newton per step.
+
+    Per member: ``total`` iterations, ``steps`` completed, ``most`` iterations in one step;
+    ``failed`` = the step whose Newton iteration did not converge (-1: none) and ``update`` its
+    last update size. A failed member stops there; its output is its last good state.
+    """
+    h = 0.5 * dt
+    for m in prange(v.shape[0]):
+        vm = v[m]
+        wm = w[m]
+        p = (params[0, m], params[1, m], params[2, m], params[3, m])
+        tot = 0
+        mx = 0
+        done = 0
+        for s in range(nsteps):
+            ts = t + s * dt
+            i0 = base_current[m] + boxes_current(ts, t0s, t1s, amps)
+            i1 = base_current[m] + boxes_current(ts + dt, t0s, t1s, amps)
+            f0, g0 = reaction_by_code(code, vm, wm, i0, p)
+            vk = vm
+            wk = wm
+            ok = False
+            its = 0
+            size = 0.0
+            for _ in range(max_iter):
+                dv, dw = trapezoid_newton_point(code, vk, wk, vm, wm, f0, g0, i1, p, h)
+                vk += dv
+                wk += dw
+                its += 1
+                size = max(abs(dv), abs(dw))
+                if not (abs(dv) <= math.inf and abs(dw) <= math.inf):  # NaN or inf
+                    size = math.nan
+                    break
+                if size <= rtol * max(1.0, max(abs(vk), abs(wk))):
+                    ok = True
+                    break
+            tot += its
+            if not ok:
+                failed[m] = s
+                update[m] = size
+                break
+            mx = max(mx, its)
+            done += 1
+            vm = vk
+            wm = wk
+        out_v[m] = vm
+        out_w[m] = wm
+        total[m] = tot
+        steps[m] = done
+        most[m] = mx
+
+
+@njit(cache=True)
+def _reaction_nodes(start, stop, code, scheme, v, w, current, params, dt, substeps, out_v,
+                    out_w):
+    h = dt / substeps
+    shared = params.shape[1] == 1
+    for i in range(start, stop):
+        j = 0 if shared else i
+        p = (params[0, j], params[1, j], params[2, j], params[3, j])
+        vi = v[i]
+        wi = w[i]
+        I = current[i]
+        for _ in range(substeps):
+            if scheme == 0:
+                vi, wi = euler_point(code, vi, wi, I, p, h)
+            else:
+                vi, wi = rk4_point(code, vi, wi, I, I, I, p, h)
+        out_v[i] = vi
+        out_w[i] = wi
+
+
+@njit(cache=True)
+def reaction_serial(code, scheme, v, w, current, params, dt, substeps, out_v, out_w):
+    _reaction_nodes(0, v.shape[0], code, scheme, v, w, current, params, dt, substeps, out_v,
+                    out_w)
+
+
+@njit(cache=True, parallel=True)
+def reaction_parallel(code, scheme, v, w, current, params, dt, substeps, nchunks, out_v,
+                      out_w):
+    n = v.shape[0]
+    size = (n + nchunks - 1) // nchunks
+    for c in prange(nchunks):
+        start = c * size
+        stop = min(n, start + size)
+        if start < stop:
+            _reaction_nodes(start, stop, code, scheme, v, w, current, params, dt, substeps,
+                            out_v, out_w)
+
+
+def reaction_advance(code, scheme, v, w, current, params, dt, substeps, out_v, out_w):
+    """Advance every node's (v, w) by ``substeps`` Euler (scheme 0) or RK4 (1) steps over dt,
+    the current held at ``current``; serial for short cables, threaded beyond
+    PARALLEL_MIN_NODES nodes (or for any ensemble-sized work of many substeps)."""
+    n = v.shape[0]
+    if n * substeps >= PARALLEL_MIN_NODES:
+        import numba
+
+        reaction_parallel(code, scheme, v, w, current, params, dt, substeps,
+                          numba.get_num_threads() * 4, out_v, out_w)
+    else:
+        reaction_serial(code, scheme, v, w, current, params, dt, substeps, out_v, out_w)
+
+
+__all__ = ["cn_cable_advance", "cn_point_advance", "reaction_advance"]

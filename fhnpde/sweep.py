@@ -1,0 +1,725 @@
+"""Parameter sweeps: many runs of one case, one dask task per member, one zarr store.
+
+A sweep file names a base case and what to vary, with the key paths of ``--set``::
+
+    name: sweep_threshold
+    base: divergent.yaml             # a case file (relative to this file) or an inline case
+    set: {time.t_end: 200.0}         # fixed overrides for every member (optional)
+    sample: grid                     # grid | latin-hypercube | uniform
+    vary:
+      model.params.a: {values: [0.05, 0.1, 0.15]}   # listed values
+      initial.v.amplitude: [0.1, 0.6]               # a range: `points` values (grid) or samples
+    points: 11                       # grid only: values per range
+    size: 100                        # latin-hypercube / uniform: number of members
+    seed: 0
+    keep: summary                    # summary | fields (v, w of every member: big)
+    summary: {threshold: 0.3, edge: null}
+    output: {path: runs/sweep_threshold.zarr}
+
+Every member is built and checked (schema, stability limit) before anything runs; one bad
+key or value fails the whole sweep with one :class:`~fhnpde.case.CaseError` (exit 2).
+
+The store (``xarray.open_zarr``) has a ``member`` dimension whose coordinates are the
+varied values (one coordinate per key path, named by it). Per-member variables, computed
+on the workers:
+
+- ``status`` (int8): 0 pending, 1 complete, 2 failed (a numerical failure, e.g. blow-up);
+  written last, so it is the member's completion flag;
+- ``propagated`` (int8, cables): 1 if a pulse peak came within ``edge`` of the far end,
+  i.e. reached the distance :math:`s_{far}` from the source, where for a no-flux cable of
+  length L with source at :math:`x_s`, :math:`s_{far} = \\max(x_s, L - x_s)` (both ends
+  when the source is central) and on a ring :math:`s_{far} = L/2`;
+- ``pulses``: the largest number of pulse peaks seen in one profile (cables), or the
+  largest number of upstrokes of v through ``threshold`` of any cell (point cases);
+- ``speed``: conduction speed, the least-squares slope of :math:`d(t)`, the distance from
+  the source of the farthest peak, over the first passage of :math:`d` through
+  :math:`[s_{far}/4,\\ 3 s_{far}/4]` (away from initiation and from the wall); NaN when the
+  pulse never crossed that window or crossed it within fewer than two outputs;
+- ``t_arrival``: first output time at which :math:`d \\ge s_{far} - edge` (NaN if never);
+- ``t_reached``, ``steps``, ``wall_time_s``: how far and how fast the member ran;
+- ``v``, ``w`` over ``(member, time, x)`` (cables) or ``(member, time, cell)`` (point
+  cases), only with ``keep: fields``.
+
+The source is the position of the largest initial v when it exceeds ``threshold``, else
+the centre of the first stimulus box, else the cable's centre. Peaks are those of
+:func:`fhnpde.plotting.pulse_positions` (the largest node of each run of nodes above
+``threshold``); ``edge`` defaults to 5 % of the cable's length.
+
+Writing: the client writes a template (``to_zarr(compute=False)``: metadata and
+coordinates only, chunk size 1 along ``member``); each task writes only its member's
+region (``region=``), so no two workers touch the same chunk, then its ``status``.
+A rerun into the same store skips members whose status is not 0, and a store that holds a
+different sweep is refused unless ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import math
+import os
+import sys
+import time as _time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
+
+from .case import (
+    Case,
+    CaseError,
+    FiniteFloat,
+    Pair,
+    PositiveFloat,
+    _from_validation_error,
+    _set_path,
+    parse_case,
+    read_case_data,
+)
+
+__all__ = [
+    "STATUS_CODES",
+    "Sweep",
+    "SweepResult",
+    "SweepSpec",
+    "front_summary",
+    "load_sweep",
+    "run_member",
+    "run_sweep",
+]
+
+STATUS_CODES = {"pending": 0, "complete": 1, "failed": 2}
+SUMMARY_VARIABLES = ("propagated", "pulses", "speed", "t_arrival", "t_reached", "steps",
+                     "wall_time_s")
+
+
+# --- the sweep file ------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+Number = StrictInt | FiniteFloat
+
+
+class ValueList(_Strict):
+    """Listed values of one key: ``{values: [0.1, 0.2]}``."""
+
+    values: list[Number] = Field(min_length=1)
+
+
+class SummarySpec(_Strict):
+    threshold: FiniteFloat = 0.3
+    edge: PositiveFloat | None = None
+
+
+class SweepOutput(_Strict):
+    path: str | None = None
+
+
+class SweepSpec(_Strict):
+    """A validated sweep file (the members are built by :func:`load_sweep`)."""
+
+    name: str
+    description: str = ""
+    base: str | dict[str, Any]
+    set: dict[str, Any] = Field(default_factory=dict)
+    sample: Literal["grid", "latin-hypercube", "uniform"] = "grid"
+    vary: dict[str, Pair | ValueList] = Field(min_length=1)
+    points: Annotated[int, Field(ge=1)] = 11
+    size: Annotated[int, Field(ge=1)] | None = None
+    seed: Annotated[int, Field(ge=0)] = 0
+    keep: Literal["summary", "fields"] = "summary"
+    summary: SummarySpec = Field(default_factory=SummarySpec)
+    output: SweepOutput = Field(default_factory=SweepOutput)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SweepSpec:
+        for key, spec in self.vary.items():
+            if not key or any(not part for part in key.split(".")):
+                raise ValueError(f"vary\x00{key!r} is not a key path like model.params.a")
+            if isinstance(spec, list) and spec[1] < spec[0]:
+                raise ValueError(
+                    f"vary.{key}\x00must be [low, high] with low <= high, got {list(spec)}"
+                )
+            if key in self.set:
+                raise ValueError(f"set.{key}\x00is also varied; keep it in one of set or vary")
+        for key in self.set:
+            if not key or any(not part for part in key.split(".")):
+                raise ValueError(f"set\x00{key!r} is not a key path like time.t_end")
+        if self.sample != "grid" and self.size is None:
+            raise ValueError(f"size\x00is required for sample: {self.sample}")
+        return self
+
+
+def _spec_error(exc: ValidationError, source: str) -> CaseError:
+    err = _from_validation_error(exc, source)
+    # Messages raised by SweepSpec carry "key\x00message"; split them like case.py does.
+    if "\x00" in err.detail:
+        sub, detail = err.detail.split("\x00", 1)
+        key = ".".join(p for p in (err.key, sub) if p) or None
+        return CaseError(detail, source=source, key=key)
+    return err
+
+
+def _member_values(spec: SweepSpec) -> dict[str, np.ndarray]:
+    """The varied values of every member, one array per key, in member order.
+
+    ``grid``: the product (first key slowest) of each key's listed values, or ``points``
+    equally spaced values of a range. ``latin-hypercube`` / ``uniform``: ``size`` seeded
+    draws in the box of ranges (a listed key draws from its list).
+    """
+    keys = list(spec.vary)
+    specs = [spec.vary[k] for k in keys]
+    if spec.sample == "grid":
+        axes = []
+        for s in specs:
+            if isinstance(s, ValueList):
+                axes.append(np.asarray(s.values))
+            else:
+                lo, hi = s
+                axes.append(np.linspace(lo, hi, 1 if lo == hi else spec.points))
+        total = math.prod(a.size for a in axes)
+        if spec.size is not None and spec.size != total:
+            raise CaseError(
+                f"a grid of {' x '.join(str(a.size) for a in axes)} values has {total} "
+                f"members, not {spec.size}; set size: {total} or leave it out",
+                key="size",
+            )
+        mesh = np.meshgrid(*axes, indexing="ij")
+        return {k: m.ravel() for k, m in zip(keys, mesh, strict=True)}
+    n, d = spec.size, len(keys)
+    rng = np.random.default_rng(spec.seed)
+    if spec.sample == "latin-hypercube":
+        from scipy.stats import qmc
+
+        u = qmc.LatinHypercube(d=d, seed=rng).random(n)
+    else:
+        u = rng.random((n, d))
+    out = {}
+    for j, (key, s) in enumerate(zip(keys, specs, strict=True)):
+        if isinstance(s, ValueList):
+            vals = np.asarray(s.values)
+            out[key] = vals[np.minimum((u[:, j] * vals.size).astype(int), vals.size - 1)]
+        else:
+            lo, hi = s
+            out[key] = lo + u[:, j] * (hi - lo)
+    return out
+
+
+def _python(value: Any) -> Any:
+    """A numpy scalar as the plain Python number the strict case schema expects."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def describe_member(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={_python(v):g}" if isinstance(_python(v), float) else f"{k}={v}"
+                     for k, v in values.items())
+
+
+@dataclass
+class Sweep:
+    """A sweep file, validated, with every member's validated case."""
+
+    spec: SweepSpec
+    source: str
+    base: dict
+    values: dict[str, np.ndarray]
+    cases: list[Case]
+    fingerprint: str
+
+    @property
+    def size(self) -> int:
+        return len(self.cases)
+
+    def member_values(self, i: int) -> dict[str, Any]:
+        return {k: _python(v[i]) for k, v in self.values.items()}
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Read a sweep file and build and check every member's case (CaseError on any problem).
+
+    Each member's case is the base case with ``set`` and then the member's values applied
+    at their key paths, validated by the case schema and by its solver's stability check.
+    """
+    source = str(path)
+    data = read_case_data(path)
+    if not isinstance(data, dict):
+        raise CaseError(
+            f"a sweep file must be a YAML mapping of keys, got {type(data).__name__}",
+            source=source,
+        )
+    try:
+        spec = SweepSpec.model_validate(data)
+    except ValidationError as exc:
+        raise _spec_error(exc, source) from None
+    if isinstance(spec.base, str):
+        base_path = Path(spec.base)
+        if not base_path.is_absolute():
+            base_path = Path(path).parent / base_path
+        try:
+            base = read_case_data(base_path)
+        except CaseError as exc:
+            raise CaseError(f"{exc.source}: {exc.detail}", source=source, key="base") from None
+        if not isinstance(base, dict):
+            raise CaseError(f"{base_path} is not a YAML mapping of case keys", source=source,
+                            key="base")
+    else:
+        base = copy.deepcopy(spec.base)
+    for key, value in spec.set.items():
+        _set_path(base, key, value, source)
+    try:
+        values = _member_values(spec)
+    except CaseError as exc:
+        raise exc.with_source(source) from None
+    n = len(next(iter(values.values())))
+    cases = [_member_case(base, {k: v[i] for k, v in values.items()}, i, n, source)
+             for i in range(n)]
+    if spec.keep == "fields":
+        _check_same_shapes(cases, values, source)
+    digest = hashlib.sha256()
+    digest.update(spec.keep.encode())
+    digest.update(spec.summary.model_dump_json().encode())
+    for case in cases:
+        digest.update(case.to_yaml().encode())
+    return Sweep(spec, source, base, values, cases, digest.hexdigest()[:16])
+
+
+def _member_case(base: dict, values: dict[str, Any], i: int, n: int, source: str) -> Case:
+    from .driver import build_solver
+
+    data = copy.deepcopy(base)
+    where = f"in member {i} of {n} ({describe_member(values)})"
+    try:
+        for key, value in values.items():
+            _set_path(data, key, _python(value), source)
+        case = parse_case(data, source)
+        build_solver(case)
+    except CaseError as exc:
+        raise CaseError(f"{exc.detail}, {where}", source=source, key=exc.key) from None
+    return case
+
+
+def _layout(case: Case) -> tuple[np.ndarray, tuple[str, np.ndarray]]:
+    """Output times and the per-output axis (``x`` nodes or ``cell`` indices) of a case."""
+    from .driver import output_times
+    from .problem import build_problem
+
+    t = case.time
+    times = output_times(t.n_steps, t.steps_per_output, t.dt)
+    problem = build_problem(case)
+    if problem.is_cable:
+        return times, ("x", problem.grid.x)
+    return times, ("cell", np.arange(problem.size))
+
+
+def _check_same_shapes(cases: list[Case], values: dict, source: str) -> None:
+    times0, (dim0, axis0) = _layout(cases[0])
+    for i, case in enumerate(cases[1:], start=1):
+        times, (dim, axis) = _layout(case)
+        if (dim != dim0 or times.shape != times0.shape or axis.shape != axis0.shape
+                or not np.allclose(times, times0) or not np.allclose(axis, axis0)):
+            member = describe_member({k: v[i] for k, v in values.items()})
+            raise CaseError(
+                "keep: fields needs every member on the same nodes and output times, but "
+                f"member {i} ({member}) differs from member 0; vary neither domain nor time "
+                "keys, or use keep: summary",
+                source=source, key="keep",
+            )
+
+
+# --- summaries (on the workers) ------------------------------------------------------------
+
+
+def front_summary(times: np.ndarray, reach: np.ndarray, far: float, edge: float) -> dict:
+    """Arrival, propagation and speed from the farthest-peak distance ``reach(t)``.
+
+    ``reach[k]`` is the distance from the source of the farthest pulse peak at ``times[k]``
+    (NaN when there is none). ``far`` is the distance to the far end. The speed is the
+    least-squares slope of reach(t) over its first passage through [far/4, 3 far/4].
+    """
+    times = np.asarray(times, dtype=float)
+    reach = np.asarray(reach, dtype=float)
+    arrived = np.flatnonzero(reach >= far - edge)
+    t_arrival = float(times[arrived[0]]) if arrived.size else math.nan
+    inside = (reach >= 0.25 * far) & (reach <= 0.75 * far)
+    speed = math.nan
+    first = np.flatnonzero(inside)
+    if first.size:
+        k0 = first[0]
+        after = np.flatnonzero(~inside[k0:])
+        k1 = k0 + (after[0] if after.size else inside.size - k0)
+        if k1 - k0 >= 2:
+            speed = float(np.polyfit(times[k0:k1], reach[k0:k1], 1)[0])
+    return {"propagated": int(arrived.size > 0), "t_arrival": t_arrival, "speed": speed}
+
+
+class CableSummary:
+    """Observer: pulse peaks of every output profile -> propagation, pulses, speed."""
+
+    def __init__(self, threshold: float, edge: float | None):
+        self.threshold = threshold
+        self.edge = edge
+        self.times: list[float] = []
+        self.reach: list[float] = []
+        self.pulses = 0
+
+    def start(self, info) -> None:
+        problem = info.solver.problem
+        grid = problem.grid
+        self.x = np.asarray(grid.x)
+        self.length = float(problem.case.domain.length)
+        self.periodic = problem.case.domain.boundary == "periodic"
+        self.source = self._source(problem)
+        self.far = self.length / 2 if self.periodic else max(self.source,
+                                                              self.length - self.source)
+        if self.edge is None:
+            self.edge = 0.05 * self.length
+
+    def _source(self, problem) -> float:
+        v0 = np.asarray(problem.v0)
+        if v0.max() > self.threshold:
+            return float(self.x[np.argmax(v0)])
+        for stim in problem.case.stimuli:
+            if stim.amplitude != 0 and stim.x is not None:
+                return 0.5 * (stim.x[0] + stim.x[1])
+        return self.length / 2
+
+    def output(self, t, state) -> None:
+        from .backends import to_numpy
+        from .plotting import pulse_positions
+
+        peaks = pulse_positions(to_numpy(state.v), self.x, self.threshold)
+        self.pulses = max(self.pulses, int(peaks.size))
+        if peaks.size:
+            d = np.abs(peaks - self.source)
+            if self.periodic:
+                d = np.minimum(d, self.length - d)
+            self.reach.append(float(d.max()))
+        else:
+            self.reach.append(math.nan)
+        self.times.append(float(t))
+
+    def finish(self, status, stats) -> None:
+        pass
+
+    def values(self) -> dict:
+        if not self.times:
+            return {"propagated": 0, "pulses": 0, "speed": math.nan, "t_arrival": math.nan}
+        front = front_summary(np.array(self.times), np.array(self.reach), self.far, self.edge)
+        return {**front, "pulses": self.pulses}
+
+
+class PointSummary:
+    """Observer: upstrokes of v through ``threshold`` per cell (point cases)."""
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+        self.previous = None
+        self.count = None
+        self.times: list[float] = []
+
+    def start(self, info) -> None:
+        pass
+
+    def output(self, t, state) -> None:
+        from .backends import to_numpy
+
+        v = np.atleast_1d(to_numpy(state.v))
+        if self.previous is None:
+            self.count = np.zeros(v.shape, dtype=np.int64)
+        else:
+            self.count += (self.previous <= self.threshold) & (v > self.threshold)
+        self.previous = v.copy()
+        self.times.append(float(t))
+
+    def finish(self, status, stats) -> None:
+        pass
+
+    def values(self) -> dict:
+        pulses = int(self.count.max()) if self.count is not None else 0
+        return {"propagated": 0, "pulses": pulses, "speed": math.nan, "t_arrival": math.nan}
+
+
+class FieldRecorder:
+    """Observer: keeps v and w of every output of one member (for ``keep: fields``)."""
+
+    def __init__(self, n_outputs: int, size: int):
+        self.v = np.full((n_outputs, size), np.nan)
+        self.w = np.full((n_outputs, size), np.nan)
+        self.k = 0
+
+    def start(self, info) -> None:
+        pass
+
+    def output(self, t, state) -> None:
+        from .backends import to_numpy
+
+        self.v[self.k] = to_numpy(state.v)
+        self.w[self.k] = to_numpy(state.w)
+        self.k += 1
+
+    def finish(self, status, stats) -> None:
+        pass
+
+
+def _write_region(store: str, index: int, variables: dict[str, tuple[tuple, np.ndarray]]):
+    import xarray as xr
+
+    ds = xr.Dataset({name: (dims, data) for name, (dims, data) in variables.items()})
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+        ds.to_zarr(store, region={"member": slice(index, index + 1)}, mode="r+",
+                   consolidated=False)
+
+
+def run_member(store: str, index: int, case: Case, threshold: float, edge: float | None,
+               keep_fields: bool) -> dict:
+    """Run one member in this process and write its region of the sweep store.
+
+    Idempotent: it rewrites the whole region, then the ``status`` flag, so a member whose
+    worker died half-way is simply run again. A numerical failure (blow-up, overflow) is
+    recorded as ``failed`` with the summaries of the outputs before it; any other
+    exception propagates (a bug: the member stays pending and a rerun retries it).
+    Returns the member's summary (a small dict) to the client.
+    """
+    from .driver import BlowUpGuard, build_solver, integrate, output_times
+
+    wall0 = _time.perf_counter()
+    problem, solver = build_solver(case)
+    summary = (CableSummary(threshold, edge) if problem.is_cable else PointSummary(threshold))
+    observers = [BlowUpGuard(), summary]
+    if keep_fields:
+        t = case.time
+        n_out = len(output_times(t.n_steps, t.steps_per_output, t.dt))
+        recorder = FieldRecorder(n_out, problem.size if not problem.is_cable else problem.grid.nx)
+        observers.append(recorder)
+    try:
+        result = integrate(solver, solver.init(), case, observers)
+        status, message, stats = result.status, result.message, result.stats
+    except ArithmeticError as exc:  # numpy overflow raised as an error: a numerical failure
+        status, message, stats = "failed", f"{type(exc).__name__}: {exc}", {}
+    if status not in ("complete", "failed"):
+        raise RuntimeError(f"member {index} ended as {status!r}: {message}")
+    values = summary.values()
+    values["t_reached"] = float(stats.get("t_reached", summary.times[-1] if summary.times
+                                          else 0.0))
+    values["steps"] = int(stats.get("steps", 0))
+    values["wall_time_s"] = _time.perf_counter() - wall0
+    dtypes = {"propagated": np.int8, "pulses": np.int32, "steps": np.int64}
+    variables = {name: (("member",), np.asarray([values[name]], dtype=dtypes.get(name, "f8")))
+                 for name in SUMMARY_VARIABLES}
+    if keep_fields:
+        dim = "x" if problem.is_cable else "cell"
+        for name in ("v", "w"):
+            variables[name] = (("member", "time", dim), getattr(recorder, name)[None])
+    _write_region(store, index, variables)
+    _write_region(store, index, {"status": (("member",),
+                                            np.asarray([STATUS_CODES[status]], np.int8))})
+    return {"index": index, "status": status, "message": message, **values}
+
+
+# --- the store -------------------------------------------------------------------------------
+
+
+_ATTRS = {
+    "status": {"long_name": "member status", "flag_values": [0, 1, 2],
+               "flag_meanings": "pending complete failed"},
+    "propagated": {"long_name": "a pulse reached the far end of the cable (1) or not (0)"},
+    "pulses": {"long_name": "largest number of pulses at once (cable) or of upstrokes (point)"},
+    "speed": {"long_name": "measured conduction speed", "units": "1"},
+    "t_arrival": {"long_name": "time the first pulse reached the far end", "units": "1"},
+    "t_reached": {"long_name": "time the member's run reached", "units": "1"},
+    "steps": {"long_name": "time steps taken"},
+    "wall_time_s": {"long_name": "wall time of the member on its worker", "units": "s"},
+}
+
+
+def _template(sweep: Sweep):
+    """The store's Dataset: numpy coordinates, lazy (dask) data chunked 1 along member."""
+    import dask.array as da
+    import xarray as xr
+
+    from . import __version__
+
+    n = sweep.size
+    coords: dict[str, Any] = {"member": ("member", np.arange(n), {"long_name": "sweep member"})}
+    for key, vals in sweep.values.items():
+        coords[key] = ("member", np.asarray(vals), {"long_name": f"varied key {key}"})
+    dtypes = {"status": np.int8, "propagated": np.int8, "pulses": np.int32, "steps": np.int64}
+    data = {}
+    for name in ("status", *SUMMARY_VARIABLES):
+        dtype = dtypes.get(name, np.float64)
+        fill = 0 if np.issubdtype(dtype, np.integer) else np.nan
+        data[name] = ("member", da.full(n, fill, dtype=dtype, chunks=1), _ATTRS[name])
+    if sweep.spec.keep == "fields":
+        times, (dim, axis) = _layout(sweep.cases[0])
+        coords["time"] = ("time", times, {"units": "1", "long_name": "time"})
+        if dim == "x":
+            coords["x"] = ("x", axis, {"units": "1", "long_name": "position along the cable"})
+        else:
+            coords["cell"] = ("cell", axis, {"long_name": "cell of a point ensemble"})
+        per_time = 8 * axis.size
+        tchunk = max(1, min(times.size, (8 * 2**20) // per_time))
+        long = {"v": "membrane potential (fast variable)", "w": "recovery variable (slow variable)"}
+        for name in ("v", "w"):
+            arr = da.full((n, times.size, axis.size), np.nan, chunks=(1, tchunk, axis.size))
+            data[name] = (("member", "time", dim), arr, {"units": "1", "long_name": long[name]})
+    attrs = {
+        "fhnpde_version": __version__,
+        "layout": "sweep",
+        "title": sweep.spec.name,
+        "description": sweep.spec.description,
+        "sweep": yaml.safe_dump(sweep.spec.model_dump(mode="json"), sort_keys=False),
+        "base_case": yaml.safe_dump(sweep.base, sort_keys=False),
+        "varied": list(sweep.values),
+        "keep": sweep.spec.keep,
+        "fingerprint": sweep.fingerprint,
+        "members": n,
+        "status": "running",
+    }
+    return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def _open_attrs(path: Path) -> dict:
+    import zarr
+
+    return dict(zarr.open_group(str(path), mode="r").attrs)
+
+
+def _statuses(path: Path) -> np.ndarray:
+    import zarr
+
+    return np.asarray(zarr.open_group(str(path), mode="r")["status"][:])
+
+
+def prepare_store(sweep: Sweep, path: Path, overwrite: bool) -> bool:
+    """Create the template store, or reuse the store of the same sweep; True if reused."""
+    from .store import is_store, prepare_path
+
+    if path.exists() and is_store(path) and not overwrite:
+        attrs = _open_attrs(path)
+        if attrs.get("layout") == "sweep" and attrs.get("fingerprint") == sweep.fingerprint:
+            return True
+        raise CaseError(
+            f"{path} holds a different run or sweep; pass --overwrite to replace it or "
+            "choose another --out",
+            key="--out",
+        )
+    prepare_path(path, overwrite, key="--out")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+        _template(sweep).to_zarr(str(path), mode="w", compute=False, zarr_format=3,
+                                 consolidated=True)
+    return False
+
+
+# --- running ---------------------------------------------------------------------------------
+
+
+@dataclass
+class SweepResult:
+    """How a sweep ended: counts of members and where the store is."""
+
+    path: str
+    members: int
+    ran: int
+    skipped: int
+    complete: int
+    failed: int
+    pending: int
+    status: str
+    wall_time_s: float
+    errors: dict[int, str] = field(default_factory=dict)
+    failures: dict[int, str] = field(default_factory=dict)
+
+
+def run_sweep(sweep: Sweep | str | Path, *, out: str | Path | None = None,
+              scheduler: str | None = None, workers: int | None = None,
+              overwrite: bool = False, quiet: bool = True) -> SweepResult:
+    """Run every member not yet complete on dask.distributed; return the tally.
+
+    ``scheduler``: an existing cluster's address (its workers must reach the store path and
+    import fhnpde); otherwise a LocalCluster of ``workers`` processes. The store is
+    ``out``, else the sweep's ``output.path``, else ``runs/<name>.zarr``.
+    """
+    from .cluster import Task, require_distributed, run_tasks
+    from .store import set_attrs
+
+    if not isinstance(sweep, Sweep):
+        sweep = load_sweep(sweep)
+    require_distributed("python -m fhnpde sweep")
+    path = Path(out or sweep.spec.output.path or f"runs/{sweep.spec.name}.zarr").resolve()
+    prepare_store(sweep, path, overwrite)
+    done = _statuses(path) != STATUS_CODES["pending"]
+    summary = sweep.spec.summary
+    tag = hashlib.sha256(f"{path}:{sweep.fingerprint}".encode()).hexdigest()[:12]
+    tasks = [
+        Task(f"fhnpde-sweep-{tag}-{i}", run_member,
+             (str(path), i, case, summary.threshold, summary.edge, sweep.spec.keep == "fields"))
+        for i, case in enumerate(sweep.cases)
+    ]
+    index = {t.key: i for i, t in enumerate(tasks)}
+    failures: dict[int, str] = {}
+    attrs = _open_attrs(path)
+    failures.update({int(k): v for k, v in (attrs.get("failures") or {}).items()})
+
+    def record(task, result):
+        if result["status"] == "failed":
+            failures[result["index"]] = result["message"]
+
+    if not done.all():
+        set_attrs(path, status="running")
+    cpus = os.cpu_count() or 1
+    env = {"NUMBA_NUM_THREADS": str(max(1, cpus // (workers or cpus)))}
+    status = "failed"
+    try:
+        report = run_tasks(tasks, is_complete=lambda t: bool(done[index[t.key]]),
+                           scheduler=scheduler, workers=workers, on_result=record,
+                           desc=sweep.spec.name, quiet=quiet, worker_env=env)
+        status = None
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        codes = _statuses(path)
+        counts = {name: int((codes == code).sum()) for name, code in STATUS_CODES.items()}
+        if status is None:
+            status = "complete" if counts["pending"] == 0 else "failed"
+        set_attrs(path, status=status, members_complete=counts["complete"],
+                  members_failed=counts["failed"], members_pending=counts["pending"],
+                  failures={str(k): v for k, v in sorted(failures.items())})
+    errors = {index[k]: f"{type(e).__name__}: {e}" for k, e in report.errors.items()}
+    return SweepResult(str(path), sweep.size, report.ran, report.skipped, counts["complete"],
+                       counts["failed"], counts["pending"], status, report.wall_time_s,
+                       errors, dict(sorted(failures.items())))
+
+
+def sweep_command(args) -> int:
+    """``python -m fhnpde sweep``: exit 0 when every member ran to an end (complete or
+    failed numerically, both recorded), 1 when some could not be run (they stay pending
+    and a rerun retries them), 2 on bad input, 130 on Ctrl-C."""
+    sweep = load_sweep(args.sweep)
+    if args.workers is not None and args.workers < 1:
+        raise CaseError(f"must be >= 1, got {args.workers}", key="--workers")
+    result = run_sweep(sweep, out=args.out, scheduler=args.scheduler, workers=args.workers,
+                       overwrite=args.overwrite, quiet=args.quiet)
+    if not args.quiet:
+        line = (f"{sweep.spec.name}: {result.members} members ({result.ran} run, "
+                f"{result.skipped} already done): {result.complete} complete, "
+                f"{result.failed} failed numerically")
+        if result.pending:
+            line += f", {result.pending} not run"
+        print(f"{line} -> {result.path}")
+        for i, msg in result.failures.items():
+            print(f"  member {i} ({describe_member(sweep.member_values(i))}) failed: {msg}")
+    for i, msg in itertools.islice(result.errors.items(), 5):
+        print(f"fhnpde: error: member {i} ({describe_member(sweep.member_values(i))}) "
+              f"could not be run: {msg}", file=sys.stderr)
+    return 0 if result.pending == 0 else 1

@@ -1,0 +1,389 @@
+"""Training from a config: seeded, reproducible, early-stopped, checkpointed, saved.
+
+One loop serves the four kinds; what differs is the objective (:func:`make_objective`):
+minibatch data MSE (DDNN), data + physics residual + initial condition (PINN), one-step
+MSE with an optional rollout term (ITNN), full-batch trajectory MSE through RK4 (Neural
+ODE). Every ``validate_every`` iterations the validation loss drives the plateau schedule,
+early stopping (``patience`` validations without improvement) and the choice of the best
+weights, which are the ones saved.
+
+The saved model directory holds everything a runtime or an exporter needs:
+
+``model.pt``       state dict (weights and the normalisation buffers)
+``model.json``     kind, inputs/outputs, widths, activations, normalisation, kinetics name
+                   and params, dt_r (ITNN) or save_dt (Neural ODE), the training state box,
+                   fixed inputs, validation errors, training summary, versions
+``config.yaml``    the resolved config it was trained from
+``history.csv``    iteration, train loss, validation loss, learning rate
+``checkpoint.pt``  the latest training state while training runs (resumed if present)
+
+Reproducibility: the same config and seed give the same weights (torch's CPU kernels are
+deterministic at a fixed thread count; ``training.threads`` defaults to 1).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import sys
+import time as _time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from fhnpde.case import CaseError
+from fhnpde.models import Kinetics
+
+from .config import Config
+from .data import ensure_data, load_data
+from .models import (
+    METADATA,
+    Surrogate,
+    one_step_rollout,
+    physics_residual,
+    predict,
+    rk4_rollout,
+    save_model,
+)
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class TrainResult:
+    directory: Path
+    metrics: dict[str, float]
+    history: list[dict[str, float]] = field(default_factory=list)
+    wall_s: float = 0.0
+    skipped: bool = False
+
+
+def _f32(a) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a, dtype=np.float32))
+
+
+def _box_affine(lo: float, hi: float) -> tuple[float, float]:
+    """Offset and scale that map [lo, hi] onto [-1, 1] (scale 1 for a single value)."""
+    half = 0.5 * (hi - lo)
+    return 0.5 * (lo + hi), half if half > 0 else 1.0
+
+
+def _std(a: np.ndarray, axis=0) -> np.ndarray:
+    return np.maximum(np.std(a, axis=axis), 1e-6)
+
+
+def build_surrogate(cfg: Config, data: dict[str, Any]) -> Surrogate:
+    """The config's network with its normalisation fitted to the training data."""
+    spec = cfg.model
+    kind = spec.kind
+    widths, acts = spec.hidden_widths(), spec.layer_activations()
+    if kind in ("ddnn", "pinn"):
+        inputs = list(cfg.data.inputs)
+        model = Surrogate(kind, inputs, widths, acts)
+        aff = [_box_affine(0.0, cfg.data.t_end)] + [_box_affine(*cfg.data.box[k]) for k in inputs[1:]]
+        y = data["y_train"]
+        model.set_normalisation([a for a, _ in aff], [b for _, b in aff], y.mean(0), _std(y))
+        return model
+    if kind == "itnn":
+        residual = spec.itnn.residual
+        model = Surrogate(kind, ["v", "w", "I"], widths, acts, residual=residual)
+        x, y = data["x_train"], data["y_train"]
+        box = cfg.data.box
+        ib = box.get("I", [cfg.data.fixed.get("I", 0.0)] * 2)
+        aff = [_box_affine(*box["v"]), _box_affine(*box["w"]), _box_affine(*ib)]
+        target = y - x[:, :2] if residual else y
+        model.set_normalisation([a for a, _ in aff], [b for _, b in aff], target.mean(0),
+                                _std(target))
+        return model
+    model = Surrogate(kind, ["v", "w", "I"], widths, acts)
+    traj, cur = data["traj_train"], data["I_train"]
+    states = traj.reshape(-1, 2)
+    aff = [_box_affine(states[:, 0].min(), states[:, 0].max()),
+           _box_affine(states[:, 1].min(), states[:, 1].max()),
+           _box_affine(float(cur.min()), float(cur.max()))]
+    slopes = np.diff(traj, axis=1).reshape(-1, 2) / cfg.data.save_dt
+    model.set_normalisation([a for a, _ in aff], [b for _, b in aff], np.zeros(2), _std(slopes))
+    return model
+
+
+class Objective:
+    """Training loss and validation loss of one config's kind."""
+
+    def __init__(self, cfg: Config, model: Surrogate, data: dict[str, Any], gen: torch.Generator):
+        self.cfg, self.model, self.gen = cfg, model, gen
+        self.kind = cfg.model.kind
+        self.kinetics = Kinetics.create(cfg.kinetics.name, cfg.kinetics.params)
+        if self.kind == "neural-ode":
+            self.traj = _f32(data["traj_train"])
+            self.cur = _f32(data["I_train"])
+            self.traj_val = _f32(data["traj_val"])
+            self.cur_val = _f32(data["I_val"])
+        else:
+            self.x, self.y = _f32(data["x_train"]), _f32(data["y_train"])
+            self.x_val, self.y_val = _f32(data["x_val"]), _f32(data["y_val"])
+        self.rollout = None
+        if self.kind == "itnn" and cfg.model.itnn.rollout_weight > 0:
+            if "rollout_train" not in data:
+                raise CaseError("needs data.rollouts (exact sequences) for its rollout loss",
+                                key="model.itnn.rollout_weight")
+            self.rollout = (_f32(data["rollout_train"]), _f32(data["rollout_I_train"]))
+
+    # -- pieces --
+
+    def _batch(self, n: int) -> torch.Tensor | slice:
+        bs = self.cfg.training.batch_size
+        if bs is None or bs >= n:
+            return slice(None)
+        return torch.randint(0, n, (bs,), generator=self.gen)
+
+    def _data_mse(self, x, y) -> torch.Tensor:
+        return (((self.model(x) - y) / self.model.out_scale) ** 2).mean()
+
+    def _collocation(self, n: int) -> torch.Tensor:
+        """Uniform points in the input box (t in [0, t_end], the rest in their ranges)."""
+        d = self.cfg.data
+        u = torch.rand((n, len(d.inputs)), generator=self.gen)
+        lo = torch.tensor([0.0] + [d.box[k][0] for k in d.inputs[1:]])
+        hi = torch.tensor([d.t_end] + [d.box[k][1] for k in d.inputs[1:]])
+        return lo + u * (hi - lo)
+
+    def physics_loss(self, x: torch.Tensor) -> torch.Tensor:
+        r = physics_residual(self.model, x, self.kinetics, self.cfg.data.inputs, self.cfg.data.fixed)
+        t_scale = self.model.in_scale[0]
+        return ((r * t_scale / self.model.out_scale) ** 2).mean()
+
+    def ic_loss(self, x: torch.Tensor) -> torch.Tensor:
+        d = self.cfg.data
+        x0 = x.clone()
+        x0[:, 0] = 0.0
+        target = torch.stack([
+            x0[:, d.inputs.index(k)] if k in d.inputs else torch.full((len(x0),), d.fixed[k])
+            for k in ("v0", "w0")], 1)
+        return (((self.model(x0) - target) / self.model.out_scale) ** 2).mean()
+
+    # -- the two losses --
+
+    def train_loss(self) -> torch.Tensor:
+        if self.kind == "neural-ode":
+            return self.trajectory_mse(self.traj, self.cur)
+        idx = self._batch(len(self.x))
+        loss = self._data_mse(self.x[idx], self.y[idx])
+        if self.kind == "pinn":
+            p = self.cfg.model.pinn
+            xc = self._collocation(p.collocation)
+            loss = p.data_weight * loss + p.physics_weight * self.physics_loss(xc)
+            if p.ic_weight > 0:
+                loss = loss + p.ic_weight * self.ic_loss(xc)
+        if self.rollout is not None:
+            seq, cur = self.rollout
+            pred = one_step_rollout(self.model, seq[:, 0], cur, seq.shape[1] - 1)
+            scale = self.model.out_scale * math.sqrt(seq.shape[1] - 1)
+            loss = loss + self.cfg.model.itnn.rollout_weight * (((pred - seq) / scale) ** 2).mean()
+        return loss
+
+    def trajectory_mse(self, traj, cur) -> torch.Tensor:
+        pred = rk4_rollout(self.model, traj[:, 0], cur, self.cfg.data.save_dt,
+                           traj.shape[1] - 1, self.cfg.model.neural_ode.substeps)
+        return ((pred - traj) ** 2).mean()
+
+    def validation_loss(self) -> float:
+        with torch.no_grad():
+            if self.kind == "neural-ode":
+                return float(self.trajectory_mse(self.traj_val, self.cur_val))
+            return float(self._data_mse(self.x_val, self.y_val))
+
+
+def validation_errors(cfg: Config, model: Surrogate, data: dict[str, Any]) -> dict[str, float]:
+    """Errors in physical units on the validation data (MAE, max, per variable)."""
+    out: dict[str, float] = {}
+    if cfg.model.kind == "neural-ode":
+        with torch.no_grad():
+            traj = _f32(data["traj_val"])
+            pred = rk4_rollout(model, traj[:, 0], _f32(data["I_val"]), cfg.data.save_dt,
+                               traj.shape[1] - 1, cfg.model.neural_ode.substeps).numpy()
+        err = np.abs(pred - data["traj_val"])
+        out["trajectory_mse"] = float((err**2).mean())
+    else:
+        err = np.abs(predict(model, data["x_val"]) - data["y_val"])
+    flat = err.reshape(-1, 2)
+    out.update({
+        "mae": float(flat.mean()), "mae_v": float(flat[:, 0].mean()),
+        "mae_w": float(flat[:, 1].mean()), "max_v": float(flat[:, 0].max()),
+        "max_w": float(flat[:, 1].max()),
+    })
+    if cfg.model.kind == "itnn" and "rollout_val" in data:
+        seq = data["rollout_val"]
+        with torch.no_grad():
+            pred = one_step_rollout(model, _f32(seq[:, 0]), _f32(data["rollout_I_val"]),
+                                    seq.shape[1] - 1).numpy()
+        r = np.abs(pred[:, 1:] - seq[:, 1:])
+        out.update({"rollout_steps": int(seq.shape[1] - 1),
+                    "rollout_mae_v": float(r[..., 0].mean()),
+                    "rollout_mae_w": float(r[..., 1].mean()),
+                    "rollout_max_v": float(r[..., 0].max())})
+    return out
+
+
+def _optimizer(cfg: Config, model: Surrogate):
+    t = cfg.training
+    cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
+    opt = cls(model.net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    if t.schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t.iterations, eta_min=t.min_lr)
+    elif t.schedule == "plateau":
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, factor=t.plateau_factor, patience=t.plateau_patience, min_lr=t.min_lr)
+    else:
+        sched = None
+    return opt, sched
+
+
+def model_metadata(cfg: Config, data: dict[str, Any]) -> dict[str, Any]:
+    """What a runtime needs besides the weights: kinetics, dt_r, box, fixed inputs."""
+    from fhnpde import __version__ as fhnpde_version
+
+    d = cfg.data
+    box = dict(d.box)
+    if cfg.model.kind == "neural-ode":
+        states = data["traj_train"].reshape(-1, 2)
+        box = {"v": [float(states[:, 0].min()), float(states[:, 0].max())],
+               "w": [float(states[:, 1].min()), float(states[:, 1].max())],
+               "I": [float(min(d.currents)), float(max(d.currents))]}
+    return {
+        "name": cfg.name,
+        "kinetics": {"name": cfg.kinetics.name, "params": dict(cfg.kinetics.params)},
+        "dt_r": d.dt_r if cfg.model.kind == "itnn" else None,
+        "save_dt": d.save_dt,
+        "t_end": d.t_end if d.kind == "trajectory" else None,
+        "state_box": box,
+        "fixed": dict(d.fixed),
+        "data_path": str(cfg.data_path),
+        "data_fingerprint": data["attrs"].get("fingerprint"),
+        "fhnpde_version": fhnpde_version,
+    }
+
+
+def _progress(total: int, quiet: bool, desc: str):
+    if quiet or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, file=sys.stderr, unit="it")
+
+
+def train(cfg: Config, *, out: str | Path | None = None, quiet: bool = True,
+          overwrite: bool = False, data: dict[str, Any] | None = None) -> TrainResult:
+    """Train the config's model and save it; resumes from ``checkpoint.pt`` if one is there."""
+    t = cfg.training
+    directory = Path(out) if out is not None else cfg.model_dir
+    if (directory / METADATA).exists() and not overwrite:
+        raise CaseError(f"{directory} already holds a trained model; pass --overwrite to "
+                        "train again or choose another training.out", key="training.out")
+    if data is None:
+        data = load_data(ensure_data(cfg))
+    torch.set_num_threads(t.threads)
+    torch.manual_seed(t.seed)
+    gen = torch.Generator().manual_seed(t.seed)
+    model = build_surrogate(cfg, data)
+    objective = Objective(cfg, model, data, gen)
+    opt, sched = _optimizer(cfg, model)
+    history: list[dict[str, float]] = []
+    best = (math.inf, copy.deepcopy(model.state_dict()), 0)
+    start, stale = 0, 0
+    ckpt_path = directory / CHECKPOINT
+    if ckpt_path.exists() and not overwrite:
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        if sched is not None and ck["scheduler"] is not None:
+            sched.load_state_dict(ck["scheduler"])
+        gen.set_state(ck["generator"])
+        torch.set_rng_state(ck["torch_rng"])
+        start, stale, history = ck["iteration"], ck["stale"], ck["history"]
+        best = (ck["best_loss"], ck["best_state"], ck["best_iteration"])
+    wall0 = _time.perf_counter()
+    bar = _progress(t.iterations, quiet, cfg.name)
+    if bar is not None:
+        bar.update(start)
+    it = start
+    loss_value = math.nan
+    while it < t.iterations:
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        loss = objective.train_loss()
+        loss.backward()
+        if t.clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.net.parameters(), t.clip)
+        opt.step()
+        it += 1
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            raise RuntimeError(f"training diverged at iteration {it} (loss {loss_value}); "
+                               "lower training.lr")
+        if isinstance(sched, torch.optim.lr_scheduler.CosineAnnealingLR):
+            sched.step()
+        if bar is not None:
+            bar.update(1)
+        if it % t.validate_every == 0 or it == t.iterations:
+            model.eval()
+            val = objective.validation_loss()
+            lr = opt.param_groups[0]["lr"]
+            history.append({"iteration": it, "train_loss": loss_value, "val_loss": val, "lr": lr})
+            if bar is not None:
+                bar.set_postfix(train=f"{loss_value:.3g}", val=f"{val:.3g}")
+            if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                sched.step(val)
+            if val < best[0]:
+                best = (val, copy.deepcopy(model.state_dict()), it)
+                stale = 0
+            else:
+                stale += 1
+            if t.patience is not None and stale >= t.patience:
+                break
+        if it % t.checkpoint_every == 0 and it < t.iterations:
+            directory.mkdir(parents=True, exist_ok=True)
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict() if sched is not None else None,
+                        "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                        "iteration": it, "stale": stale, "history": history,
+                        "best_loss": best[0], "best_state": best[1], "best_iteration": best[2]},
+                       ckpt_path)
+    if bar is not None:
+        bar.close()
+    wall = _time.perf_counter() - wall0
+    model.load_state_dict(best[1])
+    model.eval()
+    metrics = validation_errors(cfg, model, data)
+    meta = model_metadata(cfg, data)
+    meta["validation"] = metrics
+    meta["training"] = {"iterations": it, "best_iteration": best[2], "best_val_loss": best[0],
+                        "final_train_loss": loss_value, "wall_s": round(wall, 3),
+                        "seed": t.seed, "optimizer": t.optimizer, "lr": t.lr}
+    save_model(model, directory, meta)
+    (directory / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    with open(directory / "history.csv", "w") as fh:
+        fh.write("iteration,train_loss,val_loss,lr\n")
+        for h in history:
+            fh.write(f"{h['iteration']},{h['train_loss']:.6e},{h['val_loss']:.6e},{h['lr']:.3e}\n")
+    if ckpt_path.exists():
+        ckpt_path.unlink()
+    return TrainResult(directory, metrics, history, wall)
+
+
+def summary_line(result: TrainResult) -> str:
+    m = result.metrics
+    parts = [f"MAE v {m['mae_v']:.3g}", f"w {m['mae_w']:.3g}", f"max v {m['max_v']:.3g}"]
+    if "rollout_mae_v" in m:
+        parts.append(f"{m['rollout_steps']}-step rollout MAE v {m['rollout_mae_v']:.3g}")
+    if "trajectory_mse" in m:
+        parts.append(f"trajectory MSE {m['trajectory_mse']:.3g}")
+    return f"{result.directory}: " + ", ".join(parts) + f" ({result.wall_s:.1f} s)"
+
+
+def write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2))
