@@ -47,7 +47,8 @@ def median_time(fn, repeats: int, inner: int) -> float:
 
 
 def triad_bandwidth(repeats: int, n: int = 2**25) -> float:
-    a, b, c = np.empty(n), np.random.rand(n), np.random.rand(n)
+    rng = np.random.default_rng(0)
+    a, b, c = np.empty(n), rng.random(n), rng.random(n)
     return BYTES_PER_TRIAD * n / median_time(lambda: triad(a, b, c, 3.0), repeats, 3)
 
 

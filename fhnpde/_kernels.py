@@ -10,7 +10,6 @@ clear ``__pycache__`` or touch this file.)
 from __future__ import annotations
 
 import numba
-import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
 

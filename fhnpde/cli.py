@@ -119,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--solver", action="append", default=None)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", default=None)
+    p.add_argument("--t-end", type=float, default=None,
+                   help="length of each trial run (default: the case's time.t_end)")
+    p.add_argument("--cap", type=float, default=100.0,
+                   help="search up to this multiple of the explicit limit dx^2/(2D)")
+    p.add_argument("--rtol", type=float, default=0.005,
+                   help="relative width of the final bisection bracket")
     p.set_defaults(func=cmd_stability)
 
     p = sub.add_parser("sweep", help="run a parameter sweep on dask.distributed into one store")

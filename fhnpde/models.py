@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-
 # --- the formulas, written once -------------------------------------------------------
 
 

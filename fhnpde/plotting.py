@@ -47,8 +47,8 @@ def plot_cable(ds, out: Path, threshold: float = 0.3) -> Path:
     if px:
         ax0.plot(px, pt, ".", color="white", ms=2.0, label=f"pulse peaks (v > {threshold})")
         ax0.legend(loc="upper right", fontsize=8, framealpha=0.5)
-    if "active_nodes" in ds and ds["active_nodes"].ndim == 2:
-        act = np.asarray(ds["active_nodes"].values, dtype=bool)
+    if "active_mask" in ds:  # adaptive runs: which base-grid nodes were computed
+        act = np.asarray(ds["active_mask"].values, dtype=bool)
         tt, xx = np.nonzero(act)
         ax0.plot(x[xx], t[tt], ",", color="red", alpha=0.4, label="active nodes")
         ax0.legend(loc="upper right", fontsize=8, framealpha=0.5)
@@ -116,3 +116,90 @@ def plot_store(path, out=None) -> Path:
     if "x" in ds.dims:
         return plot_cable(ds, out)
     return plot_point(ds, out)
+
+
+# --- studies (convergence orders, stability limits) ----------------------------------------
+
+
+def plot_convergence(h, errors: dict, out, *, xlabel: str = "h", declared_order=None,
+                     fitted: dict | None = None, title: str = "", note: str = "",
+                     slopes=(1, 2)) -> Path:
+    """Log-log plot of errors against the step ``h`` with dashed reference slopes.
+
+    ``errors`` maps a label (e.g. "rmse") to one error per level; ``fitted`` maps the same
+    labels to fitted orders shown in the legend. Reference lines ``C h^p`` for every ``p`` in
+    ``slopes`` and the declared order pass through the finest level's first error.
+    """
+    plt = _plt()
+    out = Path(out)
+    h = np.asarray(h, dtype=float)
+    fig, ax = plt.subplots(figsize=(5.6, 4.2))
+    markers = iter(("o", "s", "^", "D", "v"))
+    for label, e in errors.items():
+        e = np.asarray(e, dtype=float)
+        fit = (fitted or {}).get(label)
+        text = label + (f" (fitted order {fit:.2f})" if fit is not None and np.isfinite(fit) else "")
+        ax.loglog(h, e, marker=next(markers), lw=1.4, label=text)
+    first = np.asarray(next(iter(errors.values())), dtype=float)
+    orders = sorted({int(p) for p in slopes} | ({int(declared_order)} if declared_order else set()))
+    anchor_h, anchor_e = h[-1], first[-1]
+    styles = iter(("--", ":", "-.", (0, (5, 2, 1, 2)), (0, (1, 3))))
+    for p in orders:
+        line = anchor_e * (h / anchor_h) ** p
+        extra = " (declared)" if declared_order is not None and p == declared_order else ""
+        ax.loglog(h, line, ls=next(styles), color="0.45", lw=1.0, label=f"slope {p}{extra}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("error of v")
+    ax.set_title(title, fontsize=9)
+    if note:
+        ax.text(0.02, 0.02, note, transform=ax.transAxes, fontsize=7, color="0.3")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
+def plot_stability(solvers, largest, to_cap, out, *, explicit_limit=None, cap=None,
+                   theory=None, title: str = "") -> Path:
+    """Bar chart (log scale) of the largest stable dt per solver.
+
+    A bar that reached the search cap is hatched and labelled "stable up to the cap"; the
+    explicit limit dx^2/(2D) and the cap are horizontal lines, each solver's theoretical
+    limit (where one exists) a short black tick on its bar.
+    """
+    plt = _plt()
+    out = Path(out)
+    fig, ax = plt.subplots(figsize=(5.6, 4.0))
+    xs = np.arange(len(solvers))
+    values = [np.nan if v is None else v for v in largest]
+    colours = ["tab:green" if c else "tab:blue" for c in to_cap]
+    bars = ax.bar(xs, values, color=colours, width=0.6)
+    for bar, capped, v in zip(bars, to_cap, values, strict=True):
+        if capped:
+            bar.set_hatch("//")
+        if np.isfinite(v):
+            label = "stable up to\nthe cap" if capped else f"{v:.4g}"
+            ax.annotate(label, (bar.get_x() + bar.get_width() / 2, v), ha="center",
+                        va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
+    for x, t in zip(xs, theory or [None] * len(solvers), strict=True):
+        if t is not None:
+            ax.plot([x - 0.35, x + 0.35], [t, t], color="black", lw=2.0)
+    if explicit_limit is not None:
+        ax.axhline(explicit_limit, color="tab:red", ls="--", lw=1.0,
+                   label=f"dx²/(2D) = {explicit_limit:.4g}")
+    if cap is not None:
+        ax.axhline(cap, color="0.4", ls=":", lw=1.0, label=f"search cap = {cap:.4g}")
+    ax.set_yscale("log")
+    ax.set_xticks(xs, solvers, fontsize=8)
+    ax.set_ylabel("largest stable dt")
+    ax.set_title(title, fontsize=9)
+    top = max([v for v in values if np.isfinite(v)] + [cap or 0.0])
+    ax.set_ylim(top=top * 4.0)
+    ax.grid(alpha=0.3, axis="y", which="both")
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out

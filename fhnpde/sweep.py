@@ -184,7 +184,9 @@ def _member_values(spec: SweepSpec) -> dict[str, np.ndarray]:
                 axes.append(np.asarray(s.values))
             else:
                 lo, hi = s
-                axes.append(np.linspace(lo, hi, 1 if lo == hi else spec.points))
+                # 12 significant digits: 0.07, not 0.07000000000000001, so .sel() finds it
+                grid = np.linspace(lo, hi, 1 if lo == hi else spec.points)
+                axes.append(np.array([float(f"{g:.12g}") for g in grid]))
         total = math.prod(a.size for a in axes)
         if spec.size is not None and spec.size != total:
             raise CaseError(

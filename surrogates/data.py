@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time as _time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -307,12 +308,14 @@ def generate(cfg: Config, path: str | Path | None = None, overwrite: bool = Fals
             variables[f"traj_{split}"] = ((f"{split}_trajectory", "time", "output"), traj)
             variables[f"I_{split}"] = ((f"{split}_trajectory",), cur)
         attrs["save_dt"] = data.save_dt
-    coords = {"input": inputs, "output": ["v", "w"]}
-    if data.kind == "trajectories":
-        coords = {"output": ["v", "w"], "time": times}
+    attrs["inputs"] = json.dumps(inputs)
+    attrs["outputs"] = json.dumps(["v", "w"])
+    coords = {"time": times} if data.kind == "trajectories" else {}
     attrs["generation_wall_s"] = round(_time.perf_counter() - wall0, 3)
     ds = xr.Dataset({k: xr.Variable(*v) for k, v in variables.items()}, coords=coords, attrs=attrs)
-    ds.to_zarr(str(path), mode="w", zarr_format=3, consolidated=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+        ds.to_zarr(str(path), mode="w", zarr_format=3, consolidated=True)
     return path
 
 

@@ -87,7 +87,8 @@ def test_bad_case_exits_2_with_one_line(tmp_path, capsys, data, fragments):
 def test_missing_file(tmp_path, capsys):
     code = main(["run", str(tmp_path / "nope.yaml"), "--quiet"])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and err.count("\n") == 0
+    assert code == 2
+    assert err.count("\n") == 0
     assert "nope.yaml: no such case file" in err
 
 
@@ -97,8 +98,11 @@ def test_unwritable_output_path(tmp_path, capsys):
     code = main(["run", str(ROOT / "cases" / "divergent.yaml"), "--quiet",
                  "--out", str(blocker / "run.zarr")])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and err.count("\n") == 0
-    assert "--out" in err and "cannot write" in err and "writable path" in err
+    assert code == 2
+    assert err.count("\n") == 0
+    assert "--out" in err
+    assert "cannot write" in err
+    assert "writable path" in err
     assert not (blocker / "run.zarr").exists()
 
 
@@ -141,7 +145,8 @@ def test_overrides_are_typed_and_nested():
     case = load_case(ROOT / "cases" / "divergent.yaml",
                      ["time.dt=1e-2", "initial.v.amplitude=0.5", "solver.backend=numpy",
                       "stimuli=[{kind: box, x: [0, 2], amplitude: 0.5}]"])
-    assert case.time.dt == 0.01 and isinstance(case.time.dt, float)
+    assert case.time.dt == 0.01
+    assert isinstance(case.time.dt, float)
     assert case.initial.v.amplitude == 0.5
     assert case.solver.backend == "numpy"
     assert case.stimuli[0].t == [0.0, None]

@@ -30,7 +30,8 @@ def test_plot_cable_and_point(tmp_path, capsys):
         out = tmp_path / f"{name}.png"
         assert main(["plot", str(tmp_path / f"{name}.zarr"), "--out", str(out)]) == 0
         w, h = _png_size(out)
-        assert w > 800 and h > 400
+        assert w > 800
+        assert h > 400
 
 
 def test_plot_missing_store_is_bad_input(tmp_path, capsys):

@@ -90,7 +90,8 @@ def test_periodic_ring_conserves_under_diffusion():
     case = make_case(SMALL_CABLE, "domain.boundary=periodic", "model.params.k=0",
                      "time.t_end=10", "time.save_every=10", "initial.v.center=2.0")
     problem, v, _ = final_state(case)
-    assert problem.grid.nx == 81 and problem.grid.dx == pytest.approx(40.0 / 81)
+    assert problem.grid.nx == 81
+    assert problem.grid.dx == pytest.approx(40.0 / 81)
     assert np.max(np.abs(v - problem.v0)) > 0.1
     assert v.sum() == pytest.approx(problem.v0.sum(), rel=1e-13)
 
@@ -151,7 +152,9 @@ def test_unstable_dt_is_refused_with_the_limit(dt):
     with pytest.raises(CaseError) as info:
         build_solver(case)
     msg = str(info.value)
-    assert "time.dt" in msg and "stability limit 0.125" in msg and "solver.force" in msg
+    assert "time.dt" in msg
+    assert "stability limit 0.125" in msg
+    assert "solver.force" in msg
 
 
 def test_force_runs_an_unstable_dt():

@@ -48,7 +48,8 @@ def test_rest_state_is_an_equilibrium(name):
     kin = Kinetics.create(name)
     v, w = kin.rest_state(0.0)
     dv, dw = kin.reaction(v, w, 0.0)
-    assert abs(dv) < 1e-12 and abs(dw) < 1e-12
+    assert abs(dv) < 1e-12
+    assert abs(dw) < 1e-12
 
 
 def test_nagumo_rest_state_is_the_origin():
@@ -68,9 +69,10 @@ def test_nagumo_rest_state_is_the_origin():
     ],
 )
 def test_bad_parameters_are_sentences(name, params, message):
-    with pytest.raises(ValueError, match=None) as info:
+    import re
+
+    with pytest.raises(ValueError, match=re.escape(message)):
         check_params(name, params)
-    assert message in str(info.value)
 
 
 def test_kinetics_broadcast_over_members():

@@ -90,4 +90,6 @@ def test_uniform_sampling_stays_in_range():
     case = make_case(CELL, "ensemble={size: 500, sample: uniform, seed: 0, "
                            "vary: {w0: [0.0, 0.12]}}")
     w0 = sample_ensemble(case)["w0"]
-    assert w0.min() >= 0.0 and w0.max() <= 0.12 and np.ptp(w0) > 0.1
+    assert w0.min() >= 0.0
+    assert w0.max() <= 0.12
+    assert np.ptp(w0) > 0.1
