@@ -80,7 +80,7 @@ def _node_currents(t, base, masks, t0s, t1s, amps, out):
 
 
 @njit(cache=True)
-def cn_cable_advance(code, v, w, base, masks, t0s, t1s, amps, p, recovery, t, dt, nsteps,
+def cn_cable_advance(code, v, w, base, masks, t0s, t1s, amps, params, recovery, t, dt, nsteps,
                      diffusivity, inv_dx2, g0, gn, op_lower, op_diag, op_upper, top, bottom,
                      rtol, max_iter, out_v, out_w, iterations):
     """``nsteps`` Crank–Nicolson steps of a cable, Newton + Thomas inside; result in out_v/out_w.
@@ -92,7 +92,8 @@ def cn_cable_advance(code, v, w, base, masks, t0s, t1s, amps, p, recovery, t, dt
     """
     n = v.shape[0]
     h = 0.5 * dt
-    alpha, beta, delta, dfdw = recovery
+    p = (params[0], params[1], params[2], params[3])
+    alpha, beta, delta, dfdw = recovery[0], recovery[1], recovery[2], recovery[3]
     periodic = top != 0.0 or bottom != 0.0
     vn, wn = out_v, out_w
     for i in range(n):

@@ -29,9 +29,18 @@ def cmd_run(args) -> int:
     from .case import load_case
     from .driver import run_case
 
+    import numpy as np
+
+    from .driver import WallClockLimit
+
     case = load_case(args.case, args.set)
+    observers = [WallClockLimit(args.max_wall)] if args.max_wall else []
     try:
-        result = run_case(case, out=args.out, overwrite=args.overwrite, quiet=args.quiet)
+        # A blow-up overflows before the guard sees the non-finite output: let the guard
+        # report it in one line instead of numpy printing a warning per operation.
+        with np.errstate(over="ignore", invalid="ignore"):
+            result = run_case(case, out=args.out, overwrite=args.overwrite, quiet=args.quiet,
+                              observers=observers)
     except CaseError as exc:
         raise exc.with_source(str(args.case)) if exc.source is None else exc from None
     if result.status == "complete":
@@ -93,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a case key, e.g. --set time.dt=0.01 (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument("--max-wall", type=float, default=None, metavar="SECONDS",
+                   help="stop after this much wall time (store marked interrupted, exit 130)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("info", help="versions and usable backends")

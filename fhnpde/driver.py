@@ -107,7 +107,7 @@ class WallClockLimit:
 
     def output(self, t, state):
         if _time.monotonic() - self.t0 > self.seconds:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt(f"wall-clock limit of {self.seconds:g} s reached")
 
     def finish(self, status, stats):
         pass
@@ -140,8 +140,9 @@ def integrate(solver: Solver, state: State, case: Case, observers=()) -> Result:
         status = "complete"
     except NumericalFailure as exc:
         status, message = "failed", str(exc)
-    except KeyboardInterrupt:
-        status, message = "interrupted", f"interrupted at t = {step * dt:g}"
+    except KeyboardInterrupt as exc:
+        why = f" ({exc})" if str(exc) else ""
+        status, message = "interrupted", f"interrupted at t = {step * dt:g}{why}"
     finally:
         wall = _time.perf_counter() - wall0
         size = int(np.asarray(state.v).shape[-1]) if np.ndim(state.v) else 1

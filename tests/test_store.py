@@ -180,3 +180,15 @@ def test_open_run_reads_the_stats(tmp_path):
     run_case(make_case(SMALL_CABLE), out=tmp_path / "o.zarr")
     ds = fhnpde.open_run(tmp_path / "o.zarr")
     assert ds.attrs["stats"]["node_updates"] == 100 * 81
+
+
+def test_wall_clock_limit_interrupts(tmp_path, capsys):
+    out = tmp_path / "w.zarr"
+    code = main(["run", str(ROOT / "cases" / "divergent.yaml"), "--quiet", "--out", str(out),
+                 "--set", "solver.backend=numpy", "--set", "time.t_end=1e4",
+                 "--max-wall", "0.5"])
+    assert code == 130
+    assert "wall-clock limit of 0.5 s" in capsys.readouterr().err
+    ds = xr.open_zarr(out)
+    assert ds.attrs["status"] == "interrupted"
+    assert 0 < ds.attrs["stats"]["t_reached"] < 1e4

@@ -244,6 +244,9 @@ class CrankNicolsonCable(_NewtonCounters, Solver):
         self.rtol = float(self.spec.newton.rtol)
         self.max_iter = int(self.spec.newton.max_iter)
         self.fused = self.backend == "numba" and self.method == "thomas"
+        # arrays rather than tuples: numba's dispatcher types a tuple argument slowly
+        self._params_array = np.array(self.params)
+        self._recovery_array = np.array(self.recovery)
         self.counters.update(newton_iterations=0, newton_steps=0, newton_max_per_step=0)
 
     def init(self) -> State:
@@ -319,7 +322,7 @@ class CrankNicolsonCable(_NewtonCounters, Solver):
         iterations = np.zeros(nsteps, dtype=np.int64)
         status, failed_step, info, value = k.cn_cable_advance(
             self.code, state.v, state.w, cur.base, masks, cur.t0, cur.t1, cur.amplitude,
-            self.params, self.recovery, float(t), float(dt), int(nsteps),
+            self._params_array, self._recovery_array, float(t), float(dt), int(nsteps),
             float(self.problem.diffusion), self.inv_dx2, *self.problem.grid.ghosts,
             op_lower, op_diag, op_upper, float(top), float(bottom),
             self.rtol, self.max_iter, out_v, out_w, iterations,

@@ -291,6 +291,7 @@ def raise_pivot_error(
     bad_values=None,
     *,
     detail: str = "",
+    hint: str | None = None,
 ) -> None:
     """Raise PivotError for the first system whose entry in ``bad_rows`` (flat, -1 = fine) is >= 0."""
     bad_rows = np.asarray(bad_rows).reshape(-1)
@@ -300,4 +301,4 @@ def raise_pivot_error(
     j = int(failed[0])
     system = tuple(int(i) for i in np.unravel_index(j, batch_shape)) if batch_shape else ()
     value = None if bad_values is None else float(np.asarray(bad_values).reshape(-1)[j])
-    raise PivotError(method, system, int(bad_rows[j]), value, detail=detail)
+    raise PivotError(method, system, int(bad_rows[j]), value, detail=detail, hint=hint)

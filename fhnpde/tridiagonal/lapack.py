@@ -19,6 +19,8 @@ from scipy.linalg import lapack
 from ._api import Factorization, as_rows, raise_pivot_error
 
 _SINGULAR = "LAPACK found the matrix exactly singular even with partial pivoting"
+_SINGULAR_HINT = "check the matrix: it has no unique solution"
+_NONFINITE_HINT = "the coefficients must be finite (LAPACK would return NaN without a word)"
 
 
 def _routines(dtype):
@@ -43,6 +45,7 @@ def _check_finite(rows, batch_shape, n) -> None:
                 bad_rows,
                 [float(v[j, i])] * len(bad_rows),
                 detail=f"{name} holds {v[j, i]} in row {row}",
+                hint=_NONFINITE_HINT,
             )
 
 
@@ -59,7 +62,7 @@ def solve(lower, diag, upper, rhs, batch_shape):
         diag1 = np.broadcast_to(rows[1], (nsys, 1))
         if nsys and not diag1.all():
             bad_rows = np.where(diag1[:, 0] == 0, 0, -1)
-            raise_pivot_error("scipy", batch_shape, bad_rows, np.zeros(nsys), detail=_SINGULAR)
+            raise_pivot_error("scipy", batch_shape, bad_rows, np.zeros(nsys), detail=_SINGULAR, hint=_SINGULAR_HINT)
         x[...] = d / diag1
     elif all(r.shape[0] == 1 for r in rows) and nsys > 0:  # one matrix, all rhs as columns
         l1, d1, u1 = (r[0] for r in rows)
@@ -80,7 +83,10 @@ def _raise_singular(info: int, system, batch_shape, nsys) -> None:
     if info > 0:
         bad_rows = np.full(max(nsys, 1), -1)
         bad_rows[np.ravel_multi_index(system, batch_shape) if batch_shape else 0] = info - 1
-        raise_pivot_error("scipy", batch_shape, bad_rows, np.zeros(len(bad_rows)), detail=_SINGULAR)
+        raise_pivot_error(
+            "scipy", batch_shape, bad_rows, np.zeros(len(bad_rows)),
+            detail=_SINGULAR, hint=_SINGULAR_HINT,
+        )
     if info < 0:  # an argument LAPACK rejects: a bug here, not the user's input
         raise RuntimeError(f"LAPACK gtsv rejected argument {-info}")
 
