@@ -2,7 +2,7 @@
 
 Like :mod:`fhnpde._kernels`, no formula lives here: the plain-Python node update of
 :mod:`fhnpde.solvers.adaptive` and the non-uniform derivative of :mod:`fhnpde.nonuniform`
-are registered as jitable and called node by node (the kinetics were registered by
+and the active-set selection are registered as jitable and called from here (the kinetics were registered by
 :mod:`fhnpde._kernels`, imported first). After editing a formula, clear ``__pycache__``
 or touch this file: numba's on-disk cache keys on this file.
 """
@@ -20,10 +20,25 @@ for _f in (
     nonuniform.first_derivative,
     nonuniform.second_derivative,
     adaptive.adaptive_euler_node,
+    adaptive.cover_range,
+    adaptive.balance_strides,
+    adaptive.grade_active,
+    adaptive.select_active,
 ):
     register_jitable(_f)
 
 adaptive_euler_node = adaptive.adaptive_euler_node
+_select_active = adaptive.select_active
+
+
+@njit(cache=True)
+def select_active(index, v, w, current, h_left, h_right, g0, gn, code, p, diffusivity, dx, n,
+                  periodic, coarse_stride, wave_stride, fine_stride, vx_threshold,
+                  vt_threshold, front_radius):
+    """:func:`fhnpde.solvers.adaptive.select_active`, compiled."""
+    return _select_active(index, v, w, current, h_left, h_right, g0, gn, code, p,
+                          diffusivity, dx, n, periodic, coarse_stride, wave_stride,
+                          fine_stride, vx_threshold, vt_threshold, front_radius)
 
 
 @njit(cache=True)
@@ -49,4 +64,4 @@ def adaptive_euler_block(code, p, dt, diffusivity, nsteps, v, w, current, h_left
     return v, w, out_v, out_w
 
 
-__all__ = ["adaptive_euler_block"]
+__all__ = ["adaptive_euler_block", "select_active"]

@@ -202,10 +202,11 @@ class NewtonSpec(_Strict):
 class AdaptiveSpec(_Strict):
     """Refinement rules of the adaptive-grid solver (``solver.method: adaptive``).
 
-    Spacings are lengths, rounded to a whole number (at least 1) of base-grid spacings
-    ``domain.length / (nx - 1)``; a spacing at or below the base spacing activates every
-    base node of its zone (``coarse_dx`` that small activates the whole base grid, which
-    makes the scheme the uniform explicit one). See :mod:`fhnpde.solvers.adaptive`.
+    Spacings are lengths, rounded down to a power-of-two multiple (at least 1) of the
+    base spacing ``domain.length / (nx - 1)``; a spacing at or below the base spacing
+    activates every base node of its zone (``coarse_dx`` that small activates the whole
+    base grid, which makes the scheme the uniform explicit one). The defaults are tuned on
+    ``cases/divergent_adaptive.yaml``. See :mod:`fhnpde.solvers.adaptive`.
     """
 
     every: Annotated[int, Field(ge=1)] = Field(
@@ -216,10 +217,10 @@ class AdaptiveSpec(_Strict):
         ),
     )
     coarse_dx: PositiveFloat = Field(
-        default=4.0, description="Background spacing laid over the whole cable."
+        default=8.0, description="Background spacing laid over the whole cable."
     )
     wave_dx: PositiveFloat = Field(
-        default=1.0, description="Spacing where |v_x| > vx_threshold (where the waves are)."
+        default=2.0, description="Spacing where |v_x| > vx_threshold (where the waves are)."
     )
     fine_dx: PositiveFloat = Field(
         default=0.25,
@@ -229,13 +230,15 @@ class AdaptiveSpec(_Strict):
         default=0.01, description="|v_x| above which wave_dx is used (and fronts are sought)."
     )
     vt_threshold: PositiveFloat = Field(
-        default=0.001, description="|v_t| above which fine_dx is used."
+        default=0.005,
+        description="|v_t| above which fine_dx is used (and fronts are sought).",
     )
     front_radius: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
-        default=2.0,
+        default=0.5,
         description=(
             "Distance around each inflection point of v (sign change of v_xx where "
-            "|v_x| > vx_threshold) within which every base node is active."
+            "|v_x| > vx_threshold and |v_t| > vt_threshold) within which every base node "
+            "is active."
         ),
     )
 

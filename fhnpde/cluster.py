@@ -94,7 +94,7 @@ def _client(scheduler: str | None, workers: int | None, worker_env: Mapping[str,
         n_workers=n,
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,
+        dashboard_address=":0",
         silence_logs=logging.ERROR,
         env=dict(worker_env or {}),
     )

@@ -113,6 +113,8 @@ def plot_store(path, out=None) -> Path:
     ds = open_run(path)
     out = Path(out) if out else Path(str(path).rstrip("/")).with_suffix(".png")
     out.parent.mkdir(parents=True, exist_ok=True)
+    if ds.attrs.get("layout") == "sweep":
+        return plot_sweep(ds, out)
     if "x" in ds.dims:
         return plot_cable(ds, out)
     return plot_point(ds, out)
@@ -148,11 +150,11 @@ def plot_convergence(h, errors: dict, out, *, xlabel: str = "h", declared_order=
         line = anchor_e * (h / anchor_h) ** p
         extra = " (declared)" if declared_order is not None and p == declared_order else ""
         ax.loglog(h, line, ls=next(styles), color="0.45", lw=1.0, label=f"slope {p}{extra}")
-    ax.set_xlabel(xlabel)
+    ax.set_xticks(h, [f"{x:.3g}" for x in h], fontsize=8)
+    ax.xaxis.set_minor_locator(plt.NullLocator())
+    ax.set_xlabel(xlabel + (f"\n{note}" if note else ""), fontsize=9)
     ax.set_ylabel("error of v")
     ax.set_title(title, fontsize=9)
-    if note:
-        ax.text(0.02, 0.02, note, transform=ax.transAxes, fontsize=7, color="0.3")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
@@ -195,11 +197,100 @@ def plot_stability(solvers, largest, to_cap, out, *, explicit_limit=None, cap=No
     ax.set_xticks(xs, solvers, fontsize=8)
     ax.set_ylabel("largest stable dt")
     ax.set_title(title, fontsize=9)
-    top = max([v for v in values if np.isfinite(v)] + [cap or 0.0])
-    ax.set_ylim(top=top * 4.0)
+    finite = [v for v in values if np.isfinite(v)]
+    top = max(finite + [cap or 0.0])
+    bottom = min(finite + ([explicit_limit] if explicit_limit else []), default=top)
+    ax.set_ylim(bottom / 4.0, top * 4.0)
     ax.grid(alpha=0.3, axis="y", which="both")
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
+# --- sweeps (threshold maps) ----------------------------------------------------------------
+
+
+def sweep_grid(ds):
+    """A sweep store's members on the grid of its first two varied keys, or None.
+
+    Returns ``(keys, axes, index)`` where ``index[i, j]`` is the member at
+    ``(axes[0][i], axes[1][j])``, when every pair of values occurs exactly once.
+    """
+    keys = list(ds.attrs.get("varied", []))[:2]
+    if len(keys) != 2 or len(ds.attrs.get("varied", [])) != 2:
+        return None
+    c0, c1 = (np.asarray(ds[k].values) for k in keys)
+    u0, u1 = np.unique(c0), np.unique(c1)
+    if u0.size * u1.size != c0.size:
+        return None
+    index = np.full((u0.size, u1.size), -1)
+    index[np.searchsorted(u0, c0), np.searchsorted(u1, c1)] = np.arange(c0.size)
+    if (index < 0).any():
+        return None
+    return keys, (u0, u1), index
+
+
+def plot_sweep(ds, out: Path) -> Path:
+    """Threshold map of a sweep store: did a pulse reach the far end, and how fast.
+
+    Two varied keys on a full grid: cells coloured by outcome (no propagation, propagated,
+    failed, pending) with the propagation boundary drawn as the 0.5 contour of
+    ``propagated``, and the measured speed beside it. Otherwise a scatter of the members over
+    their first two varied keys (or over the one varied key and speed).
+    """
+    plt = _plt()
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+
+    status = np.asarray(ds["status"].values)
+    prop = np.asarray(ds["propagated"].values).astype(float)
+    speed = np.asarray(ds["speed"].values, dtype=float)
+    speed = np.where(prop > 0, speed, np.nan)
+    # outcome: 0 no propagation, 1 propagated, 2 failed, 3 pending
+    outcome = np.where(status == 1, prop, np.where(status == 2, 2.0, 3.0))
+    cmap = ListedColormap(["#d9d9d9", "#2c7fb8", "#e34a33", "white"])
+    norm = BoundaryNorm([-0.5, 0.5, 1.5, 2.5, 3.5], cmap.N)
+    names = ["no propagation", "propagated", "failed", "pending"]
+    keys = list(ds.attrs.get("varied", []))
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(13, 5.2))
+    grid = sweep_grid(ds)
+    if grid is not None:
+        (k0, k1), (u0, u1), index = grid
+        img = outcome[index].T  # rows: second key (y), columns: first key (x)
+        ax0.pcolormesh(u0, u1, img, cmap=cmap, norm=norm, shading="nearest")
+        ok = (status[index] == 1).T
+        if ok.all() and 0 < prop.sum() < prop.size:
+            ax0.contour(u0, u1, prop[index].T, levels=[0.5], colors="black", linewidths=1.5)
+        im = ax1.pcolormesh(u0, u1, speed[index].T, cmap="viridis", shading="nearest")
+        fig.colorbar(im, ax=ax1, label="speed")
+        for ax in (ax0, ax1):
+            ax.set_xlabel(k0)
+            ax.set_ylabel(k1)
+    else:
+        k0 = keys[0]
+        x = np.asarray(ds[k0].values, dtype=float)
+        if len(keys) >= 2:
+            y, ylabel = np.asarray(ds[keys[1]].values, dtype=float), keys[1]
+        else:
+            y, ylabel = prop, "propagated"
+        ax0.scatter(x, y, c=outcome, cmap=cmap, norm=norm, s=18, edgecolors="0.3",
+                    linewidths=0.3)
+        ax0.set_xlabel(k0)
+        ax0.set_ylabel(ylabel)
+        sc = ax1.scatter(x, speed, c=speed, cmap="viridis", s=18)
+        fig.colorbar(sc, ax=ax1, label="speed")
+        ax1.set_xlabel(k0)
+        ax1.set_ylabel("speed")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(i), ec="0.3") for i in range(4)
+               if (outcome == i).any()]
+    labels = [names[i] for i in range(4) if (outcome == i).any()]
+    ax0.legend(handles, labels, fontsize=8, loc="upper right", framealpha=0.8)
+    n_prop = int(((status == 1) & (prop > 0)).sum())
+    ax0.set_title(f"{ds.attrs.get('title', '')}: {n_prop} of {status.size} members propagated"
+                  f", {int((status == 2).sum())} failed", fontsize=10)
+    ax1.set_title("measured conduction speed (propagated members)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
     plt.close(fig)
     return out

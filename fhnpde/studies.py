@@ -40,7 +40,7 @@ least-squares fit of ``log e_k = log c + log(h_k^p - h_ref^p)`` over all levels.
 independent reference ``h_ref = 0`` and these are the familiar
 ``log(e_{k-1}/e_k) / log R`` and the slope of ``log e`` against ``log h``. (Without the
 correction a first-order scheme measured against a reference only two levels finer
-would appear to be of order 1.3 on its finest level.)
+would appear to be of order log2(7/3) = 1.22 on its finest pair of levels.)
 
 When ``dx`` varies, ``dt`` follows it by the rule
 
@@ -67,7 +67,7 @@ bisection (in ``log dt``, to a relative bracket ``rtol``). A run is *unstable* i
   ``d_{i-1} d_i < 0`` and ``d_i d_{i+1} < 0`` (two neighbouring nodes that are both local
   extrema, which no resolved smooth profile has); its amplitude is
   ``sigma(v) = max over zigzags of min(|d_{i-1}|, |d_i|, |d_{i+1}|)``. The run is unstable
-  when ``sigma > tol max(1, max|v|)`` (``tol = 1e-7``) and ``sigma`` more than doubled
+  when ``sigma > tol max(1, max|v|)`` (``tol = 1e-9``) and ``sigma`` more than doubled
   since the previous checkpoint. A zigzag that stays or decays (Crank–Nicolson's
   undamped but bounded response to rough data) is not an instability.
 
@@ -130,7 +130,7 @@ def case_with(case: Case, changes: dict[str, Any]) -> Case:
                 node[key] = {}
             node = node[key]
         node[keys[-1]] = value
-    return parse_case(data, source=case.name)
+    return parse_case(data, source=None)
 
 
 def geometry_of(case: Case) -> str:
@@ -477,7 +477,7 @@ def convergence_study(
     The coarsest level uses the case's ``time.dt`` and ``domain.nx``; ``t_end`` replaces
     ``time.t_end`` (it must be a whole number of the coarsest steps).
     """
-    from .solvers import solver_class
+    from .driver import build_solver
 
     wall0 = _time.perf_counter()
     say = progress or (lambda msg: None)
@@ -493,18 +493,24 @@ def convergence_study(
     geometry = geometry_of(case)
     if vary == "dx" and geometry == "point":
         raise CaseError("--vary dx needs a cable: this case has no domain; use --vary dt")
-    cls = solver_class(case.solver.method, geometry)
-    declared = cls.order
     t_end = float(case.time.t_end if t_end is None else t_end)
     if not t_end > 0:
         raise CaseError(f"--t-end must be > 0, got {t_end}")
+    steps = t_end / case.time.dt
+    if abs(steps - round(steps)) > 1e-9 * max(1.0, steps):
+        raise CaseError(f"--t-end {t_end:g} is not a whole number of steps of the coarsest "
+                        f"dt = {case.time.dt:g}; choose a multiple of it", key="time.t_end")
     base = case_with(case, {"time.t_end": t_end, "time.save_every": None})
+    # The built solver's order: a solver may lower it for its configuration (e.g. split
+    # with Euler reaction substeps is first order in time).
+    _, built = build_solver(case_with(base, {"solver.force": True}))
+    declared = built.order
 
     q = None
     dt_rule = None
     if vary == "dx":
         if declared.space is None:
-            raise CaseError(f"the {cls.name} solver declares no spatial order; use --vary dt")
+            raise CaseError(f"the {built.name} solver declares no spatial order; use --vary dt")
         q = declared.space / declared.time
         dx0 = _grid_of(base).dx
         dt_rule = (
@@ -523,7 +529,7 @@ def convergence_study(
     ref_level = levels + 1
     ref_case = _level_case(base, vary, ref_level, ratio, t_end, q)
     if reference == "self":
-        say(f"reference: {cls.name}, dt = {ref_case.time.dt:.4g}"
+        say(f"reference: {built.name}, dt = {ref_case.time.dt:.4g}"
             + (f", nx = {ref_case.domain.nx}" if ref_case.domain else ""))
         v_ref, _ = run_to_end(ref_case)
         h_ref = ref_case.time.dt if vary == "dt" else _grid_of(ref_case).dx
@@ -576,7 +582,7 @@ def convergence_study(
         boundary = f"{d.boundary} boundary" + (
             f", boundary_order {d.boundary_order}" if d.boundary == "neumann" else "")
     return ConvergenceResult(
-        case_name=case.name, solver=cls.name, vary=vary, ratio=ratio, t_end=t_end,
+        case_name=case.name, solver=built.name, vary=vary, ratio=ratio, t_end=t_end,
         reference=reference, reference_text=ref_text, h_ref=h_ref,
         declared_order=declared_order, declared=declared, levels=rows,
         fitted_order_rmse=fitted_order(hs, [r.rmse for r in rows], h_ref),
@@ -674,7 +680,7 @@ def _yardstick(case: Case) -> float | None:
 
 def probe_stability(
     case: Case, solver: str, dt: float, *, t_end: float | None = None, checkpoints: int = 10,
-    tol: float = 1e-7, bound: float = 1e3,
+    tol: float = 1e-9, bound: float = 1e3,
 ) -> Probe:
     """Run ``case`` with ``solver`` at ``dt`` (forced past any limit); stable or not, and why.
 
@@ -844,8 +850,7 @@ class StabilityStudy:
 
 def registered_solvers(geometry: str) -> list[str]:
     """Names of the registered solvers for ``geometry`` (explicit first for cables)."""
-    from .solvers import REGISTRY
-    from .solvers import _load_all
+    from .solvers import REGISTRY, _load_all
 
     _load_all()
     names = sorted(n for g, n in REGISTRY if g == geometry)

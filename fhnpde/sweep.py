@@ -158,13 +158,25 @@ class SweepSpec(_Strict):
         return self
 
 
-def _spec_error(exc: ValidationError, source: str) -> CaseError:
+def _spec_error(exc: ValidationError, source: str, data: dict) -> CaseError:
     err = _from_validation_error(exc, source)
     # Messages raised by SweepSpec carry "key\x00message"; split them like case.py does.
     if "\x00" in err.detail:
         sub, detail = err.detail.split("\x00", 1)
         key = ".".join(p for p in (err.key, sub) if p) or None
         return CaseError(detail, source=source, key=key)
+    # A vary entry's type errors name union members; say what an entry may be instead.
+    vary = data.get("vary")
+    if err.key == "vary" and vary == {}:
+        return CaseError("needs at least one key path, e.g. model.params.a: [0.05, 0.15]",
+                         source=source, key="vary")
+    if isinstance(vary, dict) and err.key and err.key.startswith("vary."):
+        for k, entry in vary.items():
+            if err.key == f"vary.{k}" or err.key.startswith(f"vary.{k}."):
+                return CaseError(
+                    "must be a range [low, high] or {values: [v1, v2, ...]} of numbers, "
+                    f"got {entry!r}", source=source, key=f"vary.{k}",
+                )
     return err
 
 
@@ -260,7 +272,7 @@ def load_sweep(path: str | Path) -> Sweep:
     try:
         spec = SweepSpec.model_validate(data)
     except ValidationError as exc:
-        raise _spec_error(exc, source) from None
+        raise _spec_error(exc, source, data) from None
     if isinstance(spec.base, str):
         base_path = Path(spec.base)
         if not base_path.is_absolute():

@@ -181,7 +181,11 @@ class ITNNSpec(_Strict):
 
 
 class NeuralODESpec(_Strict):
+    """RK4 substeps per saved interval; ``window``: train on all windows of that many
+    steps cut from the trajectories (multiple shooting), or on whole trajectories (null)."""
+
     substeps: PositiveInt = 1
+    window: PositiveInt | None = None
 
 
 class ModelSpec(_Strict):

@@ -121,6 +121,12 @@ class Objective:
         if self.kind == "neural-ode":
             self.traj = _f32(data["traj_train"])
             self.cur = _f32(data["I_train"])
+            window = cfg.model.neural_ode.window
+            if window is not None and window < self.traj.shape[1] - 1:
+                # multiple shooting: every window of `window` steps, each started from data
+                starts = range(0, self.traj.shape[1] - window, window)
+                self.traj = torch.cat([self.traj[:, s:s + window + 1] for s in starts])
+                self.cur = self.cur.repeat(len(starts))
             self.traj_val = _f32(data["traj_val"])
             self.cur_val = _f32(data["I_val"])
         else:

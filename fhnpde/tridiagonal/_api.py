@@ -32,11 +32,12 @@ def placement_of(*arrays: ArrayLike) -> str:
     """``"numpy"``, ``"cupy"`` or ``"cuda"`` (other CUDA arrays, e.g. numba device arrays).
 
     Decided without importing cupy or numba: an object is on the GPU if it exposes
-    ``__cuda_array_interface__``; it is a cupy array only if cupy is already imported.
+    ``__cuda_array_interface__`` or is a numba device array (``__cuda_ndarray__``, which the
+    CUDA simulator's arrays also carry); it is a cupy array only if cupy is already imported.
     """
     placement = "numpy"
     for a in arrays:
-        if hasattr(a, "__cuda_array_interface__"):
+        if hasattr(a, "__cuda_array_interface__") or getattr(a, "__cuda_ndarray__", False):
             import sys
 
             cupy = sys.modules.get("cupy")
@@ -65,7 +66,9 @@ def float_dtype(*dtypes: Any) -> np.dtype:
         return np.dtype(first)
     dt = np.result_type(*dtypes)
     if dt.kind == "c":
-        raise TypeError("complex tridiagonal systems are not supported; solve real and imaginary parts")
+        raise TypeError(
+            "complex tridiagonal systems are not supported; solve real and imaginary parts"
+        )
     if dt.kind not in "biuf":
         raise TypeError(f"tridiagonal coefficients must be real numbers, got dtype {dt}")
     if dt.kind == "f" and dt.itemsize <= 4:
@@ -75,14 +78,14 @@ def float_dtype(*dtypes: Any) -> np.dtype:
 
 def batch_shape_of(shapes: list[tuple[int, ...]], names: tuple[str, ...]) -> tuple[int, ...]:
     """The broadcast of the leading (batch) axes; the last axes must all have the same length."""
-    for s, name in zip(shapes, names):
+    for s, name in zip(shapes, names, strict=True):
         if len(s) == 0:
             raise ValueError(
                 f"tridiagonal {name} must have at least one axis (length n), got a scalar"
             )
     n = shapes[-1][-1]
     if any(s[-1] != n for s in shapes):
-        got = ", ".join(f"{name} {s}" for s, name in zip(shapes, names))
+        got = ", ".join(f"{name} {s}" for s, name in zip(shapes, names, strict=True))
         raise ValueError(
             f"tridiagonal arrays must share their last axis (length n; lower[..., 0] and "
             f"upper[..., -1] are ignored, so lower and upper have length n too); got {got}"
@@ -95,7 +98,7 @@ def batch_shape_of(shapes: list[tuple[int, ...]], names: tuple[str, ...]) -> tup
     try:
         return tuple(np.broadcast_shapes(*(s[:-1] for s in shapes)))
     except ValueError:
-        got = ", ".join(f"{name} {s}" for s, name in zip(shapes, names))
+        got = ", ".join(f"{name} {s}" for s, name in zip(shapes, names, strict=True))
         raise ValueError(
             f"the leading (batch) axes of the tridiagonal arrays do not broadcast: {got}"
         ) from None

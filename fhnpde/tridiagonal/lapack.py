@@ -62,7 +62,14 @@ def solve(lower, diag, upper, rhs, batch_shape):
         diag1 = np.broadcast_to(rows[1], (nsys, 1))
         if nsys and not diag1.all():
             bad_rows = np.where(diag1[:, 0] == 0, 0, -1)
-            raise_pivot_error("scipy", batch_shape, bad_rows, np.zeros(nsys), detail=_SINGULAR, hint=_SINGULAR_HINT)
+            raise_pivot_error(
+                "scipy",
+                batch_shape,
+                bad_rows,
+                np.zeros(nsys),
+                detail=_SINGULAR,
+                hint=_SINGULAR_HINT,
+            )
         x[...] = d / diag1
     elif all(r.shape[0] == 1 for r in rows) and nsys > 0:  # one matrix, all rhs as columns
         l1, d1, u1 = (r[0] for r in rows)
@@ -84,8 +91,12 @@ def _raise_singular(info: int, system, batch_shape, nsys) -> None:
         bad_rows = np.full(max(nsys, 1), -1)
         bad_rows[np.ravel_multi_index(system, batch_shape) if batch_shape else 0] = info - 1
         raise_pivot_error(
-            "scipy", batch_shape, bad_rows, np.zeros(len(bad_rows)),
-            detail=_SINGULAR, hint=_SINGULAR_HINT,
+            "scipy",
+            batch_shape,
+            bad_rows,
+            np.zeros(len(bad_rows)),
+            detail=_SINGULAR,
+            hint=_SINGULAR_HINT,
         )
     if info < 0:  # an argument LAPACK rejects: a bug here, not the user's input
         raise RuntimeError(f"LAPACK gtsv rejected argument {-info}")
@@ -112,9 +123,9 @@ class LapackFactorization(Factorization):
             x[...] = _gttrs(gttrs, self._factors[0], cols).T
             return x.reshape(batch_shape + (n,))
         if nf > 1 and self.batch_shape != batch_shape:
-            index = np.broadcast_to(
-                np.arange(nf).reshape(self.batch_shape), batch_shape
-            ).reshape(-1)
+            index = np.broadcast_to(np.arange(nf).reshape(self.batch_shape), batch_shape).reshape(
+                -1
+            )
         else:
             index = np.arange(nsys)
         for j in range(nsys):
@@ -124,8 +135,17 @@ class LapackFactorization(Factorization):
 
 
 def _gttrs(gttrs, factors, cols):
-    if len(factors) == 1:  # n = 1: gttrf needs n >= 2 (du2 has n - 2 entries)
+    if len(factors) == 1:  # n = 1: f2py rejects the empty off-diagonals
         return cols / factors[0]
+    if len(factors) == 3:  # n = 2: f2py rejects gttrf's empty du2; gtsv on the kept matrix
+        _, _, _, sol, info = (
+            lapack.dgtsv(*factors, cols)
+            if cols.dtype == np.float64
+            else lapack.sgtsv(*factors, cols)
+        )
+        if info != 0:
+            raise RuntimeError(f"LAPACK gtsv returned info={info} on a matrix gttrf accepted")
+        return sol
     dl, d, du, du2, ipiv = factors
     sol, info = gttrs(dl, d, du, du2, ipiv, cols)
     if info != 0:
@@ -149,6 +169,11 @@ def factorize(lower, diag, upper, batch_shape):
             if dj[0] == 0:
                 _raise_singular(1, np.unravel_index(j, fbatch), fbatch, nf)
             factors.append((dj[0],))
+            continue
+        if n == 2:
+            if dj[0] * dj[1] - lj[1] * uj[0] == 0:
+                _raise_singular(2, np.unravel_index(j, fbatch), fbatch, nf)
+            factors.append((lj[1:].copy(), dj.copy(), uj[:-1].copy()))
             continue
         dl, d, du, du2, ipiv, info = gttrf(lj[1:], dj, uj[:-1])
         _raise_singular(info, np.unravel_index(j, fbatch), fbatch, nf)

@@ -1,0 +1,135 @@
+"""``python -m surrogates generate|train|search|evaluate``.
+
+    python -m surrogates generate CONFIG [--set KEY=VALUE ...] [--overwrite]
+    python -m surrogates train CONFIG [--set ...] [--out DIR] [--overwrite] [--quiet]
+    python -m surrogates search CONFIG [--set ...] [--workers N] [--count N] [--out DIR]
+    python -m surrogates evaluate MODEL_DIR [--steps N] [--out DIR]
+
+Exit status: 0 done; 2 bad input (one line on stderr, no traceback); 1 training diverged;
+130 interrupted (a training keeps its latest checkpoint and resumes from it; a search keeps
+every finished model and skips it next time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+
+from fhnpde.case import CaseError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+
+
+def _need_torch() -> None:
+    if importlib.util.find_spec("torch") is None:
+        raise CaseError("torch is not installed; install the extra: pip install -e '.[surrogates]'")
+
+
+def cmd_generate(args) -> int:
+    from .config import load_config
+    from .data import generate, load_data
+
+    cfg = load_config(args.config, args.set)
+    path = generate(cfg, overwrite=args.overwrite)
+    d = load_data(path)
+    sizes = {k: v.shape for k, v in d.items() if k != "attrs" and hasattr(v, "shape")}
+    print(f"{cfg.name}: {d['attrs']['kind']} data in {d['attrs']['generation_wall_s']:.3g} s "
+          f"-> {path} {sizes}")
+    return EXIT_OK
+
+
+def cmd_train(args) -> int:
+    _need_torch()
+    from .config import load_config
+    from .train import summary_line, train
+
+    cfg = load_config(args.config, args.set)
+    result = train(cfg, out=args.out, quiet=args.quiet, overwrite=args.overwrite)
+    print(summary_line(result))
+    return EXIT_OK
+
+
+def cmd_search(args) -> int:
+    _need_torch()
+    from .config import load_config
+    from .search import run_search
+
+    cfg = load_config(args.config, args.set)
+    res = run_search(cfg, workers=args.workers, count=args.count, out=args.out, quiet=args.quiet)
+    rows = res["rows"]
+    print(f"{cfg.name}: {len(rows)} models ({len(res['trained'])} trained now, "
+          f"{len(rows) - len(res['trained'])} found) -> {res['directory']}/results.md, pareto.png")
+    for r in rows[:5]:
+        print(f"  {r['model']}: MAE {r['mae']:.3g}, max {r['max_error']:.3g}, "
+              f"{r['parameters']} parameters, {r['inference_s_per_1e6']:.3g} s / 1e6 nodes")
+    return EXIT_OK
+
+
+def cmd_evaluate(args) -> int:
+    _need_torch()
+    from .diagnostics import evaluate, summary
+
+    report = evaluate(args.model, out=args.out, steps=args.steps)
+    print(summary(report))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m surrogates", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def with_config(name, help_):
+        s = sub.add_parser(name, help=help_)
+        s.add_argument("config", help="surrogate config (YAML), e.g. surrogates/configs/itnn.yaml")
+        s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key, e.g. --set training.iterations=500")
+        return s
+
+    g = with_config("generate", "solve the training and validation data with fhnpde")
+    g.add_argument("--overwrite", action="store_true")
+    g.set_defaults(func=cmd_generate)
+    t = with_config("train", "train the config's model (data generated if missing)")
+    t.add_argument("--out", help="model directory (default: training.out)")
+    t.add_argument("--overwrite", action="store_true", help="replace a trained model")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=cmd_train)
+    s = with_config("search", "architecture search over shapes x sizes x activations")
+    s.add_argument("--workers", type=int, help="parallel training processes")
+    s.add_argument("--count", type=int, help="number of architectures")
+    s.add_argument("--out", help="search directory (default: search.out)")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_search)
+    e = sub.add_parser("evaluate", help="errors, rollout drift, phase-portrait similarity")
+    e.add_argument("model", help="a trained model directory")
+    e.add_argument("--steps", type=int, help="ITNN rollout steps (default: diagnostics.rollout_steps)")
+    e.add_argument("--out", help="where to write evaluation.json and plots (default: MODEL)")
+    e.set_defaults(func=cmd_evaluate)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CaseError as exc:
+        print(f"surrogates: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("surrogates: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except RuntimeError as exc:
+        if "diverged" in str(exc) or "data solver" in str(exc):
+            print(f"surrogates: error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""Models and training: PINN residual, short trainings against stated thresholds,
+reproducibility, the saved model directory, vector fields and diagnostics."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the surrogates extra (torch) is not installed")
+
+from fhnpde.models import Kinetics  # noqa: E402
+from surrogates.diagnostics import cosine_similarity, exact_field, model_field  # noqa: E402
+from surrogates.models import load_model, physics_residual, predict  # noqa: E402
+from surrogates.train import train  # noqa: E402
+
+
+# --- PINN physics residual -----------------------------------------------------------------
+
+
+class HermiteInterpolant:
+    """Piecewise cubic Hermite interpolant of (v, w)(t) with exact nodal slopes (torch)."""
+
+    def __init__(self, t, y, dy):
+        self.t = torch.as_tensor(t, dtype=torch.float64)
+        self.y = torch.as_tensor(y, dtype=torch.float64)
+        self.dy = torch.as_tensor(dy, dtype=torch.float64)
+        self.h = float(t[1] - t[0])
+
+    def __call__(self, x):
+        tq = x[:, 0]
+        k = torch.clamp((tq.detach() / self.h).long(), 0, len(self.t) - 2)
+        s = ((tq - self.t[k]) / self.h).unsqueeze(1)
+        h00, h10 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s
+        h01, h11 = -2 * s**3 + 3 * s**2, s**3 - s**2
+        return (h00 * self.y[k] + h10 * self.h * self.dy[k]
+                + h01 * self.y[k + 1] + h11 * self.h * self.dy[k + 1])
+
+
+def _exact_interpolant(kin, y0, I, t_end, h):
+    from scipy.integrate import solve_ivp
+
+    t = np.arange(0.0, t_end + h / 2, h)
+    sol = solve_ivp(lambda _, y: list(kin.reaction(y[0], y[1], I)), (0, t[-1]), y0,
+                    method="DOP853", rtol=1e-12, atol=1e-14, t_eval=t)
+    y = sol.y.T
+    dy = np.stack(kin.reaction(y[:, 0], y[:, 1], I), 1)
+    return HermiteInterpolant(t, y, dy)
+
+
+def test_pinn_residual_vanishes_on_the_exact_solution_only():
+    kin = Kinetics.create("nagumo", {"k": 10.0, "a": 0.4, "eps": 0.04, "gamma": 4.0})
+    exact = _exact_interpolant(kin, [0.5, 0.0], 0.1, 25.0, 0.005)
+    x = torch.linspace(0.0, 24.99, 997, dtype=torch.float64).unsqueeze(1)
+    r_exact = physics_residual(exact, x, kin, ["t"], {"I": 0.1}).detach().abs()
+    # the interpolant's derivative is O(h^3) off the ODE's: |r| << the field's size (~1)
+    assert float(r_exact.max()) < 2e-4
+    # the same solution with another current (I = 0.12) is not a solution at I = 0.1
+    wrong = _exact_interpolant(kin, [0.5, 0.0], 0.12, 25.0, 0.005)
+    r_wrong = physics_residual(wrong, x, kin, ["t"], {"I": 0.1}).detach().abs()
+    assert float(r_wrong[:, 0].mean()) > 0.1
+    assert float(r_wrong.max()) > 1e3 * float(r_exact.max())
+
+
+# --- short trainings -----------------------------------------------------------------------
+
+
+def test_ddnn_problem_a_short_training(problem_a_data, tmp_path):
+    cfg, data = problem_a_data
+    cfg = cfg.model_copy(deep=True)
+    cfg.training.iterations = 600
+    cfg.training.validate_every = 50
+    cfg.training.batch_size = None
+    cfg.training.lr = 3e-3
+    res = train(cfg, out=tmp_path / "ddnn", data=data)
+    # the trajectory varies over ~1 in v; a trivial model (the mean) has MAE ~0.3
+    baseline = np.abs(data["y_val"] - data["y_train"].mean(0)).mean()
+    assert baseline > 0.1
+    assert res.metrics["mae"] < 0.02, res.metrics
+    assert res.metrics["mae"] < baseline / 10
+
+
+def test_pinn_problem_a_short_training(problem_a_data, tmp_path):
+    cfg, data = problem_a_data
+    cfg = cfg.model_copy(deep=True)
+    cfg.model.kind = "pinn"
+    cfg.model.pinn.collocation = 256
+    cfg.model.pinn.physics_weight = 0.1
+    cfg.training.iterations = 300
+    cfg.training.validate_every = 50
+    cfg.training.batch_size = None
+    cfg.training.lr = 3e-3
+    res = train(cfg, out=tmp_path / "pinn", data=data)
+    assert res.metrics["mae"] < 0.05, res.metrics
+    model, _ = load_model(tmp_path / "pinn")
+    kin = Kinetics.create("nagumo", cfg.kinetics.params)
+    x = torch.linspace(0.0, 25.0, 200).unsqueeze(1)
+    r = physics_residual(model, x, kin, ["t"], {"I": 0.1}).detach().abs().mean()
+    assert float(r) < 0.5
+
+
+def test_itnn_beats_identity(itnn_data, tmp_path):
+    cfg, data = itnn_data
+    cfg = cfg.model_copy(deep=True)
+    cfg.model.widths = [32, 32]
+    cfg.training.iterations = 400
+    cfg.training.batch_size = 512
+    cfg.training.validate_every = 50
+    cfg.training.lr = 3e-3
+    res = train(cfg, out=tmp_path / "itnn", data=data)
+    identity = np.abs(data["x_val"][:, :2] - data["y_val"]).mean()
+    assert res.metrics["mae"] < identity / 10, (res.metrics["mae"], identity)
+    assert "rollout_mae_v" in res.metrics
+
+
+def test_neural_ode_reduces_trajectory_loss(node_data, tmp_path):
+    cfg, data = node_data
+    cfg = cfg.model_copy(deep=True)
+    cfg.model.widths = [32, 32]
+    cfg.model.neural_ode.window = 5
+    cfg.training.iterations = 150
+    cfg.training.validate_every = 10
+    res = train(cfg, out=tmp_path / "node", data=data)
+    first, best = res.history[0]["val_loss"], min(h["val_loss"] for h in res.history)
+    assert best < first / 5, (first, best)
+
+
+def test_training_is_reproducible(problem_a_data, tmp_path):
+    cfg, data = problem_a_data
+    cfg = cfg.model_copy(deep=True)
+    cfg.model.widths = [16, 16]
+    cfg.training.iterations = 60
+    cfg.training.validate_every = 20
+    cfg.training.batch_size = 32
+    weights = []
+    for run in ("a", "b"):
+        train(cfg, out=tmp_path / run, data=data)
+        weights.append(torch.load(tmp_path / run / "model.pt", weights_only=True))
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key
+    cfg.training.seed = 1
+    train(cfg, out=tmp_path / "c", data=data)
+    other = torch.load(tmp_path / "c" / "model.pt", weights_only=True)
+    assert not torch.equal(other["net.0.weight"], weights[0]["net.0.weight"])
+
+
+def test_saved_directory_has_what_export_needs(itnn_data, tmp_path):
+    cfg, data = itnn_data
+    cfg = cfg.model_copy(deep=True)
+    cfg.model.widths = [8, 8]
+    cfg.training.iterations = 20
+    cfg.training.validate_every = 10
+    res = train(cfg, out=tmp_path / "m", data=data)
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    for key in ("kind", "inputs", "outputs", "widths", "activations", "normalisation",
+                "kinetics", "dt_r", "state_box", "validation", "training", "parameters"):
+        assert key in meta, key
+    assert meta["dt_r"] == 1.0 and meta["kinetics"]["name"] == "nagumo"
+    assert meta["kinetics"]["params"]["k"] == 10.0
+    assert meta["state_box"]["v"] == [-0.15, 1.15]
+    assert (tmp_path / "m" / "config.yaml").exists()
+    assert (tmp_path / "m" / "history.csv").exists()
+    model, _ = load_model(tmp_path / "m")
+    again = predict(model, data["x_val"])
+    assert np.abs(again - data["y_val"]).mean() == pytest.approx(res.metrics["mae"], rel=1e-5)
+    from fhnpde.case import CaseError
+
+    with pytest.raises(CaseError, match="already holds a trained model"):
+        train(cfg, out=tmp_path / "m", data=data)
+
+
+# --- vector fields --------------------------------------------------------------------------
+
+
+class _ExactField(torch.nn.Module):
+    def __init__(self, kin):
+        super().__init__()
+        self.kin = kin
+
+    def forward(self, x):
+        fv, fw = self.kin.reaction(x[:, 0], x[:, 1], x[:, 2])
+        return torch.stack([fv, fw], 1)
+
+
+def test_exact_field_scores_cosine_one():
+    kin = Kinetics.create("fitzhugh", {})
+    V, W = np.meshgrid(np.linspace(-2, 2, 21), np.linspace(-1, 1, 21))
+    for current in (0.2, 0.5):
+        exact = exact_field(kin, V.ravel(), W.ravel(), current)
+        as_model = model_field(_ExactField(kin), {"kind": "neural-ode"}, V, W, current)
+        assert cosine_similarity(as_model, exact) == pytest.approx(1.0, abs=1e-6)
+        assert cosine_similarity(-exact, exact) == pytest.approx(-1.0, abs=1e-12)
+        rotated = np.stack([-exact[:, 1], exact[:, 0]], 1)
+        assert cosine_similarity(rotated, exact) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_itnn_field_of_an_exact_euler_step():
+    # an "ITNN" that takes one Euler step has the increment / dt_r equal to the field
+    kin = Kinetics.create("nagumo", {"k": 10.0, "a": 0.4, "eps": 0.04, "gamma": 4.0})
+    field = _ExactField(kin)
+
+    class EulerStep(torch.nn.Module):
+        def forward(self, x):
+            return x[:, :2] + 0.5 * field(x)
+
+    v, w = np.meshgrid(np.linspace(-0.1, 1.0, 11), np.linspace(0.0, 0.2, 11))
+    got = model_field(EulerStep(), {"kind": "itnn", "dt_r": 0.5}, v, w, 0.1)
+    np.testing.assert_allclose(got, exact_field(kin, v.ravel(), w.ravel(), 0.1), atol=1e-5)
