@@ -12,8 +12,10 @@ from __future__ import annotations
 from numba import njit
 from numba.extending import register_jitable
 
-from . import _kernels  # noqa: F401 - registers the kinetics formulas as jitable
-from . import nonuniform
+from . import (
+    _kernels,  # noqa: F401 - registers the kinetics formulas as jitable
+    nonuniform,
+)
 from .solvers import adaptive
 
 for _f in (
@@ -51,14 +53,21 @@ def adaptive_euler_block(code, p, dt, diffusivity, nsteps, v, w, current, h_left
     Returns ``(v, w, spare_v, spare_w)``: the result and the two buffers now free.
     """
     m = v.shape[0]
+    last = m - 1
     for _ in range(nsteps):
-        for i in range(m):
-            left = v[i - 1] if i > 0 else v[g0]
-            right = v[i + 1] if i < m - 1 else v[gn]
+        for i in range(1, last):
             out_v[i], out_w[i] = adaptive_euler_node(
-                left, v[i], right, w[i], current[i], code, p, dt, diffusivity, h_left[i],
-                h_right[i],
+                v[i - 1], v[i], v[i + 1], w[i], current[i], code, p, dt, diffusivity,
+                h_left[i], h_right[i],
             )
+        out_v[0], out_w[0] = adaptive_euler_node(
+            v[g0], v[0], v[1], w[0], current[0], code, p, dt, diffusivity, h_left[0],
+            h_right[0],
+        )
+        out_v[last], out_w[last] = adaptive_euler_node(
+            v[last - 1], v[last], v[gn], w[last], current[last], code, p, dt, diffusivity,
+            h_left[last], h_right[last],
+        )
         v, out_v = out_v, v
         w, out_w = out_w, w
     return v, w, out_v, out_w

@@ -20,7 +20,6 @@ from numba.extending import register_jitable
 from . import _kernels, models
 from .solvers import crank_nicolson as cn
 from .stimulus import box_active, boxes_current
-
 from .tridiagonal import thomas as _thomas
 
 

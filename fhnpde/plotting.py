@@ -260,7 +260,8 @@ def plot_sweep(ds, out: Path) -> Path:
         img = outcome[index].T  # rows: second key (y), columns: first key (x)
         ax0.pcolormesh(u0, u1, img, cmap=cmap, norm=norm, shading="nearest")
         ok = (status[index] == 1).T
-        if ok.all() and 0 < prop.sum() < prop.size:
+        threshold_line = ok.all() and 0 < prop.sum() < prop.size
+        if threshold_line:
             ax0.contour(u0, u1, prop[index].T, levels=[0.5], colors="black", linewidths=1.5)
         im = ax1.pcolormesh(u0, u1, speed[index].T, cmap="viridis", shading="nearest")
         fig.colorbar(im, ax=ax1, label="speed")
@@ -268,6 +269,7 @@ def plot_sweep(ds, out: Path) -> Path:
             ax.set_xlabel(k0)
             ax.set_ylabel(k1)
     else:
+        threshold_line = False
         k0 = keys[0]
         x = np.asarray(ds[k0].values, dtype=float)
         if len(keys) >= 2:
@@ -285,7 +287,10 @@ def plot_sweep(ds, out: Path) -> Path:
     handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(i), ec="0.3") for i in range(4)
                if (outcome == i).any()]
     labels = [names[i] for i in range(4) if (outcome == i).any()]
-    ax0.legend(handles, labels, fontsize=8, loc="upper right", framealpha=0.8)
+    if threshold_line:
+        handles.append(plt.Line2D([], [], color="black", lw=1.5))
+        labels.append("threshold (propagated = 0.5)")
+    ax0.legend(handles, labels, fontsize=8, loc="lower right", framealpha=0.8)
     n_prop = int(((status == 1) & (prop > 0)).sum())
     ax0.set_title(f"{ds.attrs.get('title', '')}: {n_prop} of {status.size} members propagated"
                   f", {int((status == 2).sum())} failed", fontsize=10)

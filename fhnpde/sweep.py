@@ -159,12 +159,10 @@ class SweepSpec(_Strict):
 
 
 def _spec_error(exc: ValidationError, source: str, data: dict) -> CaseError:
+    # Messages raised by SweepSpec's validator carry "key\x00message"; case.py splits them.
     err = _from_validation_error(exc, source)
-    # Messages raised by SweepSpec carry "key\x00message"; split them like case.py does.
-    if "\x00" in err.detail:
-        sub, detail = err.detail.split("\x00", 1)
-        key = ".".join(p for p in (err.key, sub) if p) or None
-        return CaseError(detail, source=source, key=key)
+    if any(e["type"] == "value_error" for e in exc.errors()):
+        return err
     # A vary entry's type errors name union members; say what an entry may be instead.
     vary = data.get("vary")
     if err.key == "vary" and vary == {}:

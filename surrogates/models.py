@@ -16,9 +16,9 @@ MLP -> affine de-normalisation -> physical outputs, so a saved model is self-con
 ``neural-ode``                a vector field f(v, w, I) (no t input), integrated by RK4:
                               u_{n+1} = RK4(f, u_n, h); trained on trajectory loss.
 
-Residuals and data losses are measured in normalised units: an output error is divided by
-the output scale, a time derivative is multiplied by the input time scale over the
-output scale (the derivative the network itself sees).
+Losses are measured in normalised units: an output error is divided by the output
+scale (the std of the training targets), a physics residual by the typical size of du/dt
+(the std of F over the training targets), so each term starts near 1.
 """
 
 from __future__ import annotations

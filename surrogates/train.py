@@ -158,10 +158,21 @@ class Objective:
         hi = torch.tensor([d.t_end] + [d.box[k][1] for k in d.inputs[1:]])
         return lo + u * (hi - lo)
 
+    def field_scale(self) -> torch.Tensor:
+        """Typical size of du/dt: the std of F(v, w, I) over the training targets."""
+        if not hasattr(self, "_field_scale"):
+            d = self.cfg.data
+            current = self.x[:, d.inputs.index("I")] if "I" in d.inputs else float(d.fixed["I"])
+            fv, fw = self.kinetics.family.reaction(self.y[:, 0], self.y[:, 1], current,
+                                                   *self.kinetics.values)
+            f = torch.stack([fv, fw], 1)
+            self._field_scale = torch.clamp(f.std(0) if len(f) > 1 else f.abs()[0], min=1e-6)
+        return self._field_scale
+
     def physics_loss(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean squared residual, each component divided by the typical size of its du/dt."""
         r = physics_residual(self.model, x, self.kinetics, self.cfg.data.inputs, self.cfg.data.fixed)
-        t_scale = self.model.in_scale[0]
-        return ((r * t_scale / self.model.out_scale) ** 2).mean()
+        return ((r / self.field_scale()) ** 2).mean()
 
     def ic_loss(self, x: torch.Tensor) -> torch.Tensor:
         d = self.cfg.data

@@ -169,7 +169,8 @@ def test_exact_reaction_orders_against_solve_ivp(scheme, order, backend):
     assert step.order == order
     assert fitted_order([2.0 / m for m in subs], errs) == pytest.approx(order, abs=0.2), errs
     # inputs untouched
-    assert v0[0] == -0.2 and w0[-1] == 0.2
+    assert v0[0] == -0.2
+    assert w0[-1] == 0.2
 
 
 def test_reaction_registry_errors_name_the_valid_kinds(monkeypatch):
@@ -197,7 +198,8 @@ def test_neural_through_cli_exits_2_without_surrogates(cases_dir, tmp_path, monk
                "reaction={kind: neural, model: model.onnx}", "--out", str(tmp_path / "s.zarr")])
     assert rc == 2
     err = capsys.readouterr().err
-    assert "surrogates" in err and "Traceback" not in err
+    assert "surrogates" in err
+    assert "Traceback" not in err
     assert not (tmp_path / "s.zarr").exists()
 
 

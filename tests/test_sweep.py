@@ -40,7 +40,8 @@ BASE = {
     "initial": {"v": {"kind": "gaussian", "center": 20.0, "width": 2.5, "amplitude": 1.0},
                 "w": 0.0},
     "time": {"t_end": 60.0, "dt": 0.1, "save_every": 1.0},
-    "solver": {"method": "explicit", "backend": "numba"},
+    # numpy: the workers need not load numba's kernels; the numba path is the same formula
+    "solver": {"method": "explicit", "backend": "numpy"},
 }
 A_VALUES = [0.05, 0.1]
 AMPLITUDES = [0.2, 0.4, 0.6, 1.0]
@@ -60,14 +61,15 @@ def write_sweep(tmp: Path, **spec) -> Path:
 
 @pytest.fixture(scope="module")
 def scheduler():
-    """A LocalCluster of 2 worker processes (1 thread each); yields (address, client)."""
+    """A LocalCluster of 2 worker processes (1 thread each); yields (address, client,
+    cluster), the cluster's scheduler living in this process."""
     import logging
 
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                        dashboard_address=":0", silence_logs=logging.ERROR,
                                        env={"NUMBA_NUM_THREADS": "1"})
     client = distributed.Client(cluster)
-    yield cluster.scheduler_address, client
+    yield cluster.scheduler_address, client, cluster
     client.close()
     cluster.close()
 
@@ -196,7 +198,7 @@ def _executing(dask_worker):
 
 
 def test_killed_worker_member_is_retried(tmp_path, scheduler):
-    address, client = scheduler
+    address, client, cluster = scheduler
     # ~1 s per member (numpy backend, 10,000 steps): long enough to be killed mid-task
     path = write_sweep(tmp_path, set={"solver.backend": "numpy", "time.dt": 0.01,
                                       "time.t_end": 100.0},
@@ -224,6 +226,9 @@ def test_killed_worker_member_is_retried(tmp_path, scheduler):
     result = outcome["result"]
     assert (result.complete, result.pending, result.errors) == (4, 0, {})
     member = int(killed[1].rsplit("-", 1)[1])
+    # the scheduler's own record: the member went to a worker twice (killed, then retried)
+    story = cluster.scheduler.story(killed[1])
+    assert sum(1 for event in story if event[2] == "processing") >= 2, story
     with pytest.raises(ProcessLookupError):
         os.kill(killed[0], 0)
     # the retried member's results equal an undisturbed in-process run of the same member
@@ -237,13 +242,13 @@ def test_killed_worker_member_is_retried(tmp_path, scheduler):
         np.testing.assert_allclose(ds[name].values[member], ref[name], rtol=1e-12)
 
 
-def test_unstable_member_is_recorded_failed(tmp_path, capsys):
+def test_unstable_member_is_recorded_failed(tmp_path, capsys, scheduler):
     # dt 0.25 is twice the explicit limit dx^2/(2D) = 0.125, forced: those members blow up
     path = write_sweep(tmp_path, set={"solver.force": True},
                        vary={"time.dt": {"values": [0.1, 0.25]},
                              "initial.v.amplitude": {"values": [0.3, 1.0]}})
     store = tmp_path / "sweep.zarr"
-    rc = main(["sweep", str(path), "--workers", "2", "--out", str(store)])
+    rc = main(["sweep", str(path), "--scheduler", scheduler[0], "--out", str(store)])
     out = capsys.readouterr().out
     assert rc == 0
     assert "2 complete, 2 failed numerically" in out
@@ -256,6 +261,20 @@ def test_unstable_member_is_recorded_failed(tmp_path, capsys):
     assert (ds["t_reached"].values[2:] < 60.0).all()
     assert (ds["t_reached"].values[:2] == 60.0).all()
     assert ds["propagated"].values[:2].tolist() == [0, 1]
+
+
+def test_cli_runs_on_a_local_cluster_by_default(tmp_path, capsys):
+    path = write_sweep(tmp_path, vary={"initial.v.amplitude": {"values": [0.2, 1.0]}})
+    store = tmp_path / "sweep.zarr"
+    rc = main(["sweep", str(path), "--workers", "1", "--out", str(store)])
+    assert rc == 0
+    assert "2 members (2 run, 0 already done): 2 complete, 0 failed" in capsys.readouterr().out
+    ds = open_run(store)
+    assert ds["status"].values.tolist() == [1, 1]
+    assert ds["propagated"].values.tolist() == [0, 1]
+    assert "v" not in ds  # keep: summary (the default) stores no fields
+    rc = main(["sweep", str(path), "--out", str(store), "--quiet"])  # nothing left to do
+    assert rc == 0
 
 
 @pytest.mark.parametrize(
@@ -332,7 +351,8 @@ def test_point_sweep_counts_spikes(tmp_path, scheduler):
         counts.append(int(((v[:-1] <= 1.0) & (v[1:] > 1.0)).sum()))
     assert ds["pulses"].values.tolist() == counts
     # I = 0.2: one excursion from the initial state, then rest; I = 0.5, 0.8: a spike train
-    assert counts[0] == 1 and counts[1] >= 3 and counts[2] >= 3, counts
+    assert counts[0] == 1, counts
+    assert min(counts[1:]) >= 3, counts
 
 
 def test_front_summary_on_a_straight_front():

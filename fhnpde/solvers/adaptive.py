@@ -147,26 +147,30 @@ def balance_strides(need, coarse_stride, n, periodic):
     node needing stride ``s`` gets a stride of at most ``2s``, from the finest level up.
 
     With power-of-two strides and nodes on multiples of their stride, neighbouring
-    intervals then differ by at most a factor of two.
+    intervals then differ by at most a factor of two. (Two sweeps per level; a ring is
+    swept twice around so that reach carries across ``x = 0``.)
     """
+    laps = 2 if periodic else 1
     s = 1
-    sweeps = 2 * n if periodic else n
     while s < coarse_stride:
         reach = BAND_WIDTH * 2 * s
-        last = -(4 * n)  # position of the last node seen with need <= s
-        for k in range(sweeps):  # left to right (twice around a ring)
-            i = k % n
-            if need[i] <= s:
-                last = k
-            elif k - last <= reach and need[i] > 2 * s:
-                need[i] = 2 * s
+        cap = 2 * s
+        last = -4 * n  # unrolled position of the last node seen with need <= s
+        for lap in range(laps):  # left to right
+            base = lap * n
+            for i in range(n):
+                if need[i] <= s:
+                    last = base + i
+                elif base + i - last <= reach and need[i] > cap:
+                    need[i] = cap
         last = 8 * n
-        for k in range(sweeps - 1, -1, -1):  # right to left
-            i = k % n
-            if need[i] <= s:
-                last = k
-            elif last - k <= reach and need[i] > 2 * s:
-                need[i] = 2 * s
+        for lap in range(laps):  # right to left
+            base = (laps - 1 - lap) * n
+            for i in range(n - 1, -1, -1):
+                if need[i] <= s:
+                    last = base + i
+                elif last - base - i <= reach and need[i] > cap:
+                    need[i] = cap
         s *= 2
 
 
@@ -241,7 +245,7 @@ def select_active(index, v, w, current, h_left, h_right, g0, gn, code, p, diffus
     balance_strides(need, coarse_stride, n, periodic)
     active = np.zeros(n, dtype=np.bool_)
     for i in range(n):
-        active[i] = i % need[i] == 0
+        active[i] = (i & (need[i] - 1)) == 0  # i is a multiple of its power-of-two stride
     active[n - 1] = active[n - 1] or not periodic
     grade_active(active, n, periodic)
     return np.nonzero(active)[0]

@@ -316,12 +316,14 @@ class CrankNicolsonCable(_NewtonCounters, Solver):
             return super().advance(state, t, dt, nsteps)
         k = _kernels_cn()
         cur = self.problem.current
-        masks = np.ascontiguousarray(np.stack(cur.masks)) if cur.masks else np.zeros((0, cur.size))
+        if getattr(self, "_masks", None) is None:  # the stimuli's node masks, one row each
+            self._masks = (np.ascontiguousarray(np.stack(cur.masks)) if cur.masks
+                           else np.zeros((0, cur.size)))
         op_lower, op_diag, op_upper, top, bottom = self._operator(dt)
         out_v, out_w = np.empty_like(state.v), np.empty_like(state.w)
         iterations = np.zeros(nsteps, dtype=np.int64)
         status, failed_step, info, value = k.cn_cable_advance(
-            self.code, state.v, state.w, cur.base, masks, cur.t0, cur.t1, cur.amplitude,
+            self.code, state.v, state.w, cur.base, self._masks, cur.t0, cur.t1, cur.amplitude,
             self._params_array, self._recovery_array, float(t), float(dt), int(nsteps),
             float(self.problem.diffusion), self.inv_dx2, *self.problem.grid.ghosts,
             op_lower, op_diag, op_upper, float(top), float(bottom),

@@ -104,9 +104,9 @@ def test_itnn_beats_identity(itnn_data, tmp_path):
     cfg, data = itnn_data
     cfg = cfg.model_copy(deep=True)
     cfg.model.widths = [32, 32]
-    cfg.training.iterations = 400
+    cfg.training.iterations = 1500
     cfg.training.batch_size = 512
-    cfg.training.validate_every = 50
+    cfg.training.validate_every = 100
     cfg.training.lr = 3e-3
     res = train(cfg, out=tmp_path / "itnn", data=data)
     identity = np.abs(data["x_val"][:, :2] - data["y_val"]).mean()
