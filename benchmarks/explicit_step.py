@@ -23,7 +23,9 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from fhnpde import _kernels
+from fhnpde.backends import kernels
+
+_kernels = kernels()
 
 BYTES_PER_NODE = 40
 BYTES_PER_TRIAD = 24

@@ -3,8 +3,9 @@
 The kernels contain no formulas of their own: the plain-Python formula functions of
 :mod:`fhnpde.models`, :mod:`fhnpde.grid`, :mod:`fhnpde.stimulus` and the solver modules
 are registered as jitable here and called node by node, so numpy and numba compute the
-same expressions. (numba's on-disk cache keys on this file; after editing a formula,
-clear ``__pycache__`` or touch this file.)
+same expressions. Import this module through ``backends.kernels()``: it caches the
+kernels in a directory keyed by a hash of the whole package, so an edited formula is
+never served from a stale cache.
 """
 
 from __future__ import annotations

@@ -64,8 +64,58 @@ def to_numpy(a) -> np.ndarray:
     return np.asarray(get() if get is not None else a)
 
 
-def kernels():
-    """The compiled kernels (imports numba on first use)."""
+@cache
+def formula_fingerprint() -> str:
+    """A hash of every source file of the package.
+
+    numba's on-disk cache checks only the file that defines a kernel, not the formula
+    functions a kernel calls from other modules; a kernel cached before a formula was
+    edited would silently run the old formula. Kernels are therefore cached in a directory
+    named after this fingerprint, so any change to the package's code compiles afresh.
+    """
+    import hashlib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _cache_dir() -> str:
+    import os
+    from pathlib import Path
+
+    base = os.environ.get("FHNPDE_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME")
+    root = Path(base) if base else Path.home() / ".cache"
+    if not os.environ.get("FHNPDE_CACHE_DIR"):
+        root = root / "fhnpde"
+    return str(root / "numba" / formula_fingerprint())
+
+
+def kernels(module: str = "fhnpde._kernels"):
+    """A module of compiled kernels (imports numba on first use).
+
+    Unless the user set ``NUMBA_CACHE_DIR`` themselves, the kernels are cached under
+    ``~/.cache/fhnpde/numba/<fingerprint>`` (see :func:`formula_fingerprint`); numba picks
+    the cache location when a kernel is defined, so the setting is scoped to this import.
+    """
+    import sys
+
+    if module in sys.modules:
+        return sys.modules[module]
     if not numba_usable():
         raise BackendUnavailable("numba is not installed; pip install numba or use backend numpy")
-    return importlib.import_module("fhnpde._kernels")
+    import os
+
+    from numba.core import config
+
+    previous = config.CACHE_DIR
+    if not os.environ.get("NUMBA_CACHE_DIR"):
+        config.CACHE_DIR = _cache_dir()
+    try:
+        return importlib.import_module(module)
+    finally:
+        config.CACHE_DIR = previous

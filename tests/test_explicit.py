@@ -121,7 +121,9 @@ def test_numba_and_numpy_backends_agree():
 
 
 def test_numba_parallel_kernel_agrees_with_serial():
-    from fhnpde import _kernels
+    from fhnpde.backends import kernels
+
+    _kernels = kernels()
 
     rng = np.random.default_rng(3)
     n = 200_003
