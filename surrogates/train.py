@@ -323,6 +323,11 @@ def train(cfg: Config, *, out: str | Path | None = None, quiet: bool = True,
         torch.set_rng_state(ck["torch_rng"])
         start, stale, history = ck["iteration"], ck["stale"], ck["history"]
         best = (ck["best_loss"], ck["best_state"], ck["best_iteration"])
+    if start == 0:
+        model.eval()
+        val0 = objective.validation_loss()
+        history.append({"iteration": 0, "train_loss": math.nan, "val_loss": val0,
+                        "lr": opt.param_groups[0]["lr"]})
     wall0 = _time.perf_counter()
     bar = _progress(t.iterations, quiet, cfg.name)
     if bar is not None:

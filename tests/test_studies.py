@@ -129,6 +129,14 @@ def test_grid_scale_oscillation_measures_zigzags_only():
     zig = smooth + eps * (-1.0) ** np.arange(x.size)
     largest_slope = np.max(np.abs(np.diff(smooth)))
     assert 2 * eps - largest_slope <= grid_scale_oscillation(zig) <= 2 * eps + largest_slope
+    # a packet of 12 alternating nodes counts; a two-node kink (a box source's edge) does not
+    packet = np.zeros_like(x)
+    packet[50:62] = 0.01 * (-1.0) ** np.arange(12)
+    assert grid_scale_oscillation(packet) == pytest.approx(0.02)  # peak to peak
+    kink = np.zeros_like(x)
+    kink[100], kink[101] = 0.01, -0.01
+    assert grid_scale_oscillation(kink) == 0.0
+    assert grid_scale_oscillation(kink, span=1) == pytest.approx(0.01)
 
 
 # --- the independent reference -------------------------------------------------------------------
@@ -178,7 +186,21 @@ def test_explicit_second_order_in_dx_with_the_dt_rule_stated():
     assert "dt = dt0 (dx/dx0)^2" in own.report()
 
 
-@pytest.mark.parametrize("name", EXPECTED_CABLE)
+# Known departures from the declared order, kept as strict xfails so that a fix shows up
+# as an unexpected pass (then remove the entry).
+KNOWN_DT_DEFECTS = {
+    "adaptive": "adaptive regrids every `solver.adaptive.every` steps, so halving dt doubles "
+                "the regrids and their interpolation errors: the dt error stalls near 5e-5 "
+                "(fitted order 0.8 here, 0.46 on divergent at t = 20)",
+}
+DT_PARAMS = [
+    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=KNOWN_DT_DEFECTS[n]))
+    if n in KNOWN_DT_DEFECTS else n
+    for n in EXPECTED_CABLE
+]
+
+
+@pytest.mark.parametrize("name", DT_PARAMS)
 def test_every_cable_solver_reaches_its_declared_order_in_dt(name):
     need(name)
     dt = DT_START.get(name, 0.5)
@@ -271,6 +293,20 @@ def test_explicit_instability_is_a_growing_zigzag_just_above_the_limit():
     assert not above.stable
     assert "grid-scale oscillation" in above.reason or "blow-up" in above.reason
     assert not probe_stability(case, "explicit", 3 * limit).stable
+
+
+def test_bounded_kink_at_a_box_source_is_not_an_instability():
+    # Strang splitting leaves a bounded two-node kink at the edge of a box stimulus
+    # (the reaction step applies the discontinuous source, the Crank–Nicolson half steps
+    # barely damp the shortest waves); with one RK4 reaction step per dt the run is
+    # stable at 16x the explicit limit, and it blows up once dt |f_v| passes RK4's limit.
+    need("split")
+    case = make(CABLE, **{"domain.nx": 161, "time.t_end": 120.0, "time.dt": 0.5,
+                          "solver.method": "split",
+                          "stimuli": [{"kind": "box", "x": [0.0, 2.0], "t": [0.0, None],
+                                       "amplitude": 0.5}]})
+    assert probe_stability(case, "split", 0.5).stable
+    assert not probe_stability(case, "split", 3.0).stable
 
 
 @pytest.mark.parametrize("name", EXPECTED_CABLE)

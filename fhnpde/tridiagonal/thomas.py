@@ -48,7 +48,9 @@ exact power of two every few rows; if a pivot still comes out zero, non-finite o
 pivot as it is formed.
 
 Memory: reads a, b, c, d once, writes x, and uses one scratch vector of n (c' and a');
-d' lives in x. Batched systems (leading axes) run in parallel over the batch with
+d' lives in x. For a single system the scratch vector is kept per thread and reused
+(``release_scratch()`` frees it), since first-touch page faults on a fresh one cost as
+much as the sweep. Batched systems (leading axes) run in parallel over the batch with
 ``prange`` (one scratch vector per thread); a single system runs a serial kernel, so it does
 not pay the parallel start-up. float32 systems are computed in float32 throughout.
 
@@ -67,6 +69,7 @@ with no divisions, and the forward recurrence is a single multiply-add deep.
 from __future__ import annotations
 
 import math
+import threading
 
 import numba
 import numpy as np
@@ -376,7 +379,7 @@ def solve(lower, diag, upper, rhs, batch_shape):
         # x and the scratch are allocated by numpy (large blocks get huge pages; fewer faults)
         x = np.empty(n, dtype=rhs.dtype)
         row, piv = _thomas_system(
-            _flat(lower), _flat(diag), _flat(upper), _flat(rhs), x, np.empty_like(x), k
+            _flat(lower), _flat(diag), _flat(upper), _flat(rhs), x, _scratch(n, rhs.dtype), k
         )
         if row >= 0:
             raise_pivot_error("thomas", batch_shape, [row], [piv])
@@ -390,6 +393,27 @@ def solve(lower, diag, upper, rhs, batch_shape):
         if bad_row.max() >= 0:
             raise_pivot_error("thomas", batch_shape, bad_row, bad_piv)
     return x.reshape(batch_shape + (n,))
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(n: int, dtype) -> np.ndarray:
+    """A reused scratch vector of length n for this thread (see release_scratch).
+
+    A fresh large array costs a page fault per 4 KiB page on first touch, which here is
+    as slow as the sweep itself; reusing one vector per thread and dtype avoids it.
+    """
+    buffers = _SCRATCH.__dict__.setdefault("buffers", {})
+    buf = buffers.get(dtype)
+    if buf is None or buf.shape[0] < n:
+        buf = buffers[dtype] = np.empty(n, dtype=dtype)
+    return buf[:n]
+
+
+def release_scratch() -> None:
+    """Free this thread's cached scratch vectors (they grow to the longest system solved)."""
+    _SCRATCH.__dict__.pop("buffers", None)
 
 
 def _flat(v):

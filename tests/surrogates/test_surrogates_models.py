@@ -119,9 +119,10 @@ def test_neural_ode_reduces_trajectory_loss(node_data, tmp_path):
     cfg = cfg.model_copy(deep=True)
     cfg.model.widths = [32, 32]
     cfg.model.neural_ode.window = 5
-    cfg.training.iterations = 150
-    cfg.training.validate_every = 10
+    cfg.training.iterations = 200
+    cfg.training.validate_every = 20
     res = train(cfg, out=tmp_path / "node", data=data)
+    assert res.history[0]["iteration"] == 0  # the untrained model's loss
     first, best = res.history[0]["val_loss"], min(h["val_loss"] for h in res.history)
     assert best < first / 5, (first, best)
 
