@@ -1,12 +1,12 @@
 """numba kernels of the Crank–Nicolson solvers and the exact reaction step.
 
-Imported only when those run with the numba backend. Like :mod:`fhnpde._kernels`, the
-kernels hold no formulas of their own: the plain-Python functions of
-:mod:`fhnpde.solvers.crank_nicolson` (and of :mod:`fhnpde.models` and
-:mod:`fhnpde.solvers.ode`, registered by ``_kernels``) are registered as jitable and called
-node by node, and the tridiagonal sweep is the one of :mod:`fhnpde.tridiagonal.thomas`.
-(numba's on-disk cache keys on this file; after editing a formula, clear ``__pycache__`` or
-touch this file.)
+Imported only when those run with the numba backend, through
+``fhnpde.backends.kernels("fhnpde._kernels_cn")`` (which caches them under a fingerprint of
+the package source). Like :mod:`fhnpde._kernels`, the kernels hold no formulas of their
+own: the plain-Python functions of :mod:`fhnpde.solvers.crank_nicolson` (and of
+:mod:`fhnpde.models` and :mod:`fhnpde.solvers.ode`, registered by ``_kernels``) are
+registered as jitable and called node by node, and the tridiagonal sweep is the one of
+:mod:`fhnpde.tridiagonal.thomas`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
 
-from . import _kernels, models
+from . import models
+from .backends import kernels
 from .solvers import crank_nicolson as cn
 from .stimulus import box_active, boxes_current
 from .tridiagonal import thomas as _thomas
@@ -42,6 +43,8 @@ def _thomas_system_entry():
 
 
 thomas_system = _thomas_system_entry()
+
+_kernels = kernels()  # registers the formulas of models, grid, stimulus and ode as jitable
 
 for _f in (
     models.nagumo_recovery,

@@ -410,7 +410,8 @@ def _loc_to_path(loc: tuple) -> str:
     parts: list[str] = []
     for item in loc:
         s = str(item)
-        if s in _TAGS or s.startswith(("function-", "tuple[", "constrained-", "union[")):
+        if s in _TAGS or s.startswith(("function-", "tuple[", "constrained-", "union[",
+                                       "tagged-union[", "list[", "nullable[")):
             continue
         parts.append(s)
     return ".".join(parts)

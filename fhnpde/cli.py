@@ -26,12 +26,10 @@ def _say_error(message: str) -> None:
 
 
 def cmd_run(args) -> int:
-    from .case import load_case
-    from .driver import run_case
-
     import numpy as np
 
-    from .driver import WallClockLimit
+    from .case import load_case
+    from .driver import WallClockLimit, run_case
 
     case = load_case(args.case, args.set)
     observers = [WallClockLimit(args.max_wall)] if args.max_wall else []

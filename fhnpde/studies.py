@@ -333,7 +333,9 @@ def observed_orders(h: Sequence[float], errors: Sequence[float], h_ref: float = 
 def fitted_order(h: Sequence[float], errors: Sequence[float], h_ref: float = 0.0) -> float:
     """Least-squares order: minimises ``sum_k (log e_k - log c - log(h_k^p - h_ref^p))^2``.
 
-    With ``h_ref = 0`` it is the slope of the regression line of ``log e`` on ``log h``.
+    With ``h_ref = 0`` it is the slope of the regression line of ``log e`` on ``log h``;
+    that slope is also returned when no ``p`` in (0.001, 20) fits (an error that hardly
+    falls with ``h``).
     """
     from scipy.optimize import minimize_scalar
 
@@ -358,6 +360,9 @@ def fitted_order(h: Sequence[float], errors: Sequence[float], h_ref: float = 0.0
     res = minimize_scalar(sse, bounds=(max(ORDER_BOUNDS[0], best - step),
                                        min(ORDER_BOUNDS[1], best + step)),
                           method="bounded", options={"xatol": 1e-8})
+    if res.x < 2 * ORDER_BOUNDS[0] or res.x > ORDER_BOUNDS[1] - 1e-3:
+        # no order in (0.001, 20) fits (the error hardly falls): the plain slope says more
+        return float(np.polyfit(np.log(h), log_e, 1)[0])
     return float(res.x)
 
 

@@ -169,14 +169,11 @@ def solve_with_corners(solve, lower, diag, upper, top, bottom, rhs, xp=np):
 
 
 def _kernels_cn():
-    """The compiled Crank–Nicolson kernels (imports numba on first use)."""
-    import importlib
+    """The compiled Crank–Nicolson and reaction kernels (imports numba on first use; cached
+    like every fhnpde kernel, see :func:`fhnpde.backends.kernels`)."""
+    from ..backends import kernels
 
-    from ..backends import BackendUnavailable, numba_usable
-
-    if not numba_usable():
-        raise BackendUnavailable("numba is not installed; pip install numba or use backend numpy")
-    return importlib.import_module("fhnpde._kernels_cn")
+    return kernels("fhnpde._kernels_cn")
 
 
 def _numerical_failure(message: str) -> Exception:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from surrogates_helpers import small_config
 
+
 @pytest.fixture(scope="session")
 def problem_a_data(tmp_path_factory):
     """Problem A with 200 training and 400 validation points (RK4, dt 0.01)."""

@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
+from surrogates_helpers import small_config
 
 from fhnpde.case import CaseError
 from fhnpde.models import Kinetics
 from surrogates import CONFIGS
 from surrogates.config import load_config, parse_config
-
-from surrogates_helpers import small_config
 
 
 def _reference(kin: Kinetics, y0, I, t_eval):
@@ -36,7 +35,8 @@ def test_problem_a_matches_solve_ivp(problem_a_data):
     exact = np.array([ref[float(t)] for t in x[:, 0]])
     # RK4 at dt = 0.01 on the stiff k = 10 kinetics: error ~ dt^4
     assert np.max(np.abs(y - exact)) < 1e-6
-    assert x.shape == (200, 1) and data["x_val"].shape == (400, 1)
+    assert x.shape == (200, 1)
+    assert data["x_val"].shape == (400, 1)
 
 
 def test_times_are_stratified_and_on_the_step_grid(problem_a_data):
@@ -51,15 +51,16 @@ def test_times_are_stratified_and_on_the_step_grid(problem_a_data):
 
 
 def test_problem_c_points_match_solve_ivp(tmp_path):
-    from surrogates.data import trajectory_points
     from surrogates.config import SampleSpec
+    from surrogates.data import trajectory_points
 
     cfg = small_config("problem_c", tmp_path, "data.t_end=5.0")
     x, y = trajectory_points(cfg, SampleSpec(size=12, seed=4))
     kin = _kin(cfg)
     box = cfg.data.box
     for j, key in enumerate(("v0", "w0", "I"), start=1):
-        assert box[key][0] <= x[:, j].min() and x[:, j].max() <= box[key][1]
+        assert box[key][0] <= x[:, j].min()
+        assert x[:, j].max() <= box[key][1]
     for xi, yi in zip(x, y, strict=True):
         ref = _reference(kin, [xi[1], xi[2]], xi[3], [xi[0]])[float(xi[0])]
         np.testing.assert_allclose(yi, ref, atol=1e-6)
@@ -73,7 +74,8 @@ def test_one_step_pairs_match_solve_ivp(itnn_data):
         ref = _reference(kin, [xi[0], xi[1]], xi[2], [1.0])[1.0]
         np.testing.assert_allclose(yi, ref, atol=1e-6)
     box = cfg.data.box
-    assert box["v"][0] <= x[:, 0].min() and x[:, 0].max() <= box["v"][1]
+    assert box["v"][0] <= x[:, 0].min()
+    assert x[:, 0].max() <= box["v"][1]
     assert data["attrs"]["dt_r"] == 1.0
 
 

@@ -15,7 +15,6 @@ from surrogates.diagnostics import cosine_similarity, exact_field, model_field  
 from surrogates.models import load_model, physics_residual, predict  # noqa: E402
 from surrogates.train import train  # noqa: E402
 
-
 # --- PINN physics residual -----------------------------------------------------------------
 
 
@@ -157,7 +156,8 @@ def test_saved_directory_has_what_export_needs(itnn_data, tmp_path):
     for key in ("kind", "inputs", "outputs", "widths", "activations", "normalisation",
                 "kinetics", "dt_r", "state_box", "validation", "training", "parameters"):
         assert key in meta, key
-    assert meta["dt_r"] == 1.0 and meta["kinetics"]["name"] == "nagumo"
+    assert meta["dt_r"] == 1.0
+    assert meta["kinetics"]["name"] == "nagumo"
     assert meta["kinetics"]["params"]["k"] == 10.0
     assert meta["state_box"]["v"] == [-0.15, 1.15]
     assert (tmp_path / "m" / "config.yaml").exists()
@@ -208,3 +208,38 @@ def test_itnn_field_of_an_exact_euler_step():
     v, w = np.meshgrid(np.linspace(-0.1, 1.0, 11), np.linspace(0.0, 0.2, 11))
     got = model_field(EulerStep(), {"kind": "itnn", "dt_r": 0.5}, v, w, 0.1)
     np.testing.assert_allclose(got, exact_field(kin, v.ravel(), w.ravel(), 0.1), atol=1e-5)
+
+
+def test_interrupted_training_resumes_from_its_checkpoint(problem_a_data, tmp_path, monkeypatch):
+    from surrogates import train as train_module
+
+    cfg, data = problem_a_data
+    cfg = cfg.model_copy(deep=True)
+    cfg.model.widths = [16, 16]
+    cfg.training.iterations = 40
+    cfg.training.validate_every = 10
+    cfg.training.checkpoint_every = 20
+    cfg.training.batch_size = 32
+    train(cfg, out=tmp_path / "whole", data=data)
+
+    original = train_module.Objective.validation_loss
+    calls = {"n": 0}
+
+    def interrupt_at_30(self):
+        calls["n"] += 1
+        if calls["n"] == 4:  # iterations 0, 10, 20, then 30: Ctrl-C
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(train_module.Objective, "validation_loss", interrupt_at_30)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, out=tmp_path / "cut", data=data)
+    assert (tmp_path / "cut" / "checkpoint.pt").exists()
+    monkeypatch.setattr(train_module.Objective, "validation_loss", original)
+    res = train(cfg, out=tmp_path / "cut", data=data)
+    assert not (tmp_path / "cut" / "checkpoint.pt").exists()
+    assert [h["iteration"] for h in res.history] == [0, 10, 20, 30, 40]
+    a = torch.load(tmp_path / "whole" / "model.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "model.pt", weights_only=True)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key

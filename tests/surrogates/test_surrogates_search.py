@@ -20,7 +20,8 @@ def test_sampling_is_balanced_over_shapes(problem_a_data):
     shapes = [a["shape"] for a in archs]
     assert {shapes.count(s) for s in set(shapes)} == {4}
     for a in archs:
-        assert sum(a["widths"]) <= 256 and set(a["widths"]) <= {16, 32, 64, 128}
+        assert sum(a["widths"]) <= 256
+        assert set(a["widths"]) <= {16, 32, 64, 128}
         assert len(a["activations"]) == len(a["widths"]) in (2, 3)
     assert sample_architectures(spec) == archs  # seeded
 
@@ -39,7 +40,8 @@ def test_search_is_restartable_and_writes_the_table(problem_a_data, tmp_path):
         rows = list(csv.DictReader(fh))
     assert len(rows) == 3
     for r in rows:
-        assert float(r["mae"]) > 0 and float(r["inference_s_per_1e6"]) > 0
+        assert float(r["mae"]) > 0
+        assert float(r["inference_s_per_1e6"]) > 0
         assert int(r["neurons"]) == sum(map(int, r["widths"].split("x")))
     assert [float(r["mae"]) for r in rows] == sorted(float(r["mae"]) for r in rows)
     assert any(r["pareto"] == "True" for r in rows)
@@ -68,7 +70,8 @@ def test_cli_generate_train_evaluate(tmp_path, capsys):
     assert main(["train", cfg, *sets, "--out", str(tmp_path / "m"), "--quiet"]) == 0
     assert main(["evaluate", str(tmp_path / "m")]) == 0
     out = capsys.readouterr().out
-    assert "phase-portrait cosine similarity" in out and "quiescent (I=0.2)" in out
+    assert "phase-portrait cosine similarity" in out
+    assert "quiescent (I=0.2)" in out
     report = json.loads((tmp_path / "m" / "evaluation.json").read_text())
     assert set(report["phase_portrait"]["cosine"]) == {"quiescent", "spiking"}
     assert -1.0 <= report["phase_portrait"]["cosine"]["spiking"] <= 1.0
