@@ -16,6 +16,8 @@ import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
+    Tag,
     Field,
     ValidationError,
     field_validator,
@@ -288,7 +290,17 @@ class NeuralReactionSpec(_Strict):
     runtime: str = "onnxruntime"
 
 
-ReactionSpec = Annotated[ExactReactionSpec | NeuralReactionSpec, Field(discriminator="kind")]
+def _reaction_kind(value: Any) -> str:
+    """``kind`` may be left out: a reaction mapping without it is the exact reaction."""
+    if isinstance(value, dict):
+        return value.get("kind", "exact")
+    return getattr(value, "kind", "exact")
+
+
+ReactionSpec = Annotated[
+    Annotated[ExactReactionSpec, Tag("exact")] | Annotated[NeuralReactionSpec, Tag("neural")],
+    Discriminator(_reaction_kind),
+]
 
 
 class ValueList(_Strict):

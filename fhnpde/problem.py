@@ -70,7 +70,8 @@ def build_problem(case: Case) -> Problem:
         kinetics = Kinetics.create(case.model.kinetics, params)
         v0 = profile(case.initial.v, grid.x)
         w0 = profile(case.initial.w, grid.x)
-        current = AppliedCurrent(case.stimuli, grid.x, 0.0, grid.nx)
+        current = AppliedCurrent(case.stimuli, grid.x, 0.0, grid.nx,
+                                 grid.length if grid.periodic else None)
         return Problem(case, kinetics, case.model.diffusion, grid, current, v0, w0)
     members = sample_ensemble(case)
     size = len(next(iter(members.values()))) if members else 1

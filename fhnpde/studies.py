@@ -597,7 +597,8 @@ def convergence_study(
         declared_order=declared_order, declared=declared, levels=rows,
         fitted_order_rmse=fitted_order(hs, [r.rmse for r in rows], h_ref),
         fitted_order_max=fitted_order(hs, [r.max_error for r in rows], h_ref),
-        dt_rule=dt_rule, dt_exponent=q, boundary=boundary, wall_time_s=_time.perf_counter() - wall0,
+        dt_rule=dt_rule, dt_exponent=q, boundary=boundary,
+        wall_time_s=_time.perf_counter() - wall0,
     )
 
 

@@ -141,7 +141,7 @@ def test_stimulus_box_fires_the_cable():
     case = make_case(SMALL_CABLE, "initial.v=0.0", "time.t_end=40", "time.save_every=40",
                      "stimuli=[{kind: box, x: [0, 2], t: [0, 5], amplitude: 1.0}]")
     problem, v, _ = final_state(case)
-    assert problem.current.current(1.0)[:5].tolist() == [1.0] * 5
+    assert problem.current.current(1.0)[:6].tolist() == [1.0, 1.0, 1.0, 1.0, 0.5, 0.0]
     assert problem.current.current(6.0).max() == 0.0
     assert v.max() > 0.5  # a pulse travels away from the stimulated end
 
@@ -163,3 +163,26 @@ def test_force_runs_an_unstable_dt():
     case = make_case(SMALL_CABLE, "time.dt=0.2", "solver.force=true")
     _, solver = build_solver(case)
     assert solver.stability_limit(0.2) == pytest.approx(0.125)
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+@pytest.mark.parametrize(("x0", "x1"), [(0.0, 2.0), (3.1, 4.37), (10.0, 10.1), (38.5, 40.0)])
+def test_box_current_delivers_its_exact_charge(periodic, x0, x1):
+    """Cell-averaged box currents: the quadrature of I equals amplitude * (x1 - x0)."""
+    sets = [f"stimuli=[{{kind: box, x: [{x0}, {x1}], amplitude: 0.7}}]"]
+    if periodic:
+        sets.append("domain.boundary=periodic")
+    from fhnpde.problem import build_problem
+
+    problem = build_problem(make_case(SMALL_CABLE, *sets))
+    current = problem.current.current(0.0)
+    assert problem.grid.integral(current) == pytest.approx(0.7 * (x1 - x0), rel=1e-12)
+    assert current.max() <= 0.7 + 1e-15
+
+
+def test_box_current_wraps_around_the_seam_of_a_ring():
+    from fhnpde.stimulus import coverage
+
+    x = np.arange(8) * 1.0  # ring of circumference 8, cells [i - 0.5, i + 0.5]
+    c = coverage(x, 7.25, 8.0, periodic_length=8.0)
+    np.testing.assert_allclose(c, [0.5, 0, 0, 0, 0, 0, 0, 0.25])

@@ -339,7 +339,8 @@ def test_convergence_command_writes_table_csv_and_png(case_file, tmp_path, capsy
                  "--out", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "fitted order" in printed and "dt rule" in printed
+    assert "fitted order" in printed
+    assert "dt rule" in printed
     stem = out / "convergence-cable-explicit-dx"
     with open(f"{stem}.csv") as fh:
         rows = list(csv.DictReader(fh))
