@@ -21,28 +21,7 @@ from . import models
 from .backends import kernels
 from .solvers import crank_nicolson as cn
 from .stimulus import box_active, boxes_current
-from .tridiagonal import thomas as _thomas
-
-
-def _thomas_system_entry():
-    """The tridiagonal package's jitable Thomas sweep of one system, as
-    ``thomas_system(lower, diag, upper, rhs, x, scratch) -> (bad_row, pivot)`` (float64;
-    bad_row = -1 when every pivot was fine): the same sweep as
-    ``fhnpde.tridiagonal.solve(..., method="thomas")``, callable inside a kernel."""
-    public = getattr(_thomas, "thomas_system", None)
-    if public is not None:
-        return public
-    constants = _thomas._CONSTANTS[np.dtype(np.float64)]
-    private = _thomas._thomas_system
-
-    @njit(cache=True)
-    def thomas_system(a, b, c, d, x, s):
-        return private(a, b, c, d, x, s, constants)
-
-    return thomas_system
-
-
-thomas_system = _thomas_system_entry()
+from .tridiagonal.thomas import thomas_system
 
 _kernels = kernels()  # registers the formulas of models, grid, stimulus and ode as jitable
 

@@ -413,7 +413,5 @@ class AdaptiveSolver(Solver):
 
 def kernels_adaptive():
     """The adaptive solver's numba kernels (imports numba on first use)."""
-    import importlib
-
     kernels()  # raises BackendUnavailable without numba; registers the shared formulas
-    return importlib.import_module("fhnpde._kernels_adaptive")
+    return kernels("fhnpde._kernels_adaptive")

@@ -278,6 +278,21 @@ def _thomas_system(a, b, c, d, x, s, k):
     return _classic_system(a, b, c, d, x, s)
 
 
+_K64 = _CONSTANTS[np.dtype(np.float64)]
+
+
+@numba.njit(**_JIT)
+def thomas_system(a, b, c, d, x, s):
+    """One float64 system, callable from other numba kernels (e.g. a Newton step).
+
+    ``a``, ``b``, ``c``: lower, main and upper diagonals (``a[0]``, ``c[-1]`` ignored);
+    ``d``: right-hand side; ``x``: solution (written); ``s``: scratch of length n.
+    Returns ``(row, pivot)`` of the first zero or non-finite pivot, or ``(-1, 0.0)``.
+    The same two-ended sweep as ``solve(..., method="thomas")``.
+    """
+    return _thomas_system(a, b, c, d, x, s, _K64)
+
+
 @numba.njit(**_JIT, parallel=True)
 def _thomas_batch(a, b, c, d, x, bad_row, bad_piv, nchunks, k):
     """Systems j = 0 .. nsys-1 (rows of x) in nchunks contiguous chunks, one per thread.
