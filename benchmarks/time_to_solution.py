@@ -42,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fhnpde.plotting import level_crossings
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -56,11 +58,9 @@ SOLVERS = ("explicit", "crank-nicolson", "split")
 # --- measuring fronts -------------------------------------------------------------------------
 
 
-def crossings(v: np.ndarray, x: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray:
-    """Positions where v crosses ``threshold`` (front and back of every pulse), interpolated."""
-    s = v - threshold
-    i = np.flatnonzero(np.sign(s[:-1]) != np.sign(s[1:]))
-    return x[i] + (x[i + 1] - x[i]) * s[i] / (s[i] - s[i + 1])
+def crossings(v: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Front and back of every pulse: the crossings of v = THRESHOLD."""
+    return level_crossings(v, x, THRESHOLD)
 
 
 def front_error(fronts: list[np.ndarray], reference: list[np.ndarray]) -> float:

@@ -31,6 +31,14 @@ def pulse_positions(v: np.ndarray, x: np.ndarray, threshold: float = 0.3):
     return np.array([x[r[np.argmax(v[r])]] for r in runs if above[r[0]]])
 
 
+def level_crossings(v: np.ndarray, x: np.ndarray, level: float = 0.3) -> np.ndarray:
+    """Every position where v crosses ``level``, linearly interpolated between nodes: the
+    front and the back of each pulse, in order along the cable."""
+    s = np.asarray(v) - level
+    i = np.flatnonzero(np.sign(s[:-1]) != np.sign(s[1:]))
+    return x[i] + (x[i + 1] - x[i]) * s[i] / (s[i] - s[i + 1])
+
+
 def plot_cable(ds, out: Path, threshold: float = 0.3) -> Path:
     plt = _plt()
     v = np.asarray(ds["v"].values)

@@ -2,10 +2,11 @@
 
     python -m surrogates generate CONFIG [--set KEY=VALUE ...] [--overwrite]
     python -m surrogates train CONFIG [--set ...] [--out DIR] [--overwrite] [--quiet]
-    python -m surrogates search CONFIG [--set ...] [--workers N] [--count N] [--out DIR]
+    python -m surrogates search CONFIG [--set ...] [--scheduler ADDRESS] [--workers N] [--count N] [--out DIR]
     python -m surrogates evaluate MODEL_DIR [--steps N] [--out DIR]
 
-Exit status: 0 done; 2 bad input (one line on stderr, no traceback); 1 training diverged;
+Exit status: 0 done; 2 bad input (one line on stderr, no traceback); 1 training diverged
+(for a search: some candidate failed; the others are in the table and a rerun retries it);
 130 interrupted (a training keeps its latest checkpoint and resumes from it; a search keeps
 every finished model and skips it next time).
 """
@@ -62,13 +63,20 @@ def cmd_search(args) -> int:
     from .search import run_search
 
     cfg = load_config(args.config, args.set)
-    res = run_search(cfg, workers=args.workers, count=args.count, out=args.out, quiet=args.quiet)
-    rows = res["rows"]
-    print(f"{cfg.name}: {len(rows)} models ({len(res['trained'])} trained now, "
-          f"{len(rows) - len(res['trained'])} found) -> {res['directory']}/results.md, pareto.png")
+    res = run_search(cfg, scheduler=args.scheduler, workers=args.workers, count=args.count,
+                     out=args.out, quiet=args.quiet)
+    rows = [r for r in res["rows"] if r["status"] == "trained"]
+    found = len(rows) - len(res["trained"])
+    line = f"{cfg.name}: {len(rows)} models ({len(res['trained'])} trained now, {found} found"
+    line += f", {len(res['failed'])} failed)" if res["failed"] else ")"
+    print(f"{line} -> {res['directory']}/results.md, pareto.png")
     for r in rows[:5]:
         print(f"  {r['model']}: MAE {r['mae']:.3g}, max {r['max_error']:.3g}, "
               f"{r['parameters']} parameters, {r['inference_s_per_1e6']:.3g} s / 1e6 nodes")
+    for ident, message in res["failed"].items():
+        print(f"surrogates: error: candidate {ident} failed: {message}", file=sys.stderr)
+    if res["failed"]:
+        return EXIT_FAILED
     return EXIT_OK
 
 
@@ -101,7 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
     s = with_config("search", "architecture search over shapes x sizes x activations")
-    s.add_argument("--workers", type=int, help="parallel training processes")
+    s.add_argument("--scheduler", metavar="ADDRESS",
+                   help="dask scheduler of an existing cluster, e.g. tcp://host:8786 (its workers "
+                        "must reach the search directory and the data); default: a local cluster")
+    s.add_argument("--workers", type=int,
+                   help="worker processes of the local cluster (default: search.workers)")
     s.add_argument("--count", type=int, help="number of architectures")
     s.add_argument("--out", help="search directory (default: search.out)")
     s.add_argument("--quiet", action="store_true")

@@ -1,27 +1,42 @@
-"""Architecture search: shapes x sizes x activations, trained in parallel, restartable.
+"""Architecture search: shapes x sizes x activations, trained as dask tasks, restartable.
 
 Candidates come from :func:`~surrogates.architectures.enumerate_architectures` (every width
 tuple from ``search.widths`` with ``search.layers`` hidden layers and at most
 ``search.max_neurons`` neurons, grouped by shape). The ``count`` draws go round the shapes
 in turn (balanced over shapes), pick a width tuple of that shape at random and draw one
-activation per layer, all from ``search.seed``.
+activation per layer, all from ``search.seed``; draw ``i`` does not depend on ``count``, so
+a larger count extends a finished search.
 
-Each candidate trains in a worker process (``search.workers``, spawn start method, one
-torch thread each) into ``OUT/models/ID``; a candidate whose ``model.json`` exists is
-skipped, so an interrupted search restarts where it stopped. Inference time is then
-measured in the parent, one model at a time on one thread: the median of 5 forward passes
-over ``timing_batch`` inputs, scaled to 10^6 nodes. Results: ``OUT/results.csv``,
-``OUT/results.md`` (sorted by MAE) and ``OUT/pareto.png`` (MAE vs inference time, Pareto
-front marked).
+Training runs on the engine of ``python -m fhnpde sweep`` (:func:`fhnpde.cluster.run_tasks`):
+one dask task per candidate, keyed by a fingerprint of the search directory and config plus
+the candidate's id, on a LocalCluster of ``workers`` single-threaded processes (default
+``search.workers``) or on an existing scheduler (``scheduler="tcp://host:8786"``; its
+workers must import ``surrogates`` and reach the search directory and the data store under
+the same paths). Each task trains one candidate into ``OUT/models/ID`` with one torch
+thread (set in the task, so it holds on any cluster; torch's CPU kernels are deterministic
+at a fixed thread count, so a candidate trained on a worker has the weights a serial
+training of :func:`candidate_config` gives).
+
+Restart rule: a candidate whose directory holds a finished model (a readable
+``model.json``) is skipped, and when every candidate is finished no cluster is started. A
+worker killed mid-training has its task rerun by the scheduler, which resumes from the
+candidate's ``checkpoint.pt``. A training that raises (diverged, bad architecture, a worker
+lost too often) is a *failed* row of the table and does not stop the others; it is tried
+again by the next run, since only a finished model marks a candidate as done.
+
+Inference time is then measured here, one model at a time on one thread (never alongside a
+training): the median of 5 forward passes over ``timing_batch`` inputs, scaled to 10^6
+nodes. Results: ``OUT/results.csv``, ``OUT/results.md`` (sorted by MAE, failed candidates
+last) and ``OUT/pareto.png`` (MAE vs inference time of the trained models, Pareto front
+marked).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
-import multiprocessing
 import time as _time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +45,10 @@ import numpy as np
 from .architectures import enumerate_architectures
 
 ABBREV = {"relu": "re", "tanh": "th", "sigmoid": "sg", "leaky_relu": "lr", "elu": "el", "silu": "si"}
-COLUMNS = ["model", "shape", "widths", "activations", "neurons", "parameters", "mae", "mae_v",
-           "mae_w", "max_error", "inference_s_per_1e6", "train_s", "iterations"]
+COLUMNS = ["model", "status", "shape", "widths", "activations", "neurons", "parameters", "mae",
+           "mae_v", "mae_w", "max_error", "inference_s_per_1e6", "train_s", "iterations", "error"]
+# environment of LocalCluster workers: one thread for every math library, set before torch loads
+WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
 
 
 def sample_architectures(spec) -> list[dict[str, Any]]:
@@ -51,21 +68,52 @@ def sample_architectures(spec) -> list[dict[str, Any]]:
     return out
 
 
-def _train_candidate(config: dict[str, Any], arch: dict[str, Any], directory: str) -> dict:
-    """Worker: train one candidate (its own process, one thread)."""
+def candidate_config(config: dict[str, Any], arch: dict[str, Any]):
+    """The search's config (as a mapping) with the candidate's architecture and one thread.
+
+    Raises :class:`~fhnpde.case.CaseError` when the candidate is not a valid model (for
+    instance an unknown activation).
+    """
+    from .config import parse_config
+
+    data = json.loads(json.dumps(config))
+    data["model"].update({"widths": list(arch["widths"]), "activations": list(arch["activations"]),
+                          "shape": None, "neurons": None, "layers": None})
+    data["training"]["threads"] = 1
+    return parse_config(data, f"search candidate {arch['id']}")
+
+
+def is_finished(directory: str | Path) -> bool:
+    """Whether ``directory`` holds a finished model: a ``model.json`` that reads back whole.
+
+    ``train`` writes ``model.json`` after the weights, so a readable one means both are there.
+    """
+    path = Path(directory) / "model.json"
+    try:
+        return "validation" in json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+
+
+def train_candidate(config: dict[str, Any], arch: dict[str, Any], directory: str) -> dict[str, Any]:
+    """The dask task: train one candidate into ``directory`` on one torch thread.
+
+    Idempotent: a finished model is left alone; a torn ``model.json`` (a worker killed while
+    writing it) is removed so that the training resumes from its checkpoint.
+    """
     import torch
 
-    from .config import parse_config
     from .data import load_data
     from .train import train
 
     torch.set_num_threads(1)
-    cfg_data = json.loads(json.dumps(config))
-    cfg_data["model"].update({"widths": arch["widths"], "activations": arch["activations"],
-                              "shape": None, "neurons": None, "layers": None})
-    cfg_data["training"]["threads"] = 1
-    cfg = parse_config(cfg_data, f"search candidate {arch['id']}")
-    result = train(cfg, out=directory, quiet=True, data=load_data(cfg.data_path))
+    d = Path(directory)
+    if is_finished(d):
+        return {"id": arch["id"], "metrics": json.loads((d / "model.json").read_text())["validation"],
+                "wall_s": 0.0}
+    (d / "model.json").unlink(missing_ok=True)
+    cfg = candidate_config(config, arch)
+    result = train(cfg, out=d, quiet=True, data=load_data(cfg.data_path))
     return {"id": arch["id"], "metrics": result.metrics, "wall_s": result.wall_s}
 
 
@@ -84,14 +132,42 @@ def inference_time(model, n_in: int, batch: int, repeats: int = 5) -> float:
     return float(np.median(times)) * 1e6 / batch
 
 
-def run_search(cfg, *, workers: int | None = None, count: int | None = None,
-               out: str | Path | None = None, quiet: bool = True) -> dict[str, Any]:
-    """Train every missing candidate, time them all, write the table and the plot."""
-    import torch
+def search_tasks(config: dict[str, Any], candidates: list[dict[str, Any]], root: Path) -> list:
+    """One :class:`fhnpde.cluster.Task` per candidate, keyed ``surrogates-search-TAG-ID``.
+
+    ``TAG`` fingerprints the search directory and everything but the ``search`` section of
+    the config, so searches sharing a scheduler never share a key, and a rerun of the same
+    search gets the same keys.
+    """
+    from fhnpde.cluster import Task
+
+    trained_from = {k: v for k, v in config.items() if k != "search"}
+    text = f"{root.resolve()}:{json.dumps(trained_from, sort_keys=True)}"
+    tag = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return [Task(f"surrogates-search-{tag}-{a['id']}", train_candidate,
+                 (config, a, str(root.resolve() / "models" / a["id"])))
+            for a in candidates]
+
+
+def run_search(cfg, *, scheduler: str | None = None, workers: int | None = None,
+               count: int | None = None, out: str | Path | None = None,
+               quiet: bool = True) -> dict[str, Any]:
+    """Train every unfinished candidate on dask, time them all, write the table and the plot.
+
+    ``scheduler``: address of an existing dask scheduler; otherwise a LocalCluster of
+    ``workers`` processes (default ``search.workers``). Returns ``directory``, ``rows``
+    (every candidate, trained ones by MAE, then the failed ones), ``trained`` (ids trained
+    now), ``failed`` (id -> message) and ``pareto`` (ids on the front).
+    """
+    from fhnpde.case import CaseError
+    from fhnpde.cluster import require_distributed, run_tasks
 
     from .data import ensure_data
-    from .models import load_model, read_metadata
 
+    if workers is not None and workers < 1:
+        raise CaseError(f"must be >= 1, got {workers}", key="--workers")
+    if count is not None and count < 1:
+        raise CaseError(f"must be >= 1, got {count}", key="--count")
     spec = cfg.search.model_copy(update={k: v for k, v in
                                          (("workers", workers), ("count", count)) if v})
     root = Path(out) if out is not None else cfg.search_dir
@@ -99,45 +175,79 @@ def run_search(cfg, *, workers: int | None = None, count: int | None = None,
     ensure_data(cfg)
     candidates = sample_architectures(spec)
     (root / "candidates.json").write_text(json.dumps(candidates, indent=2))
-    pending = [a for a in candidates if not (root / "models" / a["id"] / "model.json").exists()]
     config = cfg.to_dict()
-    trained = []
-    if pending:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(spec.workers, len(pending)), mp_context=ctx) as pool:
-            futures = {pool.submit(_train_candidate, config, a, str(root / "models" / a["id"])): a
-                       for a in pending}
-            for fut in as_completed(futures):
-                res = fut.result()
-                trained.append(res["id"])
-                if not quiet:
-                    print(f"  trained {res['id']}: MAE {res['metrics']['mae']:.3g} "
-                          f"({res['wall_s']:.1f} s)", flush=True)
+    config["data"]["path"] = str(cfg.data_path.resolve())  # workers may run elsewhere
+    tasks = search_tasks(config, candidates, root)
+    by_key = {t.key: a for t, a in zip(tasks, candidates, strict=True)}
+    trained: list[str] = []
+    failed: dict[str, str] = {}
+
+    def finished(task) -> bool:
+        return is_finished(task.args[2])
+
+    def record(task, result) -> None:
+        trained.append(result["id"])
+        if not quiet:
+            print(f"  trained {result['id']}: MAE {result['metrics']['mae']:.3g} "
+                  f"({result['wall_s']:.1f} s)", flush=True)
+
+    def record_error(task, exc) -> None:
+        ident = by_key[task.key]["id"]
+        failed[ident] = " ".join(f"{type(exc).__name__}: {exc}".split())
+        if not quiet:
+            print(f"  failed  {ident}: {failed[ident]}", flush=True)
+
+    if not all(finished(t) for t in tasks):
+        require_distributed("python -m surrogates search")
+    run_tasks(tasks, is_complete=finished, scheduler=scheduler, workers=spec.workers,
+              on_result=record, on_error=record_error, desc=f"search {cfg.name}", quiet=quiet,
+              worker_env=WORKER_ENV)
+    rows = _table_rows(candidates, root, spec.timing_batch, failed)
+    write_table(rows, root)
+    plot_pareto(rows, root / "pareto.png", cfg.name)
+    return {"directory": root, "rows": rows, "trained": trained, "failed": failed,
+            "pareto": sorted(r["model"] for r in rows if r["pareto"])}
+
+
+def _table_rows(candidates: list[dict[str, Any]], root: Path, timing_batch: int,
+                failed: dict[str, str]) -> list[dict[str, Any]]:
+    """One row per candidate: errors and timing of the trained ones, the reason of failures."""
+    import torch
+
+    from .models import load_model, read_metadata
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    rows = []
+    rows, lost = [], []
     try:
         for arch in candidates:
             d = root / "models" / arch["id"]
+            if not is_finished(d):
+                lost.append({"model": arch["id"], "status": "failed", "shape": arch["shape"],
+                             "widths": "x".join(map(str, arch["widths"])),
+                             "activations": ",".join(arch["activations"]),
+                             "neurons": sum(arch["widths"]), "pareto": False,
+                             "error": failed.get(arch["id"], "not trained")})
+                continue
             timing_file = d / "timing.json"
             meta = read_metadata(d)
             if timing_file.exists():
                 t_inf = json.loads(timing_file.read_text())["inference_s_per_1e6"]
             else:
                 model, _ = load_model(d)
-                t_inf = inference_time(model, len(meta["inputs"]), spec.timing_batch)
+                t_inf = inference_time(model, len(meta["inputs"]), timing_batch)
                 timing_file.write_text(json.dumps({"inference_s_per_1e6": t_inf, "threads": 1,
-                                                   "batch": spec.timing_batch}))
+                                                   "batch": timing_batch}))
             val = meta["validation"]
             rows.append({
-                "model": arch["id"], "shape": arch["shape"],
+                "model": arch["id"], "status": "trained", "shape": arch["shape"],
                 "widths": "x".join(map(str, meta["widths"])),
                 "activations": ",".join(meta["activations"]),
                 "neurons": sum(meta["widths"]), "parameters": meta["parameters"],
                 "mae": val["mae"], "mae_v": val["mae_v"], "mae_w": val["mae_w"],
                 "max_error": max(val["max_v"], val["max_w"]),
                 "inference_s_per_1e6": t_inf, "train_s": meta["training"]["wall_s"],
-                "iterations": meta["training"]["iterations"],
+                "iterations": meta["training"]["iterations"], "error": "",
             })
     finally:
         torch.set_num_threads(threads)
@@ -145,9 +255,7 @@ def run_search(cfg, *, workers: int | None = None, count: int | None = None,
     front = pareto_front(rows)
     for r in rows:
         r["pareto"] = r["model"] in front
-    write_table(rows, root)
-    plot_pareto(rows, root / "pareto.png", cfg.name)
-    return {"directory": root, "rows": rows, "trained": trained, "pareto": sorted(front)}
+    return rows + lost
 
 
 def pareto_front(rows: list[dict[str, Any]]) -> set[str]:
@@ -164,14 +272,20 @@ def pareto_front(rows: list[dict[str, Any]]) -> set[str]:
 
 
 def write_table(rows: list[dict[str, Any]], root: Path) -> None:
+    """``results.csv`` (every column; blanks where a failed candidate has no value) and
+    ``results.md``."""
     cols = [*COLUMNS, "pareto"]
     with open(root / "results.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=cols)
+        writer = csv.DictWriter(fh, fieldnames=cols, restval="")
         writer.writeheader()
         writer.writerows(rows)
     lines = ["| model | shape | neurons | parameters | MAE | max error | inference s / 1e6 nodes | Pareto |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in rows:
+        if r["status"] != "trained":
+            lines.append(f"| {r['model']} | {r['shape']} | {r['neurons']} | | failed: "
+                         f"{r['error'].replace('|', '/')} | | | |")
+            continue
         lines.append(f"| {r['model']} | {r['shape']} | {r['neurons']} | {r['parameters']} | "
                      f"{r['mae']:.3e} | {r['max_error']:.3e} | {r['inference_s_per_1e6']:.4f} | "
                      f"{'yes' if r['pareto'] else ''} |")
@@ -179,11 +293,13 @@ def write_table(rows: list[dict[str, Any]], root: Path) -> None:
 
 
 def plot_pareto(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
+    """MAE against inference time of the trained candidates, by shape, front as a step line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = [r for r in rows if r["status"] == "trained"]
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for i, shape in enumerate(sorted({r["shape"] for r in rows})):
         sel = [r for r in rows if r["shape"] == shape]
@@ -192,12 +308,13 @@ def plot_pareto(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
     front = sorted((r for r in rows if r["pareto"]), key=lambda r: r["inference_s_per_1e6"])
     ax.step([r["inference_s_per_1e6"] for r in front], [r["mae"] for r in front], where="post",
             color="k", lw=1, label="Pareto front")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    if rows:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.legend(fontsize=8)
     ax.set_xlabel("inference time per 10^6 nodes on this CPU, 1 thread [s]")
     ax.set_ylabel("validation MAE")
     ax.set_title(f"{title}: {len(rows)} architectures")
-    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

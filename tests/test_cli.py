@@ -74,3 +74,11 @@ def test_usage_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as info:
         main(["frobnicate"])
     assert info.value.code == 2
+
+
+def test_level_crossings_interpolates_fronts_and_backs():
+    from fhnpde.plotting import level_crossings
+
+    x = np.linspace(0, 10, 11)
+    v = np.array([0, 0, 0.2, 0.4, 0.8, 0.8, 0.4, 0.2, 0, 0, 0], dtype=float)
+    np.testing.assert_allclose(level_crossings(v, x, 0.3), [2.5, 6.5])

@@ -11,6 +11,7 @@ import pytest
 
 from fhnpde.case import load_case
 from fhnpde.driver import NumericalFailure, build_solver
+from fhnpde.plotting import level_crossings
 from fhnpde.solvers import solver_class
 from fhnpde.solvers.crank_nicolson import (
     CrankNicolsonCable,
@@ -48,12 +49,7 @@ def run_to(case, times):
     return out, solver
 
 
-def crossings(v, x, threshold=0.3):
-    """Every position where v crosses ``threshold`` (linear interpolation between nodes): the
-    front and the back of each pulse."""
-    s = v - threshold
-    i = np.flatnonzero(np.sign(s[:-1]) != np.sign(s[1:]))
-    return x[i] + (x[i + 1] - x[i]) * s[i] / (s[i] - s[i + 1])
+crossings = level_crossings  # front and back of every pulse at v = 0.3
 
 
 # --- registration and the operator -----------------------------------------------------------

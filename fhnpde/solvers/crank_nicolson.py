@@ -168,6 +168,16 @@ def solve_with_corners(solve, lower, diag, upper, top, bottom, rhs, xp=np):
     return y - fact * z
 
 
+def tridiagonal_method(method: str, backend: str) -> str:
+    """The case's tridiagonal method, refused where it cannot run on the backend's arrays."""
+    if backend == "cupy" and method != "cyclic-reduction":
+        raise CaseError(
+            f"{method!r} runs on the CPU; with backend cupy use cyclic-reduction",
+            key="solver.tridiagonal",
+        )
+    return method
+
+
 def _kernels_cn():
     """The compiled Crank–Nicolson and reaction kernels (imports numba on first use; cached
     like every fhnpde kernel, see :func:`fhnpde.backends.kernels`)."""
@@ -225,12 +235,7 @@ class CrankNicolsonCable(_NewtonCounters, Solver):
 
     def __init__(self, problem):
         super().__init__(problem)
-        self.method = self.spec.tridiagonal
-        if self.backend == "cupy" and self.method != "cyclic-reduction":
-            raise CaseError(
-                f"{self.method!r} runs on the CPU; with backend cupy use cyclic-reduction",
-                key="solver.tridiagonal",
-            )
+        self.method = tridiagonal_method(self.spec.tridiagonal, self.backend)
         self.xp = namespace(self.backend)
         grid = problem.grid
         self.inv_dx2 = 1.0 / grid.dx**2

@@ -28,9 +28,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..backends import namespace
-from ..case import CaseError
 from .base import Order, Solver, State, register
-from .crank_nicolson import laplacian_bands
+from .crank_nicolson import laplacian_bands, tridiagonal_method
 
 
 class CrankNicolsonDiffusion:
@@ -82,12 +81,7 @@ class StrangSplit(Solver):
         from ..reaction import reaction_step
 
         super().__init__(problem)
-        self.method = self.spec.tridiagonal
-        if self.backend == "cupy" and self.method != "cyclic-reduction":
-            raise CaseError(
-                f"{self.method!r} runs on the CPU; with backend cupy use cyclic-reduction",
-                key="solver.tridiagonal",
-            )
+        self.method = tridiagonal_method(self.spec.tridiagonal, self.backend)
         self.xp = namespace(self.backend)
         self.reaction = reaction_step(problem.case.reaction, problem, self.backend)
         reaction_order = getattr(self.reaction, "order", None)

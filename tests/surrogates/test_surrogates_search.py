@@ -1,16 +1,77 @@
-"""Architecture search (restartable, table + Pareto plot) and the command line."""
+"""Architecture search on dask (restartable, failures recorded, equal to serial training),
+the table + Pareto plot, and the command line.
+
+The dask tests share one LocalCluster of 2 single-threaded worker processes (the
+``--scheduler`` path); the CLI test with ``--workers 2`` starts its own (the default path).
+Candidates are tiny (problem A, 200 training points, 40 iterations), so the file stays well
+under 2 minutes.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 
 import pytest
 
 torch = pytest.importorskip("torch", reason="the surrogates extra (torch) is not installed")
 
+from surrogates import search as search_module  # noqa: E402
 from surrogates.__main__ import main  # noqa: E402
-from surrogates.search import pareto_front, run_search, sample_architectures  # noqa: E402
+from surrogates.models import load_model  # noqa: E402
+from surrogates.search import (  # noqa: E402
+    candidate_config,
+    is_finished,
+    pareto_front,
+    run_search,
+    sample_architectures,
+)
+
+TINY = {"training.iterations": 40, "training.validate_every": 20, "search.timing_batch": 2000}
+
+
+def tiny(cfg):
+    cfg = cfg.model_copy(deep=True)
+    cfg.training.iterations = TINY["training.iterations"]
+    cfg.training.validate_every = TINY["training.validate_every"]
+    cfg.search.timing_batch = TINY["search.timing_batch"]
+    return cfg
+
+
+def read_rows(directory):
+    with open(directory / "results.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def stamps(directory):
+    """Modification times (ns) of every file of every candidate's model directory."""
+    return {str(p.relative_to(directory)): p.stat().st_mtime_ns
+            for p in sorted((directory / "models").rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def scheduler():
+    """A LocalCluster of 2 worker processes (1 thread each); yields its address."""
+    distributed = pytest.importorskip("distributed", reason="needs dask.distributed (the "
+                                      "'distributed' extra)")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=":0", silence_logs=logging.ERROR,
+                                       env=dict(search_module.WORKER_ENV))
+    yield cluster.scheduler_address
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def dask_search(problem_a_data, scheduler, tmp_path_factory):
+    """A 3-candidate search run on the shared cluster, then run again: (cfg, dir, first,
+    file times after the first run, second)."""
+    cfg = tiny(problem_a_data[0])
+    out = tmp_path_factory.mktemp("search") / "s"
+    first = run_search(cfg, scheduler=scheduler, count=3, out=out)
+    after_first = stamps(out)
+    second = run_search(cfg, scheduler=scheduler, count=3, out=out)
+    return cfg, out, first, after_first, second
 
 
 def test_sampling_is_balanced_over_shapes(problem_a_data):
@@ -24,29 +85,105 @@ def test_sampling_is_balanced_over_shapes(problem_a_data):
         assert set(a["widths"]) <= {16, 32, 64, 128}
         assert len(a["activations"]) == len(a["widths"]) in (2, 3)
     assert sample_architectures(spec) == archs  # seeded
+    # draw i does not depend on the count: a larger count extends a search
+    assert sample_architectures(spec.model_copy(update={"count": 7})) == archs[:7]
 
 
-def test_search_is_restartable_and_writes_the_table(problem_a_data, tmp_path):
-    cfg, _ = problem_a_data
-    cfg = cfg.model_copy(deep=True)
-    cfg.training.iterations = 40
-    cfg.training.validate_every = 20
-    cfg.search.timing_batch = 2000
-    first = run_search(cfg, workers=2, count=3, out=tmp_path / "s")
-    assert len(first["trained"]) == 3
-    second = run_search(cfg, workers=2, count=3, out=tmp_path / "s")
-    assert second["trained"] == []  # every finished model is skipped
-    with open(tmp_path / "s" / "results.csv") as fh:
-        rows = list(csv.DictReader(fh))
-    assert len(rows) == 3
+def test_search_on_dask_trains_each_candidate_once_and_writes_the_table(dask_search):
+    cfg, out, first, _, _ = dask_search
+    ids = [a["id"] for a in json.loads((out / "candidates.json").read_text())]
+    assert len(ids) == 3
+    assert sorted(first["trained"]) == sorted(ids)  # each candidate trained exactly once
+    assert first["failed"] == {}
+    rows = read_rows(out)
+    assert sorted(r["model"] for r in rows) == sorted(ids)
     for r in rows:
+        assert r["status"] == "trained"
+        assert r["error"] == ""
         assert float(r["mae"]) > 0
         assert float(r["inference_s_per_1e6"]) > 0
+        assert int(r["iterations"]) == 40
         assert int(r["neurons"]) == sum(map(int, r["widths"].split("x")))
+        meta = json.loads((out / "models" / r["model"] / "model.json").read_text())
+        assert float(r["mae"]) == meta["validation"]["mae"]
+        assert meta["activations"] == r["activations"].split(",")
     assert [float(r["mae"]) for r in rows] == sorted(float(r["mae"]) for r in rows)
     assert any(r["pareto"] == "True" for r in rows)
-    assert (tmp_path / "s" / "pareto.png").stat().st_size > 1000
-    assert "| model | shape |" in (tmp_path / "s" / "results.md").read_text()
+    assert (out / "pareto.png").stat().st_size > 1000
+    assert "| model | shape |" in (out / "results.md").read_text()
+
+
+def test_rerun_trains_nothing(dask_search):
+    _, out, _, after_first, second = dask_search
+    assert second["trained"] == []
+    assert second["failed"] == {}
+    assert len(second["rows"]) == 3
+    # no file of any model directory was written again (timing.json included)
+    assert stamps(out) == after_first
+    assert sum(name.endswith("model.pt") for name in after_first) == 3
+
+
+def test_dask_training_equals_serial_training(dask_search, tmp_path):
+    """Weights and validation errors of a worker's training are bit-identical to a serial
+    training of the same candidate in this process (same seed, one thread)."""
+    from surrogates.data import load_data
+    from surrogates.train import train
+
+    cfg, out, _, _, _ = dask_search
+    arch = json.loads((out / "candidates.json").read_text())[0]
+    threads = torch.get_num_threads()
+    try:
+        serial = train(candidate_config(cfg.to_dict(), arch), out=tmp_path / "serial",
+                       data=load_data(cfg.data_path))
+    finally:
+        torch.set_num_threads(threads)
+    worker_model, worker_meta = load_model(out / "models" / arch["id"])
+    serial_model, _ = load_model(tmp_path / "serial")
+    worker_state, serial_state = worker_model.state_dict(), serial_model.state_dict()
+    assert worker_state.keys() == serial_state.keys()
+    for name, tensor in serial_state.items():
+        assert torch.equal(worker_state[name], tensor), name
+    assert worker_meta["validation"] == serial.metrics
+    assert worker_meta["validation"]["mae"] > 0
+
+
+def test_failed_candidate_is_recorded_and_the_rest_complete(problem_a_data, scheduler,
+                                                            tmp_path, monkeypatch):
+    cfg = tiny(problem_a_data[0])
+    real = sample_architectures
+
+    def with_broken_candidate(spec):
+        archs = real(spec)
+        archs[1] = {**archs[1], "activations": ["softsign"] * len(archs[1]["widths"])}
+        return archs
+
+    monkeypatch.setattr(search_module, "sample_architectures", with_broken_candidate)
+    out = tmp_path / "s"
+    res = run_search(cfg, scheduler=scheduler, count=3, out=out)
+    ids = [a["id"] for a in real(cfg.search.model_copy(update={"count": 3}))]
+    assert sorted(res["trained"]) == sorted([ids[0], ids[2]])
+    assert set(res["failed"]) == {ids[1]}
+    assert "unknown activation 'softsign'" in res["failed"][ids[1]]
+    assert is_finished(out / "models" / ids[0]) and is_finished(out / "models" / ids[2])
+    assert not is_finished(out / "models" / ids[1])
+    rows = read_rows(out)
+    assert [r["model"] for r in rows][-1] == ids[1]  # failed rows come last
+    status = {r["model"]: r for r in rows}
+    assert status[ids[1]]["status"] == "failed"
+    assert status[ids[1]]["mae"] == ""
+    assert status[ids[1]]["pareto"] == "False"
+    assert "softsign" in status[ids[1]]["error"]
+    assert {status[i]["status"] for i in (ids[0], ids[2])} == {"trained"}
+    assert "failed: " in (out / "results.md").read_text()
+    # a rerun with the candidate repaired trains only the one that failed
+    monkeypatch.setattr(search_module, "sample_architectures", real)
+    before = stamps(out)
+    again = run_search(cfg, scheduler=scheduler, count=3, out=out)
+    assert again["trained"] == [ids[1]]
+    assert again["failed"] == {}
+    after = stamps(out)
+    assert {k: v for k, v in after.items() if not k.startswith(f"models/{ids[1]}/")} == before
+    assert {r["status"] for r in read_rows(out)} == {"trained"}
 
 
 def test_pareto_front():
@@ -55,6 +192,24 @@ def test_pareto_front():
             {"model": "c", "mae": 0.6, "inference_s_per_1e6": 2.5},
             {"model": "d", "mae": 2.0, "inference_s_per_1e6": 0.5}]
     assert pareto_front(rows) == {"a", "b", "d"}
+
+
+def test_cli_search_local_cluster_then_scheduler(problem_a_data, scheduler, tmp_path, capsys):
+    """``--workers 2`` starts a LocalCluster; a rerun through ``--scheduler`` finds every
+    model and trains none; ``--workers 0`` is bad input."""
+    from surrogates import CONFIGS
+
+    cfg = problem_a_data[0]
+    sets = [f"data.path={cfg.data_path}", "data.train.size=200", "data.validation.size=400",
+            "data.solver.backend=numpy", *(f"{k}={v}" for k, v in TINY.items())]
+    args = ["search", str(CONFIGS / "problem_a.yaml"), *(a for s in sets for a in ("--set", s)),
+            "--count", "2", "--out", str(tmp_path / "s"), "--quiet"]
+    assert main([*args, "--workers", "2"]) == 0
+    assert "2 models (2 trained now, 0 found)" in capsys.readouterr().out
+    assert main([*args, "--scheduler", scheduler]) == 0
+    assert "2 models (0 trained now, 2 found)" in capsys.readouterr().out
+    assert main([*args, "--workers", "0"]) == 2
+    assert "--workers: must be >= 1" in capsys.readouterr().err
 
 
 def test_cli_generate_train_evaluate(tmp_path, capsys):
