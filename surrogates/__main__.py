@@ -1,9 +1,10 @@
-"""``python -m surrogates generate|train|search|evaluate``.
+"""``python -m surrogates generate|train|search|evaluate|export``.
 
     python -m surrogates generate CONFIG [--set KEY=VALUE ...] [--overwrite]
     python -m surrogates train CONFIG [--set ...] [--out DIR] [--overwrite] [--quiet]
     python -m surrogates search CONFIG [--set ...] [--scheduler ADDRESS] [--workers N] [--count N] [--out DIR]
     python -m surrogates evaluate MODEL_DIR [--steps N] [--out DIR]
+    python -m surrogates export MODEL_DIR --format onnx|tensorrt [--fp16] [--max-batch N]
 
 Exit status: 0 done; 2 bad input (one line on stderr, no traceback); 1 training diverged
 (for a search: some candidate failed; the others are in the table and a rerun retries it);
@@ -89,6 +90,15 @@ def cmd_evaluate(args) -> int:
     return EXIT_OK
 
 
+def cmd_export(args) -> int:
+    _need_torch()
+    from .export import export
+
+    for result in export(args.model, args.format, fp16=args.fp16, max_batch=args.max_batch):
+        print(result.line())
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m surrogates", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -118,6 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="search directory (default: search.out)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_search)
+    x = sub.add_parser("export", help="ONNX (checked against torch) or a TensorRT engine")
+    x.add_argument("model", help="a trained model directory")
+    x.add_argument("--format", choices=["onnx", "tensorrt"], default="onnx")
+    x.add_argument("--fp16", action="store_true",
+                   help="typed float16 MLP (float32 input, output and residual)")
+    x.add_argument("--max-batch", type=int, default=1 << 24,
+                   help="largest batch of the TensorRT optimisation profile (default 2^24)")
+    x.set_defaults(func=cmd_export)
     e = sub.add_parser("evaluate", help="errors, rollout drift, phase-portrait similarity")
     e.add_argument("model", help="a trained model directory")
     e.add_argument("--steps", type=int, help="ITNN rollout steps (default: diagnostics.rollout_steps)")

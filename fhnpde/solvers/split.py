@@ -103,6 +103,10 @@ class StrangSplit(Solver):
             self.counters["factorizations"] = self.counters.get("factorizations", 0) + 1
         return self._diffusion
 
+    def stats(self) -> dict[str, float]:
+        """The solver's counters and the reaction step's, if it keeps any (``counters``)."""
+        return {**self.counters, **getattr(self.reaction, "counters", {})}
+
     def step(self, state, t, dt):
         half = self.diffusion(dt)
         v = half(state.v)
