@@ -41,13 +41,13 @@ from fhnpde.driver import build_solver  # noqa: E402
 from fhnpde.reaction import ExactReaction  # noqa: E402
 
 
-def timed(fn, repeats: int) -> float:
-    """Median wall time of fn() over `repeats` calls, after one warm-up call."""
-    fn()
+def timed(fn, repeats: int, *args) -> float:
+    """Median wall time of fn(*args) over `repeats` calls, after one warm-up call."""
+    fn(*args)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        fn()
+        fn(*args)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
                 matching[scheme] = m
                 break
     cand = {s: ExactReaction(kin, s, m, "numba") for s, m in matching.items()}
-    speed = {s: timed(lambda r=r: r(v, w, current, dt), args.repeats) for s, r in cand.items()}
+    speed = {s: timed(r, args.repeats, v, w, current, dt) for s, r in cand.items()}
     base = min(speed, key=speed.get)
     print("\nFewest substeps reaching the neural error: "
           + ", ".join(f"{s} x{m} ({speed[s] * 1e3:.3g} ms / 1e5 nodes)" for s, m in matching.items())
@@ -138,9 +138,9 @@ def main(argv=None) -> int:
         bv, bw = np.ascontiguousarray(big[:, 0]), np.ascontiguousarray(big[:, 1])
         bi = np.full(n, fixed_I)
         reps = max(2, args.repeats if n <= 1_000_000 else args.repeats // 2)
-        t_ort = timed(lambda: steps["onnxruntime"](bv, bw, bi, dt), reps)
-        t_torch = timed(lambda: steps["torch"](bv, bw, bi, dt), reps)
-        t_exact = timed(lambda: exact(bv, bw, bi, dt), reps)
+        t_ort = timed(steps["onnxruntime"], reps, bv, bw, bi, dt)
+        t_torch = timed(steps["torch"], reps, bv, bw, bi, dt)
+        t_exact = timed(exact, reps, bv, bw, bi, dt)
         print(f"| {n:.0e} | {n / t_ort:.3g} | {n / t_torch:.3g} | {n / t_exact:.3g} | "
               f"{t_exact / t_ort:.3g} | {t_exact / t_torch:.3g} |", flush=True)
         del big, bv, bw, bi

@@ -94,8 +94,7 @@ def cmd_export(args) -> int:
     _need_torch()
     from .export import export
 
-    for result in export(args.model, args.format, fp16=args.fp16, max_batch=args.max_batch):
-        print(result.line())
+    export(args.model, args.format, fp16=args.fp16, max_batch=args.max_batch, report=print)
     return EXIT_OK
 
 

@@ -268,8 +268,11 @@ def _record(model_dir: Path, result: ExportResult) -> None:
 
 
 def export(model_dir: str | Path, fmt: str = "onnx", *, fp16: bool = False,
-           max_batch: int = 1 << 24) -> list[ExportResult]:
-    """The ``export`` command: ONNX (checked), then the TensorRT engine if asked for."""
+           max_batch: int = 1 << 24, report=None) -> list[ExportResult]:
+    """The ``export`` command: ONNX (checked), then the TensorRT engine if asked for.
+
+    ``report(line)`` is called with each result's summary line as soon as it is done.
+    """
     d = Path(model_dir)
     if fmt not in ("onnx", "tensorrt"):
         raise CaseError(f"unknown format {fmt!r}; valid formats: onnx, tensorrt", key="--format")
@@ -282,10 +285,14 @@ def export(model_dir: str | Path, fmt: str = "onnx", *, fp16: bool = False,
                         "the ones a reaction step runs", source=str(d))
     onnx_result = export_onnx(d, fp16=fp16)
     _record(d, onnx_result)
+    if report is not None:
+        report(onnx_result.line())
     results = [onnx_result]
     if fmt == "tensorrt":
         engine = d / (ENGINE_FP16 if fp16 else ENGINE)
         build_engine(onnx_result.path, engine, max_batch=max_batch)
         results.append(ExportResult(str(engine), "tensorrt", onnx_result.precision))
         _record(d, results[-1])
+        if report is not None:
+            report(results[-1].line())
     return results

@@ -30,10 +30,42 @@ def model_copy(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def exported(model_copy):
-    from surrogates.export import export_onnx
+def export_run(model_copy):
+    """``python -m surrogates export DIR --format onnx`` (in process): exit status, stdout."""
+    import contextlib
+    import io
 
-    return export_onnx(model_copy)
+    from surrogates.__main__ import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = main(["export", str(model_copy), "--format", "onnx"])
+    return rc, out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def exported(export_run, model_copy):
+    """The check recorded for model.onnx by the export command."""
+    import json
+
+    assert export_run[0] == 0
+    return json.loads((model_copy / "export.json").read_text())["model.onnx"]
+
+
+@pytest.fixture(scope="module")
+def fp16_run(model_copy):
+    """``export DIR --format tensorrt --fp16``: writes and checks model-fp16.onnx first; the
+    engine build then needs TensorRT (exit 2 with one line without it)."""
+    import contextlib
+    import io
+
+    from surrogates.__main__ import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(["export", str(model_copy), "--format", "tensorrt", "--fp16",
+                   "--max-batch", str(1 << 20)])
+    return rc, out.getvalue(), err.getvalue()
 
 
 def _torch_outputs(directory, x):
@@ -46,10 +78,13 @@ def _torch_outputs(directory, x):
         return model(torch.from_numpy(x)).numpy()
 
 
-def test_fp32_onnx_matches_torch_within_1e_5(exported, model_copy):
-    assert exported.max_abs_diff <= 1e-5
-    assert exported.checker == "onnxruntime"
-    assert Path(exported.path) == model_copy / "model.onnx"
+def test_fp32_onnx_matches_torch_within_1e_5(export_run, exported, model_copy):
+    rc, out = export_run
+    assert "max |onnx - torch| =" in out
+    assert "tolerance 1e-05" in out
+    assert exported["max_abs_diff"] <= 1e-5
+    assert exported["checker"] == "onnxruntime"
+    assert (model_copy / "model.onnx").is_file()
 
 
 @pytest.mark.parametrize("batch", [1, 2, 33, 1000, 20000])
@@ -60,19 +95,20 @@ def test_dynamic_batch_axis(exported, model_copy, batch):
 
     meta = read_model_json(model_copy)
     x = box_inputs(meta, batch, seed=batch)
-    sess = ort.InferenceSession(exported.path, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(model_copy / "model.onnx"), providers=["CPUExecutionProvider"])
     (y,) = sess.run(None, {"x": x})
     assert y.shape == (batch, 2)
     np.testing.assert_allclose(y, _torch_outputs(model_copy, x), rtol=0, atol=1e-5)
 
 
-def test_graph_has_symbolic_batch_and_float32_io(exported):
+def test_graph_has_symbolic_batch_and_float32_io(exported, model_copy):
     import onnx
 
-    proto = onnx.load(exported.path)
+    proto = onnx.load(str(model_copy / "model.onnx"))
     (inp,), (out,) = proto.graph.input, proto.graph.output
     dims = inp.type.tensor_type.shape.dim
-    assert dims[0].dim_param and dims[1].dim_value == 3
+    assert dims[0].dim_param
+    assert dims[1].dim_value == 3
     assert out.type.tensor_type.shape.dim[0].dim_param
     assert inp.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
 
@@ -85,49 +121,42 @@ def test_box_inputs_cover_the_training_box(model_copy):
     x = box_inputs(meta, 20000)
     for j, name in enumerate(meta["inputs"]):
         lo, hi = meta["state_box"].get(name, [meta["fixed"].get(name)] * 2)
-        assert x[:, j].min() >= np.float32(lo) and x[:, j].max() <= np.float32(hi)
+        assert x[:, j].min() >= np.float32(lo)
+        assert x[:, j].max() <= np.float32(hi)
         if hi > lo:  # spread over the whole range
-            assert x[:, j].min() < lo + 0.01 * (hi - lo) and x[:, j].max() > hi - 0.01 * (hi - lo)
+            assert x[:, j].min() < lo + 0.01 * (hi - lo)
+            assert x[:, j].max() > hi - 0.01 * (hi - lo)
 
 
-def test_typed_fp16_graph_is_what_tensorrt_would_consume(model_copy):
+def test_typed_fp16_graph_is_what_tensorrt_would_consume(fp16_run, model_copy):
     """--fp16: float32 input/output, float16 MLP weights; checked (onnxruntime or the ONNX
     reference evaluator) within 1e-3 of the fp32 torch model."""
+    import json
+
     import onnx
 
-    from surrogates.export import export_onnx
-
-    res = export_onnx(model_copy, fp16=True)
-    assert Path(res.path).name == "model-fp16.onnx"
-    assert res.max_abs_diff <= 1e-3
-    proto = onnx.load(res.path)
+    rc, out, err = fp16_run
+    path = model_copy / "model-fp16.onnx"
+    check = json.loads((model_copy / "export.json").read_text())["model-fp16.onnx"]
+    assert check["max_abs_diff"] <= 1e-3
+    assert check["precision"] == "fp16"
+    assert "model-fp16.onnx: onnx fp16, max |onnx - torch|" in out
+    proto = onnx.load(str(path))
     types = {init.data_type for init in proto.graph.initializer}
     assert onnx.TensorProto.FLOAT16 in types
     assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert proto.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
-
-
-def test_export_command_reports_the_difference(model_copy, capsys):
-    from surrogates.__main__ import main
-
-    assert main(["export", str(model_copy), "--format", "onnx"]) == 0
-    out = capsys.readouterr().out
-    assert "max |onnx - torch| =" in out and "tolerance 1e-05" in out
-    import json
-
-    summary = json.loads((model_copy / "export.json").read_text())
-    assert summary["model.onnx"]["max_abs_diff"] <= 1e-5
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param  # the axis the optimisation profile ranges over
 
 
 @pytest.mark.skipif(HAS_TENSORRT, reason="tensorrt is installed: the engine test below runs")
-def test_tensorrt_without_tensorrt_writes_checked_onnx_and_exits_2(model_copy, capsys):
-    from surrogates.__main__ import main
-
-    (model_copy / "model-fp16.onnx").unlink(missing_ok=True)
-    assert main(["export", str(model_copy), "--format", "tensorrt", "--fp16"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "needs the tensorrt package" in err[0]
-    assert (model_copy / "model-fp16.onnx").is_file()
+def test_tensorrt_without_tensorrt_exits_2_with_one_line(fp16_run):
+    rc, out, err = fp16_run
+    lines = err.strip().splitlines()
+    assert rc == 2
+    assert len(lines) == 1
+    assert "needs the tensorrt package" in lines[0]
 
 
 def test_shipped_onnx_matches_shipped_weights():
