@@ -4,61 +4,69 @@ from __future__ import annotations
 
 import numpy as np
 
-from .case import Case, CaseError, ValueList
+from .case import Case, CaseError
 from .grid import UniformGrid
 from .models import Kinetics
 from .solvers.base import Problem
 from .stimulus import AppliedCurrent, profile
 
 
-def sample_ensemble(case: Case) -> dict[str, np.ndarray]:
-    """The varied inputs of a point ensemble, one array per key (seeded, reproducible).
+def sample_points(vary: dict, sample: str, size: int | None, seed: int, points: int,
+                  size_key: str = "ensemble.size") -> dict[str, np.ndarray]:
+    """Seeded sample points over ``vary`` (key -> ``[low, high]`` or ``{values: [...]}``).
 
-    ``latin-hypercube`` and ``uniform`` draw ``size`` points in the box of ranges (a
-    ``{values: [...]}`` entry is drawn from its list); ``grid`` takes the product of
-    ``points`` equally spaced values per range and every listed value.
+    ``latin-hypercube`` and ``uniform`` draw ``size`` points in the box of ranges (a listed
+    key draws from its list; latin-hypercube stratifies it too). ``grid`` takes the product,
+    first key slowest, of each list and of ``points`` equally spaced values per range,
+    rounded to 12 significant digits (0.07, not 0.07000000000000001, so ``.sel`` finds it);
+    a given ``size`` must equal the product.
     """
-    ens = case.ensemble
-    if ens is None:
-        return {}
-    keys = list(ens.vary)
-    specs = [ens.vary[k] for k in keys]
-    if ens.sample == "grid":
+    keys = list(vary)
+    specs = [vary[k] for k in keys]
+    if sample == "grid":
         axes = []
         for spec in specs:
-            if isinstance(spec, ValueList):
-                axes.append(np.asarray(spec.values, dtype=float))
+            if not isinstance(spec, list | tuple):  # {values: [...]}; integers stay integers
+                axes.append(np.asarray(spec.values))
             else:
                 lo, hi = spec
-                axes.append(np.linspace(lo, hi, 1 if lo == hi else ens.points))
+                grid = np.linspace(lo, hi, 1 if lo == hi else points)
+                axes.append(np.array([float(f"{g:.12g}") for g in grid]))
         total = int(np.prod([a.size for a in axes])) if axes else 1
-        if ens.size is not None and ens.size != total:
+        if size is not None and size != total:
             raise CaseError(
                 f"a grid of {' x '.join(str(a.size) for a in axes) or '1'} points has {total} "
-                f"members, not {ens.size}; set ensemble.size: {total} or leave it out",
-                key="ensemble.size",
+                f"members, not {size}; set {size_key.rsplit('.', 1)[-1]}: {total} or leave it out",
+                key=size_key,
             )
         mesh = np.meshgrid(*axes, indexing="ij") if axes else []
-        return {k: m.ravel().astype(float) for k, m in zip(keys, mesh, strict=True)}
-    n, d = ens.size, len(keys)
-    if d == 0:
+        return {k: m.ravel() for k, m in zip(keys, mesh, strict=True)}
+    if not keys:
         return {}
-    rng = np.random.default_rng(ens.seed)
-    if ens.sample == "latin-hypercube":
+    rng = np.random.default_rng(seed)
+    if sample == "latin-hypercube":
         from scipy.stats import qmc
 
-        u = qmc.LatinHypercube(d=d, seed=rng).random(n)
+        u = qmc.LatinHypercube(d=len(keys), seed=rng).random(size)
     else:
-        u = rng.random((n, d))
+        u = rng.random((size, len(keys)))
     out = {}
     for j, (key, spec) in enumerate(zip(keys, specs, strict=True)):
-        if isinstance(spec, ValueList):
-            vals = np.asarray(spec.values, dtype=float)
+        if not isinstance(spec, list | tuple):
+            vals = np.asarray(spec.values)
             out[key] = vals[np.minimum((u[:, j] * vals.size).astype(int), vals.size - 1)]
         else:
             lo, hi = spec
             out[key] = lo + u[:, j] * (hi - lo)
     return out
+
+
+def sample_ensemble(case: Case) -> dict[str, np.ndarray]:
+    """The varied inputs of a point ensemble, one array per key (seeded, reproducible)."""
+    ens = case.ensemble
+    if ens is None:
+        return {}
+    return sample_points(ens.vary, ens.sample, ens.size, ens.seed, ens.points)
 
 
 def build_problem(case: Case) -> Problem:

@@ -179,50 +179,12 @@ def _spec_error(exc: ValidationError, source: str, data: dict) -> CaseError:
 
 
 def _member_values(spec: SweepSpec) -> dict[str, np.ndarray]:
-    """The varied values of every member, one array per key, in member order.
+    """The varied values of every member, one array per key, in member order (the same
+    sampling as a point ensemble's, :func:`fhnpde.problem.sample_points`)."""
+    from .problem import sample_points
 
-    ``grid``: the product (first key slowest) of each key's listed values, or ``points``
-    equally spaced values of a range. ``latin-hypercube`` / ``uniform``: ``size`` seeded
-    draws in the box of ranges (a listed key draws from its list).
-    """
-    keys = list(spec.vary)
-    specs = [spec.vary[k] for k in keys]
-    if spec.sample == "grid":
-        axes = []
-        for s in specs:
-            if isinstance(s, ValueList):
-                axes.append(np.asarray(s.values))
-            else:
-                lo, hi = s
-                # 12 significant digits: 0.07, not 0.07000000000000001, so .sel() finds it
-                grid = np.linspace(lo, hi, 1 if lo == hi else spec.points)
-                axes.append(np.array([float(f"{g:.12g}") for g in grid]))
-        total = math.prod(a.size for a in axes)
-        if spec.size is not None and spec.size != total:
-            raise CaseError(
-                f"a grid of {' x '.join(str(a.size) for a in axes)} values has {total} "
-                f"members, not {spec.size}; set size: {total} or leave it out",
-                key="size",
-            )
-        mesh = np.meshgrid(*axes, indexing="ij")
-        return {k: m.ravel() for k, m in zip(keys, mesh, strict=True)}
-    n, d = spec.size, len(keys)
-    rng = np.random.default_rng(spec.seed)
-    if spec.sample == "latin-hypercube":
-        from scipy.stats import qmc
-
-        u = qmc.LatinHypercube(d=d, seed=rng).random(n)
-    else:
-        u = rng.random((n, d))
-    out = {}
-    for j, (key, s) in enumerate(zip(keys, specs, strict=True)):
-        if isinstance(s, ValueList):
-            vals = np.asarray(s.values)
-            out[key] = vals[np.minimum((u[:, j] * vals.size).astype(int), vals.size - 1)]
-        else:
-            lo, hi = s
-            out[key] = lo + u[:, j] * (hi - lo)
-    return out
+    return sample_points(spec.vary, spec.sample, spec.size, spec.seed, spec.points,
+                         size_key="size")
 
 
 def _python(value: Any) -> Any:

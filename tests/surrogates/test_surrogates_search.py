@@ -56,8 +56,7 @@ def scheduler():
     distributed = pytest.importorskip("distributed", reason="needs dask.distributed (the "
                                       "'distributed' extra)")
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=":0", silence_logs=logging.ERROR,
-                                       env=dict(search_module.WORKER_ENV))
+                                       dashboard_address=":0", silence_logs=logging.ERROR)
     yield cluster.scheduler_address
     cluster.close()
 
@@ -164,7 +163,8 @@ def test_failed_candidate_is_recorded_and_the_rest_complete(problem_a_data, sche
     assert sorted(res["trained"]) == sorted([ids[0], ids[2]])
     assert set(res["failed"]) == {ids[1]}
     assert "unknown activation 'softsign'" in res["failed"][ids[1]]
-    assert is_finished(out / "models" / ids[0]) and is_finished(out / "models" / ids[2])
+    assert is_finished(out / "models" / ids[0])
+    assert is_finished(out / "models" / ids[2])
     assert not is_finished(out / "models" / ids[1])
     rows = read_rows(out)
     assert [r["model"] for r in rows][-1] == ids[1]  # failed rows come last
