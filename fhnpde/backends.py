@@ -92,7 +92,23 @@ def _cache_dir() -> str:
     root = Path(base) if base else Path.home() / ".cache"
     if not os.environ.get("FHNPDE_CACHE_DIR"):
         root = root / "fhnpde"
-    return str(root / "numba" / formula_fingerprint())
+    path = root / "numba" / formula_fingerprint()
+    if not path.exists():
+        _prune(path.parent, keep=4)
+    return str(path)
+
+
+def _prune(folder, keep: int) -> None:
+    """Remove all but the ``keep`` most recently used kernel caches (older versions' code)."""
+    import shutil
+
+    try:
+        old = sorted((p for p in folder.iterdir() if p.is_dir()),
+                     key=lambda p: p.stat().st_mtime, reverse=True)[keep:]
+    except OSError:
+        return
+    for p in old:
+        shutil.rmtree(p, ignore_errors=True)
 
 
 def kernels(module: str = "fhnpde._kernels"):
