@@ -101,8 +101,12 @@ def train_candidate(config: dict[str, Any], arch: dict[str, Any], directory: str
     """The dask task: train one candidate into ``directory`` on one torch thread.
 
     Idempotent: a finished model is left alone; a torn ``model.json`` (a worker killed while
-    writing it) is removed so that the training resumes from its checkpoint.
+    writing it) is removed so that the training resumes from its checkpoint. The data store
+    is read with dask's synchronous scheduler: xarray opens zarr lazily as dask arrays, and
+    on a worker dask would otherwise send that read to the cluster as tasks of its own.
     """
+    import dask
+
     from .data import load_data
     from .train import train
 
@@ -113,7 +117,9 @@ def train_candidate(config: dict[str, Any], arch: dict[str, Any], directory: str
                 "wall_s": 0.0}
     (d / "model.json").unlink(missing_ok=True)
     cfg = candidate_config(config, arch)
-    result = train(cfg, out=d, quiet=True, data=load_data(cfg.data_path))
+    with dask.config.set(scheduler="synchronous"):
+        data = load_data(cfg.data_path)
+    result = train(cfg, out=d, quiet=True, data=data)
     return {"id": arch["id"], "metrics": result.metrics, "wall_s": result.wall_s}
 
 

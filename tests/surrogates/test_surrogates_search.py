@@ -64,13 +64,17 @@ def scheduler():
 @pytest.fixture(scope="module")
 def dask_search(problem_a_data, scheduler, tmp_path_factory):
     """A 3-candidate search run on the shared cluster, then run again: (cfg, dir, first,
-    file times after the first run, second)."""
+    file times after the first run, second, keys of every task the scheduler ran)."""
+    import distributed
+
     cfg = tiny(problem_a_data[0])
     out = tmp_path_factory.mktemp("search") / "s"
-    first = run_search(cfg, scheduler=scheduler, count=3, out=out)
-    after_first = stamps(out)
-    second = run_search(cfg, scheduler=scheduler, count=3, out=out)
-    return cfg, out, first, after_first, second
+    with distributed.Client(scheduler) as client, distributed.get_task_stream(client) as stream:
+        first = run_search(cfg, scheduler=scheduler, count=3, out=out)
+        after_first = stamps(out)
+        second = run_search(cfg, scheduler=scheduler, count=3, out=out)
+    keys = [t["key"] for t in stream.data]
+    return cfg, out, first, after_first, second, keys
 
 
 def test_sampling_is_balanced_over_shapes(problem_a_data):
@@ -89,10 +93,14 @@ def test_sampling_is_balanced_over_shapes(problem_a_data):
 
 
 def test_search_on_dask_trains_each_candidate_once_and_writes_the_table(dask_search):
-    cfg, out, first, _, _ = dask_search
+    _, out, first, _, _, keys = dask_search
     ids = [a["id"] for a in json.loads((out / "candidates.json").read_text())]
     assert len(ids) == 3
-    assert sorted(first["trained"]) == sorted(ids)  # each candidate trained exactly once
+    assert sorted(first["trained"]) == sorted(ids)
+    # the scheduler ran one task per candidate over both runs, and nothing else (the data
+    # store is read inside the task, not as dask tasks of its own)
+    tag = keys[0].split("-")[2]
+    assert sorted(keys) == sorted(f"surrogates-search-{tag}-{i}" for i in ids)
     assert first["failed"] == {}
     rows = read_rows(out)
     assert sorted(r["model"] for r in rows) == sorted(ids)
@@ -113,7 +121,7 @@ def test_search_on_dask_trains_each_candidate_once_and_writes_the_table(dask_sea
 
 
 def test_rerun_trains_nothing(dask_search):
-    _, out, _, after_first, second = dask_search
+    _, out, _, after_first, second, _ = dask_search
     assert second["trained"] == []
     assert second["failed"] == {}
     assert len(second["rows"]) == 3
@@ -128,7 +136,7 @@ def test_dask_training_equals_serial_training(dask_search, tmp_path):
     from surrogates.data import load_data
     from surrogates.train import train
 
-    cfg, out, _, _, _ = dask_search
+    cfg, out, _, _, _, _ = dask_search
     arch = json.loads((out / "candidates.json").read_text())[0]
     threads = torch.get_num_threads()
     try:
