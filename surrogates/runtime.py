@@ -27,6 +27,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,7 +149,7 @@ class _DeviceArrays:
 # --- runtimes -------------------------------------------------------------------------------
 
 
-class Runtime:
+class Runtime(ABC):
     """``runtime(x) -> y``: a batch (n, n_in) of float32 inputs -> (n, 2) float32 outputs."""
 
     name: str = ""
@@ -159,8 +160,9 @@ class Runtime:
         self.meta = files.meta
         self.n_inputs = len(files.meta["inputs"])
 
+    @abstractmethod
     def __call__(self, x):
-        raise NotImplementedError
+        """Implemented by each method's subclass."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.files.artifact)!r}, device={self.device!r})"

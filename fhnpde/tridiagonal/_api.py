@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import Any
 
 import numpy as np
@@ -227,7 +228,7 @@ def _prepare_matrix(lower, diag, upper):
     return arrays, batch_shape_of([a.shape for a in arrays], _NAMES[:3]), placement
 
 
-class Factorization:
+class Factorization(ABC):
     """A factorised tridiagonal matrix (or batch of matrices); :meth:`solve` as often as needed.
 
     Attributes: ``method`` (name), ``n``, ``batch_shape`` (the matrices' batch axes),
@@ -264,8 +265,9 @@ class Factorization:
             ) from None
         return self._solve(rhs, batch_shape)
 
+    @abstractmethod
     def _solve(self, rhs: ArrayLike, batch_shape: tuple[int, ...]) -> ArrayLike:
-        raise NotImplementedError
+        """Implemented by each method's subclass."""
 
     def __repr__(self) -> str:
         return (
