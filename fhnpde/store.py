@@ -159,20 +159,27 @@ class StoreWriter:
 
     # -- writing --
 
-    def _consolidate(self) -> None:
+    def _consolidate(self, path: Path | None = None) -> None:
         import zarr
 
         ctx = _quiet_zarr()
         try:
-            zarr.consolidate_metadata(str(self.path))
+            zarr.consolidate_metadata(str(path or self.path))
         finally:
             ctx.__exit__(None, None, None)
 
     def _create(self) -> None:
+        """Build the empty store beside its path and rename it into place, so that a reader
+        never finds a half-made store (no consolidated metadata, missing arrays)."""
+        import os
+        import shutil
+
         import zarr
 
+        staging = self.path.with_name(f".{self.path.name}.creating-{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
         try:
-            group = zarr.open_group(str(self.path), mode="w", zarr_format=3,
+            group = zarr.open_group(str(staging), mode="w", zarr_format=3,
                                     attributes={**self.attrs, "status": "running"})
             extra_coords = " ".join(n for n, (dim, _, _) in self.coords.items() if n != dim)
             for name, (dim, values, attrs) in self.coords.items():
@@ -202,12 +209,21 @@ class StoreWriter:
                                    dimension_names=["time", *edims],
                                    attributes={k: v for k, v in eattrs.items() if k != "dtype"})
         except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
             raise CaseError(
                 f"cannot write to {self.path} ({exc.strerror or exc}); choose a writable path",
                 key="output.path",
             ) from None
-        self._group = group
-        self._consolidate()
+        self._consolidate(staging)
+        try:
+            os.replace(staging, self.path)
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise CaseError(
+                f"cannot write to {self.path} ({exc.strerror or exc}); choose a writable path",
+                key="output.path",
+            ) from None
+        self._group = zarr.open_group(str(self.path), mode="r+", use_consolidated=False)
 
     def flush(self) -> None:
         n = len(self._times)
