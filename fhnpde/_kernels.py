@@ -75,6 +75,25 @@ def explicit_step_parallel(code, v, w, current, p, dt, diffusivity, inv_dx2, g0,
     _explicit_ends(code, v, w, current, p, dt, diffusivity, inv_dx2, g0, gn, out_v, out_w)
 
 
+@njit(cache=True, nogil=True)
+def explicit_advance_serial(code, v, w, current, p, dt, diffusivity, inv_dx2, g0, gn, nsteps,
+                            out_v, out_w):
+    """``nsteps`` serial steps with a fixed current; the result lands in out_v, out_w.
+
+    v and w are used as scratch (overwritten). Compiled as one loop without the GIL, so a
+    short cable pays no Python call per step and other threads run meanwhile.
+    """
+    a_v, a_w, b_v, b_w = v, w, out_v, out_w
+    for _ in range(nsteps):
+        explicit_step_serial(code, a_v, a_w, current, p, dt, diffusivity, inv_dx2, g0, gn,
+                             b_v, b_w)
+        a_v, b_v = b_v, a_v
+        a_w, b_w = b_w, a_w
+    if nsteps % 2 == 0:  # the last step wrote into v, w
+        out_v[:] = a_v
+        out_w[:] = a_w
+
+
 def explicit_step_kernel(n: int):
     """The serial kernel for small cables, the threaded one beyond PARALLEL_MIN_NODES."""
     return explicit_step_parallel if n >= PARALLEL_MIN_NODES else explicit_step_serial

@@ -17,8 +17,8 @@ import numpy as np
 
 
 def box_active(t, t0, t1):
-    """1.0 while t0 <= t < t1 (t1 < 0 or inf means "until the end"), else 0.0."""
-    return 1.0 if (t >= t0 and (t1 < t0 or t < t1)) else 0.0
+    """1.0 while t0 <= t < t1 (t1 < t0 means "until the end"), else 0.0; broadcasts."""
+    return 1.0 * ((t >= t0) & ((t1 < t0) | (t < t1)))
 
 
 def boxes_current(t, t0, t1, amplitude):
@@ -108,6 +108,17 @@ class AppliedCurrent:
         return tuple(
             bool(box_active(t, a, b)) for a, b in zip(self.t0, self.t1, strict=True)
         )
+
+    def segments(self, t: float, dt: float, nsteps: int) -> list[tuple[int, int]]:
+        """(first step, number of steps) of the runs of steps t + i dt, i < nsteps, over
+        which the set of active boxes, and so ``current``, does not change."""
+        if self.t0.size == 0 or nsteps <= 1:
+            return [(0, nsteps)]
+        times = t + np.arange(nsteps) * dt
+        on = box_active(times[:, None], self.t0, self.t1)
+        change = np.flatnonzero(np.any(on[1:] != on[:-1], axis=1)) + 1
+        bounds = [0, *change.tolist(), nsteps]
+        return [(a, b - a) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
     def current(self, t: float) -> np.ndarray:
         key = self.active(t)

@@ -186,3 +186,22 @@ def test_box_current_wraps_around_the_seam_of_a_ring():
     x = np.arange(8) * 1.0  # ring of circumference 8, cells [i - 0.5, i + 0.5]
     c = coverage(x, 7.25, 8.0, periodic_length=8.0)
     np.testing.assert_allclose(c, [0.5, 0, 0, 0, 0, 0, 0, 0.25])
+
+
+def test_current_segments_split_exactly_where_boxes_switch():
+    """The numba path advances whole runs of steps with one current: the runs must end
+    exactly where a box switches on or off (t0 <= t < t1), checked step by step."""
+    from fhnpde.problem import build_problem
+
+    problem = build_problem(make_case(
+        SMALL_CABLE, "stimuli=[{kind: box, x: [0, 2], t: [0.3, 0.75], amplitude: 1.0},"
+                     " {kind: box, x: [10, 12], t: [0.5, null], amplitude: 0.5}]"))
+    cur = problem.current
+    t, dt, n = 0.1, 0.05, 30
+    segs = cur.segments(t, dt, n)
+    assert sum(c for _, c in segs) == n
+    assert [f for f, _ in segs] == [0, 4, 8, 13]
+    for first, count in segs:
+        expected = cur.active(t + first * dt)
+        for i in range(first, first + count):
+            assert cur.active(t + i * dt) == expected

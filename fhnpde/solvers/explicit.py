@@ -77,11 +77,18 @@ class ExplicitSolver(Solver):
         g0, gn = self.problem.grid.ghosts
         v, w = state.v.copy(), state.w.copy()
         out_v, out_w = np.empty_like(v), np.empty_like(w)
-        kernel = k.explicit_step_kernel(v.size)
+        args = (self.params, dt, self.problem.diffusion, self.inv_dx2, g0, gn)
+        if v.size < k.PARALLEL_MIN_NODES:
+            # short cables: whole runs of steps with an unchanging current in one call
+            for first, count in self.problem.current.segments(t, dt, nsteps):
+                current = self.problem.current.current(t + first * dt)
+                k.explicit_advance_serial(self.code, v, w, current, *args, count, out_v, out_w)
+                v, out_v = out_v, v
+                w, out_w = out_w, w
+            return State(v, w)
         for i in range(nsteps):
             current = self.problem.current.current(t + i * dt)
-            kernel(self.code, v, w, current, self.params, dt, self.problem.diffusion,
-                   self.inv_dx2, g0, gn, out_v, out_w)
+            k.explicit_step_parallel(self.code, v, w, current, *args, out_v, out_w)
             v, out_v = out_v, v
             w, out_w = out_w, w
         return State(v, w)
