@@ -5,10 +5,12 @@ The members are those of ``cases/sweep_threshold.yaml`` (the divergent case over
 3201 (dx 0.0625) and ``time.dt`` 0.00125 (under the explicit limit 0.00195), 240,000 steps
 of 3,201 nodes. Per repeat, in one run:
 
-- serial: :func:`fhnpde.sweep.run_member` for every member in this process (the same
-  work a worker does, store writes included) after one warm-up member;
+- serial: the template store and :func:`fhnpde.sweep.run_member` for every member in this
+  process (the same work a worker does, store writes included), timed warm: after one
+  warm-up member, so its imports and numba start-up are not counted;
 - dask: :func:`fhnpde.sweep.run_sweep` on a LocalCluster of 2 single-threaded worker
-  processes started beforehand (task phase), and the same with the cluster's start-up.
+  processes started beforehand (task phase: validation, template store, the tasks, and each
+  worker's first imports and numba start-up), and the same with the cluster's start-up.
 
 Reports members per minute of each and their ratio; the median over repeats. Target:
 ratio >= 1.8 on a 2-core machine (the work is independent; what is lost is the workers'
@@ -49,8 +51,9 @@ def write_sweep(folder: Path, members: int, nx: int, dt: float, t_end: float) ->
 
 
 def serial(sweep, store: Path) -> float:
-    prepare_store(sweep, store, overwrite=True)
+    """Template store + every member, one after another (the store is part of both modes)."""
     t0 = time.perf_counter()
+    prepare_store(sweep, store, overwrite=True)
     for i, case in enumerate(sweep.cases):
         run_member(str(store), i, case, 0.3, None, False)
     return time.perf_counter() - t0
