@@ -23,8 +23,6 @@ import numpy as np
 
 from .case import CaseError
 
-STATUSES = ("running", "complete", "failed", "interrupted")
-
 
 def _quiet_zarr():
     """Silence zarr's note that consolidated metadata is not yet in the v3 spec."""
@@ -168,6 +166,12 @@ class StoreWriter:
         finally:
             ctx.__exit__(None, None, None)
 
+    def _unwritable(self, exc: OSError) -> CaseError:
+        return CaseError(
+            f"cannot write to {self.path} ({exc.strerror or exc}); choose a writable path",
+            key="output.path",
+        )
+
     def _create(self) -> None:
         """Build the empty store beside its path and rename it into place, so that a reader
         never finds a half-made store (no consolidated metadata, missing arrays)."""
@@ -210,19 +214,13 @@ class StoreWriter:
                                    attributes={k: v for k, v in eattrs.items() if k != "dtype"})
         except OSError as exc:
             shutil.rmtree(staging, ignore_errors=True)
-            raise CaseError(
-                f"cannot write to {self.path} ({exc.strerror or exc}); choose a writable path",
-                key="output.path",
-            ) from None
+            raise self._unwritable(exc) from None
         self._consolidate(staging)
         try:
             os.replace(staging, self.path)
         except OSError as exc:
             shutil.rmtree(staging, ignore_errors=True)
-            raise CaseError(
-                f"cannot write to {self.path} ({exc.strerror or exc}); choose a writable path",
-                key="output.path",
-            ) from None
+            raise self._unwritable(exc) from None
         self._group = zarr.open_group(str(self.path), mode="r+", use_consolidated=False)
 
     def flush(self) -> None:

@@ -7,6 +7,7 @@ Members are small cables (40 long, 81 nodes) so the whole file runs in well unde
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import threading
@@ -31,17 +32,16 @@ from fhnpde.sweep import (  # noqa: E402
     run_member,
     run_sweep,
 )
+from tests.helpers import SMALL_CABLE  # noqa: E402
 
+# The small cable of tests/helpers.py, longer-lived: numpy, so the workers need not load
+# numba's kernels (the numba path is the same formula).
 BASE = {
+    **copy.deepcopy(SMALL_CABLE),
     "name": "small",
-    "model": {"kinetics": "nagumo", "params": {"k": 1.0, "a": 0.1, "eps": 0.01, "gamma": 0.5},
-              "diffusion": 1.0},
-    "domain": {"length": 40.0, "nx": 81, "boundary": "neumann"},
     "initial": {"v": {"kind": "gaussian", "center": 20.0, "width": 2.5, "amplitude": 1.0},
                 "w": 0.0},
     "time": {"t_end": 60.0, "dt": 0.1, "save_every": 1.0},
-    # numpy: the workers need not load numba's kernels; the numba path is the same formula
-    "solver": {"method": "explicit", "backend": "numpy"},
 }
 A_VALUES = [0.05, 0.1]
 AMPLITUDES = [0.2, 0.4, 0.6, 1.0]
