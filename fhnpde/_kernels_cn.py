@@ -33,6 +33,7 @@ for _f in (
     cn.cn_known_part,
     cn.cn_newton_node,
     cn.trapezoid_newton_point,
+    cn.newton_guess,
 ):
     register_jitable(_f)
 
@@ -42,13 +43,18 @@ trapezoid_w_affine = cn.trapezoid_w_affine
 cn_known_part = cn.cn_known_part
 cn_newton_node = cn.cn_newton_node
 trapezoid_newton_point = cn.trapezoid_newton_point
+newton_guess = cn.newton_guess
 euler_point = _kernels.euler_point
 rk4_point = _kernels.rk4_point
 
 PARALLEL_MIN_NODES = _kernels.PARALLEL_MIN_NODES
 
+# error_model "numpy": a division by zero gives inf/nan (caught by the Newton checks) instead
+# of a Python exception, which keeps the checks out of the loops
+_JIT = {"cache": True, "error_model": "numpy"}
 
-@njit(cache=True)
+
+@njit(**_JIT)
 def _node_currents(t, base, masks, t0s, t1s, amps, out):
     """I(x_i, t): the steady part plus every box active at t (as AppliedCurrent.current)."""
     n = out.shape[0]
@@ -60,16 +66,17 @@ def _node_currents(t, base, masks, t0s, t1s, amps, out):
                 out[i] += amps[k] * masks[k, i]
 
 
-@njit(cache=True)
+@njit(**_JIT)
 def cn_cable_advance(code, v, w, base, masks, t0s, t1s, amps, params, recovery, t, dt, nsteps,
                      diffusivity, inv_dx2, g0, gn, op_lower, op_diag, op_upper, top, bottom,
-                     rtol, max_iter, out_v, out_w, iterations):
+                     rtol, max_iter, extrapolate, out_v, out_w, iterations):
     """``nsteps`` Crank–Nicolson steps of a cable, Newton + Thomas inside; result in out_v/out_w.
 
-    ``op_*``, ``top``, ``bottom``: bands and corners of ``-(dt/2) D L``. Returns
-    ``(status, step, row, value)``: status 0 done; 1 Newton did not converge in step ``step``
-    (``value`` = last update); 2 a zero or non-finite pivot at ``row``. ``iterations[s]``
-    receives the Newton iterations of step s.
+    ``op_*``, ``top``, ``bottom``: bands and corners of ``-(dt/2) D L``. Newton starts from
+    ``newton_guess`` (``extrapolate``: from the last two steps, from the second step of the
+    call on). Returns ``(status, step, row, value)``: status 0 done; 1 Newton did not
+    converge in step ``step`` (``value`` = last update); 2 a zero or non-finite pivot at
+    ``row``. ``iterations[s]`` receives the Newton iterations of step s.
     """
     n = v.shape[0]
     h = 0.5 * dt
@@ -91,6 +98,7 @@ def cn_cable_advance(code, v, w, base, masks, t0s, t1s, amps, params, recovery, 
     z = np.empty(n)
     u = np.zeros(n)
     scratch = np.empty(n)
+    vprev = np.empty(n)
     c1 = 0.0
     size = 0.0
     for step in range(nsteps):
@@ -103,16 +111,24 @@ def cn_cable_advance(code, v, w, base, masks, t0s, t1s, amps, params, recovery, 
             f, g = reaction_by_code(code, vn[i], wn[i], i0[i], p)
             known[i] = cn_known_part(left, vn[i], right, f, h, diffusivity, inv_dx2)
             c0[i], c1 = trapezoid_w_affine(wn[i], g, h, alpha, beta, delta)
-            vk[i] = vn[i]
+            vk[i] = newton_guess(vn[i], vprev[i], extrapolate and step > 0)
+            vprev[i] = vn[i]
         converged = False
         for it in range(1, max_iter + 1):
-            for i in range(n):
-                left = vk[g0] if i == 0 else vk[i - 1]
-                right = vk[gn] if i == n - 1 else vk[i + 1]
-                r, d = cn_newton_node(code, left, vk[i], right, known[i], c0[i], c1, i1[i], p,
-                                      dfdw, h, diffusivity, inv_dx2)
+            # the end nodes read their ghosts (nx >= 3); the interior loop has no branches
+            r, d = cn_newton_node(code, vk[g0], vk[0], vk[1], known[0], c0[0], c1, i1[0],
+                                  p, dfdw, h, diffusivity, inv_dx2)
+            rhs[0] = -r
+            jd[0] = d + op_diag[0]
+            for i in range(1, n - 1):
+                r, d = cn_newton_node(code, vk[i - 1], vk[i], vk[i + 1], known[i], c0[i], c1,
+                                      i1[i], p, dfdw, h, diffusivity, inv_dx2)
                 rhs[i] = -r
                 jd[i] = d + op_diag[i]
+            r, d = cn_newton_node(code, vk[n - 2], vk[n - 1], vk[gn], known[n - 1], c0[n - 1],
+                                  c1, i1[n - 1], p, dfdw, h, diffusivity, inv_dx2)
+            rhs[n - 1] = -r
+            jd[n - 1] = d + op_diag[n - 1]
             if periodic:  # Sherman–Morrison, as crank_nicolson.solve_with_corners
                 gamma = -jd[0]
                 jd[0] -= gamma
@@ -134,18 +150,15 @@ def cn_cable_advance(code, v, w, base, masks, t0s, t1s, amps, params, recovery, 
                     return 2, step, row, piv
             size = 0.0
             vmax = 0.0
-            finite = True
+            total = 0.0  # NaN or inf in the update shows in its sum (max() may drop a NaN)
             for i in range(n):
-                vk[i] += x[i]
-                a = abs(x[i])
-                if not a <= math.inf:  # NaN
-                    finite = False
-                elif a > size:
-                    size = a
-                b = abs(vk[i])
-                if b > vmax:
-                    vmax = b
-            if not finite or size == math.inf:
+                xi = x[i]
+                vi = vk[i] + xi
+                vk[i] = vi
+                total += xi
+                size = max(size, abs(xi))
+                vmax = max(vmax, abs(vi))
+            if not (math.isfinite(total) and math.isfinite(size)):
                 size = math.nan
                 break
             if size <= rtol * max(1.0, vmax):
@@ -160,10 +173,11 @@ def cn_cable_advance(code, v, w, base, masks, t0s, t1s, amps, params, recovery, 
     return 0, nsteps, -1, 0.0
 
 
-@njit(cache=True, parallel=True)
+@njit(**_JIT, parallel=True)
 def cn_point_advance(code, v, w, base_current, t0s, t1s, amps, params, t, dt, nsteps, rtol,
-                     max_iter, out_v, out_w, total, steps, most, failed, update):
-    """``nsteps`` trapezoidal steps of every member (one per thread), a 2x2 Newton per step.
+                     max_iter, extrapolate, out_v, out_w, total, steps, most, failed, update):
+    """``nsteps`` trapezoidal steps of every member (one per thread), a 2x2 Newton per step
+    starting from ``newton_guess``.
 
     Per member: ``total`` iterations, ``steps`` completed, ``most`` iterations in one step;
     ``failed`` = the step whose Newton iteration did not converge (-1: none) and ``update`` its
@@ -174,6 +188,8 @@ def cn_point_advance(code, v, w, base_current, t0s, t1s, amps, params, t, dt, ns
         vm = v[m]
         wm = w[m]
         p = (params[0, m], params[1, m], params[2, m], params[3, m])
+        vp = vm
+        wp = wm
         tot = 0
         mx = 0
         done = 0
@@ -182,8 +198,11 @@ def cn_point_advance(code, v, w, base_current, t0s, t1s, amps, params, t, dt, ns
             i0 = base_current[m] + boxes_current(ts, t0s, t1s, amps)
             i1 = base_current[m] + boxes_current(ts + dt, t0s, t1s, amps)
             f0, g0 = reaction_by_code(code, vm, wm, i0, p)
-            vk = vm
-            wk = wm
+            guess = extrapolate and s > 0
+            vk = newton_guess(vm, vp, guess)
+            wk = newton_guess(wm, wp, guess)
+            vp = vm
+            wp = wm
             ok = False
             its = 0
             size = 0.0

@@ -197,8 +197,22 @@ class TimeSpec(_Strict):
 
 
 class NewtonSpec(_Strict):
-    rtol: PositiveFloat = 1e-10
+    """Newton's method inside the Crank–Nicolson steps (see :mod:`fhnpde.solvers.crank_nicolson`)."""
+
+    rtol: PositiveFloat = Field(
+        default=1e-6,
+        description=(
+            "Stop when the largest update is below rtol * max(1, max|v|); Newton converges "
+            "quadratically, so the error left is of order rtol^2."
+        ),
+    )
     max_iter: Annotated[int, Field(ge=1)] = 20
+    predictor: Literal["extrapolate", "previous"] = Field(
+        default="extrapolate",
+        description=(
+            "Starting guess of each step: 2 v(n) - v(n-1) (extrapolate) or v(n) (previous)."
+        ),
+    )
 
 
 class AdaptiveSpec(_Strict):
