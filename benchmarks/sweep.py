@@ -2,28 +2,34 @@
 
 The members are those of ``cases/sweep_threshold.yaml`` (the divergent case over Nagumo
 ``a`` x Gaussian amplitude), refined so that each takes a few seconds: ``domain.nx``
-3201 (dx 0.0625) and ``time.dt`` 0.00125 (under the explicit limit 0.00195), 240,000 steps
-of 3,201 nodes. Per repeat, in one run:
+3201 (dx 0.0625) and ``time.dt`` 0.000625 (under the explicit limit 0.00195), 480,000 steps
+of 3,201 nodes. Two comparisons per repeat, in one run:
 
-- serial: the template store and :func:`fhnpde.sweep.run_member` for every member in this
-  process (the same work a worker does, store writes included), timed warm: after one
-  warm-up member, so its imports and numba start-up are not counted;
-- dask: :func:`fhnpde.sweep.run_sweep` on a LocalCluster of 2 single-threaded worker
-  processes started beforehand (task phase: validation, template store, the tasks, and each
-  worker's first imports and numba start-up), and the same with the cluster's start-up.
+- **end to end** (what a user waits for): ``python -m fhnpde sweep SWEEP --workers 2`` in a
+  fresh process (validation, LocalCluster start, workers' imports and kernel loading, the
+  template store, the tasks) against a fresh process that writes the template store and
+  runs :func:`fhnpde.sweep.run_member` for every member one after another (imports and
+  kernel loading once). The numba cache on disk is warm for both, as after a first run.
+- **tasks on a running cluster** (strict): :func:`fhnpde.sweep.run_sweep` on a LocalCluster
+  started beforehand (``fhnpde.cluster.local_cluster``, as ``run_sweep`` starts it), whose
+  fresh workers still pay their imports and kernel loading, against the members run in
+  this process *warm* (after one warm-up member), so the serial side pays no start-up;
+  then once more on the same workers, now warm too (a cluster that has run a sweep before):
+  the steady-state members per minute of both.
 
-Reports members per minute of each and their ratio; the median over repeats. Target:
-ratio >= 1.8 on a 2-core machine (the work is independent; what is lost is the workers'
-numba-cache load, the store writes and the scheduler's round trips).
+Reports members per minute and the ratios; medians over repeats. Target: ratio >= 1.8 on a
+2-core machine (the work is independent; what is lost is the workers' start-up, the store
+writes and the scheduler's round trips).
 
-    python benchmarks/sweep.py [--members 8] [--repeats 3] [--nx 3201] [--dt 0.00125]
+    python benchmarks/sweep.py [--members 8] [--repeats 3] [--nx 3201] [--dt 0.000625]
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -59,22 +65,45 @@ def serial(sweep, store: Path) -> float:
     return time.perf_counter() - t0
 
 
-def on_dask(path: Path, store: Path, workers: int) -> tuple[float, float]:
-    from distributed import Client, LocalCluster
+SERIAL_SCRIPT = """
+import sys
+from pathlib import Path
+from fhnpde.sweep import load_sweep, prepare_store, run_member
+sweep = load_sweep(sys.argv[1])
+store = Path(sys.argv[2])
+prepare_store(sweep, store, overwrite=True)
+for i, case in enumerate(sweep.cases):
+    run_member(str(store), i, case, 0.3, None, False)
+"""
 
+
+def cold(command: list[str]) -> float:
+    """Wall time of a fresh process (which must succeed)."""
     t0 = time.perf_counter()
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                           dashboard_address=":0", silence_logs=logging.ERROR,
-                           env={"NUMBA_NUM_THREADS": "1"})
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
+    return time.perf_counter() - t0
+
+
+def on_dask(path: Path, store: Path, workers: int) -> tuple[float, float]:
+    """run_sweep on a LocalCluster started beforehand (its start is not timed): on its fresh
+    workers, then again (into another store) on the same, now warm, workers."""
+    from distributed import Client
+
+    from fhnpde.cluster import local_cluster
+
+    cluster = local_cluster(workers, {"NUMBA_NUM_THREADS": "1"})
     client = Client(cluster)
     client.wait_for_workers(workers)
-    t1 = time.perf_counter()
-    result = run_sweep(path, out=store, scheduler=cluster.scheduler_address, overwrite=True)
-    t2 = time.perf_counter()
+    walls = []
+    for k in range(2):
+        t0 = time.perf_counter()
+        result = run_sweep(path, out=store.with_name(f"{store.stem}{k}.zarr"),
+                           scheduler=cluster.scheduler_address, overwrite=True)
+        walls.append(time.perf_counter() - t0)
+        assert result.complete == result.members, result
     client.close()
     cluster.close()
-    assert result.complete == result.members, result
-    return t2 - t1, t2 - t0
+    return walls[0], walls[1]
 
 
 def main() -> None:
@@ -83,7 +112,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--nx", type=int, default=3201)
-    ap.add_argument("--dt", type=float, default=0.00125)
+    ap.add_argument("--dt", type=float, default=0.000625)
     ap.add_argument("--t-end", type=float, default=300.0)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,26 +125,38 @@ def main() -> None:
         run_member(str(folder / "warm.zarr"), 0, sweep.cases[0], 0.3, None, False)
         rows = []
         for r in range(args.repeats):
+            e2e_serial = cold([sys.executable, "-c", SERIAL_SCRIPT, str(path),
+                               str(folder / "cold_serial.zarr")])
+            e2e_dask = cold([sys.executable, "-m", "fhnpde", "sweep", str(path), "--workers",
+                             str(args.workers), "--out", str(folder / "cold_dask.zarr"),
+                             "--overwrite", "--quiet"])
             t_serial = serial(sweep, folder / "serial.zarr")
-            t_tasks, t_total = on_dask(path, folder / "dask.zarr", args.workers)
-            rows.append((t_serial, t_tasks, t_total))
-            print(f"repeat {r}: serial {t_serial:.2f} s, dask tasks {t_tasks:.2f} s, "
-                  f"dask incl. cluster start {t_total:.2f} s, ratio {t_serial / t_tasks:.2f} "
-                  f"({t_serial / t_total:.2f} incl. start)", flush=True)
-    t_serial = statistics.median(r[0] for r in rows)
-    t_tasks = statistics.median(r[1] for r in rows)
-    t_total = statistics.median(r[2] for r in rows)
-    ratio = statistics.median(r[0] / r[1] for r in rows)
-    ratio_total = statistics.median(r[0] / r[2] for r in rows)
-    print(f"\n{n} members of {t_serial / n:.2f} s each (serial), {args.workers} workers, "
+            t_fresh, t_warm = on_dask(path, folder / "dask.zarr", args.workers)
+            rows.append((e2e_serial, e2e_dask, t_serial, t_fresh, t_warm))
+            print(f"repeat {r}: end to end: one process {e2e_serial:.2f} s, fhnpde sweep "
+                  f"{e2e_dask:.2f} s, ratio {e2e_serial / e2e_dask:.2f} | running cluster: "
+                  f"warm serial {t_serial:.2f} s, fresh workers {t_fresh:.2f} s, ratio "
+                  f"{t_serial / t_fresh:.2f}; warm workers {t_warm:.2f} s, ratio "
+                  f"{t_serial / t_warm:.2f}", flush=True)
+    med = [statistics.median(r[k] for r in rows) for k in range(5)]
+    ratio_e2e = statistics.median(r[0] / r[1] for r in rows)
+    ratio_fresh = statistics.median(r[2] / r[3] for r in rows)
+    ratio_warm = statistics.median(r[2] / r[4] for r in rows)
+    print(f"\n{n} members of {med[2] / n:.2f} s each (warm, serial), {args.workers} workers, "
           f"median of {args.repeats}:")
     print("| mode | wall s | members / min |")
     print("| --- | --- | --- |")
-    print(f"| one process, one by one | {t_serial:.2f} | {60 * n / t_serial:.1f} |")
-    print(f"| dask, {args.workers} workers (tasks) | {t_tasks:.2f} | {60 * n / t_tasks:.1f} |")
-    print(f"| dask, incl. cluster start | {t_total:.2f} | {60 * n / t_total:.1f} |")
-    print(f"ratio (median of per-repeat ratios): {ratio:.2f}x tasks, {ratio_total:.2f}x "
-          "incl. cluster start (target >= 1.8x)")
+    print(f"| end to end: one fresh process, one by one | {med[0]:.2f} | {60 * n / med[0]:.1f} |")
+    print(f"| end to end: python -m fhnpde sweep --workers {args.workers} | {med[1]:.2f} | "
+          f"{60 * n / med[1]:.1f} |")
+    print(f"| warm process, one by one | {med[2]:.2f} | {60 * n / med[2]:.1f} |")
+    print(f"| run_sweep on a running {args.workers}-worker cluster, fresh workers | "
+          f"{med[3]:.2f} | {60 * n / med[3]:.1f} |")
+    print(f"| run_sweep on a running {args.workers}-worker cluster, warm workers | "
+          f"{med[4]:.2f} | {60 * n / med[4]:.1f} |")
+    print(f"ratios (median of per-repeat ratios; target >= 1.8x): end to end {ratio_e2e:.2f}x; "
+          f"against a warm process: fresh workers {ratio_fresh:.2f}x, warm workers "
+          f"{ratio_warm:.2f}x")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from typing import Any
 
 from .case import CaseError
 
-__all__ = ["Task", "TaskReport", "run_tasks", "require_distributed"]
+__all__ = ["Task", "TaskReport", "local_cluster", "run_tasks", "require_distributed"]
 
 
 @dataclass(frozen=True)
@@ -75,9 +75,31 @@ def require_distributed(what: str = "this command") -> None:
         ) from None
 
 
+# Worker settings of the LocalClusters started here: dask's statistical profiler samples
+# every task's stack every 10 ms (for the dashboard's profile page, which nobody opens on a
+# cluster that lives for one command); measured on a 2-core machine it slowed 2.5 s members
+# by about 10 % when both workers ran.
+_LOCAL_WORKER_ENV = {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
+
+
+def local_cluster(workers: int | None = None, worker_env: Mapping[str, str] | None = None):
+    """A LocalCluster of ``workers`` single-threaded processes (default: one per core), as
+    ``run_tasks`` starts it when no scheduler is given."""
+    from distributed import LocalCluster
+
+    return LocalCluster(
+        n_workers=workers or os.cpu_count() or 1,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
+        silence_logs=logging.ERROR,
+        env={**_LOCAL_WORKER_ENV, **(worker_env or {})},
+    )
+
+
 def _client(scheduler: str | None, workers: int | None, worker_env: Mapping[str, str] | None):
     """A Client on ``scheduler``, or on a new LocalCluster of single-threaded processes."""
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     if scheduler:
         try:
@@ -89,16 +111,17 @@ def _client(scheduler: str | None, workers: int | None, worker_env: Mapping[str,
                 "local cluster",
                 key="--scheduler",
             ) from None
-    n = workers or os.cpu_count() or 1
-    cluster = LocalCluster(
-        n_workers=n,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=":0",
-        silence_logs=logging.ERROR,
-        env=dict(worker_env or {}),
-    )
+    cluster = local_cluster(workers, worker_env)
     return Client(cluster), cluster
+
+
+async def _in_worker_thread(func: Callable[..., Any], *args) -> None:
+    """Run ``func(*args)`` on a worker in a thread, off its event loop (``Client.run`` with
+    ``wait=False`` takes only coroutine functions, and a blocking call on the event loop
+    would hold up the worker's messages)."""
+    import asyncio
+
+    await asyncio.get_running_loop().run_in_executor(None, func, *args)
 
 
 def _progress(total: int, initial: int, desc: str, quiet: bool):
@@ -122,6 +145,8 @@ def run_tasks(
     desc: str = "tasks",
     quiet: bool = False,
     worker_env: Mapping[str, str] | None = None,
+    warm_up: tuple[Callable[..., Any], tuple] | None = None,
+    before_submit: Callable[[], None] | None = None,
 ) -> TaskReport:
     """Run the tasks not yet complete on a dask cluster; return what happened.
 
@@ -131,6 +156,13 @@ def run_tasks(
     the client as each task ends, in completion order (for bookkeeping that only the
     client may do, such as writing store attributes). A progress bar follows completed
     tasks. Ctrl-C cancels the outstanding tasks, closes the cluster and re-raises.
+
+    Start-up: once connected, ``warm_up = (func, args)`` is started on every worker without
+    waiting for it (``Client.run(..., wait=False)``: imports and compiled-kernel loading a
+    task would otherwise pay on its worker), then ``before_submit()`` runs here (client-side
+    preparation such as writing a store's template), so the two overlap; then the tasks are
+    submitted. ``is_complete`` is asked before any of this, so ``before_submit`` must not
+    change what it answers.
     """
     tasks = list(tasks)
     keys = [t.key for t in tasks]
@@ -148,6 +180,11 @@ def run_tasks(
     client, cluster = _client(scheduler, workers, worker_env)
     futures = {}
     try:
+        if warm_up is not None:
+            func, args = warm_up
+            client.run(_in_worker_thread, func, *args, wait=False)
+        if before_submit is not None:
+            before_submit()
         by_key = {t.key: t for t in pending}
         for t in pending:
             futures[t.key] = client.submit(t.func, *t.args, key=t.key, pure=False,

@@ -443,14 +443,34 @@ class FieldRecorder:
         pass
 
 
-def _write_region(store: str, index: int, variables: dict[str, tuple[tuple, np.ndarray]]):
-    import xarray as xr
+def _write_region(store: str, index: int, variables: dict[str, np.ndarray]) -> None:
+    """Write one member's slice (leading axis = member) of each variable, straight to zarr.
 
-    ds = xr.Dataset({name: (dims, data) for name, (dims, data) in variables.items()})
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
-        ds.to_zarr(store, region={"member": slice(index, index + 1)}, mode="r+",
-                   consolidated=False)
+    The template fixed every array's shape, dtype and chunks (1 along member), so this only
+    writes the member's own chunks; no metadata is touched (zarr rather than xarray's
+    ``to_zarr(region=...)``, which would cost each worker xarray's import and a metadata
+    read per call for the same bytes).
+    """
+    import zarr
+
+    group = zarr.open_group(store, mode="r+", use_consolidated=False)
+    for name, data in variables.items():
+        group[name][index:index + 1] = data
+
+
+def warm_worker(case: Case) -> None:
+    """Load what a member needs (modules, compiled kernels) by building its solver and
+    taking one step, so the first member on a fresh worker does not pay for it. Run on every
+    worker at start-up (see :func:`fhnpde.cluster.run_tasks`)."""
+    import zarr  # noqa: F401  (the region writes)
+
+    from .driver import build_solver
+
+    try:
+        _, solver = build_solver(case)
+        solver.advance(solver.init(), 0.0, case.time.dt, 1)
+    except Exception:  # noqa: BLE001 - best effort: the member itself reports any error
+        return
 
 
 def run_member(store: str, index: int, case: Case, threshold: float, edge: float | None,
@@ -487,15 +507,13 @@ def run_member(store: str, index: int, case: Case, threshold: float, edge: float
     values["steps"] = int(stats.get("steps", 0))
     values["wall_time_s"] = _time.perf_counter() - wall0
     dtypes = {"propagated": np.int8, "pulses": np.int32, "steps": np.int64}
-    variables = {name: (("member",), np.asarray([values[name]], dtype=dtypes.get(name, "f8")))
+    variables = {name: np.asarray([values[name]], dtype=dtypes.get(name, "f8"))
                  for name in SUMMARY_VARIABLES}
     if keep_fields:
-        dim = "x" if problem.is_cable else "cell"
         for name in ("v", "w"):
-            variables[name] = (("member", "time", dim), getattr(recorder, name)[None])
+            variables[name] = getattr(recorder, name)[None]
     _write_region(store, index, variables)
-    _write_region(store, index, {"status": (("member",),
-                                            np.asarray([STATUS_CODES[status]], np.int8))})
+    _write_region(store, index, {"status": np.asarray([STATUS_CODES[status]], np.int8)})
     return {"index": index, "status": status, "message": message, **values}
 
 
@@ -573,8 +591,9 @@ def _statuses(path: Path) -> np.ndarray:
     return np.asarray(zarr.open_group(str(path), mode="r")["status"][:])
 
 
-def prepare_store(sweep: Sweep, path: Path, overwrite: bool) -> bool:
-    """Create the template store, or reuse the store of the same sweep; True if reused."""
+def check_store(sweep: Sweep, path: Path, overwrite: bool) -> bool:
+    """True if ``path`` holds this sweep's store (to be reused); False if a new one is to be
+    written there (a replaced store is removed). Refuses a path holding something else."""
     from .store import is_store, prepare_path
 
     if path.exists() and is_store(path) and not overwrite:
@@ -587,10 +606,22 @@ def prepare_store(sweep: Sweep, path: Path, overwrite: bool) -> bool:
             key="--out",
         )
     prepare_path(path, overwrite, key="--out")
+    return False
+
+
+def write_template(sweep: Sweep, path: Path) -> None:
+    """The template store: metadata, coordinates and fill values; every member pending."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
         _template(sweep).to_zarr(str(path), mode="w", compute=False, zarr_format=3,
                                  consolidated=True)
+
+
+def prepare_store(sweep: Sweep, path: Path, overwrite: bool) -> bool:
+    """Create the template store, or reuse the store of the same sweep; True if reused."""
+    if check_store(sweep, path, overwrite):
+        return True
+    write_template(sweep, path)
     return False
 
 
@@ -624,14 +655,15 @@ def run_sweep(sweep: Sweep | str | Path, *, out: str | Path | None = None,
     ``out``, else the sweep's ``output.path``, else ``runs/<name>.zarr``.
     """
     from .cluster import Task, require_distributed, run_tasks
-    from .store import set_attrs
+    from .store import is_store, set_attrs
 
     if not isinstance(sweep, Sweep):
         sweep = load_sweep(sweep)
     require_distributed("python -m fhnpde sweep")
     path = Path(out or sweep.spec.output.path or f"runs/{sweep.spec.name}.zarr").resolve()
-    prepare_store(sweep, path, overwrite)
-    done = _statuses(path) != STATUS_CODES["pending"]
+    reuse = check_store(sweep, path, overwrite)  # bad paths fail here, before any cluster
+    done = (_statuses(path) != STATUS_CODES["pending"] if reuse
+            else np.zeros(sweep.size, dtype=bool))
     summary = sweep.spec.summary
     tag = hashlib.sha256(f"{path}:{sweep.fingerprint}".encode()).hexdigest()[:12]
     tasks = [
@@ -641,34 +673,41 @@ def run_sweep(sweep: Sweep | str | Path, *, out: str | Path | None = None,
     ]
     index = {t.key: i for i, t in enumerate(tasks)}
     failures: dict[int, str] = {}
-    attrs = _open_attrs(path)
-    failures.update({int(k): v for k, v in (attrs.get("failures") or {}).items()})
+    if reuse:
+        attrs = _open_attrs(path)
+        failures.update({int(k): v for k, v in (attrs.get("failures") or {}).items()})
 
     def record(task, result):
         if result["status"] == "failed":
             failures[result["index"]] = result["message"]
 
-    if not done.all():
+    if reuse and not done.all():
         set_attrs(path, status="running")
     cpus = os.cpu_count() or 1
     env = {"NUMBA_NUM_THREADS": str(max(1, cpus // (workers or cpus)))}
+    first = sweep.cases[int(np.argmin(done))]
     status = "failed"
     try:
+        # a new store's template is written while the workers warm up (both take about a
+        # second on a fresh machine); the tasks are submitted after both
         report = run_tasks(tasks, is_complete=lambda t: bool(done[index[t.key]]),
                            scheduler=scheduler, workers=workers, on_result=record,
-                           desc=sweep.spec.name, quiet=quiet, worker_env=env)
+                           desc=sweep.spec.name, quiet=quiet, worker_env=env,
+                           warm_up=(warm_worker, (first,)),
+                           before_submit=None if reuse else lambda: write_template(sweep, path))
         status = None
     except KeyboardInterrupt:
         status = "interrupted"
         raise
     finally:
-        codes = _statuses(path)
-        counts = {name: int((codes == code).sum()) for name, code in STATUS_CODES.items()}
-        if status is None:
-            status = "complete" if counts["pending"] == 0 else "failed"
-        set_attrs(path, status=status, members_complete=counts["complete"],
-                  members_failed=counts["failed"], members_pending=counts["pending"],
-                  failures={str(k): v for k, v in sorted(failures.items())})
+        if is_store(path):  # else it stopped before the template was written: nothing to mark
+            codes = _statuses(path)
+            counts = {name: int((codes == code).sum()) for name, code in STATUS_CODES.items()}
+            if status is None:
+                status = "complete" if counts["pending"] == 0 else "failed"
+            set_attrs(path, status=status, members_complete=counts["complete"],
+                      members_failed=counts["failed"], members_pending=counts["pending"],
+                      failures={str(k): v for k, v in sorted(failures.items())})
     errors = {index[k]: f"{type(e).__name__}: {e}" for k, e in report.errors.items()}
     return SweepResult(str(path), sweep.size, report.ran, report.skipped, counts["complete"],
                        counts["failed"], counts["pending"], status, report.wall_time_s,
