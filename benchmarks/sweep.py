@@ -21,7 +21,7 @@ Reports members per minute and the ratios; medians over repeats. Target: ratio >
 2-core machine (the work is independent; what is lost is the workers' start-up, the store
 writes and the scheduler's round trips).
 
-    python benchmarks/sweep.py [--members 8] [--repeats 3] [--nx 3201] [--dt 0.000625]
+    python benchmarks/sweep.py [--members 16] [--repeats 3] [--nx 3201] [--dt 0.000625]
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def write_sweep(folder: Path, members: int, nx: int, dt: float, t_end: float) -> Path:
     amps = [0.2, 0.3, 0.4, 0.6]
-    a_values = [0.02, 0.05, 0.08, 0.11][: max(1, members // len(amps))]
+    n_a = max(1, members // len(amps))
+    a_values = [round(0.02 + 0.09 * k / max(1, n_a - 1), 4) for k in range(n_a)]
     spec = {
         "name": "bench_sweep",
         "base": str(ROOT / "cases" / "divergent.yaml"),
@@ -108,7 +109,8 @@ def on_dask(path: Path, store: Path, workers: int) -> tuple[float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--members", type=int, default=8)
+    ap.add_argument("--members", type=int, default=16,
+                    help="a multiple of 4 (the real threshold sweep has 143)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--nx", type=int, default=3201)
