@@ -199,8 +199,9 @@ def _executing(dask_worker):
 
 def test_killed_worker_member_is_retried(tmp_path, scheduler):
     address, client, cluster = scheduler
-    # ~1 s per member (numpy backend, 10,000 steps): long enough to be killed mid-task
-    path = write_sweep(tmp_path, set={"solver.backend": "numpy", "time.dt": 0.01,
+    # ~1.5 s per member (numpy backend, 100,000 steps of 81 nodes at ~14 us a step): long
+    # enough to be killed mid-task on workers that warmed up before the tasks came
+    path = write_sweep(tmp_path, set={"solver.backend": "numpy", "time.dt": 0.001,
                                       "time.t_end": 100.0},
                        vary={"initial.v.amplitude": {"values": [0.3, 0.5, 0.7, 1.0]}})
     store = tmp_path / "sweep.zarr"
@@ -214,7 +215,7 @@ def test_killed_worker_member_is_retried(tmp_path, scheduler):
         busy = {w: keys for w, keys in client.run(_executing).items()
                 if any(k.startswith("fhnpde-sweep") for k in keys)}
         if busy:
-            time.sleep(0.2)  # well inside the member's run
+            time.sleep(0.1)  # inside the member's run, well before its end
             worker = next(iter(busy))
             pid = client.run(os.getpid, workers=[worker])[worker]
             os.kill(pid, signal.SIGKILL)
