@@ -34,6 +34,7 @@ for _f in (
     cn.cn_newton_node,
     cn.trapezoid_newton_point,
     cn.newton_guess,
+    cn.newton_error_left,
 ):
     register_jitable(_f)
 
@@ -44,6 +45,7 @@ cn_known_part = cn.cn_known_part
 cn_newton_node = cn.cn_newton_node
 trapezoid_newton_point = cn.trapezoid_newton_point
 newton_guess = cn.newton_guess
+newton_error_left = cn.newton_error_left
 euler_point = _kernels.euler_point
 rk4_point = _kernels.rk4_point
 
@@ -101,6 +103,7 @@ def cn_cable_advance(code, v, w, base, masks, t0s, t1s, amps, params, recovery, 
     vprev = np.empty(n)
     c1 = 0.0
     size = 0.0
+    k_est = 0.0  # Newton's quadratic constant, measured (newton_error_left)
     for step in range(nsteps):
         ts = t + step * dt
         _node_currents(ts, base, masks, t0s, t1s, amps, i0)
@@ -114,6 +117,7 @@ def cn_cable_advance(code, v, w, base, masks, t0s, t1s, amps, params, recovery, 
             vk[i] = newton_guess(vn[i], vprev[i], extrapolate and step > 0)
             vprev[i] = vn[i]
         converged = False
+        previous = 0.0
         for it in range(1, max_iter + 1):
             # the end nodes read their ghosts (nx >= 3); the interior loop has no branches
             r, d = cn_newton_node(code, vk[g0], vk[0], vk[1], known[0], c0[0], c1, i1[0],
@@ -161,10 +165,13 @@ def cn_cable_advance(code, v, w, base, masks, t0s, t1s, amps, params, recovery, 
             if not (math.isfinite(total) and math.isfinite(size)):
                 size = math.nan
                 break
-            if size <= rtol * max(1.0, vmax):
+            scale = max(1.0, vmax)
+            error, k_est = newton_error_left(size, previous, k_est, scale)
+            if error <= rtol * scale:
                 converged = True
                 iterations[step] = it
                 break
+            previous = size
         if not converged:
             return 1, step, -1, size
         for i in range(n):
@@ -193,6 +200,7 @@ def cn_point_advance(code, v, w, base_current, t0s, t1s, amps, params, t, dt, ns
         tot = 0
         mx = 0
         done = 0
+        k_est = 0.0
         for s in range(nsteps):
             ts = t + s * dt
             i0 = base_current[m] + boxes_current(ts, t0s, t1s, amps)
@@ -206,6 +214,7 @@ def cn_point_advance(code, v, w, base_current, t0s, t1s, amps, params, t, dt, ns
             ok = False
             its = 0
             size = 0.0
+            previous = 0.0
             for _ in range(max_iter):
                 dv, dw = trapezoid_newton_point(code, vk, wk, vm, wm, f0, g0, i1, p, h)
                 vk += dv
@@ -215,9 +224,12 @@ def cn_point_advance(code, v, w, base_current, t0s, t1s, amps, params, t, dt, ns
                 if not (abs(dv) <= math.inf and abs(dw) <= math.inf):  # NaN or inf
                     size = math.nan
                     break
-                if size <= rtol * max(1.0, max(abs(vk), abs(wk))):
+                scale = max(1.0, max(abs(vk), abs(wk)))
+                error, k_est = newton_error_left(size, previous, k_est, scale)
+                if error <= rtol * scale:
                     ok = True
                     break
+                previous = size
             tot += its
             if not ok:
                 failed[m] = s

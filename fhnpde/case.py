@@ -200,10 +200,10 @@ class NewtonSpec(_Strict):
     """Newton's method inside the Crank–Nicolson steps (see :mod:`fhnpde.solvers.crank_nicolson`)."""
 
     rtol: PositiveFloat = Field(
-        default=1e-6,
+        default=1e-8,
         description=(
-            "Stop when the largest update is below rtol * max(1, max|v|); Newton converges "
-            "quadratically, so the error left is of order rtol^2."
+            "Stop when the error left in each step, estimated from Newton's quadratic "
+            "convergence (K |update|^2, K measured in the run), is below rtol * max(1, max|v|)."
         ),
     )
     max_iter: Annotated[int, Field(ge=1)] = 20

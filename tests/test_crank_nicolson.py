@@ -191,10 +191,11 @@ def test_compiled_and_array_code_agree(cases_dir):
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 def test_extrapolated_newton_guess_saves_iterations_not_accuracy(cases_dir, backend):
     """Starting Newton from 2 v^n - v^(n-1) changes the guess, not the equations: both
-    predictors reach the same solution to within the Newton tolerance, the extrapolated one
-    in fewer iterations (one fewer per step at dt = 0.1 on the divergent case)."""
+    predictors reach the same solution to within what the default tolerance leaves (at most
+    rtol = 1e-8 per step, 400 steps: 4e-6; measured 4e-8), the extrapolated one in fewer
+    iterations (its first update is small enough to stop on: 1.2 per step against 2.0)."""
     sets = ("solver.method=crank-nicolson", "time.dt=0.1", "time.t_end=40",
-            "solver.newton.rtol=1e-8", f"solver.backend={backend}")
+            f"solver.backend={backend}")
     runs = {}
     for predictor in ("previous", "extrapolate"):
         problem, solver = build_solver(divergent(cases_dir, *sets,
@@ -203,28 +204,62 @@ def test_extrapolated_newton_guess_saves_iterations_not_accuracy(cases_dir, back
         runs[predictor] = (state, solver.stats())
     (old, old_stats), (new, new_stats) = runs["previous"], runs["extrapolate"]
     assert np.abs(new.v).max() > 0.5  # pulses are under way
-    np.testing.assert_allclose(new.v, old.v, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(new.w, old.w, rtol=0, atol=1e-12)
-    assert old_stats["newton_mean_per_step"] >= 2.9
-    assert new_stats["newton_mean_per_step"] <= old_stats["newton_mean_per_step"] - 0.8
+    np.testing.assert_allclose(new.v, old.v, rtol=0, atol=4e-7)
+    np.testing.assert_allclose(new.w, old.w, rtol=0, atol=4e-7)
+    assert old_stats["newton_mean_per_step"] >= 1.9
+    assert new_stats["newton_mean_per_step"] <= old_stats["newton_mean_per_step"] - 0.6
 
 
 @pytest.mark.parametrize("dt", [0.5, 0.1])
-def test_default_newton_tolerance_solves_each_step_to_round_off(cases_dir, dt):
-    """Quadratic convergence: stopping on an update below rtol = 1e-6 (the default) leaves an
-    error of order 1e-12, so the run matches a solve at rtol = 1e-12."""
-    sets = ("solver.method=crank-nicolson", f"time.dt={dt}", "time.t_end=50")
-    _, v, w = final_state(divergent(cases_dir, *sets))
-    _, v_tight, w_tight = final_state(divergent(cases_dir, *sets, "solver.newton.rtol=1e-12"))
+def test_default_newton_tolerance_is_far_below_the_time_error(cases_dir, dt):
+    """The default rtol moves the solution by a small fraction of the scheme's own time
+    error (estimated by halving dt): measured 6e-6 of it at dt = 0.5 (Newton 1.2e-8, time
+    1.8e-3) and 6e-4 at dt = 0.1 (4.7e-8 against 7.3e-5), at t = 50."""
+    sets = ("solver.method=crank-nicolson", "time.t_end=50")
+    _, v, w = final_state(divergent(cases_dir, *sets, f"time.dt={dt}"))
+    _, v_tight, _ = final_state(divergent(cases_dir, *sets, f"time.dt={dt}",
+                                          "solver.newton.rtol=1e-12"))
+    _, v_half, _ = final_state(divergent(cases_dir, *sets, f"time.dt={dt / 2}"))
     assert np.abs(v).max() > 0.5
-    np.testing.assert_allclose(v, v_tight, rtol=0, atol=1e-11)
-    np.testing.assert_allclose(w, w_tight, rtol=0, atol=1e-11)
+    newton_error = np.abs(v - v_tight).max()
+    time_error = np.abs(v - v_half).max()
+    assert newton_error < 2e-3 * time_error, (newton_error, time_error)
+
+
+def test_newton_error_estimate_on_a_known_root():
+    """newton_error_left on Newton's iteration for x^2 = 2 from x = 3: K is measured from
+    two updates (the true constant is 1/(2 sqrt 2) = 0.354), and stopping on the estimate
+    leaves an error below rtol, one iteration before the update itself drops below rtol."""
+    from fhnpde.solvers.crank_nicolson import newton_error_left
+
+    for rtol in (1e-4, 1e-8, 1e-12):
+        x, previous, k_est, its = 3.0, 0.0, 0.0, 0
+        while True:
+            update = -(x * x - 2.0) / (2.0 * x)
+            x += update
+            its += 1
+            error, k_est = newton_error_left(abs(update), previous, k_est, 1.0)
+            if error <= rtol:
+                break
+            previous = abs(update)
+        assert abs(x - np.sqrt(2.0)) <= rtol
+        assert 0.2 < k_est < 0.6
+        # the old test (update below rtol) needs one more iteration from the same start
+        y, step, plain = 3.0, 1.0, 0
+        while abs(step) > rtol:
+            step = -(y * y - 2.0) / (2.0 * y)
+            y += step
+            plain += 1
+        assert its == plain - 1
 
 
 def test_point_model_predictors_agree(cases_dir):
-    """The batched 0-D trapezoidal rule: both Newton guesses give the same ensemble (to
-    within what the default rtol = 1e-6 leaves per step, ~1e-12, over 400 steps of
-    oscillating cells)."""
+    """The batched 0-D trapezoidal rule: both Newton guesses give the same ensemble to within
+    what the default rtol = 1e-8 leaves per step, the extrapolated one in fewer iterations.
+
+    Over 400 steps that is 4e-6 for cells that do not amplify perturbations (99 % of the
+    members: measured 8e-7); a cell near its excitation threshold amplifies them (member
+    113: 8.2e-5, still 1/20 of the ensemble's time error at this dt, 1.7e-3)."""
     finals = {}
     for predictor in ("previous", "extrapolate"):
         case = load_case(cases_dir / "cell_ensemble.yaml",
@@ -234,9 +269,11 @@ def test_point_model_predictors_agree(cases_dir):
         state = solver.advance(solver.init(), 0.0, 0.05, 400)
         finals[predictor] = (state, solver.stats())
     (old, old_stats), (new, new_stats) = finals["previous"], finals["extrapolate"]
-    np.testing.assert_allclose(new.v, old.v, rtol=0, atol=1e-9)
-    np.testing.assert_allclose(new.w, old.w, rtol=0, atol=1e-9)
-    assert new_stats["newton_iterations"] < old_stats["newton_iterations"]
+    for ours, theirs in ((new.v, old.v), (new.w, old.w)):
+        gap = np.abs(ours - theirs)
+        assert np.quantile(gap, 0.99) < 4e-6
+        assert gap.max() < 2e-4
+    assert new_stats["newton_iterations"] < 0.7 * old_stats["newton_iterations"]
 
 
 def test_divergent_case_stays_symmetric(cases_dir):
@@ -412,7 +449,9 @@ def test_point_backends_agree_and_count_newton(cases_dir):
     np.testing.assert_allclose(s1.w, s2.w, rtol=0, atol=1e-12)
     assert st1["newton_steps"] == st2["newton_steps"] == 64 * 100
     assert st1["newton_iterations"] == st2["newton_iterations"]
-    assert 2 <= st1["newton_mean_per_step"] <= st1["newton_max_per_step"] <= 10
+    # every member's first step takes two iterations at least (no Newton constant measured yet)
+    assert st1["newton_iterations"] >= st1["newton_steps"] + 64
+    assert 1 < st1["newton_mean_per_step"] <= st1["newton_max_per_step"] <= 10
 
 
 def test_point_newton_failure_names_the_member(cases_dir):
