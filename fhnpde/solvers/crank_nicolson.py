@@ -435,12 +435,13 @@ class CrankNicolsonPoint(_NewtonCounters, PointSolver):
         v, w = state.v, state.w
         before, k_est = None, xp.zeros(v.shape)
         for s in range(nsteps):
-            (v, w), before = self._step_array(v, w, before, k_est, p, t + s * dt, dt), (v, w)
+            (v, w, k_est), before = self._step_array(v, w, before, k_est, p, t + s * dt,
+                                                     dt), (v, w)
         return State(v, w)
 
     def _step_array(self, v0, w0, before, k_est, p, t, dt):
-        """One step of every member; ``before`` is (v, w) one step earlier (None: not known),
-        ``k_est`` each member's Newton constant so far, updated in place (the rule of
+        """One step of every member: (v, w, k_est); ``before`` is (v, w) one step earlier
+        (None: not known), ``k_est`` each member's Newton constant so far (the rule of
         :func:`newton_error_left`, vectorised over members)."""
         xp, h = self.xp, 0.5 * dt
         i0 = xp.asarray(self._current(t))
@@ -464,13 +465,13 @@ class CrankNicolsonPoint(_NewtonCounters, PointSolver):
             noise = NEWTON_NOISE * scale
             measured = active & (previous > noise) & (size > noise)
             with np.errstate(divide="ignore", invalid="ignore"):
-                k_est[...] = xp.where(measured, xp.maximum(k_est, size / previous**2), k_est)
+                k_est = xp.where(measured, xp.maximum(k_est, size / previous**2), k_est)
             error = xp.where(k_est > 0.0, k_est * size * size, size)
             active &= ~(error <= self.rtol * scale)
             previous = size
             if not bool(active.any()):
                 self._count(total, v.shape[0], it)
-                return v, w
+                return v, w, k_est
         bad = int(xp.argmax(active))
         size = float(max(abs(float(dv[bad])), abs(float(dw[bad]))))
         raise _newton_failure(t, dt, self.max_iter, size, where=f", member {bad}")
