@@ -71,7 +71,7 @@ def _node_currents(t, base, masks, t0s, t1s, amps, out):
 @njit(**_JIT)
 def cn_cable_advance(code, v, w, base, masks, t0s, t1s, amps, params, recovery, t, dt, nsteps,
                      diffusivity, inv_dx2, g0, gn, op_lower, op_diag, op_upper, top, bottom,
-                     rtol, max_iter, extrapolate, out_v, out_w, iterations):
+                     rtol, max_iter, extrapolate, quadratic, out_v, out_w, iterations):
     """``nsteps`` Crank–Nicolson steps of a cable, Newton + Thomas inside; result in out_v/out_w.
 
     ``op_*``, ``top``, ``bottom``: bands and corners of ``-(dt/2) D L``. Newton starts from
@@ -166,7 +166,7 @@ def cn_cable_advance(code, v, w, base, masks, t0s, t1s, amps, params, recovery, 
                 size = math.nan
                 break
             scale = max(1.0, vmax)
-            error, k_est = newton_error_left(size, previous, k_est, scale)
+            error, k_est = newton_error_left(size, previous, k_est, scale, quadratic)
             if error <= rtol * scale:
                 converged = True
                 iterations[step] = it
@@ -182,7 +182,8 @@ def cn_cable_advance(code, v, w, base, masks, t0s, t1s, amps, params, recovery, 
 
 @njit(**_JIT, parallel=True)
 def cn_point_advance(code, v, w, base_current, t0s, t1s, amps, params, t, dt, nsteps, rtol,
-                     max_iter, extrapolate, out_v, out_w, total, steps, most, failed, update):
+                     max_iter, extrapolate, quadratic, out_v, out_w, total, steps, most, failed,
+                     update):
     """``nsteps`` trapezoidal steps of every member (one per thread), a 2x2 Newton per step
     starting from ``newton_guess``.
 
@@ -225,7 +226,7 @@ def cn_point_advance(code, v, w, base_current, t0s, t1s, amps, params, t, dt, ns
                     size = math.nan
                     break
                 scale = max(1.0, max(abs(vk), abs(wk)))
-                error, k_est = newton_error_left(size, previous, k_est, scale)
+                error, k_est = newton_error_left(size, previous, k_est, scale, quadratic)
                 if error <= rtol * scale:
                     ok = True
                     break

@@ -207,6 +207,14 @@ class NewtonSpec(_Strict):
         ),
     )
     max_iter: Annotated[int, Field(ge=1)] = 20
+    stop: Literal["error-estimate", "update"] = Field(
+        default="error-estimate",
+        description=(
+            "What is compared with rtol: the error left, estimated as K |update|^2 "
+            "(error-estimate), or the last update itself (update: one more iteration per "
+            "step, error left of order rtol^2)."
+        ),
+    )
     predictor: Literal["extrapolate", "previous"] = Field(
         default="extrapolate",
         description=(

@@ -226,6 +226,36 @@ def test_default_newton_tolerance_is_far_below_the_time_error(cases_dir, dt):
     assert newton_error < 2e-3 * time_error, (newton_error, time_error)
 
 
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_stopping_on_the_update_solves_each_step_to_round_off(cases_dir, backend):
+    """``solver.newton.stop: update`` (the update itself below rtol): quadratic convergence
+    leaves an error of order rtol^2, so rtol = 1e-6 matches a solve at rtol = 1e-12 (to
+    2e-13 measured), at one more iteration per step than the error estimate."""
+    sets = ("solver.method=crank-nicolson", "time.dt=0.1", "time.t_end=50",
+            f"solver.backend={backend}")
+    _, v, w = final_state(divergent(cases_dir, *sets, "solver.newton.stop=update",
+                                    "solver.newton.rtol=1e-6"))
+    _, v_tight, w_tight = final_state(divergent(cases_dir, *sets, "solver.newton.rtol=1e-12"))
+    assert np.abs(v).max() > 0.5
+    np.testing.assert_allclose(v, v_tight, rtol=0, atol=1e-11)
+    np.testing.assert_allclose(w, w_tight, rtol=0, atol=1e-11)
+    its = {}
+    for stop in ("update", "error-estimate"):
+        _, solver = build_solver(divergent(cases_dir, *sets, f"solver.newton.stop={stop}"))
+        solver.advance(solver.init(), 0.0, 0.1, 500)
+        its[stop] = solver.stats()["newton_mean_per_step"]
+    assert its["update"] >= its["error-estimate"] + 0.8, its
+    # the point models honour the key as well
+    for stop, fewest in (("update", 2.0), ("error-estimate", 1.0)):
+        case = load_case(cases_dir / "cell_ensemble.yaml",
+                         ["ensemble.size=16", "solver.method=crank-nicolson", "time.dt=0.05",
+                          "time.t_end=5", "time.save_every=5", f"solver.backend={backend}",
+                          f"solver.newton.stop={stop}"])
+        _, solver = build_solver(case)
+        solver.advance(solver.init(), 0.0, 0.05, 100)
+        assert fewest <= solver.stats()["newton_mean_per_step"] < fewest + 0.5
+
+
 def test_newton_error_estimate_on_a_known_root():
     """newton_error_left on Newton's iteration for x^2 = 2 from x = 3: K is measured from
     two updates (the true constant is 1/(2 sqrt 2) = 0.354), and stopping on the estimate
@@ -238,7 +268,7 @@ def test_newton_error_estimate_on_a_known_root():
             update = -(x * x - 2.0) / (2.0 * x)
             x += update
             its += 1
-            error, k_est = newton_error_left(abs(update), previous, k_est, 1.0)
+            error, k_est = newton_error_left(abs(update), previous, k_est, 1.0, True)
             if error <= rtol:
                 break
             previous = abs(update)

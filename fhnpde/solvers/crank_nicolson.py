@@ -104,7 +104,7 @@ def newton_guess(v, v_before, extrapolate):
 NEWTON_NOISE = 1e-13
 
 
-def newton_error_left(size, previous, k_est, scale):
+def newton_error_left(size, previous, k_est, scale, quadratic):
     """(estimated error left after an update of max-norm ``size``, updated estimate of K).
 
     Newton converges quadratically: the next update would be about ``K size²``, and that is
@@ -112,8 +112,11 @@ def newton_error_left(size, previous, k_est, scale):
     whenever two successive updates of one step are known and both are above round-off
     (``NEWTON_NOISE * scale``), and ``k_est`` keeps the largest value measured so far in the
     call, so the estimate errs on the side of more iterations. Until a first measurement
-    (``k_est == 0``) the error left is taken to be the update itself.
+    (``k_est == 0``), and always when not ``quadratic`` (``solver.newton.stop: update``),
+    the error left is taken to be the update itself.
     """
+    if not quadratic:
+        return size, k_est
     if previous > NEWTON_NOISE * scale and size > NEWTON_NOISE * scale:
         k_est = max(k_est, size / (previous * previous))
     if k_est > 0.0:
@@ -296,6 +299,7 @@ class CrankNicolsonCable(_NewtonCounters, Solver):
         self.rtol = float(self.spec.newton.rtol)
         self.max_iter = int(self.spec.newton.max_iter)
         self.extrapolate = self.spec.newton.predictor == "extrapolate"
+        self.quadratic = self.spec.newton.stop == "error-estimate"
         self.fused = self.backend == "numba" and self.method == "thomas"
         # arrays rather than tuples: numba's dispatcher types a tuple argument slowly
         self._params_array = np.array(self.params)
@@ -363,7 +367,7 @@ class CrankNicolsonCable(_NewtonCounters, Solver):
             if not np.isfinite(size):
                 break
             scale = max(1.0, float(xp.max(xp.abs(v))))
-            error, k_est = newton_error_left(size, previous, k_est, scale)
+            error, k_est = newton_error_left(size, previous, k_est, scale, self.quadratic)
             if error <= self.rtol * scale:
                 self._count(it, 1, it)
                 return State(v, c0 + c1 * v), k_est
@@ -392,7 +396,8 @@ class CrankNicolsonCable(_NewtonCounters, Solver):
             self._params_array, self._recovery_array, float(t), float(dt), int(nsteps),
             float(self.problem.diffusion), self.inv_dx2, *self.problem.grid.ghosts,
             op_lower, op_diag, op_upper, float(top), float(bottom),
-            self.rtol, self.max_iter, self.extrapolate, out_v, out_w, iterations,
+            self.rtol, self.max_iter, self.extrapolate, self.quadratic, out_v, out_w,
+            iterations,
         )
         done = iterations[: failed_step if status else nsteps]
         self._count(done.sum(), done.size, done.max(initial=0))
@@ -422,6 +427,7 @@ class CrankNicolsonPoint(_NewtonCounters, PointSolver):
         self.rtol = float(self.spec.newton.rtol)
         self.max_iter = int(self.spec.newton.max_iter)
         self.extrapolate = self.spec.newton.predictor == "extrapolate"
+        self.quadratic = self.spec.newton.stop == "error-estimate"
         self.counters.update(newton_iterations=0, newton_steps=0, newton_max_per_step=0)
 
     def step(self, state, t, dt):
@@ -466,7 +472,7 @@ class CrankNicolsonPoint(_NewtonCounters, PointSolver):
             measured = active & (previous > noise) & (size > noise)
             with np.errstate(divide="ignore", invalid="ignore"):
                 k_est = xp.where(measured, xp.maximum(k_est, size / previous**2), k_est)
-            error = xp.where(k_est > 0.0, k_est * size * size, size)
+            error = xp.where(self.quadratic & (k_est > 0.0), k_est * size * size, size)
             active &= ~(error <= self.rtol * scale)
             previous = size
             if not bool(active.any()):
@@ -488,6 +494,7 @@ class CrankNicolsonPoint(_NewtonCounters, PointSolver):
         _kernels_cn().cn_point_advance(
             self.code, state.v, state.w, cur.base, cur.t0, cur.t1, cur.amplitude, self.params,
             float(t), float(dt), int(nsteps), self.rtol, self.max_iter, self.extrapolate,
+            self.quadratic,
             out_v, out_w, total, steps, most, failed, update,
         )
         self._count(total.sum(), steps.sum(), most.max(initial=0))
