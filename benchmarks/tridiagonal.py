@@ -12,7 +12,9 @@ looped in Python over a batch. Thomas and cyclic reduction go through the public
 Bandwidth: Thomas must at least read lower, diag, upper, rhs and write x (5 arrays) and it
 writes and reads one scratch vector (2 more): 7 * n * 8 bytes in float64. The triad
 ``a = b + s * c`` (numba, parallel over all cores, arrays far larger than the caches) moves
-3 * N * 8 bytes (STREAM's count, without write-allocate traffic).
+3 * N * 8 bytes (STREAM's count, without write-allocate traffic). It is measured twice: on
+all cores (the target's reference) and on one core, since one system's sweep is a chain of
+dependent rows that runs on one core and can draw only what one core can.
 """
 
 from __future__ import annotations
@@ -60,12 +62,18 @@ def _triad(a, b, c, s):
         a[i] = b[i] + s * c[i]
 
 
-def triad_bandwidth(n: int, repeats: int) -> float:
+@numba.njit
+def _triad_one_core(a, b, c, s):
+    for i in range(a.shape[0]):
+        a[i] = b[i] + s * c[i]
+
+
+def triad_bandwidth(n: int, repeats: int, kernel=_triad) -> float:
     """STREAM triad a = b + s c, bytes/s counted as 3 * n * 8."""
     a = np.zeros(n)
     b = np.ones(n)
     c = np.full(n, 2.0)
-    t = timed(_triad, repeats, a, b, c, 3.0)
+    t = timed(kernel, repeats, a, b, c, 3.0)
     return 3 * n * 8 / t
 
 
@@ -88,11 +96,14 @@ def main() -> None:
     )
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
     triad = triad_bandwidth(1 << 25, 10)  # 3 x 256 MiB
-    print(f"STREAM triad (numba parallel, 3 x 256 MiB): {triad / 1e9:.1f} GB/s\n")
+    triad_1 = triad_bandwidth(1 << 25, 10, _triad_one_core)
+    print(f"STREAM triad (numba, 3 x 256 MiB): {triad / 1e9:.1f} GB/s on all cores, "
+          f"{triad_1 / 1e9:.1f} GB/s on one\n")
 
     head = (
         f"{'n':>10} {'gtsv':>9} {'thomas':>9} {'th.fact':>9} {'cyc.red':>9} "
-        f"{'thomas/gtsv':>12} {'cr/gtsv':>8} {'thomas GB/s':>12} {'of triad':>9}"
+        f"{'thomas/gtsv':>12} {'cr/gtsv':>8} {'thomas GB/s':>12} {'of triad':>9} "
+        f"{'of 1-core triad':>15}"
     )
     print("one system, float64, unknowns/s in millions (th.fact: factorize once, solve timed)")
     print(head)
@@ -108,7 +119,8 @@ def main() -> None:
             td.solve, max(3, reps // 4), lower, diag, upper, rhs, method="cyclic-reduction"
         )
         bw = 7 * n * 8 / t_thomas
-        frac = f"{bw / triad:9.0%}" if n >= 10**6 else f"{'':9}"
+        frac = (f"{bw / triad:9.0%} {bw / triad_1:15.0%}" if n >= 10**6
+                else f"{'':9} {'':15}")
         print(
             f"{n:>10} {n / t_gtsv / 1e6:9.1f} {n / t_thomas / 1e6:9.1f} {n / t_fact / 1e6:9.1f} "
             f"{n / t_cr / 1e6:9.1f} {t_gtsv / t_thomas:12.2f} {t_gtsv / t_cr:8.2f} "
