@@ -326,6 +326,25 @@ def test_pure_diffusion_conserves_the_integral():
 # --- failures and commands ----------------------------------------------------------------------------
 
 
+def test_kernel_max_abs_is_numpys_max_abs():
+    """The cable kernel's max-norm (an integer maximum over bit patterns) equals numpy's
+    max(abs(x)) exactly, and is NaN when x holds a NaN, inf when it holds an inf."""
+    from fhnpde.solvers.crank_nicolson import _kernels_cn
+
+    max_abs = _kernels_cn()._max_abs
+    cell = np.empty(1, np.int64)
+    rng = np.random.default_rng(3)
+    cases = [rng.standard_normal(801) * 10.0 ** rng.integers(-300, 300, 801),
+             -np.abs(rng.standard_normal(5)), np.array([-0.0, 0.0]), np.zeros(3),
+             np.array([1e-320, -5e-324]), np.array([1.0, -np.inf, 2.0])]
+    for x in cases:
+        assert max_abs(x.view(np.int64), cell, cell.view(np.float64)) == np.max(np.abs(x))
+    x = rng.standard_normal(801)
+    for bad in (np.nan, -np.nan):
+        x[400] = bad
+        assert np.isnan(max_abs(x.view(np.int64), cell, cell.view(np.float64)))
+
+
 def test_newton_failure_is_a_numerical_failure(cases_dir):
     case = divergent(cases_dir, "solver.method=crank-nicolson", "time.dt=0.5",
                      "solver.newton.max_iter=1")
