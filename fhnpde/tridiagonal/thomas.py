@@ -26,7 +26,8 @@ Meurant 1992, *SIAM J. Matrix Anal. Appl.* 13, 707): the forward recurrence runs
     back,   i = m-1 .. 0:    x[i] = d'[i] - c'[i] x[i+1]
             j = m+1 .. n-1:  x[j] = d'[j] - a'[j] x[j-1]
 
-(terms with an index outside 0 .. n-1 are left out). Same flop count and the same stability
+(terms with an index outside 0 .. n-1 are left out; the two back substitutions, independent
+chains, run in one loop so that they overlap). Same flop count and the same stability
 as the forward sweep (both are LU factorisations without pivoting, stable for diagonally
 dominant matrices); the bottom half is the top half of the reversed system, so one routine
 does both.
@@ -181,12 +182,27 @@ def _eliminate(a, b, c, d, s, x, m, k):
 
 
 @numba.njit(**_JIT)
-def _back_substitute(s, x, m):
-    """x[i] = d'[i] - c'[i] x[i+1] for i = m-1 .. 0, given x[m] (d' in x, c' in s)."""
-    xn = x[m]
-    for i in range(m - 1, -1, -1):
-        xn = x[i] - s[i] * xn
-        x[i] = xn
+def _back_substitute_both(s, x, m, nb):
+    """Both halves' back substitutions from the twist row m outwards, in one loop: the top
+    half x[i] = d'[i] - c'[i] x[i+1] (i = m-1 .. 0) and the bottom half x[j] = d'[j] -
+    a'[j] x[j-1] (j = m+1 .. m+nb) are independent chains of one multiply-add per row, so
+    taking a row of each per iteration overlaps them in the pipeline."""
+    xt = x[m]
+    xb = x[m]
+    both = min(m, nb)
+    for k in range(both):
+        i = m - 1 - k
+        j = m + 1 + k
+        xt = x[i] - s[i] * xt
+        x[i] = xt
+        xb = x[j] - s[j] * xb
+        x[j] = xb
+    for i in range(m - 1 - both, -1, -1):  # n even: the top half has one row more
+        xt = x[i] - s[i] * xt
+        x[i] = xt
+    for j in range(m + 1 + both, m + 1 + nb):
+        xb = x[j] - s[j] * xb
+        x[j] = xb
 
 
 @numba.njit(**_JIT)
@@ -251,8 +267,7 @@ def _classic_system(a, b, c, d, x, s):
     p = _twist(a, b, c, d, s, x, m)
     if _bad(p):
         return m, p
-    _back_substitute(s, x, m)
-    _back_substitute(s[::-1], x[::-1], nb)
+    _back_substitute_both(s, x, m, nb)
     return -1, zero
 
 
@@ -272,8 +287,7 @@ def _thomas_system(a, b, c, d, x, s, k):
     if bad_top < 0 and bad_bottom < 0:
         p = _twist(a, b, c, d, s, x, m)
         if not _bad(p):
-            _back_substitute(s, x, m)
-            _back_substitute(s[::-1], x[::-1], nb)
+            _back_substitute_both(s, x, m, nb)
             return -1, zero
     return _classic_system(a, b, c, d, x, s)
 
