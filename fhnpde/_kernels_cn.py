@@ -78,8 +78,9 @@ def _max_abs(bits, cell, cell_float):
     x[i] is NaN. Non-negative IEEE doubles are ordered like their bit patterns, and NaN's
     patterns lie above inf's, so the maximum is taken over the patterns with the sign bit
     cleared: an integer maximum, which vectorises without fast-math flags (a floating-point
-    one does not, and measured 5x slower on 801 nodes). ``cell``/``cell_float``: one int64
-    and its float64 view, to turn the pattern back into a number."""
+    one does not: the update loop with float maxima took 0.65 us on 801 nodes, with these
+    0.12 us). ``cell``/``cell_float``: one int64 and its float64 view, to turn the pattern
+    back into a number."""
     m = np.int64(0)
     for i in range(bits.shape[0]):
         m = max(m, bits[i] & _ABS_BITS)
