@@ -283,6 +283,24 @@ def test_newton_error_estimate_on_a_known_root():
         assert its == plain - 1
 
 
+def test_batched_newton_error_estimate_is_the_scalar_one():
+    """The point models' array code applies newton_error_left member by member."""
+    from fhnpde.solvers.crank_nicolson import newton_error_left, newton_error_left_batch
+
+    rng = np.random.default_rng(7)
+    m = 500
+    size = 10.0 ** rng.uniform(-16, 0, m)
+    previous = np.where(rng.random(m) < 0.3, 0.0, 10.0 ** rng.uniform(-16, 0, m))
+    size[:20] = 0.0  # members already converged
+    k_est = np.where(rng.random(m) < 0.5, 0.0, rng.uniform(0, 2, m))
+    scale = rng.uniform(1, 3, m)
+    for quadratic in (True, False):
+        error, k_new = newton_error_left_batch(size, previous, k_est, scale, quadratic, np)
+        for j in range(m):
+            e, k = newton_error_left(size[j], previous[j], k_est[j], scale[j], quadratic)
+            assert (error[j], k_new[j]) == (e, k)
+
+
 def test_point_model_predictors_agree(cases_dir):
     """The batched 0-D trapezoidal rule: both Newton guesses give the same ensemble to within
     what the default rtol = 1e-8 leaves per step, the extrapolated one in fewer iterations.
