@@ -1,15 +1,16 @@
 """``python -m fhnpde``: run, convergence, stability, plot, info.
 
-Exit status: 0 done; 2 bad input (one line on stderr, no traceback); 1 numerical failure
-(store kept and marked ``failed``); 130 interrupted (store marked ``interrupted``).
+Exit status: 0 done; 2 bad input (one line on stderr, no traceback); 1 numerical failure or
+a failed write (store kept and marked ``failed``); 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP (store
+marked ``interrupted``).
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 
+from . import signals
 from .case import CaseError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -41,17 +42,22 @@ def cmd_run(args) -> int:
                               observers=observers)
     except CaseError as exc:
         raise exc.with_source(str(args.case)) if exc.source is None else exc from None
-    if result.status == "complete":
+    if result.status == "complete" and not getattr(result, "final_status_error", None):
         if not args.quiet:
             s = result.stats
             print(f"{case.name}: complete, {s['steps']} steps in {s['wall_time_s']:.3g} s "
                   f"-> {result.path}")
         return EXIT_OK
+    late = getattr(result, "final_status_error", None)
     if result.status == "interrupted":
         _say_error(f"{result.message}; the store {result.path} keeps every completed output "
-                   "and is marked interrupted")
-        return EXIT_INTERRUPTED
-    _say_error(f"{result.message}; the store {result.path} is marked failed")
+                   + (f"but {late}" if late else "and is marked interrupted"))
+        return result.exit_status or EXIT_INTERRUPTED
+    if result.status == "complete":  # the outputs are all there, the status write failed
+        _say_error(f"{late}; every output is in {result.path}")
+        return EXIT_FAILED
+    _say_error(result.message if "marked failed" in result.message else
+               f"{result.message}; the store {result.path} is marked failed")
     return EXIT_FAILED
 
 
@@ -153,17 +159,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    # Ctrl-C must reach the time loop as KeyboardInterrupt even when started from a shell
-    # script that set SIGINT to "ignore" for background jobs.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    # Ctrl-C, SIGTERM (a batch scheduler's time-out) and SIGHUP stop the time loop as a
+    # KeyboardInterrupt, also when a shell script set SIGINT to "ignore" for background jobs.
+    signals.install()
     try:
         return args.func(args)
     except CaseError as exc:
         _say_error(str(exc))
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        _say_error("interrupted")
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        _say_error(f"interrupted ({exc})" if str(exc) else "interrupted")
+        return signals.exit_status(exc)
     except BrokenPipeError:
         return EXIT_OK
 

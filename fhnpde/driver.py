@@ -43,6 +43,8 @@ class Result:
     stats: dict
     message: str = ""
     path: str | None = None
+    exit_status: int = 0  # what the CLI exits with: 0, 1 (failed), 128 + signal (interrupted)
+    final_status_error: str | None = None  # the store's final status could not be written
 
 
 def output_times(n_steps: int, steps_per_output: int, dt: float) -> np.ndarray:
@@ -123,14 +125,20 @@ def integrate(solver: Solver, state: State, case: Case, observers=()) -> Result:
     dt = spec.dt
     n_steps, per_output = spec.n_steps, spec.steps_per_output
     info = RunInfo(case, solver, n_steps, per_output, output_times(n_steps, per_output, dt))
+    from . import signals
+    from .store import StoreWriteError
+
     started = []
-    status, message = "running", ""
+    status, message, exit_status = "running", "", 1
     step = 0
     wall0 = _time.perf_counter()
     try:
         for obs in observers:
-            obs.start(info)
-            started.append(obs)
+            # a signal while an observer starts (the store being renamed into place) is held
+            # until it has started, so that it is finished like every other started observer
+            with signals.deferred():
+                obs.start(info)
+                started.append(obs)
         stored = solver.output_state(state)
         for obs in observers:
             obs.output(0.0, stored)
@@ -141,12 +149,13 @@ def integrate(solver: Solver, state: State, case: Case, observers=()) -> Result:
             stored = solver.output_state(state)
             for obs in observers:
                 obs.output(step * dt, stored)
-        status = "complete"
-    except NumericalFailure as exc:
+        status, exit_status = "complete", 0
+    except (NumericalFailure, StoreWriteError) as exc:
         status, message = "failed", str(exc)
     except KeyboardInterrupt as exc:
         why = f" ({exc})" if str(exc) else ""
         status, message = "interrupted", f"interrupted at t = {step * dt:g}{why}"
+        exit_status = signals.exit_status(exc)
     finally:
         wall = _time.perf_counter() - wall0
         size = int(np.asarray(state.v).shape[-1]) if np.ndim(state.v) else 1
@@ -160,9 +169,11 @@ def integrate(solver: Solver, state: State, case: Case, observers=()) -> Result:
         }
         if status == "running":  # an exception we do not handle: still close the store
             status = "failed"
-        for obs in started:
-            obs.finish(status, stats)
-    return Result(status, stats, message)
+        # the final status is written whatever arrives now (a second Ctrl-C, a SIGTERM)
+        with signals.swallowed():
+            for obs in started:
+                obs.finish(status, stats)
+    return Result(status, stats, message, exit_status=exit_status)
 
 
 def build_solver(case: Case):
@@ -182,7 +193,8 @@ def build_solver(case: Case):
     return problem, solver
 
 
-def store_writer(case: Case, problem, solver, path) -> object:
+def store_writer(case: Case, problem, solver, path, *, overwrite=False,
+                 key="output.path") -> object:
     from . import __version__
     from .store import StoreWriter
 
@@ -204,7 +216,7 @@ def store_writer(case: Case, problem, solver, path) -> object:
         layout = "point"
     return StoreWriter(path, layout=layout, coords=coords, attrs=attrs,
                        extras=solver.output_variables(), chunk_mb=case.output.chunk_mb,
-                       n_outputs=n_outputs)
+                       n_outputs=n_outputs, overwrite=overwrite, key=key)
 
 
 def run_case(case: Case, *, out=None, overwrite=False, quiet=True, observers=()) -> Result:
@@ -212,11 +224,12 @@ def run_case(case: Case, *, out=None, overwrite=False, quiet=True, observers=())
     from .store import prepare_path
 
     problem, solver = build_solver(case)
-    path = prepare_path(out or case.output.path, overwrite,
-                        key="--out" if out else "output.path")
-    writer = store_writer(case, problem, solver, path)
+    key = "--out" if out else "output.path"
+    path = prepare_path(out or case.output.path, overwrite, key=key)
+    writer = store_writer(case, problem, solver, path, overwrite=overwrite, key=key)
     state = solver.init()
     result = integrate(solver, state, case,
                        [BlowUpGuard(), *observers, writer, ProgressBar(quiet)])
     result.path = str(path)
+    result.final_status_error = writer.final_status_error
     return result

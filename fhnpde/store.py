@@ -14,6 +14,7 @@ chunk is on disk.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time as _time
 import warnings
@@ -36,25 +37,23 @@ def is_store(path: Path) -> bool:
     return (path / "zarr.json").exists() or (path / ".zgroup").exists()
 
 
+class StoreWriteError(RuntimeError):
+    """Writing the store failed (disk full, file too large, I/O error): the run ends failed."""
+
+
 def prepare_path(path: str | Path, overwrite: bool, key: str = "output.path") -> Path:
-    """Check that a store can be written at ``path`` before anything runs."""
+    """Check that a store can be written at ``path`` before anything runs.
+
+    Nothing is deleted here: an existing store is only checked to be one that ``--overwrite``
+    may replace (see :mod:`fhnpde.storefs`); it is replaced once the new store exists.
+    """
+    from .storefs import check_target
+
     p = Path(path)
-    if p.exists():
-        if not overwrite:
-            raise CaseError(
-                f"{p} already exists; pass --overwrite to replace it or choose another path",
-                key=key,
-            )
-        if p.is_dir() and (is_store(p) or not any(p.iterdir())):
-            shutil.rmtree(p)
-        else:
-            raise CaseError(
-                f"{p} exists and is not a zarr store; refusing to replace it, choose another path",
-                key=key,
-            )
+    check_target(p, overwrite, key)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
-        probe = p.parent / f".fhnpde-write-test-{p.name}"
+        probe = p.parent / f".fhnpde-write-test-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
@@ -79,13 +78,23 @@ def set_attrs(path: str | Path, **attrs) -> None:
 
 
 def open_run(path: str | Path):
-    """Open a run store as an xarray.Dataset (lazily)."""
+    """Open a run or sweep store as an xarray.Dataset (lazily).
+
+    The store is checked first (:func:`fhnpde.storecheck.check_store`): a path that is not a
+    store fhnpde wrote, damaged metadata, a missing array or a missing chunk is a
+    :class:`CaseError` naming it, instead of a traceback or NaN where data was lost.
+    """
     import xarray as xr
 
+    from .storecheck import check_store
+
     p = Path(path)
-    if not is_store(p):
-        raise CaseError("is not a zarr store written by fhnpde", source=str(p))
-    ds = xr.open_zarr(str(p))
+    check_store(p)
+    ctx = _quiet_zarr()
+    try:
+        ds = xr.open_zarr(str(p))
+    finally:
+        ctx.__exit__(None, None, None)
     stats = ds.attrs.get("stats")
     if isinstance(stats, str):
         ds.attrs["stats"] = json.loads(stats)
@@ -105,15 +114,25 @@ class StoreWriter:
     ``coords``: name -> (dim, values, attrs). ``extras``: name -> (dims after ``time``,
     attrs) for further per-output variables (e.g. ``active_nodes``), handed to
     :meth:`output` as a mapping.
+
+    How it ends, whatever ends the run: the empty store is built beside ``path`` and swapped
+    into place under the writer's lock (:mod:`fhnpde.storefs`); a chunk and its metadata are
+    written with signals held (:mod:`fhnpde.signals`), and a failed write (disk full, file
+    size limit, I/O error) shrinks every array back to the outputs written before it and
+    raises :class:`StoreWriteError`, after which :meth:`finish` writes only the final status.
+    ``finish`` always writes the status (signals are dropped while it does) and releases the
+    lock.
     """
 
     def __init__(self, path, *, layout, coords, attrs, extras=None, chunk_mb=4.0,
-                 flush_seconds=30.0, n_outputs=None):
+                 flush_seconds=30.0, n_outputs=None, overwrite=False, key="output.path"):
         self.path = Path(path)
         self.layout = layout
         self.coords = coords
         self.attrs = attrs
         self.extras = dict(extras or {})
+        self.overwrite = overwrite
+        self.key = key
         self.size = len(coords["x"][1]) if layout == "cable" else len(coords["member"][1])
         per_output = 8 * self.size * 2
         chunk = max(1, int(chunk_mb * 2**20 // per_output))
@@ -126,8 +145,11 @@ class StoreWriter:
         self._w = np.empty((chunk, self.size))
         self._extra: dict[str, list] = {k: [] for k in self.extras}
         self._group = None
+        self._lock = None
+        self._broken: StoreWriteError | None = None
         self._last_flush = _time.monotonic()
         self.outputs_written = 0
+        self.final_status_error: str | None = None
 
     # -- observer protocol --
 
@@ -149,11 +171,33 @@ class StoreWriter:
             self.flush()
 
     def finish(self, status, stats) -> None:
+        from . import signals
+
         if self._group is None:
             return
-        self.flush()
-        self._group.attrs.update({"status": status, "stats": stats})
-        self._consolidate()
+        with signals.swallowed():
+            try:
+                if self._broken is None:
+                    try:
+                        self.flush()
+                    except StoreWriteError:
+                        pass  # the outputs before it are kept; the status says failed
+                if self._broken is not None and status == "complete":
+                    status = "failed"
+                final = {"status": status, "stats": stats}
+                if self._broken is not None:
+                    final["error"] = str(self._broken)
+                try:
+                    self._group.attrs.update(final)
+                    self._consolidate()
+                except OSError as exc:
+                    self.final_status_error = (
+                        f"the final status could not be written to {self.path} "
+                        f"({exc.strerror or exc})")
+            finally:
+                if self._lock is not None:
+                    self._lock.release()
+                    self._lock = None
 
     # -- writing --
 
@@ -169,83 +213,124 @@ class StoreWriter:
     def _unwritable(self, exc: OSError) -> CaseError:
         return CaseError(
             f"cannot write to {self.path} ({exc.strerror or exc}); choose a writable path",
-            key="output.path",
+            key=self.key,
         )
 
     def _create(self) -> None:
-        """Build the empty store beside its path and rename it into place, so that a reader
-        never finds a half-made store (no consolidated metadata, missing arrays)."""
-        import os
-        import shutil
+        """Build the empty store beside its path and move it into place (replacing an old
+        store of ours only with ``overwrite``), so that a reader never finds a half-made
+        store and an old store survives a run that cannot start."""
+        from . import signals
+        from .storefs import WriterLock, install, staging_dir
 
+        with signals.deferred():
+            lock = WriterLock.acquire(self.path, self.key)
+            try:
+                try:
+                    staging = staging_dir(self.path)
+                except OSError as exc:
+                    raise self._unwritable(exc) from None
+                try:
+                    try:
+                        self._build(staging)
+                        self._consolidate(staging)
+                    except OSError as exc:
+                        raise self._unwritable(exc) from None
+                    install(staging, self.path, self.overwrite, self.key)
+                finally:
+                    shutil.rmtree(staging, ignore_errors=True)  # ours; gone once installed
+                import zarr
+
+                self._group = zarr.open_group(str(self.path), mode="r+", use_consolidated=False)
+            except BaseException:
+                lock.release()
+                raise
+            self._lock = lock
+
+    def _build(self, staging: Path) -> None:
         import zarr
 
-        staging = self.path.with_name(f".{self.path.name}.creating-{os.getpid()}")
-        shutil.rmtree(staging, ignore_errors=True)
-        try:
-            group = zarr.open_group(str(staging), mode="w", zarr_format=3,
-                                    attributes={**self.attrs, "status": "running"})
-            extra_coords = " ".join(n for n, (dim, _, _) in self.coords.items() if n != dim)
-            for name, (dim, values, attrs) in self.coords.items():
-                values = np.asarray(values)
-                arr = group.create_array(name, shape=values.shape, dtype=values.dtype,
-                                         dimension_names=[dim], attributes=attrs)
-                arr[:] = values
-            group.create_array("time", shape=(0,), chunks=(self.chunk,), dtype="f8",
-                               dimension_names=["time"], fill_value=np.nan,
-                               attributes={"units": "1", "long_name": "time"})
-            if self.layout == "cable":
-                dims, shape, chunks = ["time", "x"], (0, self.size), (self.chunk, self.size)
-            else:
-                dims, shape, chunks = ["member", "time"], (self.size, 0), (self.size, self.chunk)
-            long = {"v": "membrane potential (fast variable)",
-                    "w": "recovery variable (slow variable)"}
-            for name in ("v", "w"):
-                attrs = {"units": "1", "long_name": long[name]}
-                if extra_coords:
-                    attrs["coordinates"] = extra_coords
-                group.create_array(name, shape=shape, chunks=chunks, dtype="f8",
-                                   dimension_names=dims, fill_value=np.nan, attributes=attrs)
-            for name, (edims, eattrs) in self.extras.items():
-                eshape = tuple(self.size if d in ("x", "member") else 1 for d in edims)
-                group.create_array(name, shape=(0, *eshape), chunks=(self.chunk, *eshape),
-                                   dtype=eattrs.get("dtype", "f8"),
-                                   dimension_names=["time", *edims],
-                                   attributes={k: v for k, v in eattrs.items() if k != "dtype"})
-        except OSError as exc:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise self._unwritable(exc) from None
-        self._consolidate(staging)
-        try:
-            os.replace(staging, self.path)
-        except OSError as exc:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise self._unwritable(exc) from None
-        self._group = zarr.open_group(str(self.path), mode="r+", use_consolidated=False)
+        group = zarr.open_group(str(staging), mode="w", zarr_format=3,
+                                attributes={**self.attrs, "status": "running"})
+        extra_coords = " ".join(n for n, (dim, _, _) in self.coords.items() if n != dim)
+        for name, (dim, values, attrs) in self.coords.items():
+            values = np.asarray(values)
+            arr = group.create_array(name, shape=values.shape, dtype=values.dtype,
+                                     dimension_names=[dim], attributes=attrs)
+            arr[:] = values
+        group.create_array("time", shape=(0,), chunks=(self.chunk,), dtype="f8",
+                           dimension_names=["time"], fill_value=np.nan,
+                           attributes={"units": "1", "long_name": "time"})
+        if self.layout == "cable":
+            dims, shape, chunks = ["time", "x"], (0, self.size), (self.chunk, self.size)
+        else:
+            dims, shape, chunks = ["member", "time"], (self.size, 0), (self.size, self.chunk)
+        long = {"v": "membrane potential (fast variable)",
+                "w": "recovery variable (slow variable)"}
+        for name in ("v", "w"):
+            attrs = {"units": "1", "long_name": long[name]}
+            if extra_coords:
+                attrs["coordinates"] = extra_coords
+            group.create_array(name, shape=shape, chunks=chunks, dtype="f8",
+                               dimension_names=dims, fill_value=np.nan, attributes=attrs)
+        for name, (edims, eattrs) in self.extras.items():
+            eshape = tuple(self.size if d in ("x", "member") else 1 for d in edims)
+            group.create_array(name, shape=(0, *eshape), chunks=(self.chunk, *eshape),
+                               dtype=eattrs.get("dtype", "f8"),
+                               dimension_names=["time", *edims],
+                               attributes={k: v for k, v in eattrs.items() if k != "dtype"})
+
+    def _resize_all(self, n: int) -> None:
+        """Every array along ``time`` to ``n`` outputs."""
+        g = self._group
+        for name in ("v", "w"):
+            g[name].resize((n, self.size) if self.layout == "cable" else (self.size, n))
+        for name in self.extras:
+            g[name].resize((n, *g[name].shape[1:]))
+        g["time"].resize((n,))
 
     def flush(self) -> None:
+        """Write the buffered outputs; on an OSError shrink back and raise StoreWriteError."""
+        from . import signals
+
         n = len(self._times)
         if n == 0 or self._group is None:
             return
+        if self._broken is not None:
+            raise self._broken
+        with signals.deferred():
+            start = self.outputs_written
+            try:
+                self._write(start, n)
+            except OSError as exc:
+                self._broken = StoreWriteError(
+                    f"writing {self.path} failed after {start} outputs "
+                    f"({exc.strerror or exc}); the store keeps those {start} outputs "
+                    "and is marked failed")
+                try:  # readers must see every array with the same number of outputs
+                    self._resize_all(start)
+                    self._consolidate()
+                except OSError:
+                    pass  # the consolidated metadata of the last good flush still holds
+                raise self._broken from None
+            self.outputs_written += n
+            self._times.clear()
+            for name in self.extras:
+                self._extra[name].clear()
+            self._last_flush = _time.monotonic()
+
+    def _write(self, start: int, n: int) -> None:
         g = self._group
-        start = g["time"].shape[0]
         stop = start + n
+        self._resize_all(stop)
         if self.layout == "cable":
             for name, buf in (("v", self._v), ("w", self._w)):
-                g[name].resize((stop, self.size))
                 g[name][start:stop] = buf[:n]
         else:
             for name, buf in (("v", self._v), ("w", self._w)):
-                g[name].resize((self.size, stop))
                 g[name][:, start:stop] = buf[:n].T
         for name in self.extras:
             arr = g[name]
-            arr.resize((stop, *arr.shape[1:]))
             arr[start:stop] = np.asarray(self._extra[name]).reshape((n, *arr.shape[1:]))
-            self._extra[name].clear()
-        g["time"].resize((stop,))
         g["time"][start:stop] = self._times
         self._consolidate()
-        self.outputs_written += n
-        self._times.clear()
-        self._last_flush = _time.monotonic()

@@ -1,0 +1,106 @@
+"""How a run ends on a signal: SIGINT, SIGTERM and SIGHUP all stop the time loop the same way.
+
+Batch schedulers end a job with SIGTERM when its time is up, a closed terminal sends SIGHUP,
+and a user presses Ctrl-C (SIGINT). Each becomes an exception raised in the main thread
+(``KeyboardInterrupt`` for SIGINT, :class:`Terminated`, a ``KeyboardInterrupt`` too, for the
+others), so the driver ends the run as ``interrupted`` and the store keeps every completed
+output. The process then exits with ``128 + signal number`` (130, 143, 129).
+
+Work that must not be cut in half (creating and renaming a store into place, writing a chunk
+and its metadata, writing the final status) runs inside :func:`deferred`: a signal that
+arrives there is held and raised when the block ends, and :func:`swallowed` drops it
+instead (the final status write of a run that is ending anyway: a second Ctrl-C 10 ms after
+the first must not skip it).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+__all__ = ["Terminated", "deferred", "exit_status", "install", "swallowed"]
+
+HANDLED = (signal.SIGINT, signal.SIGTERM) + ((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: stop like Ctrl-C, exit with 128 + the signal's number."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(f"received {signal.Signals(signum).name}")
+
+
+def exit_status(exc: BaseException) -> int:
+    """The exit status of a process stopped by ``exc``: 128 + signal number (130 for Ctrl-C)."""
+    return 128 + getattr(exc, "signum", signal.SIGINT)
+
+
+_depth = 0
+_pending: KeyboardInterrupt | None = None
+
+
+def _exception(signum: int) -> KeyboardInterrupt:
+    return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
+
+
+def _handler(signum, frame) -> None:
+    global _pending
+    exc = _exception(signum)
+    if _depth > 0:
+        if _pending is None:  # the first signal decides how the run ends
+            _pending = exc
+        return
+    raise exc
+
+
+def install() -> None:
+    """Route SIGINT, SIGTERM and SIGHUP to the handler (main thread only; a no-op elsewhere).
+
+    Also undoes a shell's "ignore SIGINT" for background jobs, so Ctrl-C still reaches the
+    time loop when a script started us with ``&``.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in HANDLED:
+        signal.signal(signum, _handler)
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Hold signals for the duration of the block; the first one held is raised at its end
+    (unless the block raised an exception of its own, which then wins).
+
+    Nested blocks raise only when the outermost one ends. Only effective where :func:`install`
+    set the handler; elsewhere Python's default handlers act as usual.
+    """
+    global _depth, _pending
+    _depth += 1
+    try:
+        yield
+    except BaseException:
+        # the block's own exception ends what is going on anyway: it wins over a held signal
+        _depth -= 1
+        if _depth == 0:
+            _pending = None
+        raise
+    _depth -= 1
+    if _depth == 0 and _pending is not None:
+        exc, _pending = _pending, None
+        raise exc
+
+
+@contextmanager
+def swallowed() -> Iterator[None]:
+    """Hold signals for the duration of the block and drop them at its end (the run is
+    ending already and its final status is being written)."""
+    global _depth, _pending
+    _depth += 1
+    try:
+        yield
+    finally:
+        _depth -= 1
+        if _depth == 0:
+            _pending = None
