@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .case import CaseError
+
 
 def _plt():
     import matplotlib
@@ -72,9 +74,7 @@ def plot_cable(ds, out: Path, threshold: float = 0.3) -> Path:
     ax1.legend(fontsize=8)
     ax1.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out, 110)
 
 
 def plot_point(ds, out: Path, max_members: int = 40) -> Path:
@@ -109,23 +109,99 @@ def plot_point(ds, out: Path, max_members: int = 40) -> Path:
                                    norm=plt.Normalize(c.min(), c.min() + span))
         fig.colorbar(sm, ax=ax1, label=colour_by)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out, 110)
 
 
 def plot_store(path, out=None) -> Path:
-    """Draw a run store to a PNG (default: ``<store>.png`` beside it)."""
+    """Draw a run or sweep store to a picture (default: ``<store>.png`` beside it).
+
+    The store's metadata is checked first (:func:`fhnpde.store.open_run`), then the
+    picture's path (:func:`check_out`), both before any data is read; a chunk that does not
+    decode is named (:func:`fhnpde.storecheck.reading`). Each is a :class:`CaseError`.
+    """
     from .store import open_run
+    from .storecheck import reading
 
     ds = open_run(path)
-    out = Path(out) if out else Path(str(path).rstrip("/")).with_suffix(".png")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = check_out(out if out is not None else default_out(path))
+    if ds.attrs.get("layout") == "sweep":
+        # the picture needs the summaries, not the fields a sweep may keep
+        ds = ds.drop_vars([n for n in ("v", "w") if n in ds.data_vars])
+    with reading(path):
+        ds = ds.load()
     if ds.attrs.get("layout") == "sweep":
         return plot_sweep(ds, out)
     if "x" in ds.dims:
         return plot_cable(ds, out)
     return plot_point(ds, out)
+
+
+def default_out(store) -> Path:
+    """``runs/a.zarr`` -> ``runs/a.png``."""
+    base = Path(str(store).rstrip("/") or "/")
+    if base.name in ("", ".", ".."):
+        base = base.resolve()
+    return base.with_suffix(".png")
+
+
+def picture_formats() -> list[str]:
+    """File extensions matplotlib can write (``png``, ``pdf``, ``svg``, ...)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return sorted(FigureCanvasBase.get_supported_filetypes())
+
+
+def check_out(out, key: str = "--out") -> Path:
+    """The picture's path, checked before any work: its extension names a format matplotlib
+    writes, its folder exists or can be made, and a file can be created there. CaseError
+    naming ``out`` and what to do otherwise."""
+    text = str(out)
+    if "\x00" in text:
+        raise CaseError(f"{text!r} contains a NUL byte; give a file name such as plot.png",
+                        key=key)
+    p = Path(text)
+    shown = text if len(text) <= 80 else text[:60] + f"... ({len(text)} characters)"
+    formats = picture_formats()
+    ext = p.suffix[1:].lower()
+    if ext not in formats:
+        what = f"extension .{ext}" if ext else "no extension"
+        raise CaseError(f"{shown} has {what}, which names no picture format matplotlib writes; "
+                        f"end it with one of .{', .'.join(f for f in ('png', 'pdf', 'svg'))} "
+                        f"(all: {', '.join(formats)})", key=key)
+    for parent in p.parents:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise CaseError(f"cannot write {shown}: {parent} is a file, not a folder; "
+                                "choose a path in a folder", key=key)
+            break
+    if p.is_dir():
+        raise CaseError(f"{shown} is a folder; give a file name in it, e.g. {p / 'plot.png'}",
+                        key=key)
+    existed = p.exists()
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with open(p, "ab"):
+            pass
+    except OSError as exc:
+        raise CaseError(f"cannot write {shown} ({exc.strerror or exc}); choose a writable path",
+                        key=key) from None
+    if not existed:
+        p.unlink()
+    return p
+
+
+def _save(fig, out: Path, dpi: int) -> Path:
+    """``fig.savefig(out)`` and close the figure; a failed write (disk full, the folder gone)
+    is a CaseError naming the file."""
+    plt = _plt()
+    try:
+        fig.savefig(out, dpi=dpi)
+    except OSError as exc:
+        raise CaseError(f"cannot write {out} ({exc.strerror or exc}); choose a writable path "
+                        "with free space", key="--out") from None
+    finally:
+        plt.close(fig)
+    return out
 
 
 # --- studies (convergence orders, stability limits) ----------------------------------------
@@ -166,9 +242,7 @@ def plot_convergence(h, errors: dict, out, *, xlabel: str = "h", declared_order=
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+    return _save(fig, out, 90)
 
 
 def plot_stability(solvers, largest, to_cap, out, *, explicit_limit=None, cap=None,
@@ -212,9 +286,7 @@ def plot_stability(solvers, largest, to_cap, out, *, explicit_limit=None, cap=No
     ax.grid(alpha=0.3, axis="y", which="both")
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+    return _save(fig, out, 90)
 
 
 # --- sweeps (threshold maps) ----------------------------------------------------------------
@@ -304,6 +376,4 @@ def plot_sweep(ds, out: Path) -> Path:
                   f", {int((status == 2).sum())} failed", fontsize=10)
     ax1.set_title("measured conduction speed (propagated members)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out, 110)

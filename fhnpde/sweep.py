@@ -580,15 +580,18 @@ def _template(sweep: Sweep):
 
 
 def _open_attrs(path: Path) -> dict:
-    import zarr
+    """The store's root attributes (CaseError naming the file when its metadata is damaged)."""
+    from .storecheck import root_attributes
 
-    return dict(zarr.open_group(str(path), mode="r").attrs)
+    return root_attributes(path)
 
 
 def _statuses(path: Path) -> np.ndarray:
-    import zarr
+    """Every member's status code (CaseError when the ``status`` array is missing or a
+    chunk of it does not decode)."""
+    from .storecheck import sweep_statuses
 
-    return np.asarray(zarr.open_group(str(path), mode="r")["status"][:])
+    return sweep_statuses(path)
 
 
 def check_store(sweep: Sweep, path: Path, overwrite: bool) -> bool:
