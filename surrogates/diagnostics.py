@@ -32,7 +32,7 @@ import torch
 
 from fhnpde.models import Kinetics
 
-from .config import Config, parse_config
+from .config import Config, load_config
 from .models import load_model, one_step_rollout, rk4_rollout
 
 
@@ -188,15 +188,21 @@ def plot_rollout(drift: dict[str, Any], meta: dict[str, Any], path: Path) -> Pat
 def evaluate(model_dir: str | Path, *, out: str | Path | None = None,
              steps: int | None = None, plots: bool = True) -> dict[str, Any]:
     """Every diagnostic that applies to the model; writes evaluation.json and the plots."""
-    import yaml
+    from fhnpde.case import CaseError
 
     from .data import ensure_data, load_data
     from .train import validation_errors
 
     model_dir = Path(model_dir)
     model, meta = load_model(model_dir)
-    cfg = parse_config(yaml.safe_load((model_dir / "config.yaml").read_text()),
-                       str(model_dir / "config.yaml"))
+    config_path = model_dir / "config.yaml"
+    if not config_path.is_file():
+        raise CaseError(f"{model_dir} has no config.yaml (the config the model was trained "
+                        "from, which evaluate needs); train the model again")
+    cfg = load_config(config_path)
+    if cfg.model.kind != meta["kind"]:
+        raise CaseError(f"{config_path} describes a {cfg.model.kind} model but {model_dir} holds "
+                        f"a {meta['kind']} model; train the model again")
     out_dir = Path(out) if out is not None else model_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     data = load_data(ensure_data(cfg))

@@ -49,7 +49,7 @@ import numpy as np
 
 from fhnpde.case import CaseError
 
-from .runtime import ENGINE, ENGINE_FP16, ONNX, ONNX_FP16, read_model_json
+from .runtime import ENGINE, ENGINE_FP16, ONNX, ONNX_FP16, box_inputs, read_model_json
 
 __all__ = ["ExportResult", "box_inputs", "build_engine", "check_onnx", "export", "export_onnx"]
 
@@ -77,25 +77,6 @@ class ExportResult:
                 f"{self.max_abs_diff:.3g} (tolerance {self.tolerance:g}) on {self.check_points} "
                 f"inputs in the training box, batches {', '.join(map(str, self.batch_sizes))} "
                 f"[{self.checker}]")
-
-
-def box_inputs(meta: dict[str, Any], n: int, seed: int = 0) -> np.ndarray:
-    """``n`` float32 inputs uniform in the model's training box (columns ``meta['inputs']``).
-
-    A fixed input (e.g. ``I`` of a model trained at one current) takes its fixed value.
-    """
-    rng = np.random.default_rng(seed)
-    box, fixed = meta["state_box"], meta.get("fixed", {})
-    columns = []
-    for name in meta["inputs"]:
-        if name in box:
-            lo, hi = box[name]
-            columns.append(rng.uniform(lo, hi, n))
-        elif name in fixed:
-            columns.append(np.full(n, float(fixed[name])))
-        else:
-            raise ValueError(f"model.json gives neither a box nor a fixed value for input {name!r}")
-    return np.stack(columns, 1).astype(np.float32)
 
 
 def _typed_fp16(model):
@@ -200,8 +181,7 @@ def export_onnx(model_dir: str | Path, *, fp16: bool = False, out: str | Path | 
     from .models import load_model
 
     d = Path(model_dir)
-    read_model_json(d, key="MODEL")
-    model, meta = load_model(d)
+    model, meta = load_model(d, key="MODEL")
     path = Path(out) if out is not None else d / (ONNX_FP16 if fp16 else ONNX)
     module = _typed_fp16(model) if fp16 else model
     _torch_export(module, len(meta["inputs"]), path)
@@ -251,7 +231,9 @@ def _record(model_dir: Path, result: ExportResult) -> None:
     summary_path = model_dir / EXPORT_SUMMARY
     try:
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    except ValueError:
+    except (OSError, ValueError, RecursionError):
+        summary = {}
+    if not isinstance(summary, dict):  # not the summary export writes: start it afresh
         summary = {}
     entry = asdict(result)
     entry["path"] = Path(result.path).name

@@ -24,6 +24,8 @@ scale (the std of the training targets), a physics residual by the typical size 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -158,11 +160,32 @@ def one_step_rollout(model, y0: torch.Tensor, current: torch.Tensor, steps: int)
 # --- saving and loading -------------------------------------------------------------------
 
 
+def write_atomically(path: Path, write) -> None:
+    """Call ``write(tmp)`` on a fresh file beside ``path``, then rename it to ``path``.
+
+    A reader (or a rerun after a kill) sees the old file or the whole new one, never a torn
+    one; the temporary name is unique, so no other file in the directory is touched.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def save_model(model: Surrogate, directory: str | Path, metadata: dict[str, Any]) -> Path:
-    """Write ``model.pt`` (state dict incl. normalisation buffers) and ``model.json``."""
+    """Write ``model.pt`` (state dict incl. normalisation buffers), then ``model.json``.
+
+    Each file is written whole or not at all, ``model.json`` last: a directory with a
+    ``model.json`` holds the weights it describes.
+    """
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), d / WEIGHTS)
+    state = dict(model.state_dict())
+    write_atomically(d / WEIGHTS, lambda p: torch.save(state, p))
     meta = {
         "format": FORMAT,
         "kind": model.kind,
@@ -176,29 +199,81 @@ def save_model(model: Surrogate, directory: str | Path, metadata: dict[str, Any]
         "torch_version": torch.__version__,
         **metadata,
     }
-    (d / METADATA).write_text(json.dumps(meta, indent=2))
+    text = json.dumps(meta, indent=2)
+    write_atomically(d / METADATA, lambda p: p.write_text(text))
     return d
 
 
-def read_metadata(directory: str | Path) -> dict[str, Any]:
+def read_metadata(directory: str | Path, key: str | None = None) -> dict[str, Any]:
+    """The validated ``model.json`` of a model directory (one-line CaseError otherwise)."""
+    from .runtime import read_model_json
+
+    return read_model_json(Path(directory), key=key)
+
+
+def load_state(path: Path, key: str | None = None) -> dict[str, torch.Tensor]:
+    """A state dict read with ``torch.load(weights_only=True)``: tensors by name, nothing
+    that could run code while unpickling (CaseError naming the file otherwise)."""
+    if not path.is_file():
+        raise CaseError(f"{path} is missing; train the model again with `python -m surrogates "
+                        "train CONFIG`", key=key)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - UnpicklingError, RuntimeError, EOFError, zip errors
+        raise CaseError(f"{path} is not a plain torch state dict: torch.load with "
+                        f"weights_only=True refuses it ({type(exc).__name__}); train the model "
+                        "again, and never load it any other way unless you know who wrote it",
+                        key=key) from None
+    if not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise CaseError(f"{path} holds a {type(state).__name__}, not a state dict of tensors by "
+                        "name; train the model again", key=key)
+    return state
+
+
+def check_state(state: dict[str, torch.Tensor], meta: dict[str, Any], path: Path,
+                key: str | None = None) -> None:
+    """CaseError unless ``state`` has exactly the float32 tensors, of exactly the shapes, of
+    the architecture ``meta`` declares (built on the meta device: no memory is spent on a
+    declared architecture that the file does not match)."""
+    with torch.device("meta"):
+        reference = Surrogate(meta["kind"], meta["inputs"], meta["widths"], meta["activations"],
+                              residual=meta["residual"]).state_dict()
+    declared = (f"the architecture its model.json declares (inputs {meta['inputs']}, widths "
+                f"{meta['widths']}, 2 outputs)")
+    missing = [k for k in reference if k not in state]
+    extra = [k for k in state if k not in reference]
+    if missing or extra:
+        found = "; ".join(part for part in (
+            f"missing {', '.join(missing[:4])}" if missing else "",
+            f"unexpected {', '.join(extra[:4])}" if extra else "") if part)
+        raise CaseError(f"{path} holds other tensors than {declared} ({found}); train the model "
+                        "again", key=key)
+    for name, want in reference.items():
+        got = state[name]
+        if tuple(got.shape) != tuple(want.shape):
+            raise CaseError(f"{path}: {name} has shape {tuple(got.shape)}, but {declared} needs "
+                            f"{tuple(want.shape)}; train the model again", key=key)
+        if got.dtype != torch.float32:
+            raise CaseError(f"{path}: {name} is {got.dtype}, expected torch.float32; train the "
+                            "model again", key=key)
+
+
+def load_model(directory: str | Path, *, weights: str | Path | None = None,
+               key: str | None = None) -> tuple[Surrogate, dict[str, Any]]:
+    """The saved :class:`Surrogate` (eval mode, float32) and its metadata.
+
+    ``weights`` defaults to the directory's ``model.pt``. ``model.json`` is validated, the
+    weights are read with ``weights_only=True`` and checked tensor by tensor against the
+    architecture it declares; any failure is one CaseError (naming ``key`` if given).
+    """
     d = Path(directory)
-    path = d / METADATA
-    if not path.exists():
-        raise CaseError(f"no {METADATA} in this directory; train a model with "
-                        "`python -m surrogates train CONFIG` and pass its directory",
-                        source=str(d))
-    meta = json.loads(path.read_text())
-    if meta.get("format") != FORMAT:
-        raise CaseError(f"{METADATA} is not a surrogates model description", source=str(d))
-    return meta
-
-
-def load_model(directory: str | Path) -> tuple[Surrogate, dict[str, Any]]:
-    """The saved :class:`Surrogate` (eval mode, float32) and its metadata."""
-    meta = read_metadata(directory)
+    meta = read_metadata(d, key=key)
+    path = Path(weights) if weights is not None else d / WEIGHTS
+    state = load_state(path, key)
+    check_state(state, meta, path, key)
     model = Surrogate(meta["kind"], meta["inputs"], meta["widths"], meta["activations"],
                       residual=meta["residual"])
-    state = torch.load(Path(directory) / WEIGHTS, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     model.eval()
     return model, meta

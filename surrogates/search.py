@@ -17,8 +17,8 @@ thread (set in the task, so it holds on any cluster; torch's CPU kernels are det
 at a fixed thread count, so a candidate trained on a worker has the weights a serial
 training of :func:`candidate_config` gives).
 
-Restart rule: a candidate whose directory holds a finished model (a readable
-``model.json``) is skipped, and when every candidate is finished no cluster is started. A
+Restart rule: a candidate whose directory holds a finished model (a ``model.json`` that
+validates as train's model description, written last and whole) is skipped, and when every candidate is finished no cluster is started. A
 worker killed mid-training has its task rerun by the scheduler, which resumes from the
 candidate's ``checkpoint.pt``. A training that raises (diverged, bad architecture, a worker
 lost too often) is a *failed* row of the table and does not stop the others; it is tried
@@ -29,6 +29,11 @@ training): the median of 5 forward passes over ``timing_batch`` inputs, scaled t
 nodes. Results: ``OUT/results.csv``, ``OUT/results.md`` (sorted by MAE, failed candidates
 last) and ``OUT/pareto.png`` (MAE vs inference time of the trained models, Pareto front
 marked).
+
+The search directory is the search's own: a directory that holds a ``results.csv``,
+``results.md`` or ``pareto.png`` but no ``candidates.json`` written by a search is refused
+(those files would be replaced), and each candidate directory follows train's rules (it
+replaces nothing train did not write).
 """
 
 from __future__ import annotations
@@ -86,22 +91,27 @@ def candidate_config(config: dict[str, Any], arch: dict[str, Any]):
 
 
 def is_finished(directory: str | Path) -> bool:
-    """Whether ``directory`` holds a finished model: a ``model.json`` that reads back whole.
+    """Whether ``directory`` holds a finished model: a valid ``model.json`` with its
+    validation errors.
 
-    ``train`` writes ``model.json`` after the weights, so a readable one means both are there.
+    ``train`` writes ``model.json`` last, whole (a rename), after the weights.
     """
-    path = Path(directory) / "model.json"
+    from fhnpde.case import CaseError
+
+    from .runtime import read_model_json
+
     try:
-        return "validation" in json.loads(path.read_text())
-    except (OSError, ValueError):
+        return read_model_json(Path(directory), key=None).get("validation") is not None
+    except CaseError:
         return False
 
 
 def train_candidate(config: dict[str, Any], arch: dict[str, Any], directory: str) -> dict[str, Any]:
     """The dask task: train one candidate into ``directory`` on one torch thread.
 
-    Idempotent: a finished model is left alone; a torn ``model.json`` (a worker killed while
-    writing it) is removed so that the training resumes from its checkpoint. The data store
+    Idempotent: a finished model is left alone; an unfinished one resumes from its
+    checkpoint (train writes every file whole, so a killed worker leaves no torn file, and
+    removes nothing it did not write: see :func:`surrogates.train.train`). The data store
     is read with dask's synchronous scheduler: xarray opens zarr lazily as dask arrays, and
     on a worker dask would otherwise send that read to the cluster as tasks of its own.
     """
@@ -115,7 +125,6 @@ def train_candidate(config: dict[str, Any], arch: dict[str, Any], directory: str
     if is_finished(d):
         return {"id": arch["id"], "metrics": json.loads((d / "model.json").read_text())["validation"],
                 "wall_s": 0.0}
-    (d / "model.json").unlink(missing_ok=True)
     cfg = candidate_config(config, arch)
     with dask.config.set(scheduler="synchronous"):
         data = load_data(cfg.data_path)
@@ -160,6 +169,46 @@ def inference_time(model, n_in: int, batch: int, repeats: int = 5) -> float:
     return float(np.median(times)) * 1e6 / batch
 
 
+SEARCH_FILES = ("results.csv", "results.md", "pareto.png")
+
+
+def check_search_directory(root: Path) -> None:
+    """CaseError unless ``root`` is new, empty of the search's files, or a search's own
+    (its ``candidates.json`` is a list of candidates as :func:`sample_architectures` makes)."""
+    from fhnpde.case import CaseError
+
+    if root.exists() and not root.is_dir():
+        raise CaseError(f"{root} is a file, not a directory; choose another --out",
+                        key="search.out")
+    listing = root / "candidates.json"
+    if listing.exists():
+        try:
+            found = json.loads(listing.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            found = None
+        keys = {"id", "shape", "widths", "activations"}
+        if not (isinstance(found, list)
+                and all(isinstance(c, dict) and set(c) == keys for c in found)):
+            raise CaseError(f"{listing} is not the candidate list `python -m surrogates search` "
+                            "writes, so the search replaces nothing there; choose another --out",
+                            key="search.out")
+        return
+    present = [name for name in SEARCH_FILES if (root / name).exists()]
+    if present:
+        raise CaseError(f"{root} holds {', '.join(present)} but no candidates.json, so it is not "
+                        "a search directory and the search would replace them; choose another "
+                        "--out", key="search.out")
+
+
+def _read_timing(path: Path) -> float | None:
+    """The inference time a previous run recorded, or None (missing or not ours)."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))["inference_s_per_1e6"]
+    except (OSError, ValueError, RecursionError, TypeError, KeyError):
+        return None
+    return float(value) if isinstance(value, int | float) and value > 0 else None
+
+
 def search_tasks(config: dict[str, Any], candidates: list[dict[str, Any]], root: Path) -> list:
     """One :class:`fhnpde.cluster.Task` per candidate, keyed ``surrogates-search-TAG-ID``.
 
@@ -199,6 +248,7 @@ def run_search(cfg, *, scheduler: str | None = None, workers: int | None = None,
     spec = cfg.search.model_copy(update={k: v for k, v in
                                          (("workers", workers), ("count", count)) if v})
     root = Path(out) if out is not None else cfg.search_dir
+    check_search_directory(root)
     (root / "models").mkdir(parents=True, exist_ok=True)
     ensure_data(cfg)
     candidates = sample_architectures(spec)
@@ -258,9 +308,8 @@ def _table_rows(candidates: list[dict[str, Any]], root: Path, timing_batch: int,
                 continue
             timing_file = d / "timing.json"
             meta = read_metadata(d)
-            if timing_file.exists():
-                t_inf = json.loads(timing_file.read_text())["inference_s_per_1e6"]
-            else:
+            t_inf = _read_timing(timing_file)
+            if t_inf is None:
                 model, _ = load_model(d)
                 t_inf = inference_time(model, len(meta["inputs"]), timing_batch)
                 timing_file.write_text(json.dumps({"inference_s_per_1e6": t_inf, "threads": 1,

@@ -17,6 +17,23 @@ The saved model directory holds everything a runtime or an exporter needs:
 ``history.csv``    iteration, train loss, validation loss, learning rate
 ``checkpoint.pt``  the latest training state while training runs (resumed if present)
 
+Nothing read back runs code: ``checkpoint.pt`` holds only state dicts, tensors (the RNG
+states too), numbers, strings and plain lists/dicts (the history), and is read with
+``torch.load(weights_only=True)`` and checked key by key; one that fails is a one-line
+CaseError (delete it, or pass ``--overwrite``). Every file is written to a temporary name
+and renamed, ``model.json`` last, so a killed training never leaves a torn file.
+
+What train may replace in its output directory: only the files it writes (the five above),
+and only when they are its own: beside a ``model.json`` that validates as train's model
+description, with ``--overwrite`` (the previous model's files go, and with them the files
+derived from its weights, by their names: the exports ``model.onnx``, ``model-fp16.onnx``,
+``model.engine``, ``model-fp16.engine``, ``export.json``, the ``evaluate`` outputs
+``evaluation.json``, ``phase_portrait.png``, ``rollout.png`` and the search's
+``timing.json``, which would otherwise describe weights that are gone); a ``model.json``
+train did not write is never replaced. Without a ``model.json``, a ``checkpoint.pt`` is
+resumed, and stray ``model.pt``/``config.yaml``/``history.csv`` are replaced only with
+``--overwrite``. No other file in the directory is touched.
+
 Reproducibility: the same config and seed give the same weights (torch's CPU kernels are
 deterministic at a fixed thread count; ``training.threads`` defaults to 1).
 """
@@ -43,15 +60,26 @@ from .config import Config
 from .data import ensure_data, load_data
 from .models import (
     METADATA,
+    WEIGHTS,
     Surrogate,
     one_step_rollout,
     physics_residual,
     predict,
     rk4_rollout,
     save_model,
+    write_atomically,
 )
+from .runtime import ENGINE, ENGINE_FP16, ONNX, ONNX_FP16, read_model_json
 
 CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_FORMAT = "surrogates-checkpoint/2"
+CONFIG_COPY, HISTORY = "config.yaml", "history.csv"
+# what train writes into its output directory (model.json last)
+TRAIN_FILES = (WEIGHTS, CONFIG_COPY, HISTORY, CHECKPOINT, METADATA)
+# what other commands derive from a model's weights into its directory: export, evaluate,
+# search (timing); they go with the weights they were made from
+DERIVED_FILES = (ONNX, ONNX_FP16, ENGINE, ENGINE_FP16, "export.json", "evaluation.json",
+                 "phase_portrait.png", "rollout.png", "timing.json")
 
 
 @dataclass
@@ -285,6 +313,149 @@ def model_metadata(cfg: Config, data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _inspect_directory(directory: Path, overwrite: bool) -> tuple[bool, dict | None]:
+    """Whether ``directory`` holds a previous model of train's to replace, and the checkpoint
+    to resume from; CaseError where train would touch files that are not its own.
+
+    Changes nothing on disk (see :func:`_clear_previous_model`).
+    """
+    if directory.exists() and not directory.is_dir():
+        raise CaseError(f"{directory} is a file, not a directory; choose another --out",
+                        key="training.out")
+    if (directory / METADATA).exists():
+        try:
+            read_model_json(directory, key=None)
+        except CaseError:
+            raise CaseError(f"{directory / METADATA} is not a model description "
+                            "`python -m surrogates train` wrote, so train replaces neither it "
+                            "nor anything beside it; choose another --out",
+                            key="training.out") from None
+        if not overwrite:
+            raise CaseError(f"{directory} already holds a trained model; pass --overwrite to "
+                            "train again or choose another training.out", key="training.out")
+        return True, None
+    if overwrite:  # an unfinished training of train's: its checkpoint is not resumed
+        return False, None
+    ckpt_path = directory / CHECKPOINT
+    checkpoint = load_checkpoint(ckpt_path) if ckpt_path.exists() else None
+    strays = [n for n in (WEIGHTS, CONFIG_COPY, HISTORY) if (directory / n).exists()]
+    if strays and checkpoint is None:
+        raise CaseError(f"{directory} holds {', '.join(strays)} but no {METADATA}, so it is not "
+                        "a model train finished; pass --overwrite to let train replace its "
+                        f"files there ({', '.join(TRAIN_FILES)}; nothing else), or choose "
+                        "another --out", key="training.out")
+    return False, checkpoint
+
+
+def _clear_previous_model(directory: Path) -> None:
+    """Remove the previous model's files (``model.json`` first) and those derived from it,
+    by name; nothing else in ``directory``."""
+    for name in (METADATA, *TRAIN_FILES, *DERIVED_FILES):
+        path = directory / name
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                         for k, v in obj.items())
+
+
+def _is_count(obj: Any) -> bool:
+    return isinstance(obj, int) and not isinstance(obj, bool) and obj >= 0
+
+
+def _is_history(obj: Any) -> bool:
+    keys = {"iteration", "train_loss", "val_loss", "lr"}
+    return isinstance(obj, list) and all(
+        isinstance(h, dict) and set(h) == keys
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in h.values())
+        for h in obj)
+
+
+def _checkpoint_problem(ck: Any) -> str | None:
+    """What is wrong with a loaded checkpoint's structure (None: nothing)."""
+    if not isinstance(ck, dict):
+        return f"it holds a {type(ck).__name__}, not a mapping"
+    if ck.get("format") != CHECKPOINT_FORMAT:
+        return f"format {ck.get('format')!r}, expected {CHECKPOINT_FORMAT!r}"
+    checks = {
+        "model_spec": lambda v: isinstance(v, dict),
+        "model": _is_state_dict,
+        "optimizer": lambda v: isinstance(v, dict) and isinstance(v.get("state"), dict)
+        and isinstance(v.get("param_groups"), list),
+        "scheduler": lambda v: v is None or isinstance(v, dict),
+        "generator": lambda v: isinstance(v, torch.Tensor) and v.dtype == torch.uint8,
+        "torch_rng": lambda v: isinstance(v, torch.Tensor) and v.dtype == torch.uint8,
+        "iteration": _is_count, "stale": _is_count, "best_iteration": _is_count,
+        "history": _is_history,
+        "best_loss": lambda v: isinstance(v, float),
+        "best_state": _is_state_dict,
+    }
+    for key, ok in checks.items():
+        if key not in ck:
+            return f"no {key!r}"
+        if not ok(ck[key]):
+            return f"{key!r} is not what train writes there"
+    return None
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint read with ``torch.load(weights_only=True)`` and checked key by key."""
+    fix = "delete it to train from the start, or pass --overwrite"
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - UnpicklingError, RuntimeError, EOFError, zip errors
+        raise CaseError(f"{path} cannot be resumed: torch.load with weights_only=True refuses "
+                        f"it ({type(exc).__name__}); {fix}", key="training.out") from None
+    problem = _checkpoint_problem(ck)
+    if problem is not None:
+        raise CaseError(f"{path} is not a checkpoint this version of `surrogates train` writes "
+                        f"({problem}); {fix}", key="training.out")
+    return ck
+
+
+def _resume(ck: dict[str, Any], path: Path, cfg: Config, model: Surrogate, opt, sched,
+            gen: torch.Generator) -> None:
+    """Load a checked checkpoint into the training's objects (CaseError if it does not fit)."""
+    fix = "delete it to train from the start, or pass --overwrite"
+    if ck["model_spec"] != cfg.model.model_dump(mode="json"):
+        raise CaseError(f"{path} was written by a training of another model section; {fix}",
+                        key="training.out")
+    if (sched is None) != (ck["scheduler"] is None) or (
+            sched is not None and not set(ck["scheduler"]) <= set(sched.state_dict())):
+        raise CaseError(f"{path} was written with another training.schedule; {fix}",
+                        key="training.out")
+    try:
+        model.load_state_dict(ck["model"])
+        copy.deepcopy(model).load_state_dict(ck["best_state"])
+        opt.load_state_dict(ck["optimizer"])
+        if sched is not None:
+            sched.load_state_dict(ck["scheduler"])
+        gen.set_state(ck["generator"])
+        torch.set_rng_state(ck["torch_rng"])
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:120]
+        raise CaseError(f"{path} does not fit this training ({type(exc).__name__}: {first}); "
+                        f"{fix}", key="training.out") from None
+
+
+def _save_checkpoint(path: Path, cfg: Config, model: Surrogate, opt, sched, gen, it: int,
+                     stale: int, history: list[dict[str, float]], best) -> None:
+    """The training state as plain data: state dicts, tensors, numbers, lists and dicts."""
+    ck = {"format": CHECKPOINT_FORMAT, "model_spec": cfg.model.model_dump(mode="json"),
+          "model": dict(model.state_dict()), "optimizer": opt.state_dict(),
+          "scheduler": sched.state_dict() if sched is not None else None,
+          "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+          "iteration": int(it), "stale": int(stale),
+          "history": [{k: (int(v) if k == "iteration" else float(v)) for k, v in h.items()}
+                      for h in history],
+          "best_loss": float(best[0]), "best_state": dict(best[1]),
+          "best_iteration": int(best[2])}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, lambda tmp: torch.save(ck, tmp))
+
+
 def _progress(total: int, quiet: bool, desc: str):
     if quiet or not sys.stderr.isatty():
         return None
@@ -298,9 +469,7 @@ def train(cfg: Config, *, out: str | Path | None = None, quiet: bool = True,
     """Train the config's model and save it; resumes from ``checkpoint.pt`` if one is there."""
     t = cfg.training
     directory = Path(out) if out is not None else cfg.model_dir
-    if (directory / METADATA).exists() and not overwrite:
-        raise CaseError(f"{directory} already holds a trained model; pass --overwrite to "
-                        "train again or choose another training.out", key="training.out")
+    replace, checkpoint = _inspect_directory(directory, overwrite)
     if data is None:
         data = load_data(ensure_data(cfg))
     torch.set_num_threads(t.threads)
@@ -313,16 +482,12 @@ def train(cfg: Config, *, out: str | Path | None = None, quiet: bool = True,
     best = (math.inf, copy.deepcopy(model.state_dict()), 0)
     start, stale = 0, 0
     ckpt_path = directory / CHECKPOINT
-    if ckpt_path.exists() and not overwrite:
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        if sched is not None and ck["scheduler"] is not None:
-            sched.load_state_dict(ck["scheduler"])
-        gen.set_state(ck["generator"])
-        torch.set_rng_state(ck["torch_rng"])
-        start, stale, history = ck["iteration"], ck["stale"], ck["history"]
-        best = (ck["best_loss"], ck["best_state"], ck["best_iteration"])
+    if checkpoint is not None:
+        _resume(checkpoint, ckpt_path, cfg, model, opt, sched, gen)
+        start, stale, history = checkpoint["iteration"], checkpoint["stale"], checkpoint["history"]
+        best = (checkpoint["best_loss"], checkpoint["best_state"], checkpoint["best_iteration"])
+    if replace:
+        _clear_previous_model(directory)
     if start == 0:
         model.eval()
         val0 = objective.validation_loss()
@@ -368,13 +533,7 @@ def train(cfg: Config, *, out: str | Path | None = None, quiet: bool = True,
             if t.patience is not None and stale >= t.patience:
                 break
         if it % t.checkpoint_every == 0 and it < t.iterations:
-            directory.mkdir(parents=True, exist_ok=True)
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict() if sched is not None else None,
-                        "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                        "iteration": it, "stale": stale, "history": history,
-                        "best_loss": best[0], "best_state": best[1], "best_iteration": best[2]},
-                       ckpt_path)
+            _save_checkpoint(ckpt_path, cfg, model, opt, sched, gen, it, stale, history, best)
     if bar is not None:
         bar.close()
     wall = _time.perf_counter() - wall0
@@ -386,13 +545,15 @@ def train(cfg: Config, *, out: str | Path | None = None, quiet: bool = True,
     meta["training"] = {"iterations": it, "best_iteration": best[2], "best_val_loss": best[0],
                         "final_train_loss": loss_value, "wall_s": round(wall, 3),
                         "seed": t.seed, "optimizer": t.optimizer, "lr": t.lr}
-    save_model(model, directory, meta)
-    (directory / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    with open(directory / "history.csv", "w") as fh:
-        fh.write("iteration,train_loss,val_loss,lr\n")
-        for h in history:
-            fh.write(f"{h['iteration']},{h['train_loss']:.6e},{h['val_loss']:.6e},{h['lr']:.3e}\n")
-    if ckpt_path.exists():
+    directory.mkdir(parents=True, exist_ok=True)
+    config_text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    write_atomically(directory / CONFIG_COPY, lambda p: p.write_text(config_text))
+    rows = ["iteration,train_loss,val_loss,lr"] + [
+        f"{h['iteration']},{h['train_loss']:.6e},{h['val_loss']:.6e},{h['lr']:.3e}"
+        for h in history]
+    write_atomically(directory / HISTORY, lambda p: p.write_text("\n".join(rows) + "\n"))
+    save_model(model, directory, meta)  # model.pt, then model.json: the model is complete
+    if ckpt_path.is_file():
         ckpt_path.unlink()
     return TrainResult(directory, metrics, history, wall)
 

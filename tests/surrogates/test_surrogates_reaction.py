@@ -85,6 +85,8 @@ def test_one_batched_call_per_step(monkeypatch):
 
     monkeypatch.setattr(OnnxRuntime, "__call__", spy)
     _, solver = build_solver(load_case(CASE, ["time.t_end=5", "time.save_every=5"]))
+    assert calls == [(1, 3), (7, 3)]  # the probe of the model file when it is opened
+    calls.clear()
     solver.advance(solver.init(), 0.0, 1.0, 5)
     assert calls == [(801, 3)] * 5
 
