@@ -8,7 +8,11 @@ is wrong, e.g. ``cases/x.yaml: time.dt: must be > 0, got -0.1``.
 from __future__ import annotations
 
 import copy
-import re
+import math
+import os
+import reprlib
+import stat
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,9 +28,9 @@ from pydantic import (
     model_validator,
 )
 
-from . import models
+from . import models, yamlio
 
-__all__ = ["Case", "CaseError", "load_case", "parse_case", "apply_overrides"]
+__all__ = ["Case", "CaseError", "load_case", "parse_case", "apply_overrides", "quote"]
 
 POINT_METHODS = ("euler", "rk4", "crank-nicolson")
 CABLE_METHODS = ("explicit", "adaptive", "crank-nicolson", "split")
@@ -35,42 +39,94 @@ TRIDIAGONAL_METHODS = ("thomas", "cyclic-reduction", "scipy")
 
 
 class CaseError(ValueError):
-    """A problem with a case that the user can fix; its message is one sentence."""
+    """A problem with a case that the user can fix; its message is one sentence.
+
+    ``str()`` is one line of bounded length whatever the parts hold: control characters are
+    escaped and an over-long part is cut (the attributes keep the parts as given).
+    """
 
     def __init__(self, message: str, *, source: str | None = None, key: str | None = None):
         self.source = source
         self.key = key
         self.detail = message
-        parts = [p for p in (source, key) if p]
-        super().__init__(": ".join([*parts, message]))
+        parts = [_one_line(p, limit) for p, limit in ((source, SOURCE_CHARS), (key, KEY_CHARS))
+                 if p]
+        super().__init__(": ".join([*parts, _one_line(message, MESSAGE_CHARS)]))
 
     def with_source(self, source: str) -> CaseError:
         return CaseError(self.detail, source=source, key=self.key)
 
 
+# Bounds of what an error message shows (characters). A user value is quoted by `quote`.
+QUOTE_CHARS = 60
+SOURCE_CHARS = 300
+KEY_CHARS = 120
+KEY_PART_CHARS = 40
+MESSAGE_CHARS = 600
+
+
+def _one_line(text: str, limit: int) -> str:
+    """``text`` with control characters escaped, cut to ``limit`` characters with an ellipsis."""
+    text = str(text)
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+        if len(text) > limit:
+            text = text[: limit - 1] + "…"
+    return text
+
+
+class _BoundedRepr(reprlib.Repr):
+    """``repr`` that stops early: a billion-item value costs as much as a short one."""
+
+    def __init__(self):
+        super().__init__()
+        self.maxlevel = 3
+        self.maxdict = 4
+        self.maxlist = self.maxtuple = self.maxset = self.maxfrozenset = 8
+        self.maxother = self.maxstring = self.maxlong = 4 * QUOTE_CHARS
+
+    def repr_str(self, x, level):
+        return repr(x[: self.maxstring])
+
+    def repr_int(self, x, level):
+        if x.bit_length() > 4 * QUOTE_CHARS:  # repr of >4300 digits raises ValueError
+            return f"<an integer of about {math.ceil(x.bit_length() * math.log10(2))} digits>"
+        return repr(x)
+
+    def repr_bytes(self, x, level):
+        return repr(x[: self.maxother])
+
+
+_REPR = _BoundedRepr()
+
+
+def quote(value: Any, limit: int = QUOTE_CHARS) -> str:
+    """The repr of a user's value for an error message: one line, at most ``limit``
+    characters (then ``…``); computed without walking more of ``value`` than it shows."""
+    try:
+        text = _REPR.repr(value)
+    except Exception:  # noqa: BLE001 - a value whose repr fails is still reported
+        text = f"<{type(value).__name__}>"
+    return _one_line(text, limit)
+
+
+def _key_part(key: Any) -> str:
+    """One key of a key path as shown in a message (a user's key may be long or odd)."""
+    return _one_line(str(key), KEY_PART_CHARS)
+
+
 # --- YAML ------------------------------------------------------------------------------
 
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-3`` as a float (YAML 1.1 wants ``1.0e-3``)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+][0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
+# The one reader of every YAML the project reads: see fhnpde.yamlio for what it refuses.
+_Loader = yamlio.Loader
+MAX_FILE_BYTES = yamlio.MAX_BYTES
 
 
 def yaml_load(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    """Parse YAML text with :class:`fhnpde.yamlio.Loader` (yaml.YAMLError on any problem)."""
+    return yamlio.load(text)
 
 
 # --- schema ------------------------------------------------------------------------------
@@ -86,6 +142,27 @@ FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Pair = Annotated[list[FiniteFloat], Field(min_length=2, max_length=2)]
 OpenPair = Annotated[list[FiniteFloat | None], Field(min_length=2, max_length=2)]
 
+# Numbers derived from a case (steps, spacings, limits) must be finite normal floats, and
+# counts must be exact in a float and fit the int64 of the compiled kernels.
+TINY = sys.float_info.min  # the smallest normal float, 2.2e-308
+MAX_COUNT = 2**53  # the largest count of steps or nodes a float still counts exactly
+# dx^2 and 1/dx^2 are normal floats exactly when dx lies in [DX_MIN, DX_MAX].
+DX_MIN = math.sqrt(TINY)
+DX_MAX = math.sqrt(1.0 / TINY)
+Count = Annotated[int, Field(ge=1, le=MAX_COUNT)]
+
+
+def _is_normal(x: float) -> bool:
+    """True for a finite float that is 0 or at least the smallest normal float in size."""
+    return math.isfinite(x) and (x == 0.0 or abs(x) >= TINY)
+
+
+def _range_width(key: str, low: float, high: float) -> None:
+    """Refuse a range [low, high] whose width high - low is beyond a float (sampling uses it)."""
+    if not math.isfinite(high - low):
+        raise _KeyedError(key, f"the range [{low:g}, {high:g}] is wider than a float holds "
+                          "(high - low overflows); narrow it")
+
 
 class ModelSpec(_Strict):
     kinetics: str = "nagumo"
@@ -95,21 +172,38 @@ class ModelSpec(_Strict):
     @field_validator("kinetics")
     @classmethod
     def _known_kinetics(cls, v: str) -> str:
-        models.family(v)
+        if v not in models.FAMILIES:
+            raise ValueError(
+                f"unknown kinetics {quote(v)}; valid kinetics: {', '.join(models.FAMILIES)}"
+            )
         return v
 
     @model_validator(mode="after")
     def _valid_params(self) -> ModelSpec:
+        family = models.family(self.kinetics)
+        unknown = sorted(set(self.params) - set(family.params))
+        if unknown:  # named here, quoted: a user's key may be long or hold odd characters
+            raise _KeyedError(
+                "params", f"unknown parameter(s) {', '.join(quote(k) for k in unknown[:3])} "
+                f"for kinetics {self.kinetics!r}; its parameters are {', '.join(family.params)}"
+            )
         try:
             self.params = models.check_params(self.kinetics, self.params)
         except ValueError as exc:
             raise _KeyedError("params", str(exc)) from None
+        except ArithmeticError:  # also numpy's FloatingPointError
+            raise _KeyedError(
+                "params", "these values overflow the kinetics' checks; use values nearer 1"
+            ) from None
+        if not _is_normal(self.diffusion):
+            raise _KeyedError("diffusion", f"{self.diffusion!r} is below the smallest normal "
+                              f"float ({TINY:.3g}); use 0 for no diffusion")
         return self
 
 
 class DomainSpec(_Strict):
     length: PositiveFloat
-    nx: Annotated[int, Field(ge=3)]
+    nx: Annotated[int, Field(ge=3, le=MAX_COUNT)]
     boundary: Literal["neumann", "periodic"] = "neumann"
     boundary_order: Literal[1, 2] = Field(
         default=2,
@@ -119,6 +213,24 @@ class DomainSpec(_Strict):
         ),
     )
 
+    @property
+    def dx(self) -> float:
+        """The node spacing (as :attr:`fhnpde.grid.UniformGrid.dx`)."""
+        return self.length / (self.nx if self.boundary == "periodic" else self.nx - 1)
+
+    @model_validator(mode="after")
+    def _representable_spacing(self) -> DomainSpec:
+        dx = self.dx
+        if not DX_MIN <= dx <= DX_MAX:
+            formula = "length / nx" if self.boundary == "periodic" else "length / (nx - 1)"
+            raise _KeyedError(
+                "length", f"{self.length:g} with nx = {self.nx} gives the node spacing dx = "
+                f"{formula} = {dx:.3g}; the schemes divide by dx^2, which a float holds only "
+                f"for dx between {DX_MIN:.3g} and {DX_MAX:.3g}: change domain.length or "
+                "domain.nx"
+            )
+        return self
+
 
 class GaussianProfile(_Strict):
     kind: Literal["gaussian"]
@@ -126,6 +238,11 @@ class GaussianProfile(_Strict):
     width: PositiveFloat
     amplitude: FiniteFloat = 1.0
     base: FiniteFloat = 0.0
+
+    @model_validator(mode="after")
+    def _finite_peak(self) -> GaussianProfile:
+        _finite_sum("amplitude", self.base, self.amplitude)
+        return self
 
 
 class BoxProfile(_Strict):
@@ -138,7 +255,14 @@ class BoxProfile(_Strict):
     def _ordered(self) -> BoxProfile:
         if self.x[1] < self.x[0]:
             raise _KeyedError("x", f"must be [start, end] with start <= end, got {list(self.x)}")
+        _finite_sum("amplitude", self.base, self.amplitude)
         return self
+
+
+def _finite_sum(key: str, base: float, amplitude: float) -> None:
+    if not math.isfinite(base + amplitude):
+        raise _KeyedError(key, f"base + amplitude = {base:g} + {amplitude:g} overflows a float; "
+                          "lower one of them")
 
 
 Profile = Annotated[GaussianProfile | BoxProfile, Field(discriminator="kind")]
@@ -176,8 +300,19 @@ class TimeSpec(_Strict):
     @model_validator(mode="after")
     def _commensurate(self) -> TimeSpec:
         save = self.save_every if self.save_every is not None else self.t_end
+        if self.dt < TINY:
+            raise _KeyedError("dt", f"{self.dt!r} is below the smallest normal float "
+                              f"({TINY:.3g}); use a larger dt")
         if self.dt > save:
             raise _KeyedError("dt", f"must be <= save_every ({save}), got {self.dt}")
+        for key, val in (("t_end", self.t_end), ("save_every", save)):
+            n = val / self.dt
+            if not n <= MAX_COUNT:  # also refuses n = inf
+                raise _KeyedError(
+                    key, f"{val:g} is {n:.3g} steps of dt = {self.dt:g}, more than the "
+                    f"2**53 ({MAX_COUNT:.3g}) steps a float counts exactly; use a larger "
+                    f"time.dt or a smaller time.{key}"
+                )
         for key, val in (("save_every", save), ("t_end", self.t_end)):
             n = val / self.dt
             if abs(n - round(n)) > 1e-6 * max(1.0, n):
@@ -206,7 +341,7 @@ class NewtonSpec(_Strict):
             "convergence (K |update|^2, K measured in the run), is below rtol * max(1, max|v|)."
         ),
     )
-    max_iter: Annotated[int, Field(ge=1)] = 20
+    max_iter: Count = 20
     stop: Literal["error-estimate", "update"] = Field(
         default="error-estimate",
         description=(
@@ -233,7 +368,7 @@ class AdaptiveSpec(_Strict):
     ``cases/divergent_adaptive.yaml``. See :mod:`fhnpde.solvers.adaptive`.
     """
 
-    every: Annotated[int, Field(ge=1)] = Field(
+    every: Count = Field(
         default=32,
         description=(
             "Steps between choices of the active set; a front must not outrun "
@@ -280,14 +415,16 @@ class SolverSpec(_Strict):
     def _known_method(cls, v: str) -> str:
         valid = sorted(set(POINT_METHODS) | set(CABLE_METHODS))
         if v not in valid:
-            raise ValueError(f"unknown solver {v!r}; valid solvers: {', '.join(valid)}")
+            raise ValueError(f"unknown solver {quote(v)}; valid solvers: {', '.join(valid)}")
         return v
 
     @field_validator("backend")
     @classmethod
     def _known_backend(cls, v: str) -> str:
         if v not in BACKENDS:
-            raise ValueError(f"unknown backend {v!r}; valid backends: {', '.join(BACKENDS)}")
+            raise ValueError(
+                f"unknown backend {quote(v)}; valid backends: {', '.join(BACKENDS)}"
+            )
         return v
 
     @field_validator("tridiagonal")
@@ -295,7 +432,8 @@ class SolverSpec(_Strict):
     def _known_tridiagonal(cls, v: str) -> str:
         if v not in TRIDIAGONAL_METHODS:
             raise ValueError(
-                f"unknown tridiagonal method {v!r}; valid methods: {', '.join(TRIDIAGONAL_METHODS)}"
+                f"unknown tridiagonal method {quote(v)}; valid methods: "
+                f"{', '.join(TRIDIAGONAL_METHODS)}"
             )
         return v
 
@@ -303,7 +441,7 @@ class SolverSpec(_Strict):
 class ExactReactionSpec(_Strict):
     kind: Literal["exact"] = "exact"
     scheme: Literal["euler", "rk4"] = "rk4"
-    substeps: Annotated[int, Field(ge=1)] = 1
+    substeps: Count = 1
 
 
 class NeuralReactionSpec(_Strict):
@@ -330,10 +468,10 @@ class ValueList(_Strict):
 
 
 class EnsembleSpec(_Strict):
-    size: Annotated[int, Field(ge=1)] | None = None
+    size: Count | None = None
     sample: Literal["latin-hypercube", "uniform", "grid"] = "latin-hypercube"
-    seed: Annotated[int, Field(ge=0)] = 0
-    points: Annotated[int, Field(ge=1)] = 11
+    seed: Annotated[int, Field(ge=0, le=2**64 - 1)] = 0
+    points: Count = 11
     vary: dict[str, Pair | ValueList] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -341,16 +479,30 @@ class EnsembleSpec(_Strict):
         for key, spec in self.vary.items():
             if isinstance(spec, list) and spec[1] < spec[0]:
                 raise _KeyedError(
-                    f"vary.{key}", f"must be [low, high] with low <= high, got {list(spec)}"
+                    f"vary.{_key_part(key)}",
+                    f"must be [low, high] with low <= high, got {list(spec)}",
                 )
+            if isinstance(spec, list):
+                _range_width(f"vary.{_key_part(key)}", *spec)
         if self.sample != "grid" and self.size is None:
             raise _KeyedError("size", f"is required for sample: {self.sample}")
+        if self.sample == "grid":
+            members = math.prod(len(spec.values) if isinstance(spec, ValueList)
+                                else 1 if spec[0] == spec[1] else self.points
+                                for spec in self.vary.values())
+            if members > MAX_COUNT:
+                raise _KeyedError("points", f"the grid has {members:.3g} members, more than "
+                                  f"2**53 ({MAX_COUNT:.3g}); use fewer points or values")
         return self
 
 
 class OutputSpec(_Strict):
     path: str | None = None
-    chunk_mb: PositiveFloat = 4.0
+    chunk_mb: Annotated[float, Field(gt=0, le=2048, allow_inf_nan=False)] = Field(
+        default=4.0,
+        description="Megabytes per stored chunk; at most 2048 (2 GiB), what one compressed "
+        "zarr chunk can hold.",
+    )
 
 
 class Case(_Strict):
@@ -387,6 +539,9 @@ class Case(_Strict):
             for i, stim in enumerate(self.stimuli):
                 if stim.x is None:
                     raise _KeyedError(f"stimuli.{i}.x", "is required on a cable: give [x0, x1]")
+            self._check_diffusion()
+            if method == "adaptive":
+                self._check_adaptive()
         else:
             if method not in POINT_METHODS:
                 raise _KeyedError(
@@ -407,7 +562,7 @@ class Case(_Strict):
                 for key in self.ensemble.vary:
                     if key not in allowed:
                         raise _KeyedError(
-                            f"ensemble.vary.{key}",
+                            f"ensemble.vary.{_key_part(key)}",
                             f"cannot be varied; valid keys: {', '.join(sorted(allowed))}",
                         )
                     if key in models.family(self.model.kinetics).params:
@@ -420,9 +575,70 @@ class Case(_Strict):
                                 )
                         except ValueError as exc:
                             raise _KeyedError(f"ensemble.vary.{key}", str(exc)) from None
+                        except ArithmeticError:
+                            raise _KeyedError(
+                                f"ensemble.vary.{key}", "these values overflow the kinetics' "
+                                "checks; use values nearer 1"
+                            ) from None
         if self.reaction.kind == "neural" and method != "split":
             raise _KeyedError("reaction.kind", "neural reactions need solver.method: split")
+        if self.reaction.kind == "exact" and self.time.dt / self.reaction.substeps < TINY:
+            raise _KeyedError(
+                "reaction.substeps", f"{self.reaction.substeps} makes the substep dt / substeps "
+                f"= {self.time.dt / self.reaction.substeps:.3g} smaller than the smallest normal "
+                f"float ({TINY:.3g}); use fewer substeps"
+            )
+        self._check_current()
         return self
+
+    def _check_diffusion(self) -> None:
+        """D / dx^2, the explicit limit dx^2 / (2 D) and D dt / dx^2 must be normal floats."""
+        D = self.model.diffusion
+        if D == 0.0:
+            return
+        dx = self.domain.dx
+        dx2 = dx * dx
+        rate, limit = D / dx2, dx2 / (2.0 * D)
+        if not (_is_normal(rate) and _is_normal(limit)):
+            raise _KeyedError(
+                "model.diffusion", f"{D:g} on a grid of dx = {dx:.3g} gives D / dx^2 = "
+                f"{rate:.3g} and the explicit stability limit dx^2 / (2 D) = {limit:.3g}, "
+                f"beyond what a float holds; use a diffusion between {dx2 * 2 * TINY:.3g} and "
+                f"{dx2 / (2 * TINY):.3g} for this grid, or 0 for none"
+            )
+        if not math.isfinite(rate * self.time.dt):
+            raise _KeyedError(
+                "time.dt", f"{self.time.dt:g} gives D dt / dx^2 = inf (D = {D:g}, dx = "
+                f"{dx:.3g}), which a float cannot hold; lower time.dt"
+            )
+
+    def _check_adaptive(self) -> None:
+        """Every spacing and radius of the refinement rules must be a countable number of
+        base spacings: the solver converts the ratios to integer strides."""
+        spec, dx = self.solver.adaptive, self.domain.dx
+        for key in ("coarse_dx", "wave_dx", "fine_dx", "front_radius"):
+            value = getattr(spec, key)
+            if not value / dx <= MAX_COUNT / 2:
+                raise _KeyedError(
+                    f"solver.adaptive.{key}", f"{value:g} is {value / dx:.3g} base spacings dx = "
+                    f"{dx:.3g}, more than the 2**52 the solver counts; a length above "
+                    f"domain.length ({self.domain.length:g}) acts as domain.length, so give at "
+                    "most that"
+                )
+
+    def _check_current(self) -> None:
+        """The applied current is a sum of the active boxes' amplitudes (and of a point
+        ensemble's varied I): the sum of their sizes must stay finite."""
+        total = sum(abs(stim.amplitude) for stim in self.stimuli)
+        if self.ensemble is not None and "I" in self.ensemble.vary:
+            spec = self.ensemble.vary["I"]
+            ends = spec.values if isinstance(spec, ValueList) else list(spec)
+            total += max(abs(v) for v in ends)
+        if not math.isfinite(total):
+            raise _KeyedError(
+                "stimuli", "the applied currents add up to more than a float holds (the sum "
+                "of the amplitudes' sizes and of the largest |I| overflows); lower them"
+            )
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -447,7 +663,7 @@ def _loc_to_path(loc: tuple) -> str:
         if s in _TAGS or s.startswith(("function-", "tuple[", "constrained-", "union[",
                                        "tagged-union[", "list[", "nullable[")):
             continue
-        parts.append(s)
+        parts.append(_key_part(s))
     return ".".join(parts)
 
 
@@ -474,27 +690,32 @@ def _explain(err: dict) -> tuple[str, str]:
         bound = next(iter(ctx.values()))
         if isinstance(bound, int | float):
             bound = f"{bound:g}"
-        return path, f"must be {op} {bound}, got {given!r}"
+        return path, f"must be {op} {bound}, got {quote(given)}"
     if kind in ("float_type", "int_type", "float_parsing", "int_parsing", "int_from_float"):
         want = "an integer" if kind.startswith("int") else "a number"
-        return path, f"must be {want}, got {given!r}"
+        return path, f"must be {want}, got {quote(given)}"
     if kind == "finite_number":
-        return path, f"must be a finite number, got {given!r}"
+        return path, f"must be a finite number, got {quote(given)}"
     if kind in ("string_type",):
-        return path, f"must be a string, got {given!r}"
+        return path, f"must be a string, got {quote(given)}"
     if kind == "bool_type":
-        return path, f"must be true or false, got {given!r}"
-    if kind in ("literal_error", "union_tag_invalid"):
-        return path, msg.replace("Input should be", "must be") + f", got {given!r}"
+        return path, f"must be true or false, got {quote(given)}"
+    if kind == "union_tag_invalid":  # pydantic's message repeats the tag in full
+        name = str(ctx.get("discriminator", "")).strip("'")
+        name = name if name.isidentifier() else "kind"
+        return path, (f"{name} must be one of {ctx.get('expected_tags')}, "
+                      f"got {quote(ctx.get('tag'))}")
+    if kind == "literal_error":
+        return path, msg.replace("Input should be", "must be") + f", got {quote(given)}"
     if kind in ("dict_type", "model_type", "model_attributes_type"):
-        return path, f"must be a mapping of keys, got {given!r}"
+        return path, f"must be a mapping of keys, got {quote(given)}"
     if kind in ("too_short", "too_long"):
-        return path, f"must be a list [start, end], got {given!r}"
+        return path, f"must be a list [start, end], got {quote(given)}"
     if kind in ("tuple_type", "list_type"):
-        return path, f"must be a list, got {given!r}"
+        return path, f"must be a list, got {quote(given)}"
     if kind == "union_tag_not_found":
         return path, "needs a 'kind' key"
-    return path, f"{msg}, got {given!r}"
+    return path, f"{msg}, got {quote(given)}"
 
 
 def _from_validation_error(exc: ValidationError, source: str | None) -> CaseError:
@@ -518,6 +739,9 @@ def _from_validation_error(exc: ValidationError, source: str | None) -> CaseErro
 
 def _set_path(data: dict, path: str, value: Any, source: str) -> None:
     keys = path.split(".")
+    if len(keys) > yamlio.MAX_DEPTH:
+        raise CaseError(f"a key path of {len(keys)} parts is deeper than any case key; check "
+                        "it", source=source, key=_one_line(path, KEY_CHARS))
     node: Any = data
     for i, key in enumerate(keys[:-1]):
         if isinstance(node, list):
@@ -526,13 +750,13 @@ def _set_path(data: dict, path: str, value: Any, source: str) -> None:
                 continue
             except (ValueError, IndexError):
                 raise CaseError(
-                    f"no list item {key!r}", source=source, key=".".join(keys[: i + 1])
+                    f"no list item {quote(key)}", source=source, key=".".join(keys[: i + 1])
                 ) from None
         if not isinstance(node, dict):
             raise CaseError("is not a mapping", source=source, key=".".join(keys[:i]))
         if node.get(key) is None:
             if keys[i + 1].isdigit():
-                raise CaseError(f"no list item {keys[i + 1]!r} (the list is empty)",
+                raise CaseError(f"no list item {quote(keys[i + 1])} (the list is empty)",
                                 source=source, key=".".join(keys[: i + 2]))
             node[key] = {}
         node = node[key]
@@ -541,7 +765,7 @@ def _set_path(data: dict, path: str, value: Any, source: str) -> None:
         try:
             node[int(last)] = value
         except (ValueError, IndexError):
-            raise CaseError(f"no list item {last!r}", source=source, key=path) from None
+            raise CaseError(f"no list item {quote(last)}", source=source, key=path) from None
     elif isinstance(node, dict):
         node[last] = value
     else:
@@ -549,19 +773,27 @@ def _set_path(data: dict, path: str, value: Any, source: str) -> None:
 
 
 def apply_overrides(data: dict, overrides: list[str] | None, source: str) -> dict:
-    """Apply ``key.path=value`` strings (values parsed as YAML) to a raw case mapping."""
+    """Apply ``key.path=value`` strings (values parsed as YAML) to a raw case mapping.
+
+    A value that is not valid YAML is taken as the string it is (``--set name=a: b``); one
+    that the reader refuses (too deep, too large, a duplicate key) is an error.
+    """
     data = copy.deepcopy(data)
     for item in overrides or []:
         if "=" not in item:
             raise CaseError(
-                f"--set {item!r}: expected KEY=VALUE, e.g. --set time.dt=0.01", source=source
+                f"--set {quote(item)}: expected KEY=VALUE, e.g. --set time.dt=0.01",
+                source=source,
             )
         key, raw = item.split("=", 1)
         key = key.strip()
         if not key or any(not k for k in key.split(".")):
-            raise CaseError(f"--set {item!r}: empty key path", source=source)
+            raise CaseError(f"--set {quote(item)}: empty key path", source=source)
         try:
             value = yaml_load(raw) if raw.strip() else None
+        except yamlio.YAMLLimitError as exc:
+            raise CaseError(f"--set {quote(item)}: {yamlio.describe_error(exc)}",
+                            source=source) from None
         except yaml.YAMLError:
             value = raw
         _set_path(data, key, value, source)
@@ -581,25 +813,56 @@ def parse_case(data: Any, source: str = "<case>") -> Case:
         raise _from_validation_error(exc, source) from None
 
 
-def read_case_data(path: str | Path) -> dict:
-    """Read a case file's raw mapping; CaseError if it cannot be read or parsed."""
+def read_text(path: str | Path, what: str = "case file") -> str:
+    """The text of a user's YAML file, read safely; CaseError naming the file otherwise.
+
+    Only a regular file is read (a directory, device, FIFO or socket is refused without
+    waiting on it: the file is opened non-blocking and checked on its descriptor), at most
+    :data:`MAX_FILE_BYTES` of it, and it must be UTF-8.
+    """
     source = str(path)
-    p = Path(path)
-    if not p.exists():
-        raise CaseError("no such case file; check the path", source=source)
-    if p.is_dir():
-        raise CaseError("is a directory, not a case file", source=source)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CaseError(f"cannot read the file ({exc.__class__.__name__})", source=source) from None
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise CaseError(f"no such {what}; check the path", source=source) from None
+    except IsADirectoryError:
+        raise CaseError(f"is a directory, not a {what}", source=source) from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL character in the path
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise CaseError(f"cannot open the file ({_one_line(reason, 80)}); check the path "
+                        "and its permissions", source=source) from None
+    with os.fdopen(fd, "rb") as fh:
+        mode = os.fstat(fh.fileno()).st_mode
+        if stat.S_ISDIR(mode):
+            raise CaseError(f"is a directory, not a {what}", source=source)
+        if not stat.S_ISREG(mode):
+            raise CaseError(f"is not a regular file (a device, pipe or socket); give the path "
+                            f"of a YAML {what}", source=source)
+        try:
+            raw = fh.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            raise CaseError(f"cannot read the file ({_one_line(exc.strerror or str(exc), 80)})",
+                            source=source) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise CaseError(f"is larger than {MAX_FILE_BYTES // 2**20} MiB, far more than any "
+                        f"{what} needs; give the right file", source=source)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CaseError(f"is not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start}); "
+                        "save it as UTF-8", source=source) from None
+
+
+def read_case_data(path: str | Path, what: str = "case file") -> Any:
+    """Read and parse a user's YAML file (see :func:`read_text`); CaseError if it cannot be
+    read or parsed, or is empty."""
+    source = str(path)
+    text = read_text(path, what)
     try:
         data = yaml_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise CaseError(f"not valid YAML{where}: {problem}", source=source) from None
+        raise CaseError(yamlio.describe_error(exc), source=source) from None
     if data is None:
         raise CaseError("the file is empty", source=source)
     return data
