@@ -132,6 +132,32 @@ def kernels(module: str = "fhnpde._kernels"):
     if not os.environ.get("NUMBA_CACHE_DIR"):
         config.CACHE_DIR = _cache_dir()
     try:
-        return importlib.import_module(module)
+        loaded = importlib.import_module(module)
     finally:
         config.CACHE_DIR = previous
+    _tolerate_cache_write_errors(loaded)
+    return loaded
+
+
+def _tolerate_cache_write_errors(module) -> None:
+    """A kernel whose compiled code cannot be saved (disk full, a file size limit, a
+    read-only cache) still runs: it is compiled again next time instead of ending the run
+    with numba's OSError."""
+    import functools
+
+    def tolerant(save):
+        @functools.wraps(save)
+        def save_overload(sig, data):
+            try:
+                save(sig, data)
+            except OSError:
+                pass
+
+        return save_overload
+
+    for obj in vars(module).values():
+        cache = getattr(obj, "_cache", None)
+        save = getattr(cache, "save_overload", None)
+        if save is not None and not getattr(save, "_fhnpde_tolerant", False):
+            cache.save_overload = tolerant(save)
+            cache.save_overload._fhnpde_tolerant = True

@@ -232,4 +232,7 @@ def run_case(case: Case, *, out=None, overwrite=False, quiet=True, observers=())
                        [BlowUpGuard(), *observers, writer, ProgressBar(quiet)])
     result.path = str(path)
     result.final_status_error = writer.final_status_error
+    if writer.error is not None and result.status == "complete":
+        # the last outputs could not be written when the run ended: the store says failed
+        result.status, result.message, result.exit_status = "failed", str(writer.error), 1
     return result

@@ -199,6 +199,11 @@ class StoreWriter:
                     self._lock.release()
                     self._lock = None
 
+    @property
+    def error(self) -> StoreWriteError | None:
+        """The write that failed, if one did (the store then holds the outputs before it)."""
+        return self._broken
+
     # -- writing --
 
     def _consolidate(self, path: Path | None = None) -> None:

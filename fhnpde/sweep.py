@@ -59,6 +59,7 @@ import hashlib
 import itertools
 import math
 import os
+import shutil
 import sys
 import time as _time
 import warnings
@@ -596,7 +597,8 @@ def _statuses(path: Path) -> np.ndarray:
 
 def check_store(sweep: Sweep, path: Path, overwrite: bool) -> bool:
     """True if ``path`` holds this sweep's store (to be reused); False if a new one is to be
-    written there (a replaced store is removed). Refuses a path holding something else."""
+    written there (with ``overwrite``, replacing a store of ours once the new template
+    exists: :func:`write_template`). Refuses a path holding something else."""
     from .store import is_store, prepare_path
 
     if path.exists() and is_store(path) and not overwrite:
@@ -612,19 +614,36 @@ def check_store(sweep: Sweep, path: Path, overwrite: bool) -> bool:
     return False
 
 
-def write_template(sweep: Sweep, path: Path) -> None:
-    """The template store: metadata, coordinates and fill values; every member pending."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
-        _template(sweep).to_zarr(str(path), mode="w", compute=False, zarr_format=3,
-                                 consolidated=True)
+def write_template(sweep: Sweep, path: Path, overwrite: bool = False) -> None:
+    """The template store: metadata, coordinates and fill values; every member pending.
+
+    Built beside ``path`` and moved into place (:func:`fhnpde.storefs.install`), so an old
+    store is replaced only once the new one exists; the caller holds ``path``'s lock."""
+    from .storefs import install, staging_dir
+
+    staging = staging_dir(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore",
+                                    message="Consolidated metadata is currently not part")
+            _template(sweep).to_zarr(str(staging), mode="w", compute=False, zarr_format=3,
+                                     consolidated=True)
+        install(staging, path, overwrite, key="--out")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def prepare_store(sweep: Sweep, path: Path, overwrite: bool) -> bool:
     """Create the template store, or reuse the store of the same sweep; True if reused."""
+    from .storefs import WriterLock
+
     if check_store(sweep, path, overwrite):
         return True
-    write_template(sweep, path)
+    lock = WriterLock.acquire(path, key="--out")
+    try:
+        write_template(sweep, path, overwrite)
+    finally:
+        lock.release()
     return False
 
 
@@ -657,14 +676,27 @@ def run_sweep(sweep: Sweep | str | Path, *, out: str | Path | None = None,
     import fhnpde); otherwise a LocalCluster of ``workers`` processes. The store is
     ``out``, else the sweep's ``output.path``, else ``runs/<name>.zarr``.
     """
-    from .cluster import Task, require_distributed, run_tasks
-    from .store import is_store, set_attrs
+    from .cluster import require_distributed
+    from .storefs import WriterLock
 
     if not isinstance(sweep, Sweep):
         sweep = load_sweep(sweep)
     require_distributed("python -m fhnpde sweep")
     path = Path(out or sweep.spec.output.path or f"runs/{sweep.spec.name}.zarr").resolve()
     reuse = check_store(sweep, path, overwrite)  # bad paths fail here, before any cluster
+    lock = WriterLock.acquire(path, key="--out")  # refuses a second writer of this store
+    try:
+        return _run_locked(sweep, path, reuse, overwrite, scheduler, workers, quiet)
+    finally:
+        lock.release()
+
+
+def _run_locked(sweep: Sweep, path: Path, reuse: bool, overwrite: bool, scheduler, workers,
+                quiet: bool) -> SweepResult:
+    from . import signals
+    from .cluster import Task, run_tasks
+    from .store import set_attrs
+
     done = (_statuses(path) != STATUS_CODES["pending"] if reuse
             else np.zeros(sweep.size, dtype=bool))
     summary = sweep.spec.summary
@@ -690,6 +722,12 @@ def run_sweep(sweep: Sweep | str | Path, *, out: str | Path | None = None,
     env = {"NUMBA_NUM_THREADS": str(max(1, cpus // (workers or cpus)))}
     first = sweep.cases[int(np.argmin(done))]
     status = "failed"
+    written = [reuse]  # whether the store at path is this sweep's (else: nothing to mark)
+
+    def template():
+        write_template(sweep, path, overwrite)
+        written[0] = True
+
     try:
         # a new store's template is written while the workers warm up (both take about a
         # second on a fresh machine); the tasks are submitted after both
@@ -697,20 +735,23 @@ def run_sweep(sweep: Sweep | str | Path, *, out: str | Path | None = None,
                            scheduler=scheduler, workers=workers, on_result=record,
                            desc=sweep.spec.name, quiet=quiet, worker_env=env,
                            warm_up=(warm_worker, (first,)),
-                           before_submit=None if reuse else lambda: write_template(sweep, path))
+                           before_submit=None if reuse else template)
         status = None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP (fhnpde.signals)
         status = "interrupted"
         raise
     finally:
-        if is_store(path):  # else it stopped before the template was written: nothing to mark
-            codes = _statuses(path)
-            counts = {name: int((codes == code).sum()) for name, code in STATUS_CODES.items()}
-            if status is None:
-                status = "complete" if counts["pending"] == 0 else "failed"
-            set_attrs(path, status=status, members_complete=counts["complete"],
-                      members_failed=counts["failed"], members_pending=counts["pending"],
-                      failures={str(k): v for k, v in sorted(failures.items())})
+        # the final status is written whatever arrives meanwhile (a second Ctrl-C, SIGTERM)
+        with signals.swallowed():
+            if written[0]:
+                codes = _statuses(path)
+                counts = {name: int((codes == code).sum())
+                          for name, code in STATUS_CODES.items()}
+                if status is None:
+                    status = "complete" if counts["pending"] == 0 else "failed"
+                set_attrs(path, status=status, members_complete=counts["complete"],
+                          members_failed=counts["failed"], members_pending=counts["pending"],
+                          failures={str(k): v for k, v in sorted(failures.items())})
     errors = {index[k]: f"{type(e).__name__}: {e}" for k, e in report.errors.items()}
     return SweepResult(str(path), sweep.size, report.ran, report.skipped, counts["complete"],
                        counts["failed"], counts["pending"], status, report.wall_time_s,

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time as _time
 import warnings
 from pathlib import Path
@@ -255,6 +256,7 @@ def generate(cfg: Config, path: str | Path | None = None, overwrite: bool = Fals
 
     from fhnpde import __version__ as fhnpde_version
     from fhnpde.store import prepare_path
+    from fhnpde.storefs import WriterLock, install, staging_dir
 
     path = prepare_path(path or cfg.data_path, overwrite, key="data.path")
     data = cfg.data
@@ -313,9 +315,25 @@ def generate(cfg: Config, path: str | Path | None = None, overwrite: bool = Fals
     coords = {"time": times} if data.kind == "trajectories" else {}
     attrs["generation_wall_s"] = round(_time.perf_counter() - wall0, 3)
     ds = xr.Dataset({k: xr.Variable(*v) for k, v in variables.items()}, coords=coords, attrs=attrs)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
-        ds.to_zarr(str(path), mode="w", zarr_format=3, consolidated=True)
+    # built beside the path and moved into place under the path's lock: an old data store
+    # (ours only, fhnpde.storefs) is replaced only once the new one exists
+    lock = WriterLock.acquire(path, key="data.path")
+    try:
+        staging = staging_dir(path)
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore",
+                                        message="Consolidated metadata is currently not part")
+                ds.to_zarr(str(staging), mode="w", zarr_format=3, consolidated=True)
+            install(staging, path, overwrite, key="data.path")
+        except OSError as exc:
+            raise CaseError(f"cannot write the data store {path} ({exc.strerror or exc}); "
+                            "free some space or choose another data.path",
+                            key="data.path") from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    finally:
+        lock.release()
     return path
 
 
