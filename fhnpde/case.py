@@ -309,9 +309,9 @@ class TimeSpec(_Strict):
             n = val / self.dt
             if not n <= MAX_COUNT:  # also refuses n = inf
                 raise _KeyedError(
-                    key, f"{val:g} is {n:.3g} steps of dt = {self.dt:g}, more than the "
-                    f"2**53 ({MAX_COUNT:.3g}) steps a float counts exactly; use a larger "
-                    f"time.dt or a smaller time.{key}"
+                    key, f"{val:g} / dt ({self.dt:g}) = {n:.3g} steps, more than the 2**53 "
+                    f"({MAX_COUNT:.3g}) steps a float counts exactly; use a larger time.dt or "
+                    f"a smaller time.{key}"
                 )
         for key, val in (("save_every", save), ("t_end", self.t_end)):
             n = val / self.dt
@@ -832,13 +832,14 @@ def read_text(path: str | Path, what: str = "case file") -> str:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise CaseError(f"cannot open the file ({_one_line(reason, 80)}); check the path "
                         "and its permissions", source=source) from None
-    with os.fdopen(fd, "rb") as fh:
-        mode = os.fstat(fh.fileno()).st_mode
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
         if stat.S_ISDIR(mode):
             raise CaseError(f"is a directory, not a {what}", source=source)
-        if not stat.S_ISREG(mode):
-            raise CaseError(f"is not a regular file (a device, pipe or socket); give the path "
-                            f"of a YAML {what}", source=source)
+        raise CaseError(f"is not a regular file (a device, pipe or socket); give the path "
+                        f"of a YAML {what}", source=source)
+    with os.fdopen(fd, "rb") as fh:
         try:
             raw = fh.read(MAX_FILE_BYTES + 1)
         except OSError as exc:

@@ -72,14 +72,17 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
 from .case import (
+    MAX_COUNT,
     Case,
     CaseError,
     FiniteFloat,
     Pair,
     PositiveFloat,
     _from_validation_error,
+    _key_part,
     _set_path,
     parse_case,
+    quote,
     read_case_data,
 )
 
@@ -106,7 +109,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-Number = StrictInt | FiniteFloat
+# Integers as wide as the int64 a member's value may end in (a case's counts are smaller).
+Number = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)] | FiniteFloat
+# load_sweep builds and checks every member's case (about 1 ms each) before anything runs.
+MAX_MEMBERS = 100_000
 
 
 class ValueList(_Strict):
@@ -133,9 +139,9 @@ class SweepSpec(_Strict):
     set: dict[str, Any] = Field(default_factory=dict)
     sample: Literal["grid", "latin-hypercube", "uniform"] = "grid"
     vary: dict[str, Pair | ValueList] = Field(min_length=1)
-    points: Annotated[int, Field(ge=1)] = 11
-    size: Annotated[int, Field(ge=1)] | None = None
-    seed: Annotated[int, Field(ge=0)] = 0
+    points: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 11
+    size: Annotated[int, Field(ge=1, le=MAX_COUNT)] | None = None
+    seed: Annotated[int, Field(ge=0, le=2**64 - 1)] = 0
     keep: Literal["summary", "fields"] = "summary"
     summary: SummarySpec = Field(default_factory=SummarySpec)
     output: SweepOutput = Field(default_factory=SweepOutput)
@@ -144,18 +150,33 @@ class SweepSpec(_Strict):
     def _consistent(self) -> SweepSpec:
         for key, spec in self.vary.items():
             if not key or any(not part for part in key.split(".")):
-                raise ValueError(f"vary\x00{key!r} is not a key path like model.params.a")
+                raise ValueError(f"vary\x00{quote(key)} is not a key path like model.params.a")
             if isinstance(spec, list) and spec[1] < spec[0]:
-                raise ValueError(
-                    f"vary.{key}\x00must be [low, high] with low <= high, got {list(spec)}"
-                )
+                raise ValueError(f"vary.{_key_part(key)}\x00must be [low, high] with low <= "
+                                 f"high, got {list(spec)}")
+            if isinstance(spec, list) and not math.isfinite(spec[1] - spec[0]):
+                raise ValueError(f"vary.{_key_part(key)}\x00the range [{spec[0]:g}, "
+                                 f"{spec[1]:g}] is wider than a float holds (high - low "
+                                 "overflows); narrow it")
             if key in self.set:
-                raise ValueError(f"set.{key}\x00is also varied; keep it in one of set or vary")
+                raise ValueError(f"set.{_key_part(key)}\x00is also varied; keep it in one of "
+                                 "set or vary")
         for key in self.set:
             if not key or any(not part for part in key.split(".")):
-                raise ValueError(f"set\x00{key!r} is not a key path like time.t_end")
+                raise ValueError(f"set\x00{quote(key)} is not a key path like time.t_end")
         if self.sample != "grid" and self.size is None:
             raise ValueError(f"size\x00is required for sample: {self.sample}")
+        if self.sample == "grid":
+            members = math.prod(len(spec.values) if isinstance(spec, ValueList)
+                                else 1 if spec[0] == spec[1] else self.points
+                                for spec in self.vary.values())
+            what = "points" if any(isinstance(s, list) for s in self.vary.values()) else "vary"
+        else:
+            members, what = self.size, "size"
+        if members > MAX_MEMBERS:
+            raise ValueError(f"{what}\x00the sweep would have {members:,} members, more than "
+                             f"the {MAX_MEMBERS:,} one sweep file may hold (each is built and "
+                             "checked before anything runs); split it into several sweeps")
         return self
 
 
@@ -174,7 +195,7 @@ def _spec_error(exc: ValidationError, source: str, data: dict) -> CaseError:
             if err.key == f"vary.{k}" or err.key.startswith(f"vary.{k}."):
                 return CaseError(
                     "must be a range [low, high] or {values: [v1, v2, ...]} of numbers, "
-                    f"got {entry!r}", source=source, key=f"vary.{k}",
+                    f"got {quote(entry)}", source=source, key=f"vary.{_key_part(k)}",
                 )
     return err
 
@@ -224,7 +245,7 @@ def load_sweep(path: str | Path) -> Sweep:
     at their key paths, validated by the case schema and by its solver's stability check.
     """
     source = str(path)
-    data = read_case_data(path)
+    data = read_case_data(path, "sweep file")
     if not isinstance(data, dict):
         raise CaseError(
             f"a sweep file must be a YAML mapping of keys, got {type(data).__name__}",
