@@ -23,24 +23,38 @@ A config names what to learn and how::
 
 Every key is checked before anything runs; unknown keys are errors. A problem becomes one
 :class:`fhnpde.CaseError` naming the file, the key path and what is wrong (exit status 2).
+The file is read by :func:`fhnpde.case.read_case_data` (one bounded, strict YAML reader,
+:mod:`fhnpde.yamlio`); counts are bounded by 2**53 and derived numbers (steps of the solver,
+widths of ranges) must be finite, as in case files.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fhnpde import models as fhn_models
-from fhnpde.case import CaseError, apply_overrides, read_case_data
+from fhnpde.case import (
+    MAX_COUNT,
+    TINY,
+    CaseError,
+    _key_part,
+    apply_overrides,
+    quote,
+    read_case_data,
+)
 
 __all__ = ["Config", "load_config", "parse_config", "CaseError"]
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Range = Annotated[list[FiniteFloat], Field(min_length=2, max_length=2)]
-PositiveInt = Annotated[int, Field(ge=1)]
+PositiveInt = Annotated[int, Field(ge=1, le=MAX_COUNT)]
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Seed = Annotated[int, Field(ge=0, le=2**64 - 1)]
 
 TRAJECTORY_INPUTS = ("t", "v0", "w0", "I")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "elu", "silu")
@@ -62,10 +76,21 @@ class KineticsSpec(_Strict):
 
     @model_validator(mode="after")
     def _valid(self) -> KineticsSpec:
+        if self.name not in fhn_models.FAMILIES:
+            raise _Keyed("name", f"unknown kinetics {quote(self.name)}; valid kinetics: "
+                         f"{', '.join(fhn_models.FAMILIES)}")
+        known = fhn_models.family(self.name).params
+        unknown = sorted(set(self.params) - set(known))
+        if unknown:  # named here, quoted: a user's key may be long or hold odd characters
+            raise _Keyed("params", f"unknown parameter(s) {', '.join(quote(k) for k in unknown[:3])} "
+                         f"for kinetics {self.name!r}; its parameters are {', '.join(known)}")
         try:
             self.params = fhn_models.check_params(self.name, self.params)
         except ValueError as exc:
             raise _Keyed("params", str(exc)) from None
+        except ArithmeticError:  # also numpy's FloatingPointError
+            raise _Keyed("params", "these values overflow the kinetics' checks; use values "
+                         "nearer 1") from None
         return self
 
 
@@ -73,7 +98,7 @@ class SampleSpec(_Strict):
     """How many points (or trajectories) to draw, and the seed of the draw."""
 
     size: PositiveInt
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Seed = 0
 
 
 class SolverSpec(_Strict):
@@ -82,6 +107,24 @@ class SolverSpec(_Strict):
     method: Literal["rk4", "euler"] = "rk4"
     dt: PositiveFloat = 0.01
     backend: Literal["numpy", "numba"] = "numba"
+
+    @model_validator(mode="after")
+    def _normal_dt(self) -> SolverSpec:
+        if self.dt < TINY:
+            raise _Keyed("dt", f"{self.dt!r} is below the smallest normal float ({TINY:.3g}); "
+                         "use a larger dt")
+        return self
+
+
+def _check_ranges(prefix: str, ranges: dict[str, list[float]]) -> None:
+    """Each [low, high] ordered and of finite width (samples are low + u (high - low))."""
+    for key, (lo, hi) in ranges.items():
+        if hi < lo:
+            raise _Keyed(f"{prefix}.{_key_part(key)}",
+                         f"must be [low, high] with low <= high, got {[lo, hi]}")
+        if not math.isfinite(hi - lo):
+            raise _Keyed(f"{prefix}.{_key_part(key)}", f"the range [{lo:g}, {hi:g}] is wider "
+                         "than a float holds (high - low overflows); narrow it")
 
 
 class AdaptiveSpec(_Strict):
@@ -94,7 +137,7 @@ class AdaptiveSpec(_Strict):
     model: str
     extra: PositiveInt
     pool: PositiveInt = 20000
-    seed: Annotated[int, Field(ge=0)] = 7
+    seed: Seed = 7
 
 
 class RolloutDataSpec(_Strict):
@@ -102,8 +145,13 @@ class RolloutDataSpec(_Strict):
 
     size: PositiveInt
     steps: PositiveInt
-    seed: Annotated[int, Field(ge=0)] = 3
+    seed: Seed = 3
     box: dict[str, Range] | None = None  # start box (v0, w0, I); default: the state box
+
+    @model_validator(mode="after")
+    def _ranges(self) -> RolloutDataSpec:
+        _check_ranges("box", self.box or {})
+        return self
 
 
 class DataSpec(_Strict):
@@ -125,15 +173,14 @@ class DataSpec(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> DataSpec:
-        for key, (lo, hi) in self.box.items():
-            if hi < lo:
-                raise _Keyed(f"box.{key}", f"must be [low, high] with low <= high, got {[lo, hi]}")
+        _check_ranges("box", self.box)
         if self.kind == "trajectory":
             if not self.inputs or self.inputs[0] != "t" or len(set(self.inputs)) != len(self.inputs):
-                raise _Keyed("inputs", f"must start with t and name each input once, got {self.inputs}")
+                raise _Keyed("inputs", f"must start with t and name each input once, got "
+                             f"{quote(self.inputs)}")
             for name in self.inputs:
                 if name not in TRAJECTORY_INPUTS:
-                    raise _Keyed("inputs", f"unknown input {name!r}; valid inputs: "
+                    raise _Keyed("inputs", f"unknown input {quote(name)}; valid inputs: "
                                  f"{', '.join(TRAJECTORY_INPUTS)}")
             for name in self.inputs[1:]:
                 if name not in self.box:
@@ -158,6 +205,20 @@ class DataSpec(_Strict):
             if self.save_dt is None or self.steps is None:
                 raise _Keyed("save_dt", "and steps are required for trajectories (e.g. 0.5 and 80)")
         dt = self.solver.dt
+        spans = [("t_end", self.t_end)] if self.kind == "trajectory" else []
+        for key, val in (("dt_r", self.dt_r), ("save_dt", self.save_dt)):
+            if val is not None:
+                spans.append((key, val))
+        # the longest run the data needs, in solver steps: steps intervals of save_dt or dt_r
+        if self.kind == "trajectories" and self.save_dt is not None and self.steps is not None:
+            spans.append(("steps", self.steps * self.save_dt))
+        if self.kind == "one-step" and self.rollouts is not None and self.dt_r is not None:
+            spans.append(("rollouts.steps", self.rollouts.steps * self.dt_r))
+        for key, val in spans:
+            if not val / dt <= MAX_COUNT:  # also refuses inf
+                raise _Keyed(key, f"makes a run of {val:.3g} / dt ({dt:g}) = {val / dt:.3g} "
+                             f"solver steps, more than the 2**53 ({MAX_COUNT:.3g}) a float "
+                             f"counts exactly; lower {key} or raise data.solver.dt")
         for key, val in (("dt_r", self.dt_r), ("save_dt", self.save_dt)):
             if val is not None:
                 n = val / dt
@@ -169,14 +230,14 @@ class DataSpec(_Strict):
 class PINNSpec(_Strict):
     """Weights of the PINN loss: data + physics residual + initial condition."""
 
-    data_weight: Annotated[float, Field(ge=0)] = 1.0
-    physics_weight: Annotated[float, Field(ge=0)] = 1.0
-    ic_weight: Annotated[float, Field(ge=0)] = 1.0
+    data_weight: NonNegativeFloat = 1.0
+    physics_weight: NonNegativeFloat = 1.0
+    ic_weight: NonNegativeFloat = 1.0
     collocation: PositiveInt = 512
 
 
 class ITNNSpec(_Strict):
-    rollout_weight: Annotated[float, Field(ge=0)] = 0.0
+    rollout_weight: NonNegativeFloat = 0.0
     residual: bool = True
 
 
@@ -205,7 +266,8 @@ class ModelSpec(_Strict):
             raise _Keyed("widths", "give the hidden widths, or shape + neurons + layers")
         for a in self.activations:
             if a not in ACTIVATIONS:
-                raise _Keyed("activations", f"unknown activation {a!r}; valid: {', '.join(ACTIVATIONS)}")
+                raise _Keyed("activations", f"unknown activation {quote(a)}; valid: "
+                             f"{', '.join(ACTIVATIONS)}")
         return self
 
     def hidden_widths(self) -> list[int]:
@@ -230,16 +292,16 @@ class TrainingSpec(_Strict):
     batch_size: PositiveInt | None = None  # None: full batch
     optimizer: Literal["adam", "adamw"] = "adam"
     lr: PositiveFloat = 1e-3
-    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    weight_decay: NonNegativeFloat = 0.0
     schedule: Literal["none", "plateau", "cosine"] = "plateau"
     plateau_factor: Annotated[float, Field(gt=0, lt=1)] = 0.5
     plateau_patience: PositiveInt = 10
-    min_lr: Annotated[float, Field(ge=0)] = 1e-6
+    min_lr: NonNegativeFloat = 1e-6
     clip: PositiveFloat | None = None
     validate_every: PositiveInt = 100
     patience: PositiveInt | None = None  # early stopping, in validations
     checkpoint_every: PositiveInt = 1000
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Seed = 0
     threads: PositiveInt = 1
     out: str | None = None
 
@@ -252,7 +314,7 @@ class SearchSpec(_Strict):
     shapes: list[str] = Field(default_factory=lambda: list(SHAPES))
     activations: list[str] = Field(default_factory=lambda: list(ACTIVATIONS))
     workers: PositiveInt = 2
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Seed = 0
     timing_batch: PositiveInt = 100_000
     out: str | None = None
 
@@ -261,7 +323,7 @@ class SearchSpec(_Strict):
     def _shapes(cls, v: list[str]) -> list[str]:
         for s in v:
             if s not in SHAPES:
-                raise ValueError(f"unknown shape {s!r}; valid shapes: {', '.join(SHAPES)}")
+                raise ValueError(f"unknown shape {quote(s)}; valid shapes: {', '.join(SHAPES)}")
         return v
 
     @field_validator("activations")
@@ -269,7 +331,7 @@ class SearchSpec(_Strict):
     def _acts(cls, v: list[str]) -> list[str]:
         for a in v:
             if a not in ACTIVATIONS:
-                raise ValueError(f"unknown activation {a!r}; valid: {', '.join(ACTIVATIONS)}")
+                raise ValueError(f"unknown activation {quote(a)}; valid: {', '.join(ACTIVATIONS)}")
         return v
 
 
@@ -282,6 +344,12 @@ class DiagnosticsSpec(_Strict):
     regimes: dict[str, FiniteFloat] | None = None
     rollout_steps: PositiveInt = 50
     rollout_size: PositiveInt = 200
+
+    @model_validator(mode="after")
+    def _ranges(self) -> DiagnosticsSpec:
+        _check_ranges("grid", {k[5:]: v for k, v in (("grid_v", self.grid_v),
+                                                       ("grid_w", self.grid_w)) if v})
+        return self
 
 
 class Config(_Strict):
@@ -343,6 +411,6 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Read, override (``key.path=value``) and validate a config file."""
     source = str(path)
-    data = read_case_data(path)
+    data = read_case_data(path, "config")
     data = apply_overrides(data, overrides, source) if isinstance(data, dict) else data
     return parse_config(data, source)
