@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 
+GAUSSIAN_CUTOFF = 40.0  # exp(-40^2) = exp(-1600) is below the smallest float, 5e-324
+
 
 def box_active(t, t0, t1):
     """1.0 while t0 <= t < t1 (t1 < t0 means "until the end"), else 0.0; broadcasts."""
@@ -68,7 +70,13 @@ def profile(spec, x: np.ndarray) -> np.ndarray:
     if isinstance(spec, float | int):
         return np.full_like(x, float(spec), dtype=np.float64)
     if spec.kind == "gaussian":
-        return spec.base + spec.amplitude * np.exp(-(((x - spec.center) / spec.width) ** 2))
+        # |x - center| / width may overflow (a very narrow or far pulse): it is then inf,
+        # and beyond GAUSSIAN_CUTOFF exp(-z^2) is 0 in double precision anyway, so z is
+        # capped there and nothing overflows.
+        with np.errstate(over="ignore"):
+            z = np.abs(x - spec.center) / spec.width
+        z = np.minimum(z, GAUSSIAN_CUTOFF)
+        return spec.base + spec.amplitude * np.exp(-(z**2))
     if spec.kind == "box":
         inside = (x >= spec.x[0]) & (x <= spec.x[1])
         return np.where(inside, spec.base + spec.amplitude, spec.base).astype(np.float64)
