@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from . import models, yamlio
+from . import grid, models, yamlio
 
 __all__ = ["Case", "CaseError", "load_case", "parse_case", "apply_overrides", "quote"]
 
@@ -147,8 +147,7 @@ OpenPair = Annotated[list[FiniteFloat | None], Field(min_length=2, max_length=2)
 TINY = sys.float_info.min  # the smallest normal float, 2.2e-308
 MAX_COUNT = 2**53  # the largest count of steps or nodes a float still counts exactly
 # dx^2 and 1/dx^2 are normal floats exactly when dx lies in [DX_MIN, DX_MAX].
-DX_MIN = math.sqrt(TINY)
-DX_MAX = math.sqrt(1.0 / TINY)
+DX_MIN, DX_MAX = grid.DX_MIN, grid.DX_MAX
 Count = Annotated[int, Field(ge=1, le=MAX_COUNT)]
 
 

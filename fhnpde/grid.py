@@ -19,12 +19,17 @@ written once for the interior and the ends alike:
 
 from __future__ import annotations
 
+import math
+import sys
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
 BOUNDARIES = ("neumann", "periodic")
+# dx^2 and 1/dx^2 are normal floats exactly when dx lies in [DX_MIN, DX_MAX]
+DX_MIN = math.sqrt(sys.float_info.min)
+DX_MAX = math.sqrt(1.0 / sys.float_info.min)
 
 
 def second_difference(v_left, v, v_right, inv_dx2):
@@ -44,6 +49,13 @@ class UniformGrid:
             raise ValueError(f"unknown boundary {self.boundary!r}; valid: {', '.join(BOUNDARIES)}")
         if self.nx < 3:
             raise ValueError(f"a cable needs at least 3 nodes, got nx = {self.nx}")
+        # The schemes use 1 / dx^2 and dx^2 / (2 D): both must be normal floats. A case is
+        # refused before it gets here (fhnpde.case.DomainSpec); this guards direct use.
+        dx = self.dx if math.isfinite(self.length) else math.inf
+        if not DX_MIN <= dx <= DX_MAX:
+            raise ValueError(f"the node spacing dx = {dx:.3g} (length {self.length:g}, nx = "
+                             f"{self.nx}) is outside [{DX_MIN:.3g}, {DX_MAX:.3g}], where dx^2 "
+                             "and 1 / dx^2 are normal floats")
 
     @property
     def periodic(self) -> bool:
