@@ -340,7 +340,9 @@ def _first_line(exc: BaseException, limit: int = 160) -> str:
 
 
 def _shape_text(shape) -> str:
-    return "(" + ", ".join(str(d) for d in shape) + ")"
+    """``(batch, 3)``: a shape with its free axes by name, as a tuple is written."""
+    dims = [str(d) for d in shape]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
 
 class Runtime(ABC):
