@@ -149,6 +149,9 @@ MAX_COUNT = 2**53  # the largest count of steps or nodes a float still counts ex
 # dx^2 and 1/dx^2 are normal floats exactly when dx lies in [DX_MIN, DX_MAX].
 DX_MIN, DX_MAX = grid.DX_MIN, grid.DX_MAX
 Count = Annotated[int, Field(ge=1, le=MAX_COUNT)]
+# Beyond this D dt / dx^2, 1 + D dt / dx^2 (the diagonal of the Crank–Nicolson and split
+# diffusion matrices) no longer holds its 1: the Neumann matrix factorises to a zero pivot.
+MAX_DIFFUSION_NUMBER = 2.0**52
 
 
 def _is_normal(x: float) -> bool:
@@ -591,7 +594,8 @@ class Case(_Strict):
         return self
 
     def _check_diffusion(self) -> None:
-        """D / dx^2, the explicit limit dx^2 / (2 D) and D dt / dx^2 must be normal floats."""
+        """D / dx^2 and the explicit limit dx^2 / (2 D) must be normal floats, and the
+        diffusion number D dt / dx^2 at most :data:`MAX_DIFFUSION_NUMBER`."""
         D = self.model.diffusion
         if D == 0.0:
             return
@@ -602,13 +606,16 @@ class Case(_Strict):
             raise _KeyedError(
                 "model.diffusion", f"{D:g} on a grid of dx = {dx:.3g} gives D / dx^2 = "
                 f"{rate:.3g} and the explicit stability limit dx^2 / (2 D) = {limit:.3g}, "
-                f"beyond what a float holds; use a diffusion between {dx2 * 2 * TINY:.3g} and "
-                f"{dx2 / (2 * TINY):.3g} for this grid, or 0 for none"
+                f"beyond what a float holds; use a diffusion between {max(TINY, dx2 * TINY):.3g} "
+                f"and {dx2 / (2 * TINY):.3g} for this grid, or 0 for none"
             )
-        if not math.isfinite(rate * self.time.dt):
+        number = rate * self.time.dt
+        if not number <= MAX_DIFFUSION_NUMBER:  # also refuses inf
             raise _KeyedError(
-                "time.dt", f"{self.time.dt:g} gives D dt / dx^2 = inf (D = {D:g}, dx = "
-                f"{dx:.3g}), which a float cannot hold; lower time.dt"
+                "time.dt", f"{self.time.dt:g} gives the diffusion number D dt / dx^2 = "
+                f"{number:.3g} (D = {D:g}, dx = {dx:.3g}); above 2**52 ({MAX_DIFFUSION_NUMBER:.3g}) "
+                "the 1 in the implicit schemes' diagonal 1 + D dt / dx^2 is lost to rounding and "
+                "the system is singular: lower time.dt or model.diffusion, or use fewer domain.nx"
             )
 
     def _check_adaptive(self) -> None:
