@@ -8,10 +8,12 @@ marked ``interrupted``).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from . import signals
 from .case import CaseError
+from .cluster import max_workers
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -94,7 +96,35 @@ def cmd_sweep(args) -> int:
     return sweep_command(args)
 
 
+def _number(kind: type, low: float | None = None, high: float | None = None, *,
+            above: bool = False, why_high: str = ""):
+    """An argparse ``type=`` reading an int or a finite float in ``[low, high]`` (``(low,
+    high]`` with ``above``); a bad value is argparse's one-line usage error (exit 2).
+    ``why_high`` is said after the upper bound."""
+
+    def parse(text: str):
+        noun = "an integer" if kind is int else "a number"
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if low is not None and (value < low or (above and value == low)):
+            raise argparse.ArgumentTypeError(
+                f"must be {'>' if above else '>='} {low:g}, got {text}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(
+                f"must be <= {high:g}{f' ({why_high})' if why_high else ''}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .studies import CAP_RANGE, LEVELS_RANGE, MAX_STEPS, RATIO_RANGE, RTOL_RANGE
+
     parser = _Parser(prog="python -m fhnpde",
                      description="FitzHugh–Nagumo solvers: point models and cables.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -106,48 +136,78 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a case key, e.g. --set time.dt=0.01 (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
-    p.add_argument("--max-wall", type=float, default=None, metavar="SECONDS",
-                   help="stop after this much wall time (store marked interrupted, exit 130)")
+    p.add_argument("--max-wall", type=_number(float, 0.0, above=True), default=None,
+                   metavar="SECONDS",
+                   help="stop after this much wall time, > 0 (store marked interrupted, "
+                        "exit 130)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("info", help="versions and usable backends")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("plot", help="space-time picture and profiles (PNG) of a store")
-    p.add_argument("store")
-    p.add_argument("--out", help="PNG path (default: next to the store)")
+    p.add_argument("store", help="a store written by python -m fhnpde run or sweep")
+    p.add_argument("--out", help="picture path; its extension picks the format: .png, .pdf, "
+                                 ".svg, ... (default: the store's path with .png)")
     p.set_defaults(func=cmd_plot)
 
+    # The studies' ranges are checked by the studies themselves (fhnpde.studies), for the
+    # command line and the Python API alike; the parser only reads finite numbers.
     p = sub.add_parser("convergence", help="observed order of accuracy in dt or dx")
     p.add_argument("case")
     p.add_argument("--vary", choices=("dt", "dx"), required=True)
-    p.add_argument("--levels", type=int, default=4)
-    p.add_argument("--ratio", type=int, default=2)
-    p.add_argument("--t-end", type=float, default=None)
+    p.add_argument("--levels", type=_number(int), default=4,
+                   help=f"resolutions, {LEVELS_RANGE[0]} to {LEVELS_RANGE[1]} (default 4): two "
+                        "give one observed order; each level multiplies the finest run's work by "
+                        "the ratio or more, and the self reference runs two levels finer still")
+    p.add_argument("--ratio", type=_number(int), default=2,
+                   help=f"refinement between levels, an integer {RATIO_RANGE[0]} to "
+                        f"{RATIO_RANGE[1]} (default 2): finer grids must hold the coarser "
+                        "grids' nodes, and larger ratios make the finest runs too costly")
+    p.add_argument("--t-end", type=_number(float), default=None,
+                   help="end time of every level, > 0 and a whole number of the coarsest "
+                        f"steps (default: the case's time.t_end); no run may exceed "
+                        f"{MAX_STEPS:.0e} steps")
     p.add_argument("--reference", choices=("self", "scipy"), default="self")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--out", default=None)
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="folder for the table, CSV and picture (default: runs/studies)")
     p.set_defaults(func=cmd_convergence)
 
     p = sub.add_parser("stability", help="largest stable dt per solver")
     p.add_argument("case")
-    p.add_argument("--solver", action="append", default=None)
+    p.add_argument("--solver", action="append", default=None, metavar="NAME",
+                   help="a registered solver of the case's geometry (repeatable; default: "
+                        "every one)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--out", default=None)
-    p.add_argument("--t-end", type=float, default=None,
-                   help="length of each trial run (default: the case's time.t_end)")
-    p.add_argument("--cap", type=float, default=100.0,
-                   help="search up to this multiple of the explicit limit dx^2/(2D)")
-    p.add_argument("--rtol", type=float, default=0.005,
-                   help="relative width of the final bisection bracket")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="folder for the table, CSV and picture (default: runs/studies)")
+    p.add_argument("--t-end", type=_number(float), default=None,
+                   help="length of each trial run, > 0 (default: the case's time.t_end); a run "
+                        f"at the explicit limit may not exceed {MAX_STEPS:.0e} steps")
+    p.add_argument("--cap", type=_number(float), default=100.0,
+                   help="search up to this multiple of the explicit limit dx^2/(2D), > "
+                        f"{CAP_RANGE[0]:g} and <= {CAP_RANGE[1]:g} (default 100): solvers "
+                        "stable at any dt stop there, so it bounds their search")
+    p.add_argument("--rtol", type=_number(float), default=0.005,
+                   help="relative width of the final bisection bracket, "
+                        f"{RTOL_RANGE[0]:g} to {RTOL_RANGE[1]:g} (default 0.005): finer "
+                        "brackets spend runs on digits the instability criterion does not "
+                        "determine, and one below float resolution would never close")
     p.set_defaults(func=cmd_stability)
 
     p = sub.add_parser("sweep", help="run a parameter sweep on dask.distributed into one store")
     p.add_argument("sweep", help="YAML sweep file")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="address of an existing dask scheduler (default: a local cluster)")
-    p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="worker processes of the local cluster (default: one per core)")
+    p.add_argument("--workers", type=_number(int, 1, max_workers(), why_high="one per core"),
+                   default=None, metavar="N",
+                   help=f"worker processes of the local cluster, 1 to {max_workers()} (default: "
+                        "one per core): each runs one single-threaded member at a time, so "
+                        "more workers than cores would only share the cores")
+    p.add_argument("--dashboard", action="store_true",
+                   help="serve the local cluster's dask dashboard on 127.0.0.1 (its address "
+                        "is printed); without it none is started")
     p.add_argument("--out", help="store path (default: the sweep's output.path)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing store instead of resuming it")

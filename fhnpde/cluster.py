@@ -31,7 +31,8 @@ from typing import Any
 
 from .case import CaseError
 
-__all__ = ["Task", "TaskReport", "local_cluster", "run_tasks", "require_distributed"]
+__all__ = ["Task", "TaskReport", "local_cluster", "max_workers", "run_tasks",
+           "require_distributed"]
 
 
 @dataclass(frozen=True)
@@ -82,22 +83,50 @@ def require_distributed(what: str = "this command") -> None:
 _LOCAL_WORKER_ENV = {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
 
 
-def local_cluster(workers: int | None = None, worker_env: Mapping[str, str] | None = None):
+def max_workers() -> int:
+    """The most worker processes a local cluster may have: one per core. Every worker runs
+    one single-threaded task at a time, so more would only share the cores (and each holds
+    its own copy of the imported modules and compiled kernels)."""
+    return os.cpu_count() or 1
+
+
+# Where a local cluster listens: the loopback interface only. Its scheduler accepts any
+# client that connects (dask has no authentication unless TLS is configured), and a client
+# can run arbitrary code on the workers, so nothing of it may be reachable from the network.
+LOOPBACK = "127.0.0.1"
+
+
+def local_cluster(workers: int | None = None, worker_env: Mapping[str, str] | None = None,
+                  dashboard: bool = False):
     """A LocalCluster of ``workers`` single-threaded processes (default: one per core), as
-    ``run_tasks`` starts it when no scheduler is given."""
+    ``run_tasks`` starts it when no scheduler is given.
+
+    Scheduler and workers listen on 127.0.0.1 only. The scheduler always runs an HTTP
+    server; without ``dashboard`` it serves no page at all (no dashboard, no ``/info``
+    pages listing workers, logs and call stacks); with ``dashboard`` it serves dask's
+    dashboard, also on 127.0.0.1 (``cluster.dashboard_link``). Either way on a free port,
+    so that concurrent clusters never collide on dask's default 8787.
+    """
+    import dask
     from distributed import LocalCluster
 
-    return LocalCluster(
-        n_workers=workers or os.cpu_count() or 1,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=":0",
-        silence_logs=logging.ERROR,
-        env={**_LOCAL_WORKER_ENV, **(worker_env or {})},
-    )
+    routes = {} if dashboard else {"distributed.scheduler.http.routes": []}
+    with dask.config.set(routes):
+        return LocalCluster(
+            n_workers=workers or max_workers(),
+            threads_per_worker=1,
+            processes=True,
+            host=LOOPBACK,
+            scheduler_port=0,
+            dashboard_address=f"{LOOPBACK}:0",  # the HTTP server's, dashboard or not
+            scheduler_kwargs={"dashboard": dashboard},
+            silence_logs=logging.ERROR,
+            env={**_LOCAL_WORKER_ENV, **(worker_env or {})},
+        )
 
 
-def _client(scheduler: str | None, workers: int | None, worker_env: Mapping[str, str] | None):
+def _client(scheduler: str | None, workers: int | None, worker_env: Mapping[str, str] | None,
+            dashboard: bool = False):
     """A Client on ``scheduler``, or on a new LocalCluster of single-threaded processes."""
     from distributed import Client
 
@@ -111,7 +140,13 @@ def _client(scheduler: str | None, workers: int | None, worker_env: Mapping[str,
                 "local cluster",
                 key="--scheduler",
             ) from None
-    cluster = local_cluster(workers, worker_env)
+    cluster = local_cluster(workers, worker_env, dashboard=dashboard)
+    if dashboard:
+        import importlib.util
+
+        hint = ("" if importlib.util.find_spec("bokeh")
+                else " (its plots need bokeh: pip install bokeh)")
+        print(f"dask dashboard: {cluster.dashboard_link}{hint}", file=sys.stderr, flush=True)
     return Client(cluster), cluster
 
 
@@ -147,12 +182,14 @@ def run_tasks(
     worker_env: Mapping[str, str] | None = None,
     warm_up: tuple[Callable[..., Any], tuple] | None = None,
     before_submit: Callable[[], None] | None = None,
+    dashboard: bool = False,
 ) -> TaskReport:
     """Run the tasks not yet complete on a dask cluster; return what happened.
 
     ``scheduler``: address of an existing scheduler (``tcp://host:8786``); without it a
     LocalCluster of ``workers`` single-threaded processes (default: one per core) is
-    started and closed again. ``on_result(task, result)`` / ``on_error(task, exc)`` run on
+    started and closed again (listening on 127.0.0.1 only, with dask's dashboard when
+    ``dashboard``: its address is printed on stderr). ``on_result(task, result)`` / ``on_error(task, exc)`` run on
     the client as each task ends, in completion order (for bookkeeping that only the
     client may do, such as writing store attributes). A progress bar follows completed
     tasks. Ctrl-C cancels the outstanding tasks, closes the cluster and re-raises.
@@ -177,7 +214,7 @@ def run_tasks(
 
     wall0 = _time.perf_counter()
     bar = _progress(len(tasks), report.skipped, desc, quiet)
-    client, cluster = _client(scheduler, workers, worker_env)
+    client, cluster = _client(scheduler, workers, worker_env, dashboard)
     futures = {}
     try:
         if warm_up is not None:

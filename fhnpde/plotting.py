@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +162,9 @@ def check_out(out, key: str = "--out") -> Path:
                         key=key)
     p = Path(text)
     shown = text if len(text) <= 80 else text[:60] + f"... ({len(text)} characters)"
+    if text.endswith(("/", os.sep)):
+        raise CaseError(f"{shown} names a folder; give a file name in it, e.g. "
+                        f"{p / 'plot.png'}", key=key)
     formats = picture_formats()
     ext = p.suffix[1:].lower()
     if ext not in formats:
@@ -168,25 +172,25 @@ def check_out(out, key: str = "--out") -> Path:
         raise CaseError(f"{shown} has {what}, which names no picture format matplotlib writes; "
                         f"end it with one of .{', .'.join(f for f in ('png', 'pdf', 'svg'))} "
                         f"(all: {', '.join(formats)})", key=key)
-    for parent in p.parents:
-        if parent.exists() or parent.is_symlink():
-            if not parent.is_dir():
-                raise CaseError(f"cannot write {shown}: {parent} is a file, not a folder; "
-                                "choose a path in a folder", key=key)
-            break
-    if p.is_dir():
-        raise CaseError(f"{shown} is a folder; give a file name in it, e.g. {p / 'plot.png'}",
-                        key=key)
-    existed = p.exists()
     try:
+        for parent in p.parents:
+            if parent.exists() or parent.is_symlink():
+                if not parent.is_dir():
+                    raise CaseError(f"cannot write {shown}: {parent} is a file, not a folder; "
+                                    "choose a path in a folder", key=key)
+                break
+        if p.is_dir():
+            raise CaseError(f"{shown} is a folder; give a file name in it, e.g. "
+                            f"{p / 'plot.png'}", key=key)
+        existed = p.exists()
         p.parent.mkdir(parents=True, exist_ok=True)
         with open(p, "ab"):
             pass
-    except OSError as exc:
+        if not existed:
+            p.unlink()
+    except OSError as exc:  # too long a name, no permission, a read-only file system
         raise CaseError(f"cannot write {shown} ({exc.strerror or exc}); choose a writable path",
                         key=key) from None
-    if not existed:
-        p.unlink()
     return p
 
 

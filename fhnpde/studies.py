@@ -90,6 +90,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import time as _time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -120,6 +121,28 @@ __all__ = [
 DEFAULT_OUT = "runs/studies"
 ORDER_BOUNDS = (1e-3, 20.0)
 
+# Ranges of the studies' numeric arguments, enforced here and by the command line's parser
+# (whose help repeats the reasons).
+# --levels: two levels give one observed order; each further level multiplies the finest
+# run's work by R (dt) or about R^(1+q) (dx), and the self reference is two levels finer.
+LEVELS_RANGE = (2, 8)
+# --ratio: an integer so that every grid holds the coarser grids' nodes; beyond 10 a few
+# levels span so many decades that the finest runs cost 10^levels times the coarsest.
+RATIO_RANGE = (2, 10)
+# --rtol: the bracket's relative width. Below 1e-6 the bisection spends runs on digits the
+# stability criterion does not determine (an instability must grow from round-off within
+# t_end); a bracket below the float resolution (1e-16) would never close.
+RTOL_RANGE = (1e-6, 0.5)
+# --cap: a multiple (> 1) of the explicit limit dx^2/(2D) where the upward search stops;
+# unconditionally stable solvers reach it, so it bounds their search.
+CAP_RANGE = (1.0, 1e6)
+# No single run of a study may take more steps than this (about 10^3 s at 1 us per step):
+# beyond it a --t-end or a refinement is a typo, not a study.
+MAX_STEPS = 10**9
+# Nor may the finest grid of a convergence study in dx have more nodes than this (its state
+# and work arrays alone would take gigabytes).
+MAX_NODES = 10**7
+
 
 # --- cases at other resolutions ------------------------------------------------------------
 
@@ -149,6 +172,16 @@ def refined_nx(nx: int, boundary: str, factor: int) -> int:
 
 def _steps(t_end: float, dt: float) -> int:
     return max(1, math.ceil(t_end / dt * (1.0 - 1e-12)))
+
+
+def _check_run_length(t_end: float, dt: float, key: str, what: str = "each run") -> None:
+    """CaseError when a run of ``t_end`` at ``dt`` would take more than MAX_STEPS steps."""
+    steps = t_end / dt
+    if steps > MAX_STEPS:
+        raise CaseError(f"{what} would take {steps:.3g} steps of dt = {dt:.3g} to reach "
+                        f"t = {t_end:g}, more than {MAX_STEPS:.0e}; lower --t-end"
+                        + (", --levels or --ratio" if key == "--levels" else "")
+                        + " or raise time.dt", key=key)
 
 
 def run_to_end(case: Case, *, check: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -493,10 +526,13 @@ def convergence_study(
     say = progress or (lambda msg: None)
     if vary not in ("dt", "dx"):
         raise CaseError(f"--vary must be dt or dx, got {vary!r}")
-    if levels < 2:
-        raise CaseError(f"--levels must be at least 2 to measure an order, got {levels}")
-    if int(ratio) != ratio or ratio < 2:
-        raise CaseError(f"--ratio must be an integer >= 2 (grids must share nodes), got {ratio}")
+    if int(levels) != levels or not LEVELS_RANGE[0] <= levels <= LEVELS_RANGE[1]:
+        raise CaseError(f"--levels must be an integer from {LEVELS_RANGE[0]} (one observed "
+                        f"order) to {LEVELS_RANGE[1]}, got {levels}")
+    levels = int(levels)
+    if int(ratio) != ratio or not RATIO_RANGE[0] <= ratio <= RATIO_RANGE[1]:
+        raise CaseError(f"--ratio must be an integer from {RATIO_RANGE[0]} to {RATIO_RANGE[1]} "
+                        f"(grids must share nodes), got {ratio}")
     ratio = int(ratio)
     if reference not in ("self", "scipy"):
         raise CaseError(f"--reference must be self or scipy, got {reference!r}")
@@ -504,8 +540,9 @@ def convergence_study(
     if vary == "dx" and geometry == "point":
         raise CaseError("--vary dx needs a cable: this case has no domain; use --vary dt")
     t_end = float(case.time.t_end if t_end is None else t_end)
-    if not t_end > 0:
-        raise CaseError(f"--t-end must be > 0, got {t_end}")
+    if not (t_end > 0 and math.isfinite(t_end)):
+        raise CaseError(f"--t-end must be a finite number > 0, got {t_end}")
+    _check_run_length(t_end, case.time.dt, "--t-end")
     steps = t_end / case.time.dt
     if abs(steps - round(steps)) > 1e-9 * max(1.0, steps):
         raise CaseError(f"--t-end {t_end:g} is not a whole number of steps of the coarsest "
@@ -530,6 +567,15 @@ def convergence_study(
             "as fast as the spatial error, so it cannot lower the observed order"
         )
 
+    # the finest run (the self reference is two levels finer), sized before it is built
+    k = levels + 1 if reference == "self" else levels - 1
+    dt_fine = base.time.dt / float(ratio) ** (k if vary == "dt" else q * k)
+    _check_run_length(t_end, dt_fine, "--levels", f"the finest run (level {k})")
+    if vary == "dx":
+        nx_fine = refined_nx(base.domain.nx, base.domain.boundary, ratio**k)
+        if nx_fine > MAX_NODES:
+            raise CaseError(f"the finest grid (level {k}) would have {nx_fine:.3g} nodes, more "
+                            f"than {MAX_NODES:.0e}; lower --levels or --ratio", key="--levels")
     cases = [_level_case(base, vary, k, ratio, t_end, q) for k in range(levels)]
     results = []
     for k, c in enumerate(cases):
@@ -792,7 +838,10 @@ def largest_stable_dt(
         return result(cap, None, True)
     hi, lo = cap, None
     dt = min(yard, cap / 2.0)
+    t_run = float(case.time.t_end if t_end is None else t_end)
     for _ in range(max_halvings):
+        if _steps(t_run, dt) > MAX_STEPS:
+            break  # unstable down to here: smaller dt would not end
         if stable(dt):
             lo = dt
             break
@@ -807,6 +856,8 @@ def largest_stable_dt(
             break
     while hi / lo > 1.0 + rtol:
         mid = math.sqrt(lo * hi)
+        if not lo < mid < hi:  # the bracket is down to adjacent floats
+            break
         if stable(mid):
             lo = mid
         else:
@@ -891,14 +942,26 @@ def stability_study(
     progress: Callable[[str], None] | None = None,
 ) -> StabilityStudy:
     """:func:`largest_stable_dt` for each solver (default: every registered one)."""
-    if cap_factor <= 1:
-        raise CaseError(f"--cap must be > 1 (a multiple of the explicit limit), got {cap_factor}")
-    if not 0 < rtol < 1:
-        raise CaseError(f"--rtol must lie in (0, 1), got {rtol}")
-    if t_end is not None and not t_end > 0:
-        raise CaseError(f"--t-end must be > 0, got {t_end}")
+    if not CAP_RANGE[0] < cap_factor <= CAP_RANGE[1]:
+        raise CaseError(f"--cap must be > {CAP_RANGE[0]:g} and <= {CAP_RANGE[1]:g} (a multiple "
+                        f"of the explicit limit), got {cap_factor}")
+    if not RTOL_RANGE[0] <= rtol <= RTOL_RANGE[1]:
+        raise CaseError(f"--rtol must lie in [{RTOL_RANGE[0]:g}, {RTOL_RANGE[1]:g}] (a finer "
+                        "bracket spends runs on digits the instability criterion does not "
+                        f"determine), got {rtol}")
+    if t_end is not None and not (t_end > 0 and math.isfinite(t_end)):
+        raise CaseError(f"--t-end must be a finite number > 0, got {t_end}")
     geometry = geometry_of(case)
-    names = list(solvers) if solvers else registered_solvers(geometry)
+    valid = registered_solvers(geometry)
+    for name in solvers or ():
+        if name not in valid:
+            raise CaseError(f"unknown solver {name!r} for a {geometry} case; valid solvers: "
+                            f"{', '.join(valid)}", key="--solver")
+    names = list(dict.fromkeys(solvers)) if solvers else valid
+    yard = _yardstick(case)
+    _check_run_length(float(case.time.t_end if t_end is None else t_end),
+                      yard if yard is not None else case.time.dt, "--t-end",
+                      "each trial run at the " + ("explicit limit" if yard else "case's dt"))
     results = [largest_stable_dt(case, n, cap_factor=cap_factor, rtol=rtol, t_end=t_end,
                                  progress=progress) for n in names]
     return StabilityStudy(
@@ -912,10 +975,27 @@ def stability_study(
 
 
 def _out_dir(args) -> Path:
-    out = Path(args.out or DEFAULT_OUT)
-    if out.exists() and not out.is_dir():
-        raise CaseError(f"--out {out} exists and is not a directory; give a directory")
-    out.mkdir(parents=True, exist_ok=True)
+    """The folder for the study's files, made if missing; CaseError naming ``--out`` when
+    it cannot be (a file in the way, no permission, a name too long, a NUL byte)."""
+    text = str(args.out or DEFAULT_OUT)
+    if "\x00" in text:
+        raise CaseError(f"{text!r} contains a NUL byte; give a folder name", key="--out")
+    out = Path(text)
+    shown = text if len(text) <= 80 else text[:60] + f"... ({len(text)} characters)"
+    try:
+        if out.exists() and not out.is_dir():
+            raise CaseError(f"{shown} exists and is not a folder; give a folder", key="--out")
+        for parent in out.parents:
+            if parent.exists() and not parent.is_dir():
+                raise CaseError(f"cannot make {shown}: {parent} is a file, not a folder",
+                                key="--out")
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".fhnpde-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise CaseError(f"cannot write in {shown} ({exc.strerror or exc}); choose a writable "
+                        "folder", key="--out") from None
     return out
 
 
@@ -935,6 +1015,7 @@ def convergence_command(args) -> int:
     from .plotting import plot_convergence
 
     case = _load(args)
+    out = _out_dir(args)  # before the study: a bad --out must not cost its runs
     try:
         result = convergence_study(
             case, args.vary, levels=args.levels, ratio=args.ratio,
@@ -946,7 +1027,6 @@ def convergence_command(args) -> int:
     except NumericalFailure as exc:
         print(f"fhnpde: error: {exc}", file=sys.stderr)
         return 1
-    out = _out_dir(args)
     stem = f"convergence-{case.name}-{result.solver}-{result.vary}"
     report = result.report()
     print(report)
@@ -976,6 +1056,7 @@ def stability_command(args) -> int:
     from .plotting import plot_stability
 
     case = _load(args)
+    out = _out_dir(args)  # before the study: a bad --out must not cost its runs
     try:
         study = stability_study(
             case, args.solver, cap_factor=getattr(args, "cap", 100.0),
@@ -984,7 +1065,6 @@ def stability_command(args) -> int:
         )
     except CaseError as exc:
         raise _with_source(exc, str(args.case)) from None
-    out = _out_dir(args)
     stem = f"stability-{case.name}"
     report = study.report()
     print(report)

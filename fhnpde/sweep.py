@@ -690,12 +690,14 @@ class SweepResult:
 
 def run_sweep(sweep: Sweep | str | Path, *, out: str | Path | None = None,
               scheduler: str | None = None, workers: int | None = None,
-              overwrite: bool = False, quiet: bool = True) -> SweepResult:
+              overwrite: bool = False, quiet: bool = True,
+              dashboard: bool = False) -> SweepResult:
     """Run every member not yet complete on dask.distributed; return the tally.
 
     ``scheduler``: an existing cluster's address (its workers must reach the store path and
-    import fhnpde); otherwise a LocalCluster of ``workers`` processes. The store is
-    ``out``, else the sweep's ``output.path``, else ``runs/<name>.zarr``.
+    import fhnpde); otherwise a LocalCluster of ``workers`` processes on 127.0.0.1, serving
+    dask's dashboard only with ``dashboard`` (:func:`fhnpde.cluster.local_cluster`). The
+    store is ``out``, else the sweep's ``output.path``, else ``runs/<name>.zarr``.
     """
     from .cluster import require_distributed
     from .storefs import WriterLock
@@ -707,13 +709,14 @@ def run_sweep(sweep: Sweep | str | Path, *, out: str | Path | None = None,
     reuse = check_store(sweep, path, overwrite)  # bad paths fail here, before any cluster
     lock = WriterLock.acquire(path, key="--out")  # refuses a second writer of this store
     try:
-        return _run_locked(sweep, path, reuse, overwrite, scheduler, workers, quiet)
+        return _run_locked(sweep, path, reuse, overwrite, scheduler, workers, quiet,
+                           dashboard)
     finally:
         lock.release()
 
 
 def _run_locked(sweep: Sweep, path: Path, reuse: bool, overwrite: bool, scheduler, workers,
-                quiet: bool) -> SweepResult:
+                quiet: bool, dashboard: bool = False) -> SweepResult:
     from . import signals
     from .cluster import Task, run_tasks
     from .store import set_attrs
@@ -755,7 +758,7 @@ def _run_locked(sweep: Sweep, path: Path, reuse: bool, overwrite: bool, schedule
         report = run_tasks(tasks, is_complete=lambda t: bool(done[index[t.key]]),
                            scheduler=scheduler, workers=workers, on_result=record,
                            desc=sweep.spec.name, quiet=quiet, worker_env=env,
-                           warm_up=(warm_worker, (first,)),
+                           dashboard=dashboard, warm_up=(warm_worker, (first,)),
                            before_submit=None if reuse else template)
         status = None
     except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP (fhnpde.signals)
@@ -783,11 +786,18 @@ def sweep_command(args) -> int:
     """``python -m fhnpde sweep``: exit 0 when every member ran to an end (complete or
     failed numerically, both recorded), 1 when some could not be run (they stay pending
     and a rerun retries them), 2 on bad input, 130 on Ctrl-C."""
+    dashboard = getattr(args, "dashboard", False)
+    if args.scheduler:  # options of the local cluster mean nothing for an existing one
+        for flag, given in (("--workers", args.workers is not None), ("--dashboard", dashboard)):
+            if given:
+                raise CaseError("applies to the local cluster only, not to the one at "
+                                f"--scheduler {args.scheduler}; leave out one of the two",
+                                key=flag)
     sweep = load_sweep(args.sweep)
     if args.workers is not None and args.workers < 1:
         raise CaseError(f"must be >= 1, got {args.workers}", key="--workers")
     result = run_sweep(sweep, out=args.out, scheduler=args.scheduler, workers=args.workers,
-                       overwrite=args.overwrite, quiet=args.quiet)
+                       overwrite=args.overwrite, quiet=args.quiet, dashboard=dashboard)
     if not args.quiet:
         line = (f"{sweep.spec.name}: {result.members} members ({result.ran} run, "
                 f"{result.skipped} already done): {result.complete} complete, "

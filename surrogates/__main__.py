@@ -2,7 +2,7 @@
 
     python -m surrogates generate CONFIG [--set KEY=VALUE ...] [--overwrite]
     python -m surrogates train CONFIG [--set ...] [--out DIR] [--overwrite] [--quiet]
-    python -m surrogates search CONFIG [--set ...] [--scheduler ADDRESS] [--workers N] [--count N] [--out DIR]
+    python -m surrogates search CONFIG [--set ...] [--scheduler ADDRESS] [--workers N] [--count N] [--out DIR] [--dashboard]
     python -m surrogates evaluate MODEL_DIR [--steps N] [--out DIR]
     python -m surrogates export MODEL_DIR --format onnx|tensorrt [--fp16] [--max-batch N]
 
@@ -63,9 +63,12 @@ def cmd_search(args) -> int:
     from .config import load_config
     from .search import run_search
 
+    if args.scheduler and args.dashboard:
+        raise CaseError(f"--dashboard: applies to the local cluster only, not to the one at "
+                        f"--scheduler {args.scheduler}; leave out one of the two")
     cfg = load_config(args.config, args.set)
     res = run_search(cfg, scheduler=args.scheduler, workers=args.workers, count=args.count,
-                     out=args.out, quiet=args.quiet)
+                     out=args.out, quiet=args.quiet, dashboard=args.dashboard)
     rows = [r for r in res["rows"] if r["status"] == "trained"]
     found = len(rows) - len(res["trained"])
     line = f"{cfg.name}: {len(rows)} models ({len(res['trained'])} trained now, {found} found"
@@ -125,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="worker processes of the local cluster (default: search.workers)")
     s.add_argument("--count", type=int, help="number of architectures")
     s.add_argument("--out", help="search directory (default: search.out)")
+    s.add_argument("--dashboard", action="store_true",
+                   help="serve the local cluster's dask dashboard on 127.0.0.1 (its address is "
+                        "printed); without it none is started")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_search)
     x = sub.add_parser("export", help="ONNX (checked against torch) or a TensorRT engine")

@@ -228,13 +228,15 @@ def search_tasks(config: dict[str, Any], candidates: list[dict[str, Any]], root:
 
 def run_search(cfg, *, scheduler: str | None = None, workers: int | None = None,
                count: int | None = None, out: str | Path | None = None,
-               quiet: bool = True) -> dict[str, Any]:
+               quiet: bool = True, dashboard: bool = False) -> dict[str, Any]:
     """Train every unfinished candidate on dask, time them all, write the table and the plot.
 
     ``scheduler``: address of an existing dask scheduler; otherwise a LocalCluster of
-    ``workers`` processes (default ``search.workers``). Returns ``directory``, ``rows``
-    (every candidate, trained ones by MAE, then the failed ones), ``trained`` (ids trained
-    now), ``failed`` (id -> message) and ``pareto`` (ids on the front).
+    ``workers`` processes (default ``search.workers``) on 127.0.0.1, serving dask's
+    dashboard only with ``dashboard`` (:func:`fhnpde.cluster.local_cluster`). Returns
+    ``directory``, ``rows`` (every candidate, trained ones by MAE, then the failed ones),
+    ``trained`` (ids trained now), ``failed`` (id -> message) and ``pareto`` (ids on the
+    front).
     """
     from fhnpde.case import CaseError
     from fhnpde.cluster import require_distributed, run_tasks
@@ -278,7 +280,8 @@ def run_search(cfg, *, scheduler: str | None = None, workers: int | None = None,
     if not all(finished(t) for t in tasks):
         require_distributed("python -m surrogates search")
     run_tasks(tasks, is_complete=finished, scheduler=scheduler, workers=spec.workers,
-              on_result=record, on_error=record_error, desc=f"search {cfg.name}", quiet=quiet)
+              on_result=record, on_error=record_error, desc=f"search {cfg.name}", quiet=quiet,
+              dashboard=dashboard)
     rows = _table_rows(candidates, root, spec.timing_batch, failed)
     write_table(rows, root)
     plot_pareto(rows, root / "pareto.png", cfg.name)
