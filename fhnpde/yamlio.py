@@ -157,8 +157,9 @@ def _short(text: str, limit: int = 60) -> str:
 def describe_error(exc: yaml.YAMLError) -> str:
     """One line saying where and what is wrong, without quoting more than a few words."""
     if isinstance(exc, yaml.reader.ReaderError):
-        return (f"character {exc.character!r} at position {exc.position} is not allowed in "
-                "YAML; remove it or save the file as plain UTF-8 text")
+        char = chr(exc.character) if isinstance(exc.character, int) else exc.character
+        return (f"character {char!r} at position {exc.position} is not allowed in YAML; "
+                "remove it or save the file as plain UTF-8 text")
     mark = getattr(exc, "problem_mark", None)
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
     problem = getattr(exc, "problem", None)
