@@ -232,6 +232,9 @@ def main(argv=None) -> int:
         return signals.exit_status(exc)
     except BrokenPipeError:
         return EXIT_OK
+    finally:
+        if argv is None:  # a process of its own: its exit status is chosen, keep it
+            signals.ignore_from_now()
 
 
 if __name__ == "__main__":

@@ -9,8 +9,10 @@ output. The process then exits with ``128 + signal number`` (130, 143, 129).
 Work that must not be cut in half (creating and renaming a store into place, writing a chunk
 and its metadata, writing the final status) runs inside :func:`deferred`: a signal that
 arrives there is held and raised when the block ends, and :func:`swallowed` drops it
-instead (the final status write of a run that is ending anyway: a second Ctrl-C 10 ms after
-the first must not skip it).
+instead (the final status write of a run that is ending anyway). Once one signal has been
+raised, later ones are ignored until :func:`install` is called again: a second Ctrl-C 10 ms
+after the first must not cut short the clean-up the first started (SIGKILL still ends the
+process at once, leaving a stale lock that the next writer breaks).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["Terminated", "deferred", "exit_status", "install", "swallowed"]
+__all__ = ["Terminated", "deferred", "exit_status", "ignore_from_now", "install", "swallowed"]
 
 HANDLED = (signal.SIGINT, signal.SIGTERM) + ((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
 
@@ -40,6 +42,7 @@ def exit_status(exc: BaseException) -> int:
 
 _depth = 0
 _pending: KeyboardInterrupt | None = None
+_stopping = False  # a signal was raised already: the process is on its way out
 
 
 def _exception(signum: int) -> KeyboardInterrupt:
@@ -47,12 +50,15 @@ def _exception(signum: int) -> KeyboardInterrupt:
 
 
 def _handler(signum, frame) -> None:
-    global _pending
+    global _pending, _stopping
+    if _stopping:
+        return  # a second Ctrl-C must not cut short the clean-up of the first
     exc = _exception(signum)
     if _depth > 0:
         if _pending is None:  # the first signal decides how the run ends
             _pending = exc
         return
+    _stopping = True
     raise exc
 
 
@@ -62,10 +68,22 @@ def install() -> None:
     Also undoes a shell's "ignore SIGINT" for background jobs, so Ctrl-C still reaches the
     time loop when a script started us with ``&``.
     """
+    global _stopping, _pending
+    if threading.current_thread() is not threading.main_thread():
+        return
+    _stopping, _pending = False, None
+    for signum in HANDLED:
+        signal.signal(signum, _handler)
+
+
+def ignore_from_now() -> None:
+    """Ignore SIGINT, SIGTERM and SIGHUP for the rest of the process: its outcome is decided
+    and its exit status chosen (a late second Ctrl-C must not turn exit 130 into death by
+    SIGINT while the interpreter shuts down)."""
     if threading.current_thread() is not threading.main_thread():
         return
     for signum in HANDLED:
-        signal.signal(signum, _handler)
+        signal.signal(signum, signal.SIG_IGN)
 
 
 @contextmanager
@@ -76,7 +94,7 @@ def deferred() -> Iterator[None]:
     Nested blocks raise only when the outermost one ends. Only effective where :func:`install`
     set the handler; elsewhere Python's default handlers act as usual.
     """
-    global _depth, _pending
+    global _depth, _pending, _stopping
     _depth += 1
     try:
         yield
@@ -89,6 +107,7 @@ def deferred() -> Iterator[None]:
     _depth -= 1
     if _depth == 0 and _pending is not None:
         exc, _pending = _pending, None
+        _stopping = True
         raise exc
 
 

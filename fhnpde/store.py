@@ -64,6 +64,21 @@ def prepare_path(path: str | Path, overwrite: bool, key: str = "output.path") ->
     return p
 
 
+def write_root_attributes(path: str | Path, attrs: dict) -> None:
+    """Update the root group's attributes in one atomic write of its ``zarr.json``, keeping
+    the consolidated metadata it holds (a status is never half written, and a reader never
+    sees a root without its consolidated metadata)."""
+    meta = Path(path) / "zarr.json"
+    data = json.loads(meta.read_bytes())
+    data.setdefault("attributes", {}).update(json.loads(json.dumps(attrs, default=str)))
+    tmp = meta.with_name(f"zarr.json.{os.getpid()}.partial")
+    try:
+        tmp.write_text(json.dumps(data, indent=2))  # NaN as zarr itself writes it
+        os.replace(tmp, meta)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def set_attrs(path: str | Path, **attrs) -> None:
     """Update root attributes and re-consolidate the metadata."""
     import zarr
@@ -188,8 +203,7 @@ class StoreWriter:
                 if self._broken is not None:
                     final["error"] = str(self._broken)
                 try:
-                    self._group.attrs.update(final)
-                    self._consolidate()
+                    write_root_attributes(self.path, final)
                 except OSError as exc:
                     self.final_status_error = (
                         f"the final status could not be written to {self.path} "

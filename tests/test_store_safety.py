@@ -428,3 +428,41 @@ def test_held_signals_are_raised_after_the_block_and_dropped_when_swallowed():
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def test_sweep_on_sigterm_is_interrupted_and_a_second_writer_refused(tmp_path):
+    pytest.importorskip("distributed")
+    import copy
+
+    import yaml
+
+    base = {**copy.deepcopy(SMALL_CABLE), "name": "small",
+            "time": {"t_end": 5000.0, "dt": 0.05, "save_every": 10.0}}
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(
+        {"name": "long", "base": "base.yaml",
+         "vary": {"initial.v.amplitude": {"values": [0.5, 0.6, 0.7, 0.8]}}}))
+    out = tmp_path / "sweep.zarr"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fhnpde", "sweep", str(tmp_path / "sweep.yaml"), "--workers", "1",
+         "--quiet", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 90
+        while not (out / "zarr.json").exists():
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "the sweep never wrote its store"
+            time.sleep(0.1)
+        second = _cli("sweep", str(tmp_path / "sweep.yaml"), "--workers", "1", "--quiet",
+                      "--out", str(out), "--overwrite")
+        assert f"being written by pid {proc.pid}" in _one_line_error(second, 2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=90)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err
+    ds = xr.open_zarr(out)
+    assert ds.attrs["status"] == "interrupted"
+    assert ds.attrs["members_pending"] >= 1
+    assert not lock_path(out).exists()
