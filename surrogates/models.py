@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -218,7 +219,9 @@ def load_state(path: Path, key: str | None = None) -> dict[str, torch.Tensor]:
         raise CaseError(f"{path} is missing; train the model again with `python -m surrogates "
                         "train CONFIG`", key=key)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. about the pickle protocol of a crafted file
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - UnpicklingError, RuntimeError, EOFError, zip errors
         raise CaseError(f"{path} is not a plain torch state dict: torch.load with "
                         f"weights_only=True refuses it ({type(exc).__name__}); train the model "

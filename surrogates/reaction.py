@@ -23,6 +23,10 @@ sentence naming the key: ``model.kinetics`` and ``model.params`` (the kinetics i
 on), ``time.dt`` (must equal the model's ``dt_r``), ``stimuli`` (a model trained at one fixed
 current cannot take others), ``reaction.model`` (missing or not a one-step model),
 ``reaction.runtime``, ``solver.backend`` (tensorrt needs the GPU state of ``cupy``).
+The model's files are not trusted either (:mod:`surrogates.runtime`): a ``model.json`` that
+breaks its schema, weights that do not fit the architecture it declares, a ``model.pt`` that
+``torch.load(weights_only=True)`` refuses, an ONNX file or engine whose inputs/outputs or
+probe outputs are not ``(n, 3) -> (n, 2)`` float32 are each one CaseError on ``reaction.model``.
 
 States outside the training box (``model.json: state_box``) are extrapolation: the step
 still runs, the first time it happens an :class:`OutOfBoxWarning` says so, and the counts

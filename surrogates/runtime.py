@@ -561,6 +561,10 @@ class TensorRTRuntime(Runtime):
         self.trt = trt
         self.logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self.logger)
+        if hasattr(self._runtime, "engine_host_code_allowed"):
+            # an engine may carry host code (a lean runtime, plugin libraries) that TensorRT
+            # would load and run: never for a file from disk
+            self._runtime.engine_host_code_allowed = False
         try:
             self.engine = self._runtime.deserialize_cuda_engine(files.artifact.read_bytes())
         except Exception:  # noqa: BLE001 - TensorRT's own error types

@@ -45,6 +45,7 @@ import json
 import math
 import sys
 import time as _time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -404,7 +405,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint read with ``torch.load(weights_only=True)`` and checked key by key."""
     fix = "delete it to train from the start, or pass --overwrite"
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. about the pickle protocol of a crafted file
+            warnings.simplefilter("ignore")
+            ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - UnpicklingError, RuntimeError, EOFError, zip errors
         raise CaseError(f"{path} cannot be resumed: torch.load with weights_only=True refuses "
                         f"it ({type(exc).__name__}); {fix}", key="training.out") from None

@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -259,8 +260,11 @@ def test_broken_checkpoints_are_one_caseerror(tiny, tmp_path, content, text):
                     "best_state": {}}, out / "checkpoint.pt")
     else:
         (out / "checkpoint.pt").write_bytes(content)
-    with pytest.raises(CaseError, match=text) as info:
-        train(cfg, out=out)
+    with warnings.catch_warnings(record=True) as caught:  # a warning is a second stderr line
+        warnings.simplefilter("always")
+        with pytest.raises(CaseError, match=text) as info:
+            train(cfg, out=out)
+    assert [str(w.message) for w in caught] == []
     assert "checkpoint.pt" in str(info.value)
     assert "\n" not in str(info.value)
 
