@@ -176,7 +176,7 @@ def read_lock(store: Path) -> dict | None:
     """The lock's holder (pid, host, start, since), {} if unreadable, None if unlocked."""
     try:
         text = lock_path(store).read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no lock (or no such folder)
         return None
     except OSError:
         return {}
