@@ -59,13 +59,13 @@ def cmd_train(args) -> int:
 
 
 def cmd_search(args) -> int:
+    if args.scheduler and args.dashboard:
+        raise CaseError(f"--dashboard: applies to the local cluster only, not to the one at "
+                        f"--scheduler {args.scheduler}; leave out one of the two")
     _need_torch()
     from .config import load_config
     from .search import run_search
 
-    if args.scheduler and args.dashboard:
-        raise CaseError(f"--dashboard: applies to the local cluster only, not to the one at "
-                        f"--scheduler {args.scheduler}; leave out one of the two")
     cfg = load_config(args.config, args.set)
     res = run_search(cfg, scheduler=args.scheduler, workers=args.workers, count=args.count,
                      out=args.out, quiet=args.quiet, dashboard=args.dashboard)

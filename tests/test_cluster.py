@@ -79,3 +79,36 @@ def test_max_workers_is_one_per_core():
     import os
 
     assert max_workers() == (os.cpu_count() or 1)
+
+
+def test_sweep_command_prints_the_dashboard_of_its_local_cluster_when_asked(tmp_path, capsys):
+    import yaml
+
+    from fhnpde.cli import main
+    from tests.helpers import SMALL_CABLE
+
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(SMALL_CABLE))
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({
+        "name": "dash", "base": "base.yaml", "vary": {"model.params.a": {"values": [0.1]}}}))
+    args = ["sweep", str(tmp_path / "sweep.yaml"), "--workers", "1", "--quiet", "--out"]
+    assert main([*args, str(tmp_path / "a.zarr")]) == 0
+    assert "dashboard" not in capsys.readouterr().err
+    assert main([*args, str(tmp_path / "b.zarr"), "--dashboard"]) == 0
+    assert "dask dashboard: http://127.0.0.1:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("program", ["fhnpde", "surrogates"])
+def test_dashboard_with_an_existing_scheduler_is_refused(tmp_path, capsys, program):
+    """--dashboard (and fhnpde's --workers) describe the local cluster: with --scheduler
+    they would be silently ignored, so they are refused before anything is read."""
+    if program == "fhnpde":
+        from fhnpde.cli import main
+    else:
+        from surrogates.__main__ import main
+    command = "sweep" if program == "fhnpde" else "search"
+    code = main([command, str(tmp_path / "never-read.yaml"), "--dashboard",
+                 "--scheduler", "tcp://127.0.0.1:9"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "--dashboard: applies to the local cluster only" in err

@@ -21,7 +21,7 @@ import csv
 import numpy as np
 import pytest
 
-from fhnpde.case import parse_case
+from fhnpde.case import CaseError, parse_case
 from fhnpde.cli import main
 from fhnpde.solvers import REGISTRY, _load_all
 from fhnpde.studies import (
@@ -33,6 +33,7 @@ from fhnpde.studies import (
     observed_orders,
     probe_stability,
     run_to_end,
+    stability_study,
 )
 
 _load_all()
@@ -390,3 +391,58 @@ def test_unstable_level_is_refused_with_the_limit_in_the_message(case_file, tmp_
                  "--out", str(tmp_path / "o")])
     assert code == 2
     assert "stability limit" in capsys.readouterr().err
+
+
+# --- the studies' numeric arguments ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"rtol": 1e-300}, "--rtol must lie in [1e-06, 0.5]"),
+        ({"rtol": float("nan")}, "--rtol"),
+        ({"cap_factor": 1.0}, "--cap must be > 1"),
+        ({"cap_factor": 1e7}, "--cap"),
+        ({"cap_factor": float("inf")}, "--cap"),
+        ({"t_end": -1.0}, "--t-end must be a finite number > 0"),
+        ({"t_end": float("inf")}, "--t-end"),
+        ({"t_end": 1e300}, "steps"),
+        ({"solvers": ["explicit", "bogus"]}, "--solver: unknown solver 'bogus'"),
+    ],
+)
+def test_stability_study_refuses_bad_arguments_before_any_run(options, message):
+    ran = []
+    with pytest.raises(CaseError) as info:
+        stability_study(make(CABLE), progress=ran.append, **options)
+    assert message in str(info.value)
+    assert ran == []  # refused before the first trial run
+
+
+def test_bisection_ends_when_the_bracket_reaches_adjacent_floats():
+    """Called directly (no range check), an rtol below float resolution still ends: the
+    bracket closes to neighbouring floats around the limit."""
+    case = make(CABLE, **{"time.t_end": 100.0})
+    r = largest_stable_dt(case, "explicit", rtol=1e-300, cap_factor=4.0)
+    assert r.largest_stable_dt is not None
+    assert r.smallest_unstable_dt == np.nextafter(r.largest_stable_dt, np.inf)
+    assert len(r.probes) < 100  # about 52 halvings of a bracket of ratio 2
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"levels": 9}, "--levels must be an integer from 2"),
+        ({"levels": 2.5}, "--levels"),
+        ({"ratio": 11}, "--ratio must be an integer from 2 to 10"),
+        ({"t_end": float("nan")}, "--t-end must be a finite number"),
+        ({"t_end": 1e300}, "steps"),
+        ({"vary": "dx", "levels": 8, "ratio": 10}, "the finest run"),
+    ],
+)
+def test_convergence_study_refuses_bad_arguments_before_any_run(options, message):
+    said = []
+    options = {"vary": "dt", **options}
+    with pytest.raises(CaseError) as info:
+        convergence_study(make(CABLE), options.pop("vary"), progress=said.append, **options)
+    assert message in str(info.value)
+    assert said == []
