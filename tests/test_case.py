@@ -123,7 +123,9 @@ def test_overwrite_refuses_to_delete_a_non_store(tmp_path, capsys):
     args = ["run", str(ROOT / "cases" / "divergent.yaml"), "--quiet", "--out", str(precious),
             "--overwrite", "--set", "time.t_end=2"]
     assert main(args) == 2
-    assert "is not a zarr store" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "is not a store written by fhnpde" in err
+    assert "refusing to replace it" in err
     assert (precious / "thesis.tex").exists()
 
 
