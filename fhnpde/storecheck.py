@@ -54,16 +54,29 @@ _SWEEP_SUMMARIES = ("status", "propagated", "pulses", "speed", "t_arrival", "t_r
                     "steps", "wall_time_s")
 
 
+# zarr metadata is a few kilobytes per array: a larger file is not one, and is not read
+MAX_METADATA_BYTES = 64 * 2**20
+
+
 def _fix(attrs: dict) -> str:
     return SWEEP_FIX if attrs.get("layout") == "sweep" else RUN_FIX
+
+
+def _src(path: Path) -> str:
+    """The store's path for a message, shortened when it is very long."""
+    text = str(path)
+    return text if len(text) <= 120 else f"{text[:80]}... ({len(text)} characters)"
 
 
 def read_json(file: Path, store: Path, what: str) -> dict:
     """A zarr metadata document as a dict; CaseError naming the file when it is unreadable,
     not JSON (e.g. truncated) or not a JSON object."""
-    source = str(store)
+    source = _src(store)
     rel = file.relative_to(store).as_posix() if file != store else file.name
     try:
+        if file.stat().st_size > MAX_METADATA_BYTES:
+            raise CaseError(f"{what}: {rel} is {file.stat().st_size / 2**20:.0f} MiB, too large "
+                            "to be zarr metadata; the store is damaged", source=source)
         text = file.read_bytes()
     except FileNotFoundError:
         raise CaseError(f"{what}: {rel} is missing; the store is damaged", source=source) from None
@@ -72,11 +85,13 @@ def read_json(file: Path, store: Path, what: str) -> dict:
                         source=source) from None
     try:
         data = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        where = (f" (line {exc.lineno}, column {exc.colno}: {exc.msg})"
-                 if isinstance(exc, json.JSONDecodeError) else " (not UTF-8 text)")
-        raise CaseError(f"{what}: {rel} is not valid JSON{where}, e.g. cut short by a full "
-                        "disk or an interrupted copy; the store is damaged", source=source) from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        where = (f" (line {exc.lineno}, column {exc.colno}: {exc.msg}; e.g. cut short by a "
+                 "full disk or an interrupted copy)" if isinstance(exc, json.JSONDecodeError)
+                 else " (not UTF-8 text)" if isinstance(exc, UnicodeDecodeError)
+                 else " (nested too deeply)")
+        raise CaseError(f"{what}: {rel} is not valid JSON{where}; the store is damaged",
+                        source=source) from None
     if not isinstance(data, dict):
         raise CaseError(f"{what}: {rel} holds a JSON {type(data).__name__}, not zarr metadata; "
                         "the store is damaged", source=source)
@@ -85,9 +100,10 @@ def read_json(file: Path, store: Path, what: str) -> dict:
 
 def _locate(path: Path) -> None:
     """CaseError unless ``path`` is a directory holding a zarr store."""
-    source = str(path)
-    if "\x00" in source:
-        raise CaseError("the path contains a NUL byte; " + NOT_A_STORE_FIX, source=repr(source))
+    source = _src(path)
+    if "\x00" in str(path):
+        raise CaseError("the path contains a NUL byte; " + NOT_A_STORE_FIX,
+                        source=repr(str(path)))
     try:
         exists, is_dir = path.exists(), path.is_dir()
     except OSError as exc:  # e.g. a name too long for the file system
@@ -119,7 +135,7 @@ def root_attributes(path: str | Path) -> dict:
             p / ".zattrs").exists() else {}
     if not isinstance(attrs, dict):
         raise CaseError("the store's metadata: zarr.json has attributes that are not a mapping; "
-                        "the store is damaged", source=str(p))
+                        "the store is damaged", source=_src(p))
     return attrs
 
 
@@ -212,13 +228,13 @@ def _arrays(path: Path, root: dict) -> dict[str, ArrayMeta]:
     listed = consolidated.get("metadata") if isinstance(consolidated, dict) else None
     if listed is not None and not isinstance(listed, dict):
         raise CaseError("the store's metadata: zarr.json has consolidated metadata that is not a "
-                        "mapping; the store is damaged", source=str(path))
+                        "mapping; the store is damaged", source=_src(path))
     try:
         on_disk = sorted(e.name for e in os.scandir(path)
                          if e.is_dir() and (Path(e.path) / "zarr.json").exists())
     except OSError as exc:
         raise CaseError(f"cannot list the store ({exc.strerror or exc}); check its permissions",
-                        source=str(path)) from None
+                        source=_src(path)) from None
     names = list(listed) if listed is not None else on_disk
     arrays = {}
     for name in names:
@@ -227,12 +243,12 @@ def _arrays(path: Path, root: dict) -> dict[str, ArrayMeta]:
         if listed is not None and name not in on_disk:
             raise CaseError(f"array {name!r} is listed in zarr.json but its directory {name}/ "
                             "(or its zarr.json) is missing; the store is damaged",
-                            source=str(path))
+                            source=_src(path))
         own = read_json(path / name / "zarr.json", path, f"array {name!r}")
         meta = listed[name] if listed is not None else own
         if not isinstance(meta, dict):
             raise CaseError(f"the consolidated metadata of array {name!r} is not a mapping; "
-                            "the store is damaged", source=str(path))
+                            "the store is damaged", source=_src(path))
         if meta.get("node_type") == "group":
             continue
         arrays[name] = _array_meta(name, meta, path)
@@ -335,20 +351,20 @@ def check_store(path: str | Path) -> StoreInfo:
     root = read_json(p / "zarr.json", p, "the store's metadata")
     if root.get("node_type") not in (None, "group"):
         raise CaseError(f"is a zarr {root.get('node_type')}, not a group written by fhnpde; "
-                        + NOT_A_STORE_FIX, source=str(p))
+                        + NOT_A_STORE_FIX, source=_src(p))
     attrs = root.get("attributes", {})
     if not isinstance(attrs, dict):
         raise CaseError("the store's metadata: zarr.json has attributes that are not a mapping; "
-                        "the store is damaged", source=str(p))
+                        "the store is damaged", source=_src(p))
     if "fhnpde_version" not in attrs:
         raise CaseError("is a zarr store that fhnpde did not write (its root has no "
                         "fhnpde_version attribute); open it with xarray.open_zarr instead",
-                        source=str(p))
+                        source=_src(p))
     info = StoreInfo(p, attrs, _arrays(p, root))
     for name in _required_arrays(attrs, info.arrays):
         if name not in info.arrays:
             raise CaseError(f"damaged store: array {name!r} is missing (no {name}/zarr.json); "
-                            + _fix(attrs), source=str(p))
+                            + _fix(attrs), source=_src(p))
     statuses = None
     if info.layout == "sweep":
         statuses = _read_statuses(p)
@@ -362,14 +378,14 @@ def check_store(path: str | Path) -> StoreInfo:
                 f"damaged store: array 'status' records {(statuses != 0).sum()} finished "
                 f"members but the sweep recorded {sum(recorded)} when it ended; status chunk "
                 f"files are missing ({', '.join(lost[:3]) or 'none absent: overwritten'}); "
-                + SWEEP_FIX, source=str(p))
+                + SWEEP_FIX, source=_src(p))
     missing = []
     for name, indices in _required_chunks(info, statuses).items():
         present = _present_chunks(p, name)
         meta = info.arrays[name]
         missing += [meta.describe(i) for i in indices if meta.key(i) not in present]
     if missing:
-        raise CaseError(_missing_message(missing, attrs), source=str(p))
+        raise CaseError(_missing_message(missing, attrs), source=_src(p))
     return info
 
 
@@ -420,7 +436,7 @@ def reading(path: str | Path, names=None):
             raise
         attrs = root_attributes(path)
         raise CaseError(f"damaged store: chunk {'; '.join(bad)}; the file is cut short or "
-                        f"overwritten; {_fix(attrs)}", source=str(path)) from None
+                        f"overwritten; {_fix(attrs)}", source=_src(path)) from None
 
 
 def sweep_statuses(path: str | Path) -> np.ndarray:
@@ -429,6 +445,6 @@ def sweep_statuses(path: str | Path) -> np.ndarray:
     p = Path(path)
     if not (p / "status" / "zarr.json").exists():
         raise CaseError("damaged sweep store: array 'status' is missing (no status/zarr.json), "
-                        "so which members ran is unknown; " + SWEEP_FIX, source=str(p))
+                        "so which members ran is unknown; " + SWEEP_FIX, source=_src(p))
     _array_meta("status", read_json(p / "status" / "zarr.json", p, "array 'status'"), p)
     return _read_statuses(p)

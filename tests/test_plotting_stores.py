@@ -114,7 +114,7 @@ def test_many_deleted_chunks_are_counted(stores, tmp_path):
 
 
 @pytest.mark.parametrize("text", [b"", b"{", b'{"attributes": {"fhnpde_version"', b"\xff\xfe",
-                                  b"[1, 2]"])
+                                  b"[1, 2]", b"[" * 100_000 + b"]" * 100_000])
 def test_a_broken_root_zarr_json_is_named(stores, tmp_path, text):
     path = copy_of(stores / "c.zarr", tmp_path)
     (path / "zarr.json").write_bytes(text)
