@@ -118,6 +118,8 @@ def check_replaceable(path: Path, key: str = "--out") -> None:
         raise CaseError(
             f"{path} exists and is not a directory; fhnpde replaces only a store it wrote, "
             "so choose another path", key=key)
+    if not any(path.iterdir()):
+        return  # an empty folder: nothing in it to lose
     if not written_by_us(path):
         raise CaseError(
             f"{path} is not a store written by fhnpde (no {OWNER_ATTR} in its zarr.json); "
@@ -335,6 +337,20 @@ def install(staging: Path, path: Path, overwrite: bool, key: str = "--out") -> N
 def check_target(path: Path, overwrite: bool, key: str = "--out") -> None:
     """Everything that can be known about writing a store at ``path`` before a run starts:
     a usable name, a writable parent, and (if it exists) a store we may replace now."""
+    check_name(path, key)
+    if os.path.lexists(path):
+        if not overwrite:
+            raise CaseError(f"{path} already exists; pass --overwrite to replace it or choose "
+                            "another path", key=key)
+        check_replaceable(path, key)
+    holder = read_lock(path)
+    if holder is not None and not (holder and lock_is_stale(holder)):
+        raise _busy(path, holder, key)
+
+
+def check_name(path: Path, key: str = "--out") -> None:
+    """CaseError unless ``path`` can name a file here: no NUL byte, no name too long, no
+    regular file where a folder of it should be."""
     text = str(path)
     shown = repr(text if len(text) <= 80 else text[:77] + "...")
     if "\0" in text:
@@ -348,18 +364,16 @@ def check_target(path: Path, overwrite: bool, key: str = "--out") -> None:
         raise CaseError(f"{shown} is not a usable path (a name in it is longer than the "
                         f"{name_max} bytes the file system allows); choose a shorter one",
                         key=key)
-    if os.path.lexists(path):
-        if not overwrite:
-            raise CaseError(f"{path} already exists; pass --overwrite to replace it or choose "
-                            "another path", key=key)
-        check_replaceable(path, key)
-    holder = read_lock(path)
-    if holder is not None and not (holder and lock_is_stale(holder)):
-        raise _busy(path, holder, key)
+    for parent in Path(os.path.abspath(path)).parents:
+        if os.path.lexists(parent):
+            if not parent.is_dir():
+                raise CaseError(f"cannot write to {path}: {parent} is a file, not a folder; "
+                                "choose another path", key=key)
+            break
 
 
 def _existing_parent(path: Path) -> Path:
     p = Path(os.path.abspath(path)).parent
-    while not p.exists() and p != p.parent:
+    while not os.path.exists(p) and p != p.parent:
         p = p.parent
     return p

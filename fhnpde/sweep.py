@@ -621,7 +621,9 @@ def check_store(sweep: Sweep, path: Path, overwrite: bool) -> bool:
     written there (with ``overwrite``, replacing a store of ours once the new template
     exists: :func:`write_template`). Refuses a path holding something else."""
     from .store import is_store, prepare_path
+    from .storefs import check_name
 
+    check_name(path, key="--out")
     if path.exists() and is_store(path) and not overwrite:
         attrs = _open_attrs(path)
         if attrs.get("layout") == "sweep" and attrs.get("fingerprint") == sweep.fingerprint:
