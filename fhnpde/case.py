@@ -502,8 +502,8 @@ class OutputSpec(_Strict):
     path: str | None = None
     chunk_mb: Annotated[float, Field(gt=0, le=2048, allow_inf_nan=False)] = Field(
         default=4.0,
-        description="Megabytes per stored chunk; at most 2048 (2 GiB), what one compressed "
-        "zarr chunk can hold.",
+        description="Megabytes per stored chunk; at most 2048 (2 GiB): a chunk is buffered in "
+        "memory while it fills and is written in one piece.",
     )
 
 
