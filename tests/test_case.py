@@ -102,7 +102,7 @@ def test_unwritable_output_path(tmp_path, capsys):
     assert err.count("\n") == 0
     assert "--out" in err
     assert "cannot write" in err
-    assert "writable path" in err
+    assert f"{blocker} is a file, not a folder" in err
     assert not (blocker / "run.zarr").exists()
 
 
