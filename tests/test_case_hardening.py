@@ -474,3 +474,59 @@ def test_a_config_with_duplicate_keys_is_refused(tmp_path):
     text = (CONFIGS / "problem_a.yaml").read_text()
     p = write(tmp_path, text + "name: again\n", "config.yaml")
     assert "duplicate key 'name' (first given at line 1)" in load_config_error(p)
+
+
+# --- runs of steps between outputs --------------------------------------------------------------
+
+
+class _Box:
+    """The fields of a stimulus that AppliedCurrent reads, for a point model."""
+
+    def __init__(self, t0, t1):
+        self.t, self.amplitude, self.x = [t0, t1], 1.0, None
+
+
+def _segments_stepwise(current, t, dt, nsteps):
+    """The runs of an unchanging current, found by evaluating every step time (the former
+    implementation, O(nsteps) memory)."""
+    from fhnpde.stimulus import box_active
+
+    if current.t0.size == 0 or nsteps <= 1:
+        return [(0, nsteps)]
+    on = box_active((t + np.arange(nsteps) * dt)[:, None], current.t0, current.t1)
+    change = np.flatnonzero(np.any(on[1:] != on[:-1], axis=1)) + 1
+    bounds = [0, *change.tolist(), nsteps]
+    return [(a, b - a) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def test_current_segments_equal_the_stepwise_ones():
+    from fhnpde.stimulus import AppliedCurrent
+
+    rng = np.random.default_rng(7)
+    for _ in range(2000):
+        dt = float(rng.choice([0.1, 0.05, 0.02, 1 / 3, 0.3, 1e-3, 2.0]))
+        t = float(rng.choice([0.0, 0.1, 0.3, 7.7, -1.0]))
+        n = int(rng.choice([1, 2, 3, 10, 30, 1000]))
+
+        def switch(t=t, dt=dt, n=n):  # on a step time (as the loop computes it) or between
+            if rng.random() < 0.6:
+                return t + int(rng.integers(-3, n + 3)) * dt
+            return float(rng.uniform(t - 1, t + n * dt + 1))
+
+        boxes = []
+        for _ in range(int(rng.integers(1, 5))):
+            t0 = switch()
+            boxes.append(_Box(t0, [None, switch(), t0][int(rng.integers(3))]))
+        current = AppliedCurrent(boxes, None, 0.0, 1)
+        assert current.segments(t, dt, n) == _segments_stepwise(current, t, dt, n)
+
+
+def test_current_segments_of_billions_of_steps_cost_nothing():
+    """One output of a long run used to allocate every step time (37 GiB for 5e9 steps)."""
+    from fhnpde.stimulus import AppliedCurrent
+
+    current = AppliedCurrent([_Box(0.0, 1.0), _Box(5.0, None)], None, 0.0, 1)
+    start = time.perf_counter()
+    segments = current.segments(0.0, 0.02, 5_000_000_000)
+    assert time.perf_counter() - start < 0.1
+    assert segments == [(0, 50), (50, 200), (250, 5_000_000_000 - 250)]
