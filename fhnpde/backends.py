@@ -98,12 +98,33 @@ def _cache_dir() -> str:
     return str(path)
 
 
+def _is_kernel_cache(path) -> bool:
+    """True for a folder this module made: named by a fingerprint (16 hex digits), holding
+    only numba's per-package folders (``fhnpde_<hash>``, ``tridiagonal_<hash>``) of its cache
+    files (``*.nbi`` index, ``*.nbc`` code), and no links."""
+    import os
+    import re
+
+    if not re.fullmatch(r"[0-9a-f]{16}", path.name) or path.is_symlink() or not path.is_dir():
+        return False
+    for root, dirs, files in os.walk(path):
+        if any(os.path.islink(os.path.join(root, d)) for d in dirs):
+            return False
+        if any(not f.endswith((".nbi", ".nbc")) or os.path.islink(os.path.join(root, f))
+               for f in files):
+            return False
+    return True
+
+
 def _prune(folder, keep: int) -> None:
-    """Remove all but the ``keep`` most recently used kernel caches (older versions' code)."""
+    """Remove all but the ``keep`` most recently used kernel caches (older versions' code).
+
+    Only folders that :func:`_is_kernel_cache` recognises are candidates: ``FHNPDE_CACHE_DIR``
+    may point anywhere, and nothing fhnpde did not write is ever removed."""
     import shutil
 
     try:
-        old = sorted((p for p in folder.iterdir() if p.is_dir()),
+        old = sorted((p for p in folder.iterdir() if _is_kernel_cache(p)),
                      key=lambda p: p.stat().st_mtime, reverse=True)[keep:]
     except OSError:
         return

@@ -466,3 +466,25 @@ def test_sweep_on_sigterm_is_interrupted_and_a_second_writer_refused(tmp_path):
     assert ds.attrs["status"] == "interrupted"
     assert ds.attrs["members_pending"] >= 1
     assert not lock_path(out).exists()
+
+
+def test_kernel_cache_pruning_removes_only_old_kernel_caches(tmp_path):
+    from fhnpde.backends import _prune
+
+    folder = tmp_path / "numba"
+    for i, name in enumerate(["0123456789abcdef", "1123456789abcdef", "2123456789abcdef"]):
+        sub = folder / name / "fhnpde_ab12"
+        sub.mkdir(parents=True)
+        (sub / "k.py311.nbi").write_bytes(b"")
+        (sub / "k.py311.1.nbc").write_bytes(b"")
+        os.utime(folder / name, (i, i))
+    mine = folder / "3123456789abcdef"  # named like a cache, holding a user's file
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("x")
+    os.utime(mine, (0, 0))
+    (folder / "project").mkdir()  # anything else a user keeps there
+    os.utime(folder / "project", (0, 0))
+    _prune(folder, keep=1)
+    assert sorted(p.name for p in folder.iterdir()) == ["2123456789abcdef", "3123456789abcdef",
+                                                        "project"]
+    assert (mine / "thesis.tex").exists()

@@ -66,7 +66,8 @@ def scheduler():
     import logging
 
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=":0", silence_logs=logging.ERROR,
+                                       host="127.0.0.1", dashboard_address=None,
+                                       silence_logs=logging.ERROR,
                                        env={"NUMBA_NUM_THREADS": "1"})
     client = distributed.Client(cluster)
     yield cluster.scheduler_address, client, cluster

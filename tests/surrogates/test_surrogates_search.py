@@ -56,7 +56,8 @@ def scheduler():
     distributed = pytest.importorskip("distributed", reason="needs dask.distributed (the "
                                       "'distributed' extra)")
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=":0", silence_logs=logging.ERROR)
+                                       host="127.0.0.1", dashboard_address=None,
+                                       silence_logs=logging.ERROR)
     yield cluster.scheduler_address
     cluster.close()
 
