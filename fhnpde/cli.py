@@ -41,7 +41,7 @@ def cmd_run(args) -> int:
         # report it in one line instead of numpy printing a warning per operation.
         with np.errstate(over="ignore", invalid="ignore"):
             result = run_case(case, out=args.out, overwrite=args.overwrite, quiet=args.quiet,
-                              observers=observers)
+                              observers=observers, force=args.force)
     except CaseError as exc:
         raise exc.with_source(str(args.case)) if exc.source is None else exc from None
     if result.status == "complete" and not getattr(result, "final_status_error", None):
@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a case key, e.g. --set time.dt=0.01 (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument("--force", action="store_true",
+                   help="run even if the memory or disk estimate exceeds what is available")
     p.add_argument("--max-wall", type=_number(float, 0.0, above=True), default=None,
                    metavar="SECONDS",
                    help="stop after this much wall time, > 0 (store marked interrupted, "
@@ -212,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing store instead of resuming it")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument("--force", action="store_true",
+                   help="run even if the memory or disk estimate exceeds what is available")
     p.set_defaults(func=cmd_sweep)
     return parser
 

@@ -48,8 +48,17 @@ class Result:
 
 
 def output_times(n_steps: int, steps_per_output: int, dt: float) -> np.ndarray:
-    steps = list(range(0, n_steps, steps_per_output)) + [n_steps]
-    return np.asarray(steps, dtype=float) * dt
+    """Times of the outputs: every ``steps_per_output`` steps from 0, and the last step.
+
+    Built in place (16 bytes per output at the peak, not a Python list of every step
+    index): :mod:`fhnpde.resources` counts it before a run starts.
+    """
+    k = -(-n_steps // steps_per_output)  # len(range(0, n_steps, steps_per_output))
+    times = np.empty(k + 1)
+    times[:k] = np.arange(0, n_steps, steps_per_output)
+    times[k] = n_steps
+    times *= dt
+    return times
 
 
 class BlowUpGuard:
@@ -219,12 +228,18 @@ def store_writer(case: Case, problem, solver, path, *, overwrite=False,
                        n_outputs=n_outputs, overwrite=overwrite, key=key)
 
 
-def run_case(case: Case, *, out=None, overwrite=False, quiet=True, observers=()) -> Result:
-    """Validate, run and store a case. Raises CaseError for bad input (nothing written)."""
+def run_case(case: Case, *, out=None, overwrite=False, quiet=True, observers=(),
+             force: bool = False) -> Result:
+    """Validate, run and store a case. Raises CaseError for bad input (nothing written),
+    including a run whose memory or disk estimate exceeds what is available, unless
+    ``force`` (see :mod:`fhnpde.resources`)."""
+    from .resources import check_run
     from .store import prepare_path
 
-    problem, solver = build_solver(case)
     key = "--out" if out else "output.path"
+    # before build_solver: building the problem allocates the nodes (or members) already
+    check_run(case, out or case.output.path, force=force, path_key=key)
+    problem, solver = build_solver(case)
     path = prepare_path(out or case.output.path, overwrite, key=key)
     writer = store_writer(case, problem, solver, path, overwrite=overwrite, key=key)
     state = solver.init()

@@ -238,11 +238,15 @@ class Sweep:
         return {k: _python(v[i]) for k, v in self.values.items()}
 
 
-def load_sweep(path: str | Path) -> Sweep:
+def load_sweep(path: str | Path, *, force: bool = False,
+               out: str | Path | None = None) -> Sweep:
     """Read a sweep file and build and check every member's case (CaseError on any problem).
 
     Each member's case is the base case with ``set`` and then the member's values applied
     at their key paths, validated by the case schema and by its solver's stability check.
+    Before any member is built, the number of members is counted from the spec and the
+    client's memory and the store's disk (at ``out``) are checked unless ``force``
+    (:func:`fhnpde.resources.check_sweep`).
     """
     source = str(path)
     data = read_case_data(path, "sweep file")
@@ -270,6 +274,10 @@ def load_sweep(path: str | Path) -> Sweep:
         base = copy.deepcopy(spec.base)
     for key, value in spec.set.items():
         _set_path(base, key, value, source)
+    from .resources import check_sweep
+
+    check_sweep(spec, base, out or spec.output.path or f"runs/{spec.name}.zarr", force=force,
+                source=source, notes=False, path_key="--out" if out else "output.path")
     try:
         values = _member_values(spec)
     except CaseError as exc:
@@ -693,21 +701,26 @@ class SweepResult:
 def run_sweep(sweep: Sweep | str | Path, *, out: str | Path | None = None,
               scheduler: str | None = None, workers: int | None = None,
               overwrite: bool = False, quiet: bool = True,
-              dashboard: bool = False) -> SweepResult:
+              dashboard: bool = False, force: bool = False) -> SweepResult:
     """Run every member not yet complete on dask.distributed; return the tally.
 
     ``scheduler``: an existing cluster's address (its workers must reach the store path and
     import fhnpde); otherwise a LocalCluster of ``workers`` processes on 127.0.0.1, serving
     dask's dashboard only with ``dashboard`` (:func:`fhnpde.cluster.local_cluster`). The
-    store is ``out``, else the sweep's ``output.path``, else ``runs/<name>.zarr``.
+    store is ``out``, else the sweep's ``output.path``, else ``runs/<name>.zarr``. Memory
+    (client and local workers) and disk are checked first unless ``force``
+    (:func:`fhnpde.resources.check_sweep`).
     """
-    from .cluster import require_distributed
+    from .cluster import max_workers, require_distributed
+    from .resources import check_sweep
     from .storefs import WriterLock
 
     if not isinstance(sweep, Sweep):
-        sweep = load_sweep(sweep)
+        sweep = load_sweep(sweep, force=force, out=out)
     require_distributed("python -m fhnpde sweep")
     path = Path(out or sweep.spec.output.path or f"runs/{sweep.spec.name}.zarr").resolve()
+    check_sweep(sweep.spec, sweep.base, path, workers=0 if scheduler else workers or max_workers(),
+                force=force, source=sweep.source, path_key="--out" if out else "output.path")
     reuse = check_store(sweep, path, overwrite)  # bad paths fail here, before any cluster
     lock = WriterLock.acquire(path, key="--out")  # refuses a second writer of this store
     try:
@@ -795,11 +808,13 @@ def sweep_command(args) -> int:
                 raise CaseError("applies to the local cluster only, not to the one at "
                                 f"--scheduler {args.scheduler}; leave out one of the two",
                                 key=flag)
-    sweep = load_sweep(args.sweep)
+    force = getattr(args, "force", False)
+    sweep = load_sweep(args.sweep, force=force, out=args.out)
     if args.workers is not None and args.workers < 1:
         raise CaseError(f"must be >= 1, got {args.workers}", key="--workers")
     result = run_sweep(sweep, out=args.out, scheduler=args.scheduler, workers=args.workers,
-                       overwrite=args.overwrite, quiet=args.quiet, dashboard=dashboard)
+                       overwrite=args.overwrite, quiet=args.quiet, dashboard=dashboard,
+                       force=force)
     if not args.quiet:
         line = (f"{sweep.spec.name}: {result.members} members ({result.ran} run, "
                 f"{result.skipped} already done): {result.complete} complete, "
