@@ -2,9 +2,11 @@
 
 Like :mod:`fhnpde._kernels`, no formula lives here: the plain-Python node update of
 :mod:`fhnpde.solvers.adaptive` and the non-uniform derivative of :mod:`fhnpde.nonuniform`
-and the active-set selection are registered as jitable and called from here (the kinetics were registered by
-:mod:`fhnpde._kernels`, imported first). After editing a formula, clear ``__pycache__``
-or touch this file: numba's on-disk cache keys on this file.
+and the active-set selection are registered as jitable and called from here (the
+kinetics were registered by :mod:`fhnpde._kernels`, imported first). Import this module
+through :func:`fhnpde.solvers.adaptive.kernels_adaptive` (``backends.kernels``): like
+:mod:`fhnpde._kernels` its kernels are cached in a directory keyed by a hash of the whole
+package, so an edited formula is never served from a stale cache.
 """
 
 from __future__ import annotations

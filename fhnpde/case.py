@@ -370,11 +370,12 @@ class AdaptiveSpec(_Strict):
     ``cases/divergent_adaptive.yaml``. See :mod:`fhnpde.solvers.adaptive`.
     """
 
-    every: Count = Field(
-        default=32,
+    regrid_every: PositiveFloat = Field(
+        default=0.2,
         description=(
-            "Steps between choices of the active set; a front must not outrun "
-            "front_radius in this many steps (speed * every * dt << front_radius)."
+            "Simulated time between choices of the active set, a whole number of steps of "
+            "time.dt (so refining dt keeps the regrid times); a front must not outrun "
+            "front_radius in it (speed * regrid_every << front_radius)."
         ),
     )
     coarse_dx: PositiveFloat = Field(
@@ -402,6 +403,17 @@ class AdaptiveSpec(_Strict):
             "is active."
         ),
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_every(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "every" in data:
+            raise _KeyedError(
+                "every", "was removed: the active set is now chosen on an interval of simulated "
+                "time; replace every: N by regrid_every: N * time.dt (e.g. every: 128 at "
+                "dt = 1/640 is regrid_every: 0.2)"
+            )
+        return data
 
 
 class SolverSpec(_Strict):
@@ -631,6 +643,23 @@ class Case(_Strict):
                     f"domain.length ({self.domain.length:g}) acts as domain.length, so give at "
                     "most that"
                 )
+        # Regrid times fixed in simulated time (see fhnpde.solvers.adaptive): forced runs
+        # (the stability study's arbitrary dt) regrid at the first step past each multiple.
+        every, dt = spec.regrid_every, self.time.dt
+        steps = every / dt
+        if not steps <= MAX_COUNT:  # also refuses n = inf
+            raise _KeyedError(
+                "solver.adaptive.regrid_every", f"{every:g} / time.dt ({dt:g}) = {steps:.3g} "
+                f"steps, more than the 2**53 ({MAX_COUNT:.3g}) steps a float counts exactly; an "
+                f"interval above time.t_end never regrids, so give at most {self.time.t_end:g}"
+            )
+        if not self.solver.force and (
+                round(steps) < 1 or abs(steps - round(steps)) > 1e-6 * max(1.0, steps)):
+            raise _KeyedError(
+                "solver.adaptive.regrid_every", f"{every:g} is not a whole number of steps of "
+                f"time.dt = {dt:g}; give a multiple of time.dt (e.g. {max(1, round(steps)) * dt:g}) "
+                "so that the regrid times stay put when dt is refined"
+            )
 
     def _check_current(self) -> None:
         """The applied current is a sum of the active boxes' amplitudes (and of a point

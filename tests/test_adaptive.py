@@ -10,7 +10,7 @@ import pytest
 from fhnpde.case import CaseError, load_case
 from fhnpde.driver import build_solver, run_case
 from fhnpde.nonuniform import NodeSet, interpolate_nodes
-from fhnpde.solvers.adaptive import Refinement, grade_active
+from fhnpde.solvers.adaptive import Refinement, RegridClock, grade_active
 from tests.helpers import SMALL_CABLE, final_state, fitted_order, make_case
 
 BACKENDS = ["numpy", "numba"]
@@ -185,7 +185,7 @@ def test_full_base_grid_reproduces_the_explicit_solver(backend, extra):
 
 ADAPTING = ("solver.method=adaptive", "domain.length=100.0", "domain.nx=801",
             "initial.v.center=50.0", "time.dt=0.00625", "time.t_end=20",
-            "time.save_every=5", "solver.adaptive.every=16")
+            "time.save_every=5", "solver.adaptive.regrid_every=0.1")
 
 
 def test_numba_and_numpy_backends_agree_while_adapting():
@@ -210,7 +210,7 @@ def test_advance_equals_step_by_step():
 
 def test_unstable_dt_is_refused_with_the_smallest_spacing_limit():
     case = make_case(SMALL_CABLE, "solver.method=adaptive", "time.dt=0.25",
-                     "time.save_every=5")
+                     "time.save_every=5", "solver.adaptive.regrid_every=0.5")
     with pytest.raises(CaseError, match=r"0\.125.*dx_min\^2 / \(2 D\)"):
         build_solver(case)
     forced = make_case(SMALL_CABLE, "solver.method=adaptive", "time.dt=0.25",
@@ -227,6 +227,66 @@ def test_cupy_backend_is_refused_with_a_sentence():
 def test_unknown_adaptive_key_is_refused():
     with pytest.raises(CaseError, match="solver.adaptive.coarse_spacing: unknown key"):
         make_case(SMALL_CABLE, "solver.method=adaptive", "solver.adaptive.coarse_spacing=2")
+
+
+def test_removed_every_key_is_refused_with_its_replacement():
+    with pytest.raises(CaseError) as info:
+        make_case(SMALL_CABLE, "solver.method=adaptive", "solver.adaptive.every=16")
+    message = str(info.value)
+    assert message.startswith("<test>: solver.adaptive.every: was removed")
+    assert "regrid_every: N * time.dt" in message
+    assert len(message.splitlines()) == 1
+
+
+def test_regrid_interval_must_be_whole_steps_of_dt():
+    """0.2 (the default) is not whole steps of dt = 0.03: one line naming the key and the
+    nearest multiple; a whole multiple and a forced run are accepted."""
+    short = ("solver.method=adaptive", "time.dt=0.03", "time.t_end=3", "time.save_every=0.3")
+    with pytest.raises(CaseError) as info:
+        make_case(SMALL_CABLE, *short)
+    assert str(info.value) == (
+        "<test>: solver.adaptive.regrid_every: 0.2 is not a whole number of steps of "
+        "time.dt = 0.03; give a multiple of time.dt (e.g. 0.21) so that the regrid times stay "
+        "put when dt is refined")
+    with pytest.raises(CaseError, match="regrid_every: 0.01 is not a whole"):
+        make_case(SMALL_CABLE, *short, "solver.adaptive.regrid_every=0.01")
+    with pytest.raises(CaseError, match="regrid_every: 1e.300 / time.dt"):
+        make_case(SMALL_CABLE, *short, "solver.adaptive.regrid_every=1e300", "time.dt=1e-10")
+    make_case(SMALL_CABLE, *short, "solver.adaptive.regrid_every=0.21")
+    make_case(SMALL_CABLE, *short, "solver.force=true")
+    # only the adaptive solver regrids
+    make_case(SMALL_CABLE, *short[1:])
+
+
+def test_regrid_clock_counts_whole_steps_and_crossings():
+    whole = RegridClock(0.2, 1 / 640)
+    assert whole.steps == 128
+    assert [n for n in range(1, 400) if whole.regrids_at(n)] == [128, 256, 384]
+    assert [whole.next_after(n) for n in (0, 127, 128)] == [128, 128, 256]
+    # not whole steps (forced runs): the first step at or after each multiple of 0.2
+    odd = RegridClock(0.2, 0.03)
+    regrids = [n for n in range(1, 40) if odd.regrids_at(n)]
+    assert regrids == [n for n in range(1, 40) if int(n * 0.03 / 0.2 + 1e-9) >
+                       int((n - 1) * 0.03 / 0.2 + 1e-9)] == [7, 14, 20, 27, 34]
+    assert [odd.next_after(n) for n in (0, 6, 7, 14, 19)] == [7, 7, 14, 20, 20]
+    assert RegridClock(0.2, 0.25).steps == 1  # shorter than a step: every step
+    assert RegridClock(1e300, 1e-300).next_after(10**6) > 10**18  # never
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_regrid_times_do_not_depend_on_dt(backend):
+    """The active set is chosen at the multiples of regrid_every whatever dt: halving dt
+    keeps the number of choices (choosing every N *steps* doubled them)."""
+    counts = []
+    for dt in (0.00625, 0.003125):
+        case = make_case(SMALL_CABLE, *ADAPTING, f"time.dt={dt}", "time.t_end=2",
+                         "time.save_every=1", f"solver.backend={backend}")
+        _, solver = build_solver(case)
+        state = solver.init()
+        for i in range(2):  # two calls, as the driver makes one per output
+            state = solver.advance(state, i * 1.0, dt, round(1.0 / dt))
+        counts.append(solver.stats()["regrids"])
+    assert counts == [19, 19]  # t = 0.1, 0.2, ..., 1.9 (the one at 2.0 precedes a next step)
 
 
 def test_store_holds_active_nodes_and_mask(tmp_path):

@@ -11,9 +11,9 @@ of :mod:`fhnpde.solvers.explicit` with the three-point Lagrange Laplacian of
                 - \\frac{v_i^n - v_{i-1}^n}{a}\\right) + f(v_i^n, w_i^n, I_i^n) \\right),
     \\qquad w_i^{n+1} = w_i^n + \\Delta t\\, g(v_i^n, w_i^n).
 
-Choosing the active set (every ``solver.adaptive.every`` steps, from the solution on the
-current active nodes; the heuristic of the spatial-FHN GPU write-up, see
-``/work/shared/references``):
+Choosing the active set (at every multiple of ``solver.adaptive.regrid_every`` in
+simulated time, from the solution on the current active nodes; the heuristic of the
+spatial-FHN GPU write-up, see ``/work/shared/references``):
 
 Each rule asks for a *stride* (spacing in base nodes) at base nodes; strides are powers
 of two (each ``*_dx`` rounded down), a node is active when its index is a multiple of the
@@ -40,7 +40,16 @@ neighbours: a zone that depended on the current spacing would grow and shrink on
 alternate choices, and every node that blinks off and on is replaced by an interpolant.
 With power-of-two strides a node stays put while zone boundaries move past it, so nodes
 change only where the solution moves (on the divergent case this cut the front error at
-t = 200 threefold and made it independent of ``every``).
+t = 200 threefold and made it independent of the regrid interval).
+
+The regrid times are fixed in simulated time, not in steps: the case validation makes
+``regrid_every`` a whole number ``k`` of steps of ``time.dt`` and the set is chosen before
+steps ``k, 2k, ...``. Refining dt then leaves the regrid times, and the interpolation
+error each regrid adds, unchanged, and the scheme converges at order 1 in dt (regridding
+every ``k`` *steps* doubled the regrids with each halving of dt: the error stalled near
+5e-5). With ``solver.force`` a ``regrid_every`` that is not whole steps is accepted (the
+stability study probes arbitrary dt): the set is then chosen at the first step at or
+after each multiple (:class:`RegridClock`).
 
 Nodes kept from the old set keep their values; new nodes get the linear interpolant of
 their old neighbours (:func:`fhnpde.nonuniform.interpolate_nodes`, derivation there).
@@ -61,6 +70,7 @@ live in compact arrays.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,7 +103,7 @@ class Refinement:
     does not move when a zone boundary shifts by one base node.
     """
 
-    every: int
+    regrid_every: float
     coarse_stride: int
     wave_stride: int
     fine_stride: int
@@ -111,7 +121,7 @@ class Refinement:
             return min(1 << int(np.floor(np.log2(ratio))), 1 << int(np.log2(largest)))
 
         return cls(
-            every=int(spec.every),
+            regrid_every=float(spec.regrid_every),
             coarse_stride=stride(spec.coarse_dx),
             wave_stride=stride(spec.wave_dx),
             fine_stride=stride(spec.fine_dx),
@@ -119,6 +129,48 @@ class Refinement:
             vt_threshold=float(spec.vt_threshold),
             front_radius=float(spec.front_radius),
         )
+
+
+class RegridClock:
+    """The steps before which the active set is chosen again: the first step ``n > 0`` at
+    or after each multiple of ``interval`` in simulated time (``n dt >= m interval``).
+
+    A whole number of steps (within the relative tolerance of the case validation) is
+    counted as the integer ``k = round(interval / dt)``, derived once: regrids before steps
+    ``k, 2k, 3k, ...`` exactly, with no rounding of times. Otherwise (only with
+    ``solver.force``) step ``n`` regrids when ``floor(n / r)`` passes a whole number,
+    ``r = interval / dt``; an interval shorter than a step regrids every step.
+    """
+
+    def __init__(self, interval: float, dt: float):
+        ratio = min(interval / dt, 2.0**62)  # beyond any run: never regrid
+        whole = round(ratio)
+        if ratio <= 1.0 or abs(ratio - whole) <= 1e-6 * ratio:
+            self.steps, self.ratio = max(1, int(whole)), None
+        else:
+            self.steps, self.ratio = None, ratio
+
+    def _count(self, n: int) -> int:
+        """Multiples of the interval at or before step ``n`` (the regrids up to ``n``); a
+        step within rounding of a multiple (``20 * 0.03`` of 0.6) reaches it."""
+        if self.ratio is None:
+            return n // self.steps
+        return math.floor(n / self.ratio * (1.0 + 1e-12))
+
+    def regrids_at(self, n: int) -> bool:
+        return n > 0 and self._count(n) > self._count(n - 1)
+
+    def next_after(self, n: int) -> int:
+        """The first regrid step after step ``n``."""
+        if self.ratio is None:
+            return (n // self.steps + 1) * self.steps
+        m = self._count(n)
+        c = max(n + 1, math.ceil((m + 1) * self.ratio))
+        while c - 1 > n and self._count(c - 1) > m:  # consistent with _count's rounding
+            c -= 1
+        while self._count(c) <= m:
+            c += 1
+        return c
 
 
 GRADING_RATIO = 2
@@ -336,13 +388,13 @@ class AdaptiveSolver(Solver):
         index = np.asarray(state.aux["index"])
         v = np.asarray(state.v, dtype=np.float64)[index].copy()
         w = np.asarray(state.w, dtype=np.float64)[index].copy()
-        every = self.rules.every
+        clock = RegridClock(self.rules.regrid_every, dt)
         n0 = int(round(t / dt))
         done = 0
         while done < nsteps:
             n = n0 + done
             ts = t + done * dt
-            if n > 0 and n % every == 0:
+            if n > 0 and clock.regrids_at(n):
                 new = self.choose_active(index, v, w, ts)
                 if not np.array_equal(new, index):
                     period = self.grid.length if self.grid.periodic else None
@@ -350,7 +402,7 @@ class AdaptiveSolver(Solver):
                                              period=period)
                     index, v, w = new, both[0].copy(), both[1].copy()
                 self.counters["regrids"] += 1
-            k = min(nsteps - done, every - n % every)
+            k = min(nsteps - done, clock.next_after(n) - n)
             v, w = self._run(index, v, w, t, done, dt, k)
             done += k
             self._count(index.size, k)
