@@ -20,6 +20,14 @@ def run(case, *, out=None, overwrite=False, quiet=True, observers=()):
     return run_case(case, out=out, overwrite=overwrite, quiet=quiet, observers=observers)
 
 
+def solve(case, *, store=None, overwrite=False, progress=False, force=False):
+    """Run a case (a :class:`Case`, a mapping or a path) and return an xarray.Dataset
+    (see :func:`fhnpde.api.solve`)."""
+    from .api import solve as _solve
+
+    return _solve(case, store=store, overwrite=overwrite, progress=progress, force=force)
+
+
 def open_run(path):
     """Open a run's store as an :class:`xarray.Dataset`."""
     from .store import open_run as _open
@@ -35,4 +43,5 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Case", "CaseError", "load_case", "open_run", "run", "tridiagonal", "__version__"]
+__all__ = ["Case", "CaseError", "load_case", "open_run", "run", "solve", "tridiagonal",
+           "__version__"]

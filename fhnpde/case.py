@@ -678,6 +678,30 @@ class Case(_Strict):
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "<dict>") -> Case:
+        """A validated case from a mapping of case keys (what a case file holds, as Python
+        values); CaseError naming the key path on bad input."""
+        if not isinstance(data, dict):
+            data = dict(data) if hasattr(data, "keys") else data
+        case = parse_case(copy.deepcopy(data), source)
+        if case.output.path is None:
+            case.output.path = f"runs/{case.name}.zarr"
+        return case
+
+    def with_changes(self, changes: Any) -> Case:
+        """A new case with ``{"key.path": value, ...}`` applied (the key paths ``--set``
+        takes, values as Python objects), validated as a whole; this case is unchanged."""
+        if not hasattr(changes, "items"):
+            raise CaseError(f"with_changes takes a mapping of key paths to values, got "
+                            f"{type(changes).__name__}")
+        data = self.model_dump(mode="json")
+        for key, value in changes.items():
+            if not isinstance(key, str) or not key or any(not k for k in key.split(".")):
+                raise CaseError(f"with_changes: {quote(key)} is not a key path like 'time.dt'")
+            _set_path(data, key, copy.deepcopy(value), "<with_changes>")
+        return Case.from_dict(data, "<with_changes>")
+
 
 class _KeyedError(ValueError):
     """Raised inside validators to attach a key path below the validator's location."""

@@ -18,6 +18,10 @@ from .backends import array_namespace
 from .case import Case, CaseError
 from .solvers.base import Solver, State
 
+#: Node updates per ``advance`` call at most (about 0.1-1 s of work): signals are handled
+#: between calls, so this bounds how long a Ctrl-C or SIGTERM waits.
+BLOCK_UPDATES = 2**27
+
 
 class NumericalFailure(RuntimeError):
     """The numbers went wrong (blow-up, Newton did not converge): exit status 1."""
@@ -136,6 +140,7 @@ def integrate(solver: Solver, state: State, case: Case, observers=()) -> Result:
     info = RunInfo(case, solver, n_steps, per_output, output_times(n_steps, per_output, dt))
     from . import signals
     from .store import StoreWriteError
+    from .tridiagonal import PivotError  # a Jacobian that lost dominance: a numerical failure
 
     started = []
     status, message, exit_status = "running", "", 1
@@ -151,15 +156,21 @@ def integrate(solver: Solver, state: State, case: Case, observers=()) -> Result:
         stored = solver.output_state(state)
         for obs in observers:
             obs.output(0.0, stored)
+        # one advance call covers an output interval, in blocks of at most BLOCK_UPDATES
+        # node updates, so a signal (handled between calls) stops even a run with one
+        # output interval of 5e9 steps within about a second
+        block = max(1, BLOCK_UPDATES // max(1, int(np.size(state.v))))
         while step < n_steps:
-            k = min(per_output, n_steps - step)
-            state = solver.advance(state, step * dt, dt, k)
-            step += k
+            target = min(step + per_output, n_steps)
+            while step < target:
+                k = min(target - step, block)
+                state = solver.advance(state, step * dt, dt, k)
+                step += k
             stored = solver.output_state(state)
             for obs in observers:
                 obs.output(step * dt, stored)
         status, exit_status = "complete", 0
-    except (NumericalFailure, StoreWriteError) as exc:
+    except (NumericalFailure, StoreWriteError, PivotError) as exc:
         status, message = "failed", str(exc)
     except KeyboardInterrupt as exc:
         why = f" ({exc})" if str(exc) else ""
@@ -202,10 +213,10 @@ def build_solver(case: Case):
     return problem, solver
 
 
-def store_writer(case: Case, problem, solver, path, *, overwrite=False,
-                 key="output.path") -> object:
+def run_layout(case: Case, problem, solver):
+    """The names, dims and attributes of a run's outputs (:class:`fhnpde.store.RunLayout`)."""
     from . import __version__
-    from .store import StoreWriter
+    from .store import RunLayout
 
     attrs = {
         "fhnpde_version": __version__,
@@ -214,17 +225,23 @@ def store_writer(case: Case, problem, solver, path, *, overwrite=False,
         "title": case.name,
         "description": case.description,
     }
-    n_outputs = len(output_times(case.time.n_steps, case.time.steps_per_output, case.time.dt))
     if problem.is_cable:
         coords = {"x": ("x", problem.grid.x, {"units": "1", "long_name": "position along the cable"})}
-        layout = "cable"
+        kind = "cable"
     else:
         coords = {"member": ("member", np.arange(problem.size), {"long_name": "ensemble member"})}
         for name, values in problem.members.items():
             coords[name] = ("member", values, {"long_name": f"varied input {name}"})
-        layout = "point"
-    return StoreWriter(path, layout=layout, coords=coords, attrs=attrs,
-                       extras=solver.output_variables(), chunk_mb=case.output.chunk_mb,
+        kind = "point"
+    return RunLayout(kind, coords, attrs, solver.output_variables())
+
+
+def store_writer(case: Case, problem, solver, path, *, overwrite=False,
+                 key="output.path") -> object:
+    from .store import StoreWriter
+
+    n_outputs = len(output_times(case.time.n_steps, case.time.steps_per_output, case.time.dt))
+    return StoreWriter(path, run_layout(case, problem, solver), chunk_mb=case.output.chunk_mb,
                        n_outputs=n_outputs, overwrite=overwrite, key=key)
 
 

@@ -116,6 +116,115 @@ def open_run(path: str | Path):
     return ds
 
 
+LONG_NAMES = {"v": "membrane potential (fast variable)",
+              "w": "recovery variable (slow variable)"}
+
+
+class RunLayout:
+    """What a run's outputs are called and how they are shaped (DESIGN §7): one description
+    serves the zarr store (:class:`StoreWriter`) and the in-memory Dataset
+    (:class:`MemoryRecorder`, ``fhnpde.solve``), so the two cannot drift apart.
+
+    ``kind``: ``cable`` (dims ``(time, x)``) or ``point`` (``(member, time)``, the varied inputs
+    as coordinates on ``member``). ``coords``: name -> (dim, values, attrs). ``attrs``: the
+    root attributes. ``extras``: name -> (dims after ``time``, attrs with an optional
+    ``dtype``) for further per-output variables (e.g. ``active_nodes``).
+    """
+
+    def __init__(self, kind: str, coords: dict, attrs: dict, extras: dict | None = None):
+        if kind not in ("cable", "point"):
+            raise ValueError(f"unknown layout {kind!r}; valid: cable, point")
+        self.kind = kind
+        self.coords = coords
+        self.attrs = attrs
+        self.extras = dict(extras or {})
+        self.size = len(coords["x"][1]) if kind == "cable" else len(coords["member"][1])
+
+    @property
+    def field_dims(self) -> tuple[str, str]:
+        return ("time", "x") if self.kind == "cable" else ("member", "time")
+
+    def field_attrs(self, name: str) -> dict:
+        attrs = {"units": "1", "long_name": LONG_NAMES[name]}
+        extra_coords = " ".join(n for n, (dim, _, _) in self.coords.items() if n != dim)
+        if extra_coords:
+            attrs["coordinates"] = extra_coords
+        return attrs
+
+    def extra_shape(self, name: str) -> tuple[int, ...]:
+        """The shape of one output of an extra variable."""
+        dims = self.extras[name][0]
+        return tuple(self.size if d in ("x", "member") else 1 for d in dims)
+
+    def extra_dtype(self, name: str) -> str:
+        return self.extras[name][1].get("dtype", "f8")
+
+    def extra_attrs(self, name: str) -> dict:
+        return {k: v for k, v in self.extras[name][1].items() if k != "dtype"}
+
+    def dataset(self, times, v, w, extras: dict, attrs: dict):
+        """The outputs as an xarray.Dataset laid out as the store holds them: ``v``, ``w``
+        shaped (outputs, size), ``extras[name]`` (outputs, *extra_shape)."""
+        import xarray as xr
+
+        times = np.asarray(times, dtype="f8")
+        n = times.shape[0]
+        coords = {name: xr.Variable((dim,), np.asarray(values), attrs)
+                  for name, (dim, values, attrs) in self.coords.items()}
+        coords["time"] = xr.Variable(("time",), times, {"units": "1", "long_name": "time"})
+        data = {}
+        for name, values in (("v", v), ("w", w)):
+            values = np.asarray(values, dtype="f8").reshape(n, self.size)
+            if self.kind == "point":
+                values = values.T
+            attrs_v = {k: a for k, a in self.field_attrs(name).items() if k != "coordinates"}
+            data[name] = xr.Variable(self.field_dims, values, attrs_v)
+        for name, (edims, _) in self.extras.items():
+            values = np.asarray(extras[name], dtype=self.extra_dtype(name))
+            data[name] = xr.Variable(("time", *edims),
+                                     values.reshape((n, *self.extra_shape(name))),
+                                     self.extra_attrs(name))
+        return xr.Dataset(data, coords=coords, attrs={**self.attrs, **attrs})
+
+
+class MemoryRecorder:
+    """Observer that keeps every output in memory and builds the run's Dataset at the end
+    (``fhnpde.solve`` without a store): the store's layout, status and stats."""
+
+    def __init__(self, layout: RunLayout):
+        self.layout = layout
+        self._times: list[float] = []
+        self._v: list[np.ndarray] = []
+        self._w: list[np.ndarray] = []
+        self._extra: dict[str, list] = {k: [] for k in layout.extras}
+        self.status = "running"
+        self.stats: dict = {}
+
+    def start(self, info) -> None:
+        pass
+
+    def output(self, t, state) -> None:
+        from .backends import to_numpy
+
+        self._v.append(np.array(to_numpy(state.v), dtype="f8"))
+        self._w.append(np.array(to_numpy(state.w), dtype="f8"))
+        for name in self._extra:
+            self._extra[name].append(np.array(to_numpy(state.aux[name])))
+        self._times.append(float(t))
+
+    def finish(self, status, stats) -> None:
+        self.status, self.stats = status, dict(stats)
+
+    def dataset(self, **attrs):
+        size = self.layout.size
+        n = len(self._times)
+        v = np.asarray(self._v).reshape(n, size)
+        w = np.asarray(self._w).reshape(n, size)
+        extras = {k: np.asarray(vals) for k, vals in self._extra.items()}
+        return self.layout.dataset(self._times, v, w, extras,
+                                   {"status": self.status, "stats": self.stats, **attrs})
+
+
 class StoreWriter:
     """Observer that appends outputs to a zarr store in whole chunks.
 
@@ -139,16 +248,14 @@ class StoreWriter:
     lock.
     """
 
-    def __init__(self, path, *, layout, coords, attrs, extras=None, chunk_mb=4.0,
-                 flush_seconds=30.0, n_outputs=None, overwrite=False, key="output.path"):
+    def __init__(self, path, layout: RunLayout, *, chunk_mb=4.0, flush_seconds=30.0,
+                 n_outputs=None, overwrite=False, key="output.path"):
         self.path = Path(path)
         self.layout = layout
-        self.coords = coords
-        self.attrs = attrs
-        self.extras = dict(extras or {})
+        self.extras = layout.extras
         self.overwrite = overwrite
         self.key = key
-        self.size = len(coords["x"][1]) if layout == "cable" else len(coords["member"][1])
+        self.size = layout.size
         per_output = 8 * self.size * 2
         chunk = max(1, int(chunk_mb * 2**20 // per_output))
         if n_outputs is not None:
@@ -269,10 +376,10 @@ class StoreWriter:
     def _build(self, staging: Path) -> None:
         import zarr
 
+        lay = self.layout
         group = zarr.open_group(str(staging), mode="w", zarr_format=3,
-                                attributes={**self.attrs, "status": "running"})
-        extra_coords = " ".join(n for n, (dim, _, _) in self.coords.items() if n != dim)
-        for name, (dim, values, attrs) in self.coords.items():
+                                attributes={**lay.attrs, "status": "running"})
+        for name, (dim, values, attrs) in lay.coords.items():
             values = np.asarray(values)
             arr = group.create_array(name, shape=values.shape, dtype=values.dtype,
                                      dimension_names=[dim], attributes=attrs)
@@ -280,30 +387,25 @@ class StoreWriter:
         group.create_array("time", shape=(0,), chunks=(self.chunk,), dtype="f8",
                            dimension_names=["time"], fill_value=np.nan,
                            attributes={"units": "1", "long_name": "time"})
-        if self.layout == "cable":
-            dims, shape, chunks = ["time", "x"], (0, self.size), (self.chunk, self.size)
+        if lay.kind == "cable":
+            shape, chunks = (0, self.size), (self.chunk, self.size)
         else:
-            dims, shape, chunks = ["member", "time"], (self.size, 0), (self.size, self.chunk)
-        long = {"v": "membrane potential (fast variable)",
-                "w": "recovery variable (slow variable)"}
+            shape, chunks = (self.size, 0), (self.size, self.chunk)
         for name in ("v", "w"):
-            attrs = {"units": "1", "long_name": long[name]}
-            if extra_coords:
-                attrs["coordinates"] = extra_coords
             group.create_array(name, shape=shape, chunks=chunks, dtype="f8",
-                               dimension_names=dims, fill_value=np.nan, attributes=attrs)
-        for name, (edims, eattrs) in self.extras.items():
-            eshape = tuple(self.size if d in ("x", "member") else 1 for d in edims)
+                               dimension_names=list(lay.field_dims), fill_value=np.nan,
+                               attributes=lay.field_attrs(name))
+        for name, (edims, _) in lay.extras.items():
+            eshape = lay.extra_shape(name)
             group.create_array(name, shape=(0, *eshape), chunks=(self.chunk, *eshape),
-                               dtype=eattrs.get("dtype", "f8"),
-                               dimension_names=["time", *edims],
-                               attributes={k: v for k, v in eattrs.items() if k != "dtype"})
+                               dtype=lay.extra_dtype(name), dimension_names=["time", *edims],
+                               attributes=lay.extra_attrs(name))
 
     def _resize_all(self, n: int) -> None:
         """Every array along ``time`` to ``n`` outputs."""
         g = self._group
         for name in ("v", "w"):
-            g[name].resize((n, self.size) if self.layout == "cable" else (self.size, n))
+            g[name].resize((n, self.size) if self.layout.kind == "cable" else (self.size, n))
         for name in self.extras:
             g[name].resize((n, *g[name].shape[1:]))
         g["time"].resize((n,))
@@ -342,7 +444,7 @@ class StoreWriter:
         g = self._group
         stop = start + n
         self._resize_all(stop)
-        if self.layout == "cable":
+        if self.layout.kind == "cable":
             for name, buf in (("v", self._v), ("w", self._w)):
                 g[name][start:stop] = buf[:n]
         else:

@@ -488,3 +488,44 @@ def test_kernel_cache_pruning_removes_only_old_kernel_caches(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == ["2123456789abcdef", "3123456789abcdef",
                                                         "project"]
     assert (mine / "thesis.tex").exists()
+
+
+def test_sigterm_stops_a_run_inside_one_long_output_interval(tmp_path):
+    """A run with one output interval of 5e7 steps stops within seconds: the loop advances
+    in blocks and handles signals between them."""
+    out = tmp_path / "S.zarr"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fhnpde", "run", DIVERGENT, "--quiet", "--out", str(out),
+         "--set", "time.t_end=1e6", "--set", "time.save_every=null"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "zarr.json").exists():
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        _, err = proc.communicate(timeout=30)
+        waited = time.monotonic() - t0
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert waited < 10
+    ds = xr.open_zarr(out)
+    assert ds.attrs["status"] == "interrupted"
+    assert ds.sizes["time"] == 1  # the initial state; the interval never ended
+    assert ds.attrs["stats"]["t_reached"] < 1e6  # stopped between two blocks
+
+
+def test_blocks_do_not_change_the_numbers(monkeypatch):
+    from fhnpde import driver
+    from fhnpde.api import solve
+
+    case = make_case(SMALL_CABLE, "time.save_every=1.0")
+    whole = solve(case)
+    monkeypatch.setattr(driver, "BLOCK_UPDATES", 81 * 3)  # 3 steps per advance call
+    blocked = solve(case)
+    np.testing.assert_array_equal(blocked.v.values, whole.v.values)
+    assert blocked.attrs["stats"]["steps"] == whole.attrs["stats"]["steps"] == 100
