@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from fhnpde.case import CaseError
+from fhnpde.case import CaseError, quote
 
 from .runtime import RUNTIMES, Runtime, model_files, open_runtime
 
@@ -122,7 +122,7 @@ class NeuralReaction:
         from fhnpde.backends import namespace
 
         if spec.runtime not in RUNTIMES:
-            raise CaseError(f"unknown runtime {spec.runtime!r}; valid runtimes: "
+            raise CaseError(f"unknown runtime {quote(spec.runtime)}; valid runtimes: "
                             f"{', '.join(RUNTIMES)}", key="reaction.runtime")
         files = model_files(spec.model, spec.runtime, key="reaction.model")
         check_model_matches(files.meta, problem, problem.case.time.dt, spec.model)

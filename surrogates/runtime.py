@@ -46,7 +46,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from fhnpde.case import CaseError
+from fhnpde.case import CaseError, quote
 
 __all__ = ["RUNTIMES", "ModelDescription", "ModelFiles", "Runtime", "box_inputs", "model_files",
            "open_runtime", "read_model_json", "validate_model_json"]
@@ -262,7 +262,7 @@ def box_inputs(meta: dict[str, Any], n: int, seed: int = 0) -> np.ndarray:
 def model_files(model: str | Path, runtime: str, key: str = "reaction.model") -> ModelFiles:
     """Resolve a model directory or file for ``runtime`` (CaseError naming ``key``)."""
     if runtime not in RUNTIMES:
-        raise CaseError(f"unknown runtime {runtime!r}; valid runtimes: {', '.join(RUNTIMES)}",
+        raise CaseError(f"unknown runtime {quote(runtime)}; valid runtimes: {', '.join(RUNTIMES)}",
                         key=key.rsplit(".", 1)[0] + ".runtime" if "." in key else "runtime")
     path = Path(model)
     if not path.exists():
@@ -634,5 +634,5 @@ def open_runtime(model: str | Path | ModelFiles, runtime: str = "onnxruntime", *
                             "solver.backend: cupy (or runtime: onnxruntime on the CPU)",
                             key="solver.backend")
         return TensorRTRuntime(files)
-    raise CaseError(f"unknown runtime {runtime!r}; valid runtimes: {', '.join(RUNTIMES)}",
+    raise CaseError(f"unknown runtime {quote(runtime)}; valid runtimes: {', '.join(RUNTIMES)}",
                     key="reaction.runtime")
