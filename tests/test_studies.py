@@ -211,7 +211,7 @@ def test_every_cable_solver_reaches_its_declared_order_in_dt(name):
 def test_adaptive_first_order_in_dt_on_the_divergent_case(cases_dir):
     """cases/divergent.yaml on the adaptive solver to t = 20: the active set is chosen at
     fixed simulated times (``solver.adaptive.regrid_every``), so halving dt leaves the
-    regrids and their interpolation errors alone (measured: fitted 1.001 rmse, 1.002 max;
+    regrids and their interpolation errors alone (measured: fitted 1.001 rmse and max;
     0.46 and 0.33 when it regridded every 32 steps)."""
     need("adaptive")
     from fhnpde.case import load_case
