@@ -212,6 +212,21 @@ def read_metadata(directory: str | Path, key: str | None = None) -> dict[str, An
     return read_model_json(Path(directory), key=key)
 
 
+class RefusedFile(Exception):
+    """``torch.load(weights_only=True)`` refused a file (its message: the error's type)."""
+
+
+def load_plain(path: Path) -> Any:
+    """``torch.load(path, weights_only=True)``: tensors, numbers, strings, lists and mappings
+    only, nothing that could run code while unpickling; RefusedFile otherwise."""
+    try:
+        with warnings.catch_warnings():  # e.g. about the pickle protocol of a crafted file
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError, RuntimeError, EOFError, zip errors, ...
+        raise RefusedFile(type(exc).__name__) from None
+
+
 def load_state(path: Path, key: str | None = None) -> dict[str, torch.Tensor]:
     """A state dict read with ``torch.load(weights_only=True)``: tensors by name, nothing
     that could run code while unpickling (CaseError naming the file otherwise)."""
@@ -219,12 +234,10 @@ def load_state(path: Path, key: str | None = None) -> dict[str, torch.Tensor]:
         raise CaseError(f"{path} is missing; train the model again with `python -m surrogates "
                         "train CONFIG`", key=key)
     try:
-        with warnings.catch_warnings():  # e.g. about the pickle protocol of a crafted file
-            warnings.simplefilter("ignore")
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - UnpicklingError, RuntimeError, EOFError, zip errors
+        state = load_plain(path)
+    except RefusedFile as exc:
         raise CaseError(f"{path} is not a plain torch state dict: torch.load with "
-                        f"weights_only=True refuses it ({type(exc).__name__}); train the model "
+                        f"weights_only=True refuses it ({exc}); train the model "
                         "again, and never load it any other way unless you know who wrote it",
                         key=key) from None
     if not isinstance(state, dict) or not all(

@@ -45,7 +45,6 @@ import json
 import math
 import sys
 import time as _time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,7 +61,9 @@ from .data import ensure_data, load_data
 from .models import (
     METADATA,
     WEIGHTS,
+    RefusedFile,
     Surrogate,
+    load_plain,
     one_step_rollout,
     physics_residual,
     predict,
@@ -405,12 +406,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint read with ``torch.load(weights_only=True)`` and checked key by key."""
     fix = "delete it to train from the start, or pass --overwrite"
     try:
-        with warnings.catch_warnings():  # e.g. about the pickle protocol of a crafted file
-            warnings.simplefilter("ignore")
-            ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - UnpicklingError, RuntimeError, EOFError, zip errors
+        ck = load_plain(path)
+    except RefusedFile as exc:
         raise CaseError(f"{path} cannot be resumed: torch.load with weights_only=True refuses "
-                        f"it ({type(exc).__name__}); {fix}", key="training.out") from None
+                        f"it ({exc}); {fix}", key="training.out") from None
     problem = _checkpoint_problem(ck)
     if problem is not None:
         raise CaseError(f"{path} is not a checkpoint this version of `surrogates train` writes "
