@@ -27,7 +27,7 @@ def cupy_usable() -> bool:
     try:
         cupy = importlib.import_module("cupy")
         return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # noqa: BLE001 - any CUDA failure means "not usable"
+    except Exception:  # any CUDA failure means "not usable"
         return False
 
 

@@ -107,7 +107,7 @@ def quote(value: Any, limit: int = QUOTE_CHARS) -> str:
     characters (then ``…``); computed without walking more of ``value`` than it shows."""
     try:
         text = _REPR.repr(value)
-    except Exception:  # noqa: BLE001 - a value whose repr fails is still reported
+    except Exception:  # a value whose repr fails is still reported
         text = f"<{type(value).__name__}>"
     return _one_line(text, limit)
 

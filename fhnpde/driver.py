@@ -65,11 +65,29 @@ def output_times(n_steps: int, steps_per_output: int, dt: float) -> np.ndarray:
     return times
 
 
-class BlowUpGuard:
-    """Stops the run at the first output with a NaN or infinite value."""
+class StopRun(Exception):
+    """Raised by an observer to end the run as ``interrupted`` (exit 130), e.g. a wall-clock
+    limit; unlike a signal it is not a ``KeyboardInterrupt``."""
 
-    def start(self, info):
+
+class Observer:
+    """What the time loop calls: ``start(info)`` once, ``output(t, state)`` at every output
+    time (from t = 0), ``finish(status, stats)`` once however the run ends. The defaults do
+    nothing; an observer may raise :class:`NumericalFailure` (the run fails) or
+    :class:`StopRun` (the run is interrupted)."""
+
+    def start(self, info) -> None:
         pass
+
+    def output(self, t, state) -> None:
+        pass
+
+    def finish(self, status, stats) -> None:
+        pass
+
+
+class BlowUpGuard(Observer):
+    """Stops the run at the first output with a NaN or infinite value."""
 
     def output(self, t, state):
         for name in ("v", "w"):
@@ -80,11 +98,8 @@ class BlowUpGuard:
                     "lower time.dt or check the parameters"
                 )
 
-    def finish(self, status, stats):
-        pass
 
-
-class ProgressBar:
+class ProgressBar(Observer):
     """tqdm bar over simulated time; silent when quiet or not on a terminal."""
 
     def __init__(self, quiet: bool = False, stream=None):
@@ -111,7 +126,7 @@ class ProgressBar:
             self.bar.close()
 
 
-class WallClockLimit:
+class WallClockLimit(Observer):
     """Ends the run as ``interrupted`` once the time loop has run ``seconds`` of wall time."""
 
     def __init__(self, seconds: float):
@@ -126,10 +141,7 @@ class WallClockLimit:
         if self.t0 is None:
             self.t0 = _time.monotonic()
         elif _time.monotonic() - self.t0 > self.seconds:
-            raise KeyboardInterrupt(f"wall-clock limit of {self.seconds:g} s reached")
-
-    def finish(self, status, stats):
-        pass
+            raise StopRun(f"wall-clock limit of {self.seconds:g} s reached")
 
 
 def integrate(solver: Solver, state: State, case: Case, observers=()) -> Result:
@@ -172,7 +184,7 @@ def integrate(solver: Solver, state: State, case: Case, observers=()) -> Result:
         status, exit_status = "complete", 0
     except (NumericalFailure, StoreWriteError, PivotError) as exc:
         status, message = "failed", str(exc)
-    except KeyboardInterrupt as exc:
+    except (KeyboardInterrupt, StopRun) as exc:
         why = f" ({exc})" if str(exc) else ""
         status, message = "interrupted", f"interrupted at t = {step * dt:g}{why}"
         exit_status = signals.exit_status(exc)

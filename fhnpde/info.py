@@ -29,7 +29,7 @@ def _cuda_devices() -> str:
             return "no CUDA GPU"
         return ", ".join(d.name.decode() if isinstance(d.name, bytes) else str(d.name)
                          for d in cuda.gpus)
-    except Exception as exc:  # noqa: BLE001 - report, never fail
+    except Exception as exc:  # report, never fail
         return f"no ({exc.__class__.__name__})"
 
 

@@ -499,7 +499,7 @@ def warm_worker(case: Case) -> None:
     try:
         _, solver = build_solver(case)
         solver.advance(solver.init(), 0.0, case.time.dt, 1)
-    except Exception:  # noqa: BLE001 - best effort: the member itself reports any error
+    except Exception:  # best effort: the member itself reports any error
         return
 
 

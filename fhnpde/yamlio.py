@@ -146,7 +146,7 @@ Loader.add_implicit_resolver(
 
 def load(text: str) -> Any:
     """Parse one YAML document with :class:`Loader`; :class:`yaml.YAMLError` on any problem."""
-    return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
+    return yaml.load(text, Loader=Loader)  # a SafeLoader subclass
 
 
 def _short(text: str, limit: int = 60) -> str:

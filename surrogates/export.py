@@ -128,7 +128,7 @@ def _run_onnx(path: Path, x: np.ndarray) -> tuple[np.ndarray, str]:
             options = ort.SessionOptions()
             options.log_severity_level = 3
             sess = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - e.g. NOT_IMPLEMENTED for a float16 kernel
+        except Exception as exc:  # e.g. NOT_IMPLEMENTED for a float16 kernel
             reason = str(exc).splitlines()[0][:120]
         else:
             name, out = sess.get_inputs()[0].name, sess.get_outputs()[0].name

@@ -401,7 +401,7 @@ class Runtime(ABC):
         for n in PROBE_BATCHES:
             try:
                 y = self(self.probe_input(x_all[:n]))
-            except Exception as exc:  # noqa: BLE001 - any failure of a foreign file
+            except Exception as exc:  # any failure of a foreign file
                 raise self.mismatch(f"fails on a probe batch of {n} inputs in the training box "
                                     f"({type(exc).__name__}: {_first_line(exc)})") from None
             y = _to_host(y)
@@ -505,7 +505,7 @@ class OnnxRuntime(Runtime):
         try:
             self.session = ort.InferenceSession(str(files.artifact), options,
                                                 providers=providers)
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own pybind types
+        except Exception as exc:  # onnxruntime raises its own pybind types
             raise CaseError(f"onnxruntime cannot load {files.artifact} ({_first_line(exc)}); "
                             f"export it again with `python -m surrogates export "
                             f"{files.directory} --format onnx`", key=self.key) from None
@@ -567,7 +567,7 @@ class TensorRTRuntime(Runtime):
             self._runtime.engine_host_code_allowed = False
         try:
             self.engine = self._runtime.deserialize_cuda_engine(files.artifact.read_bytes())
-        except Exception:  # noqa: BLE001 - TensorRT's own error types
+        except Exception:  # TensorRT's own error types
             self.engine = None
         if self.engine is None:
             raise CaseError(f"{files.artifact} is not an engine this TensorRT "

@@ -134,7 +134,7 @@ def test_ctrl_c_from_the_shell_marks_the_store_interrupted(tmp_path):
                 try:
                     if xr.open_zarr(out).sizes["time"] >= 2:
                         break
-                except Exception:  # noqa: BLE001 - store mid-write, try again
+                except Exception:  # store mid-write, try again
                     pass
             time.sleep(0.2)
         proc.send_signal(signal.SIGINT)

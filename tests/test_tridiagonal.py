@@ -421,7 +421,7 @@ def _cupy_gpu_reason() -> str | None:
     try:
         if cupy.cuda.runtime.getDeviceCount() > 0:
             return None
-    except Exception:  # noqa: BLE001 - any CUDA failure means no usable GPU
+    except Exception:  # any CUDA failure means no usable GPU
         pass
     return "needs a CUDA GPU (cupy finds none)"
 
