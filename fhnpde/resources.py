@@ -8,7 +8,7 @@ an OOM kill, or a disk filled half-way through a run.
 **Memory** (the peak of the process, bytes): a cable or point ensemble holds a number of
 float64 arrays over its nodes (members)::
 
-    memory = LIBRARIES + 8 * size * arrays + store buffer + 16 * outputs (+ extras)
+    memory = LIBRARIES + RUNTIME + 8 * size * arrays + store buffer + 16 * outputs (+ extras)
 
 - ``arrays`` per node (cable) = 5 + stimuli (x, v0, w0, the current's base and value, one
   mask per stimulus box) + 2 (the state the loop holds) + the solver's work arrays
@@ -28,8 +28,12 @@ ensembles of 2,000,000 members (``tracemalloc`` peak of ``run_case`` divided by 
 size agrees with the formula to within one array for every solver and backend). The
 resident-set peak exceeds tracemalloc's count by 1 to 3.5 arrays per node (allocations
 inside compiled numba code and zarr's codecs, which tracemalloc does not see; allocator
-slack): :data:`UNTRACKED` covers them. :data:`LIBRARIES` is what the modules a run loads
-(numba, zarr, scipy) add to the process, measured 133-180 MiB.
+slack; :data:`UNTRACKED`) and by a part that does not grow with the size
+(:data:`RUNTIME`: the arenas of numba's threads, zarr's buffers). With the modules loaded,
+the resident-set peak of ``run_case`` at 10^6 nodes or members measured 0.75-0.83 times
+``memory - LIBRARIES`` on cables and 0.91-0.97 on point ensembles, over the solvers and
+backends of ``tests/test_resources.py`` (which holds it to 0.67-1.1). :data:`LIBRARIES`
+is what the modules a run loads (numba, zarr, scipy) add to a fresh process.
 
 **Disk** (bytes): every array of the store (``v``, ``w``, ``time``, coordinates and the
 adaptive solver's ``active_nodes``/``active_mask``), ``data_bytes`` being the sum of their
@@ -114,8 +118,12 @@ POINT_WORK: dict[str, dict[str, int]] = {
 
 #: Arrays per node that the resident set holds beyond tracemalloc's count (measured 1-3.5).
 UNTRACKED = 3
-#: Modules a run imports as it goes (numba, zarr, scipy), measured 133-180 MiB.
-LIBRARIES = 192 * MiB
+#: Modules a run imports as it goes (numba, zarr, scipy): measured 130-195 MiB with
+#: numba, under 20 MiB without.
+LIBRARIES = 224 * MiB
+#: What a run adds that does not grow with its size (numba's thread arenas, zarr's codec
+#: buffers): measured 25-40 MiB.
+RUNTIME = 32 * MiB
 #: Client memory per sweep member (case, task, template graph, scheduler state), measured
 #: 31 KB at 1,200 members (6.7 KB the validated cases, 24 KB during run_sweep).
 CLIENT_PER_MEMBER = 48 * KiB
@@ -277,7 +285,7 @@ def estimate_run(case: Case, *, store: bool = True, block: int = 4096) -> Estima
             data += outputs * nbytes
             disk += _chunked(outputs, chunk, chunk * nbytes, block)
         disk += METADATA + block * (6 + len(extras))
-    memory = LIBRARIES + sum(parts.values())
+    memory = LIBRARIES + RUNTIME + sum(parts.values())
     fewer = ("coarsen the grid (domain.nx)" if case.is_cable
              else "run fewer members (ensemble.size, or the grid's points)")
     if parts[f"{outputs:,} output times"] > parts[size_name]:
@@ -330,7 +338,7 @@ def estimate_sweep(spec, base: dict, *, source: str = "<sweep>", workers: int = 
         run = estimate_run(case, store=False, block=block)
         o = n_outputs(case.time)
         s = _nodes(case.domain) if case.is_cable else ensemble_members(case)
-        own = run.memory - LIBRARIES + SUMMARY_PER_OUTPUT * o
+        own = run.memory - LIBRARIES - RUNTIME + SUMMARY_PER_OUTPUT * o
         own += 2 * F8 * s * (o if fields else 1)  # FieldRecorder, or the point summary
         member_memory, outputs, size = max(member_memory, own), max(outputs, o), max(size, s)
     varied = len(spec.vary)
@@ -340,7 +348,7 @@ def estimate_sweep(spec, base: dict, *, source: str = "<sweep>", workers: int = 
         "checking one member": member_memory,
     }
     if workers:
-        parts[f"{workers} local workers"] = workers * (WORKER_BASE + member_memory)
+        parts[f"{workers} local workers"] = workers * (WORKER_BASE + RUNTIME + member_memory)
     data = members * (sum(SWEEP_SUMMARY.values()) + F8 * (1 + varied))
     disk = sum(members * _roundup(b + 64, block) for b in SWEEP_SUMMARY.values())
     disk += (1 + varied) * _coordinate(F8 * members, block)
