@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import reprlib
 import stat
 import sys
 from pathlib import Path
@@ -29,6 +28,16 @@ from pydantic import (
 )
 
 from . import grid, models, yamlio
+from .errors import (  # noqa: F401 - re-exported
+    KEY_CHARS,
+    KEY_PART_CHARS,
+    MESSAGE_CHARS,
+    QUOTE_CHARS,
+    SOURCE_CHARS,
+    CaseError,
+    one_line,
+    quote,
+)
 
 __all__ = ["Case", "CaseError", "load_case", "parse_case", "apply_overrides", "quote"]
 
@@ -38,78 +47,8 @@ BACKENDS = ("numpy", "numba", "cupy")
 TRIDIAGONAL_METHODS = ("thomas", "cyclic-reduction", "scipy")
 
 
-class CaseError(ValueError):
-    """A problem with a case that the user can fix; its message is one sentence.
-
-    ``str()`` is one line of bounded length whatever the parts hold: control characters are
-    escaped and an over-long part is cut (the attributes keep the parts as given).
-    """
-
-    def __init__(self, message: str, *, source: str | None = None, key: str | None = None):
-        self.source = source
-        self.key = key
-        self.detail = message
-        parts = [_one_line(p, limit) for p, limit in ((source, SOURCE_CHARS), (key, KEY_CHARS))
-                 if p]
-        super().__init__(": ".join([*parts, _one_line(message, MESSAGE_CHARS)]))
-
-    def with_source(self, source: str) -> CaseError:
-        return CaseError(self.detail, source=source, key=self.key)
-
-
-# Bounds of what an error message shows (characters). A user value is quoted by `quote`.
-QUOTE_CHARS = 60
-SOURCE_CHARS = 300
-KEY_CHARS = 120
-KEY_PART_CHARS = 40
-MESSAGE_CHARS = 600
-
-
-def _one_line(text: str, limit: int) -> str:
-    """``text`` with control characters escaped, cut to ``limit`` characters with an ellipsis."""
-    text = str(text)
-    if len(text) > limit:
-        text = text[: limit - 1] + "…"
-    if not text.isprintable():
-        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-        if len(text) > limit:
-            text = text[: limit - 1] + "…"
-    return text
-
-
-class _BoundedRepr(reprlib.Repr):
-    """``repr`` that stops early: a billion-item value costs as much as a short one."""
-
-    def __init__(self):
-        super().__init__()
-        self.maxlevel = 3
-        self.maxdict = 4
-        self.maxlist = self.maxtuple = self.maxset = self.maxfrozenset = 8
-        self.maxother = self.maxstring = self.maxlong = 4 * QUOTE_CHARS
-
-    def repr_str(self, x, level):
-        return repr(x[: self.maxstring])
-
-    def repr_int(self, x, level):
-        if x.bit_length() > 4 * QUOTE_CHARS:  # repr of >4300 digits raises ValueError
-            return f"<an integer of about {math.ceil(x.bit_length() * math.log10(2))} digits>"
-        return repr(x)
-
-    def repr_bytes(self, x, level):
-        return repr(x[: self.maxother])
-
-
-_REPR = _BoundedRepr()
-
-
-def quote(value: Any, limit: int = QUOTE_CHARS) -> str:
-    """The repr of a user's value for an error message: one line, at most ``limit``
-    characters (then ``…``); computed without walking more of ``value`` than it shows."""
-    try:
-        text = _REPR.repr(value)
-    except Exception:  # a value whose repr fails is still reported
-        text = f"<{type(value).__name__}>"
-    return _one_line(text, limit)
+# The error types and message helpers live in fhnpde.errors (re-exported here).
+_one_line = one_line
 
 
 def _key_part(key: Any) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 
 from .backends import array_namespace
 from .case import Case, CaseError
+from .errors import BlowUp, NumericalFailure  # noqa: F401 - re-exported
 from .solvers.base import Solver, State
 
 #: Node updates per ``advance`` call at most (about 0.1-1 s of work): signals are handled
@@ -23,12 +24,6 @@ from .solvers.base import Solver, State
 BLOCK_UPDATES = 2**27
 
 
-class NumericalFailure(RuntimeError):
-    """The numbers went wrong (blow-up, Newton did not converge): exit status 1."""
-
-
-class BlowUp(NumericalFailure):
-    pass
 
 
 @dataclass
