@@ -22,8 +22,29 @@ def _png_size(path: Path) -> tuple[int, int]:
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
-def test_plot_cable_and_point(tmp_path, capsys):
-    run_case(make_case(SMALL_CABLE, "time.save_every=0.5"), out=tmp_path / "c.zarr")
+def test_plot_cable_and_point(tmp_path, capsys, monkeypatch):
+    """The pictures show the stored numbers: the space-time mesh is v, the pulse peaks lie on
+    the travelling pulses, the profiles and trajectories are the stored curves."""
+    import matplotlib.figure
+    import xarray as xr
+
+    drawn = {}
+    real_savefig = matplotlib.figure.Figure.savefig
+
+    def keep(fig, out, *args, **kwargs):
+        drawn[Path(out).stem] = [
+            {"title": ax.get_title(), "labels": (ax.get_xlabel(), ax.get_ylabel()),
+             "mesh": [np.asarray(c.get_array()) for c in ax.collections
+                      if hasattr(c, "get_coordinates")],
+             "lines": [(np.asarray(ln.get_xdata(), float), np.asarray(ln.get_ydata(), float),
+                        ln.get_label()) for ln in ax.get_lines()]}
+            for ax in fig.axes]
+        return real_savefig(fig, out, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", keep)
+    cable = make_case(SMALL_CABLE, "time.save_every=0.5", "time.t_end=40.0",
+                      "domain.length=80.0", "domain.nx=161", "initial.v.center=40.0")
+    run_case(cable, out=tmp_path / "c.zarr")
     run_case(make_case(CELL, "ensemble={size: 5, vary: {v0: [0, 0.8]}}",
                        "time.save_every=0.1"), out=tmp_path / "p.zarr")
     for name in ("c", "p"):
@@ -32,6 +53,32 @@ def test_plot_cable_and_point(tmp_path, capsys):
         w, h = _png_size(out)
         assert w > 800
         assert h > 400
+
+    c = xr.open_zarr(tmp_path / "c.zarr")
+    space_time, profiles = drawn["c"][0], drawn["c"][2]
+    assert space_time["labels"] == ("x", "t")
+    assert "[complete]" in space_time["title"]
+    np.testing.assert_array_equal(space_time["mesh"][0].reshape(c.v.shape), c.v.values)
+    px, pt, _ = next(ln for ln in space_time["lines"] if "pulse peaks" in ln[2])
+    late = pt == c.time.values[-1]  # two pulses, symmetric about the centre, moving apart
+    assert late.sum() == 2
+    np.testing.assert_allclose(np.sort(px[late]) - 40.0, [-px[late].max() + 40.0,
+                                                          px[late].max() - 40.0], atol=0.5)
+    early = pt == 32.0
+    assert np.ptp(px[late]) > np.ptp(px[early]) > 0
+    for _, vs, label in profiles["lines"]:
+        k = int(np.flatnonzero(c.time.values == float(label.split("= ")[1]))[0])
+        np.testing.assert_array_equal(vs, c.v.values[k])
+
+    p = xr.open_zarr(tmp_path / "p.zarr")
+    trajectories, phase = drawn["p"][0], drawn["p"][1]
+    assert trajectories["labels"] == ("t", "v")
+    assert phase["labels"] == ("v", "w")
+    assert len(trajectories["lines"]) == 5
+    for m, (ts, vs, _) in enumerate(trajectories["lines"]):
+        np.testing.assert_array_equal(ts, p.time.values)
+        np.testing.assert_array_equal(vs, p.v.values[m])
+    np.testing.assert_array_equal(phase["lines"][0][1], p.w.values[0])
 
 
 def test_plot_missing_store_is_bad_input(tmp_path, capsys):
