@@ -1,6 +1,6 @@
 """Training from a config: seeded, reproducible, early-stopped, checkpointed, saved.
 
-One loop serves the four kinds; what differs is the objective (:func:`make_objective`):
+One loop serves the four kinds; what differs is the objective (:class:`Objective`):
 minibatch data MSE (DDNN), data + physics residual + initial condition (PINN), one-step
 MSE with an optional rollout term (ITNN), full-batch trajectory MSE through RK4 (Neural
 ODE). Every ``validate_every`` iterations the validation loss drives the plateau schedule,
