@@ -160,9 +160,18 @@ def test_unstable_dt_is_refused_with_the_limit(dt):
 
 
 def test_force_runs_an_unstable_dt():
-    case = make_case(SMALL_CABLE, "time.dt=0.2", "solver.force=true")
+    """Forced past dx^2/(2D) = 0.125, the scheme runs, and its highest-frequency mode grows
+    by |1 - 4 D dt/dx^2| = 2.2 a step, as the von Neumann analysis says."""
+    case = make_case(SMALL_CABLE, "time.dt=0.2", "solver.force=true", "model.params.k=0.0",
+                     "initial.v=0.0")  # k = 0: v only diffuses
     _, solver = build_solver(case)
     assert solver.stability_limit(0.2) == pytest.approx(0.125)
+    state = solver.init()
+    zigzag = 1e-12 * (-1.0) ** np.arange(81)  # the grid's highest mode (Neumann: cosine)
+    state = type(state)(v=state.v + zigzag, w=state.w, aux=state.aux)
+    state = solver.advance(state, 0.0, 0.2, 10)
+    growth = np.abs(np.asarray(state.v)).max() / 1e-12
+    assert growth == pytest.approx(2.2**10, rel=1e-9)
 
 
 @pytest.mark.parametrize("periodic", [False, True])
