@@ -120,6 +120,21 @@ LONG_NAMES = {"v": "membrane potential (fast variable)",
               "w": "recovery variable (slow variable)"}
 
 
+def field_attrs(name: str) -> dict:
+    """The attributes of the field ``v`` or ``w`` in every store (runs and sweeps)."""
+    return {"units": "1", "long_name": LONG_NAMES[name]}
+
+
+def time_attrs() -> dict:
+    """The attributes of the ``time`` coordinate in every store."""
+    return {"units": "1", "long_name": "time"}
+
+
+def x_attrs() -> dict:
+    """The attributes of the ``x`` coordinate (node positions of a cable) in every store."""
+    return {"units": "1", "long_name": "position along the cable"}
+
+
 class RunLayout:
     """What a run's outputs are called and how they are shaped (DESIGN §7): one description
     serves the zarr store (:class:`StoreWriter`) and the in-memory Dataset
@@ -145,7 +160,7 @@ class RunLayout:
         return ("time", "x") if self.kind == "cable" else ("member", "time")
 
     def field_attrs(self, name: str) -> dict:
-        attrs = {"units": "1", "long_name": LONG_NAMES[name]}
+        attrs = field_attrs(name)
         extra_coords = " ".join(n for n, (dim, _, _) in self.coords.items() if n != dim)
         if extra_coords:
             attrs["coordinates"] = extra_coords
@@ -171,7 +186,7 @@ class RunLayout:
         n = times.shape[0]
         coords = {name: xr.Variable((dim,), np.asarray(values), attrs)
                   for name, (dim, values, attrs) in self.coords.items()}
-        coords["time"] = xr.Variable(("time",), times, {"units": "1", "long_name": "time"})
+        coords["time"] = xr.Variable(("time",), times, time_attrs())
         data = {}
         for name, values in (("v", v), ("w", w)):
             values = np.asarray(values, dtype="f8").reshape(n, self.size)

@@ -41,8 +41,9 @@ from fhnpde.case import (
     MAX_COUNT,
     TINY,
     CaseError,
-    _key_part,
+    KeyedError,
     apply_overrides,
+    key_part,
     quote,
     read_case_data,
 )
@@ -65,11 +66,6 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class _Keyed(ValueError):
-    def __init__(self, key: str, message: str):
-        super().__init__(f"{key}\x00{message}")
-
-
 class KineticsSpec(_Strict):
     name: str = "nagumo"
     params: dict[str, FiniteFloat] = Field(default_factory=dict)
@@ -77,20 +73,20 @@ class KineticsSpec(_Strict):
     @model_validator(mode="after")
     def _valid(self) -> KineticsSpec:
         if self.name not in fhn_models.FAMILIES:
-            raise _Keyed("name", f"unknown kinetics {quote(self.name)}; valid kinetics: "
-                         f"{', '.join(fhn_models.FAMILIES)}")
+            raise KeyedError("name", f"unknown kinetics {quote(self.name)}; valid kinetics: "
+                             f"{', '.join(fhn_models.FAMILIES)}")
         known = fhn_models.family(self.name).params
         unknown = sorted(set(self.params) - set(known))
         if unknown:  # named here, quoted: a user's key may be long or hold odd characters
-            raise _Keyed("params", f"unknown parameter(s) {', '.join(quote(k) for k in unknown[:3])} "
-                         f"for kinetics {self.name!r}; its parameters are {', '.join(known)}")
+            raise KeyedError("params", f"unknown parameter(s) {', '.join(quote(k) for k in unknown[:3])} "
+                             f"for kinetics {self.name!r}; its parameters are {', '.join(known)}")
         try:
             self.params = fhn_models.check_params(self.name, self.params)
         except ValueError as exc:
-            raise _Keyed("params", str(exc)) from None
+            raise KeyedError("params", str(exc)) from None
         except ArithmeticError:  # also numpy's FloatingPointError
-            raise _Keyed("params", "these values overflow the kinetics' checks; use values "
-                         "nearer 1") from None
+            raise KeyedError("params", "these values overflow the kinetics' checks; use values "
+                             "nearer 1") from None
         return self
 
 
@@ -111,8 +107,8 @@ class SolverSpec(_Strict):
     @model_validator(mode="after")
     def _normal_dt(self) -> SolverSpec:
         if self.dt < TINY:
-            raise _Keyed("dt", f"{self.dt!r} is below the smallest normal float ({TINY:.3g}); "
-                         "use a larger dt")
+            raise KeyedError("dt", f"{self.dt!r} is below the smallest normal float ({TINY:.3g}); "
+                             "use a larger dt")
         return self
 
 
@@ -120,11 +116,11 @@ def _check_ranges(prefix: str, ranges: dict[str, list[float]]) -> None:
     """Each [low, high] ordered and of finite width (samples are low + u (high - low))."""
     for key, (lo, hi) in ranges.items():
         if hi < lo:
-            raise _Keyed(f"{prefix}.{_key_part(key)}",
-                         f"must be [low, high] with low <= high, got {[lo, hi]}")
+            raise KeyedError(f"{prefix}.{key_part(key)}",
+                             f"must be [low, high] with low <= high, got {[lo, hi]}")
         if not math.isfinite(hi - lo):
-            raise _Keyed(f"{prefix}.{_key_part(key)}", f"the range [{lo:g}, {hi:g}] is wider "
-                         "than a float holds (high - low overflows); narrow it")
+            raise KeyedError(f"{prefix}.{key_part(key)}", f"the range [{lo:g}, {hi:g}] is wider "
+                             "than a float holds (high - low overflows); narrow it")
 
 
 class AdaptiveSpec(_Strict):
@@ -176,34 +172,34 @@ class DataSpec(_Strict):
         _check_ranges("box", self.box)
         if self.kind == "trajectory":
             if not self.inputs or self.inputs[0] != "t" or len(set(self.inputs)) != len(self.inputs):
-                raise _Keyed("inputs", f"must start with t and name each input once, got "
-                             f"{quote(self.inputs)}")
+                raise KeyedError("inputs", f"must start with t and name each input once, got "
+                                 f"{quote(self.inputs)}")
             for name in self.inputs:
                 if name not in TRAJECTORY_INPUTS:
-                    raise _Keyed("inputs", f"unknown input {quote(name)}; valid inputs: "
-                                 f"{', '.join(TRAJECTORY_INPUTS)}")
+                    raise KeyedError("inputs", f"unknown input {quote(name)}; valid inputs: "
+                                     f"{', '.join(TRAJECTORY_INPUTS)}")
             for name in self.inputs[1:]:
                 if name not in self.box:
-                    raise _Keyed(f"box.{name}", f"is needed because {name} is an input; give [low, high]")
+                    raise KeyedError(f"box.{name}", f"is needed because {name} is an input; give [low, high]")
             for name in ("v0", "w0", "I"):
                 if name not in self.inputs and name not in self.fixed:
-                    raise _Keyed(f"fixed.{name}", f"is needed because {name} is not an input")
+                    raise KeyedError(f"fixed.{name}", f"is needed because {name} is not an input")
         elif self.kind == "one-step":
             if self.dt_r is None:
-                raise _Keyed("dt_r", "is required for one-step (ITNN) data: the reaction interval")
+                raise KeyedError("dt_r", "is required for one-step (ITNN) data: the reaction interval")
             for name in ("v", "w"):
                 if name not in self.box:
-                    raise _Keyed(f"box.{name}", "is required: the state box to sample")
+                    raise KeyedError(f"box.{name}", "is required: the state box to sample")
             if "I" not in self.box and "I" not in self.fixed:
-                raise _Keyed("box.I", "is required (or fixed.I): the range of the applied current")
+                raise KeyedError("box.I", "is required (or fixed.I): the range of the applied current")
         else:
             for name in ("v0", "w0"):
                 if name not in self.box:
-                    raise _Keyed(f"box.{name}", "is required: the box of initial states")
+                    raise KeyedError(f"box.{name}", "is required: the box of initial states")
             if self.currents is None:
-                raise _Keyed("currents", "is required for trajectories: the currents I to draw from")
+                raise KeyedError("currents", "is required for trajectories: the currents I to draw from")
             if self.save_dt is None or self.steps is None:
-                raise _Keyed("save_dt", "and steps are required for trajectories (e.g. 0.5 and 80)")
+                raise KeyedError("save_dt", "and steps are required for trajectories (e.g. 0.5 and 80)")
         dt = self.solver.dt
         spans = [("t_end", self.t_end)] if self.kind == "trajectory" else []
         for key, val in (("dt_r", self.dt_r), ("save_dt", self.save_dt)):
@@ -216,14 +212,14 @@ class DataSpec(_Strict):
             spans.append(("rollouts.steps", self.rollouts.steps * self.dt_r))
         for key, val in spans:
             if not val / dt <= MAX_COUNT:  # also refuses inf
-                raise _Keyed(key, f"makes a run of {val:.3g} / dt ({dt:g}) = {val / dt:.3g} "
-                             f"solver steps, more than the 2**53 ({MAX_COUNT:.3g}) a float "
-                             f"counts exactly; lower {key} or raise data.solver.dt")
+                raise KeyedError(key, f"makes a run of {val:.3g} / dt ({dt:g}) = {val / dt:.3g} "
+                                 f"solver steps, more than the 2**53 ({MAX_COUNT:.3g}) a float "
+                                 f"counts exactly; lower {key} or raise data.solver.dt")
         for key, val in (("dt_r", self.dt_r), ("save_dt", self.save_dt)):
             if val is not None:
                 n = val / dt
                 if abs(n - round(n)) > 1e-6 * max(1.0, n):
-                    raise _Keyed(key, f"{val} is not a whole number of solver steps dt = {dt}")
+                    raise KeyedError(key, f"{val} is not a whole number of solver steps dt = {dt}")
         return self
 
 
@@ -263,11 +259,11 @@ class ModelSpec(_Strict):
     @model_validator(mode="after")
     def _arch(self) -> ModelSpec:
         if self.widths is None and (self.shape is None or self.neurons is None or self.layers is None):
-            raise _Keyed("widths", "give the hidden widths, or shape + neurons + layers")
+            raise KeyedError("widths", "give the hidden widths, or shape + neurons + layers")
         for a in self.activations:
             if a not in ACTIVATIONS:
-                raise _Keyed("activations", f"unknown activation {quote(a)}; valid: "
-                             f"{', '.join(ACTIVATIONS)}")
+                raise KeyedError("activations", f"unknown activation {quote(a)}; valid: "
+                                 f"{', '.join(ACTIVATIONS)}")
         return self
 
     def hidden_widths(self) -> list[int]:
@@ -368,14 +364,14 @@ class Config(_Strict):
         want = {"ddnn": "trajectory", "pinn": "trajectory", "itnn": "one-step",
                 "neural-ode": "trajectories"}[kind]
         if data != want:
-            raise _Keyed("model.kind", f"{kind} learns from data.kind: {want}, not {data}")
+            raise KeyedError("model.kind", f"{kind} learns from data.kind: {want}, not {data}")
         try:
             widths = self.model.hidden_widths()
         except ValueError as exc:
-            raise _Keyed("model.shape", str(exc)) from None
+            raise KeyedError("model.shape", str(exc)) from None
         if len(self.model.activations) not in (1, len(widths)):
-            raise _Keyed("model.activations", f"has {len(self.model.activations)} entries for "
-                         f"{len(widths)} hidden layers; give one, or one per layer")
+            raise KeyedError("model.activations", f"has {len(self.model.activations)} entries for "
+                             f"{len(widths)} hidden layers; give one, or one per layer")
         return self
 
     # resolved paths
@@ -403,9 +399,9 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        from fhnpde.case import _from_validation_error
+        from fhnpde.case import validation_error_to_case_error
 
-        raise _from_validation_error(exc, source) from None
+        raise validation_error_to_case_error(exc, source) from None
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:

@@ -134,58 +134,58 @@ class ModelDescription(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelDescription:
-        from fhnpde.case import _KeyedError
+        from fhnpde.errors import KeyedError
 
         from .architectures import mlp_parameters
         from .config import ACTIVATIONS
 
         if self.outputs != ["v", "w"]:
-            raise _KeyedError("outputs", f"must be ['v', 'w'], got {self.outputs}")
+            raise KeyedError("outputs", f"must be ['v', 'w'], got {self.outputs}")
         if len(set(self.inputs)) != len(self.inputs):
-            raise _KeyedError("inputs", f"must name each input once, got {self.inputs}")
+            raise KeyedError("inputs", f"must name each input once, got {self.inputs}")
         if self.kind in ("itnn", "neural-ode") and self.inputs != ["v", "w", "I"]:
-            raise _KeyedError("inputs", f"must be ['v', 'w', 'I'] for a {self.kind} model, got "
-                              f"{self.inputs}")
+            raise KeyedError("inputs", f"must be ['v', 'w', 'I'] for a {self.kind} model, got "
+                             f"{self.inputs}")
         if self.kind in ("ddnn", "pinn") and (self.inputs[0] != "t" or "v" in self.inputs
                                              or "w" in self.inputs):
-            raise _KeyedError("inputs", f"must be t and any of v0, w0, I for a {self.kind} "
-                              f"model, got {self.inputs}")
+            raise KeyedError("inputs", f"must be t and any of v0, w0, I for a {self.kind} "
+                             f"model, got {self.inputs}")
         if self.kind == "itnn" and self.dt_r is None:
-            raise _KeyedError("dt_r", "must be a number > 0 for a one-step (itnn) model, got None")
+            raise KeyedError("dt_r", "must be a number > 0 for a one-step (itnn) model, got None")
         for name in self.activations:
             if name not in ACTIVATIONS:
-                raise _KeyedError("activations", f"unknown activation {name!r}; valid: "
-                                  f"{', '.join(ACTIVATIONS)}")
+                raise KeyedError("activations", f"unknown activation {name!r}; valid: "
+                                 f"{', '.join(ACTIVATIONS)}")
         if len(self.activations) not in (1, len(self.widths)):
-            raise _KeyedError("activations", f"must give one activation or one per hidden layer "
-                              f"({len(self.widths)}), got {len(self.activations)}")
+            raise KeyedError("activations", f"must give one activation or one per hidden layer "
+                             f"({len(self.widths)}), got {len(self.activations)}")
         want = mlp_parameters(self.widths, len(self.inputs), 2)
         if self.parameters != want:
-            raise _KeyedError("parameters", f"must be {want} for widths {self.widths} and "
-                              f"{len(self.inputs)} inputs, got {self.parameters}")
+            raise KeyedError("parameters", f"must be {want} for widths {self.widths} and "
+                             f"{len(self.inputs)} inputs, got {self.parameters}")
         norm = self.normalisation
         for name, size in (("in_offset", len(self.inputs)), ("in_scale", len(self.inputs)),
                            ("out_offset", 2), ("out_scale", 2)):
             values = getattr(norm, name)
             if len(values) != size:
-                raise _KeyedError(f"normalisation.{name}", f"must have {size} values, got "
-                                  f"{len(values)}")
+                raise KeyedError(f"normalisation.{name}", f"must have {size} values, got "
+                                 f"{len(values)}")
             if name.endswith("scale") and not all(v > 0 for v in values):
-                raise _KeyedError(f"normalisation.{name}", f"must be > 0, got {values}")
+                raise KeyedError(f"normalisation.{name}", f"must be > 0, got {values}")
         for name, (lo, hi) in self.state_box.items():
             if hi < lo:
-                raise _KeyedError(f"state_box.{name}", f"must be [low, high] with low <= high, "
-                                  f"got {[lo, hi]}")
+                raise KeyedError(f"state_box.{name}", f"must be [low, high] with low <= high, "
+                                 f"got {[lo, hi]}")
         for name in self.inputs:
             if name != "t" and name not in self.state_box and name not in self.fixed:
-                raise _KeyedError("state_box", f"gives no range for input {name!r} (nor does "
-                                  "fixed)")
+                raise KeyedError("state_box", f"gives no range for input {name!r} (nor does "
+                                 "fixed)")
         return self
 
 
 def _schema_message(exc: ValidationError) -> str:
     """``key: what is wrong`` of the most telling pydantic error, on one short line."""
-    from fhnpde.case import _explain
+    from fhnpde.case import explain_error
 
     priority = ("value_error", "missing", "extra_forbidden", "literal_error")
 
@@ -194,7 +194,7 @@ def _schema_message(exc: ValidationError) -> str:
         return (priority.index(kind) if kind in priority else len(priority), -len(err["loc"]))
 
     err = min(exc.errors(), key=rank)
-    path, text = _explain(err)
+    path, text = explain_error(err)
     if err["type"] == "extra_forbidden":
         text = "unknown key"
     elif err["type"] in ("too_short", "too_long"):

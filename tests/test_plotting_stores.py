@@ -242,17 +242,17 @@ def test_a_sweep_with_a_pending_member_and_nan_speeds_passes(sweep_store):
 
 
 def test_a_sweep_without_its_status_array_is_refused_by_every_reader(sweep_store, tmp_path):
-    from fhnpde.sweep import _open_attrs, _statuses
+    from fhnpde.sweep import member_statuses, open_attrs
 
     path = copy_of(sweep_store, tmp_path)
     shutil.rmtree(path / "status")
     refused(path, "'status'")
     with pytest.raises(CaseError, match="'status' is missing"):
-        _statuses(path)
-    assert _open_attrs(path)["layout"] == "sweep"
+        member_statuses(path)
+    assert open_attrs(path)["layout"] == "sweep"
     (path / "zarr.json").write_text("{")
     with pytest.raises(CaseError, match="zarr.json is not valid JSON"):
-        _open_attrs(path)
+        open_attrs(path)
 
 
 def test_a_sweep_missing_a_finished_members_chunk_is_refused(sweep_store, tmp_path):
