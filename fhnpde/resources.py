@@ -305,7 +305,7 @@ def _member_corners(spec, base: dict, source: str, limit: int = 256) -> list[Cas
     largest value; with more than ``limit`` corners, only the all-smallest and all-largest
     ones), which bound the members' nodes and outputs. Corners that do not validate are
     left out: the members' own validation reports them."""
-    from .case import _set_path, parse_case
+    from .case import parse_case, set_key_path
 
     ends = []
     for item in spec.vary.values():
@@ -319,7 +319,7 @@ def _member_corners(spec, base: dict, source: str, limit: int = 256) -> list[Cas
         data = copy.deepcopy(base)
         try:
             for key, value in zip(spec.vary, corner, strict=True):
-                _set_path(data, key, value, source)
+                set_key_path(data, key, value, source)
             cases.append(parse_case(data, source))
         except CaseError:
             continue
