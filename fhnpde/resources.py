@@ -163,9 +163,6 @@ class Estimate:
     memory_fix: tuple[str, ...] = ()
     disk_fix: tuple[str, ...] = ()
 
-    def dominant(self) -> str:
-        return max(self.memory_parts, key=self.memory_parts.get) if self.memory_parts else ""
-
 
 # --- counting --------------------------------------------------------------------------------
 
@@ -242,6 +239,14 @@ def _kind(case: Case) -> str:
     return "numba"
 
 
+def _work(table: dict[str, dict[str, int]], method: str, kind: str) -> int:
+    """A solver's work arrays; a solver missing from the table (a newly registered one)
+    gets the largest factor of its geometry, until it is measured."""
+    if method in table:
+        return table[method][kind]
+    return max(f[kind] for f in table.values())
+
+
 def _n_params(case: Case) -> int:
     from .models import family
 
@@ -255,12 +260,12 @@ def estimate_run(case: Case, *, store: bool = True, block: int = 4096) -> Estima
     times = 2 * F8 * outputs
     if case.is_cable:
         size = _nodes(case.domain)
-        arrays = 5 + len(case.stimuli) + 2 + CABLE_WORK[method][kind] + UNTRACKED
+        arrays = 5 + len(case.stimuli) + 2 + _work(CABLE_WORK, method, kind) + UNTRACKED
         size_key, size_name = "domain.nx", f"{size:,} nodes"
     else:
         size = ensemble_members(case)
         varied = len(case.ensemble.vary) if case.ensemble else 0
-        arrays = (varied + 3 + _n_params(case) + 1 + 2 + POINT_WORK[method][kind]
+        arrays = (varied + 3 + _n_params(case) + 1 + 2 + _work(POINT_WORK, method, kind)
                   + UNTRACKED)
         size_key, size_name = "ensemble.size", f"{size:,} members"
     parts = {size_name: F8 * size * arrays, f"{outputs:,} output times": times}

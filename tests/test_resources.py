@@ -85,6 +85,16 @@ def test_the_extras_table_names_the_adaptive_solvers_stored_variables():
         assert (per_node, per_output) == ((itemsize, 0) if dims else (0, itemsize))
 
 
+def test_every_registered_solver_has_measured_work_factors():
+    from fhnpde.solvers import solver_class
+    from fhnpde.solvers.base import REGISTRY
+
+    solver_class("explicit", "cable")  # loads every solver module, so all are registered
+    for geometry, name in REGISTRY:
+        table = resources.CABLE_WORK if geometry == "cable" else resources.POINT_WORK
+        assert set(table.get(name, {})) == {"numba", "array"}, (geometry, name)
+
+
 def test_ensemble_members_are_counted_without_sampling():
     grid = make_case(CELL, "ensemble={sample: grid, points: 7, vary: {I: [0.0, 0.1], "
                            "v0: {values: [0.1, 0.2, 0.3]}, w0: [0.0, 0.0]}}")
