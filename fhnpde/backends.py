@@ -84,7 +84,7 @@ def formula_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def _cache_dir() -> str:
+def cache_dir() -> str:
     import os
     from pathlib import Path
 
@@ -132,8 +132,9 @@ def _prune(folder, keep: int) -> None:
         shutil.rmtree(p, ignore_errors=True)
 
 
-def kernels(module: str = "fhnpde._kernels"):
-    """A module of compiled kernels (imports numba on first use).
+def kernels(module: str = "fhnpde.solvers.explicit_numba"):
+    """A module of compiled kernels (imports numba on first use), e.g.
+    ``fhnpde.solvers.crank_nicolson_numba``; the default is the explicit solver's.
 
     Unless the user set ``NUMBA_CACHE_DIR`` themselves, the kernels are cached under
     ``~/.cache/fhnpde/numba/<fingerprint>`` (see :func:`formula_fingerprint`); numba picks
@@ -151,7 +152,7 @@ def kernels(module: str = "fhnpde._kernels"):
 
     previous = config.CACHE_DIR
     if not os.environ.get("NUMBA_CACHE_DIR"):
-        config.CACHE_DIR = _cache_dir()
+        config.CACHE_DIR = cache_dir()
     try:
         loaded = importlib.import_module(module)
     finally:

@@ -203,20 +203,77 @@ def integrate(solver: Solver, state: State, case: Case, observers=()) -> Result:
     return Result(status, stats, message, exit_status=exit_status)
 
 
+#: where each solver option comes from in a case (an OptionError's ``option`` -> key path)
+OPTION_KEYS = {"method": "solver.method", "dt": "time.dt", "exact": "reaction",
+               "reaction": "reaction"}
+
+
+def option_key(option: str) -> str:
+    """The case key path of a solver option (``"newton.rtol"`` -> ``"solver.newton.rtol"``)."""
+    head, _, rest = option.partition(".")
+    if head in OPTION_KEYS:
+        return ".".join(filter(None, (OPTION_KEYS[head], rest)))
+    return f"solver.{option}"
+
+
+def solver_options(case: Case):
+    """The typed options (:class:`fhnpde.solvers.SolverOptions`) a case's ``solver`` and
+    ``reaction`` sections ask for; :func:`build_solver` adds the reaction step of a solver
+    that takes one (``uses_reaction``) once the problem is known."""
+    from .solvers.options import AdaptiveOptions, NewtonOptions, ReactionOptions, SolverOptions
+
+    spec = case.solver
+    newton, adaptive = spec.newton, spec.adaptive
+    exact = (ReactionOptions(case.reaction.scheme, int(case.reaction.substeps))
+             if case.reaction.kind == "exact" else ReactionOptions())
+    return SolverOptions(
+        backend=spec.backend,
+        tridiagonal=spec.tridiagonal,
+        newton=NewtonOptions(float(newton.rtol), int(newton.max_iter), newton.predictor,
+                             newton.stop),
+        adaptive=AdaptiveOptions(**{f: float(getattr(adaptive, f))
+                                    for f in AdaptiveOptions.__dataclass_fields__}),
+        exact=exact,
+    )
+
+
 def build_solver(case: Case):
-    """The problem and the checked solver of a case (CaseError on a bad combination)."""
+    """The problem and the checked solver of a case (CaseError on a bad combination).
+
+    The one place where a case meets the solvers: the case becomes a problem (numbers) and
+    typed options; a solver's :class:`~fhnpde.solvers.OptionError` comes back as a CaseError
+    naming the case's key path; a dt beyond the scheme's stability limit is refused unless
+    ``solver.force``.
+    """
+    import dataclasses
+
     from .backends import BackendUnavailable
     from .problem import build_problem
-    from .solvers import solver_class
+    from .solvers import OptionError, solver_class
 
-    problem = build_problem(case)
-    geometry = "cable" if problem.is_cable else "point"
-    cls = solver_class(case.solver.method, geometry)
     try:
-        solver = cls(problem)
+        problem = build_problem(case)
+        geometry = "cable" if problem.is_cable else "point"
+        cls = solver_class(case.solver.method, geometry)
+        options = solver_options(case)
+        if getattr(cls, "uses_reaction", False):
+            from .reaction import reaction_step
+
+            options = dataclasses.replace(
+                options, reaction=reaction_step(case.reaction, problem, options))
+        solver = cls(problem, options)
+    except OptionError as exc:
+        raise CaseError(str(exc), key=option_key(exc.option)) from None
     except BackendUnavailable as exc:
         raise CaseError(str(exc), key="solver.backend") from None
-    solver.check(case.time.dt)
+    dt = case.time.dt
+    if solver.exceeds_limit(dt) and not case.solver.force:
+        raise CaseError(
+            f"{dt} exceeds the stability limit {solver.stability_limit(dt):.6g} of the "
+            f"{solver.name} scheme ({solver.limit_formula()}); lower time.dt or set "
+            "solver.force: true",
+            key="time.dt",
+        )
     return problem, solver
 
 

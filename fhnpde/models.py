@@ -221,3 +221,10 @@ def dreaction_dv_by_code(code, v, w, I, p):
     if code == 0:
         return nagumo_dreaction_dv(v, w, I, p[0], p[1], p[2], p[3])
     return fitzhugh_dreaction_dv(v, w, I, p[0], p[1], p[2], p[3])
+
+
+def recovery_by_code(code, p):
+    """(alpha, beta, delta, df/dw) of the family ``code``: ``w_t = alpha v - beta w + delta``."""
+    if code == 0:
+        return nagumo_recovery(p[0], p[1], p[2], p[3])
+    return fitzhugh_recovery(p[0], p[1], p[2], p[3])

@@ -6,8 +6,8 @@ through :data:`REACTIONS`:
 
 - ``exact``: the kinetics of :mod:`fhnpde.models` integrated by ``reaction.substeps`` steps
   of forward Euler or classical RK4 (``reaction.scheme``), the formulas of
-  :mod:`fhnpde.solvers.ode` (``euler_point``, ``rk4_point``); numba kernel (threaded for
-  long cables) or array code (numpy / cupy).
+  :mod:`fhnpde.schemes` (``euler_point``, ``rk4_point``); numba kernel (threaded for
+  long cables, :mod:`fhnpde.reaction_numba`) or array code (numpy / cupy).
 - ``neural``: a trained surrogate from the sibling package ``surrogates``, imported only when
   a case asks for it. Contract for that package: ``surrogates.reaction.NeuralReaction``
   implements this protocol and has ``NeuralReaction.from_spec(spec, problem)``, where
@@ -27,7 +27,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .case import CaseError
+from .errors import CaseError
+from .schemes import euler_point, rk4_point
+from .solvers.options import OptionError
+
+KERNELS = "fhnpde.reaction_numba"
 
 
 @runtime_checkable
@@ -50,7 +54,9 @@ REACTIONS: dict[str, Callable[..., ReactionStep]] = {}
 
 
 def register_reaction(kind: str):
-    """Register a factory ``factory(spec, problem, backend) -> ReactionStep`` under ``kind``."""
+    """Register a factory ``factory(spec, problem, options) -> ReactionStep`` under ``kind``
+    (``spec``: the case's ``reaction`` section; ``options``: the solver's
+    :class:`~fhnpde.solvers.options.SolverOptions`)."""
 
     def deco(factory):
         REACTIONS[kind] = factory
@@ -59,8 +65,9 @@ def register_reaction(kind: str):
     return deco
 
 
-def reaction_step(spec, problem, backend: str = "numba") -> ReactionStep:
-    """The ReactionStep a case's ``reaction`` section asks for."""
+def reaction_step(spec, problem, options=None) -> ReactionStep:
+    """The ReactionStep a case's ``reaction`` section asks for (called by
+    :func:`fhnpde.driver.build_solver`; the split solver receives the step built)."""
     try:
         factory = REACTIONS[spec.kind]
     except KeyError:
@@ -68,7 +75,7 @@ def reaction_step(spec, problem, backend: str = "numba") -> ReactionStep:
             f"unknown reaction kind {spec.kind!r}; valid kinds: {', '.join(sorted(REACTIONS))}",
             key="reaction.kind",
         ) from None
-    return factory(spec, problem, backend)
+    return factory(spec, problem, options)
 
 
 # --- exact kinetics ---------------------------------------------------------------------------
@@ -83,8 +90,8 @@ class ExactReaction:
 
         y_{k+1} = \\Phi_{h}(y_k),\\quad h = \\Delta t / m,\\quad k = 0 .. m-1
 
-    with ``Phi`` one step of :func:`~fhnpde.solvers.ode.euler_point` or
-    :func:`~fhnpde.solvers.ode.rk4_point` (the current constant). Order 1 (Euler) or 4 (RK4).
+    with ``Phi`` one step of :func:`~fhnpde.schemes.euler_point` or
+    :func:`~fhnpde.schemes.rk4_point` (the current constant). Order 1 (Euler) or 4 (RK4).
     """
 
     kind = "exact"
@@ -93,12 +100,12 @@ class ExactReaction:
         from .backends import namespace
 
         if scheme not in EXACT_SCHEMES:
-            raise CaseError(
+            raise OptionError(
                 f"unknown scheme {scheme!r}; valid schemes: {', '.join(EXACT_SCHEMES)}",
-                key="reaction.scheme",
+                option="exact.scheme",
             )
         if int(substeps) < 1:
-            raise CaseError(f"must be >= 1, got {substeps}", key="reaction.substeps")
+            raise OptionError(f"must be >= 1, got {substeps}", option="exact.substeps")
         self.scheme = scheme
         self.scheme_code, self.order = EXACT_SCHEMES[scheme]
         self.substeps = int(substeps)
@@ -109,52 +116,73 @@ class ExactReaction:
         self.params = tuple(float(x) if x.ndim == 0 else x for x in values)
         # (4, 1) for scalar parameters, (4, n) for per-node / per-member ones (kernel layout)
         width = max((x.size for x in values), default=1)
-        self._params_rows = np.ascontiguousarray(
+        self.params_rows = np.ascontiguousarray(
             np.stack([np.broadcast_to(x.reshape(-1), (width,)) for x in values])
         )
+        self.steps = CompiledReaction(self) if backend == "numba" else ArrayReaction(self)
 
     def __call__(self, v, w, current, dt):
-        if self.backend == "numba":
-            from .solvers.crank_nicolson import _kernels_cn
-
-            v = np.ascontiguousarray(v, dtype=np.float64)
-            w = np.ascontiguousarray(w, dtype=np.float64)
-            current = np.ascontiguousarray(np.broadcast_to(current, v.shape), dtype=np.float64)
-            out_v, out_w = np.empty_like(v), np.empty_like(w)
-            _kernels_cn().reaction_advance(self.code, self.scheme_code, v, w, current,
-                                           self._params_rows, float(dt), self.substeps,
-                                           out_v, out_w)
-            return out_v, out_w
-        return self._array_step(v, w, current, dt)
-
-    def _array_step(self, v, w, current, dt):
-        from .solvers.ode import euler_point, rk4_point
-
-        xp = self.xp
-        p = tuple(x if isinstance(x, float) else xp.asarray(x) for x in self.params)
-        current = xp.asarray(current)
-        h = dt / self.substeps
-        for _ in range(self.substeps):
-            if self.scheme_code == 0:
-                v, w = euler_point(self.code, v, w, current, p, h)
-            else:
-                v, w = rk4_point(self.code, v, w, current, current, current, p, h)
-        return v, w
+        return self.steps(v, w, current, dt)
 
     def __repr__(self) -> str:
         return f"ExactReaction(scheme={self.scheme!r}, substeps={self.substeps})"
 
 
+class ArrayReaction:
+    """The exact reaction as array code on the namespace ``xp``."""
+
+    def __init__(self, reaction: ExactReaction):
+        self.reaction = reaction
+        self.xp = reaction.xp
+
+    def __call__(self, v, w, current, dt):
+        r, xp = self.reaction, self.xp
+        p = tuple(x if isinstance(x, float) else xp.asarray(x) for x in r.params)
+        current = xp.asarray(current)
+        h = dt / r.substeps
+        for _ in range(r.substeps):
+            if r.scheme_code == 0:
+                v, w = euler_point(r.code, v, w, current, p, h)
+            else:
+                v, w = rk4_point(r.code, v, w, current, current, current, p, h)
+        return v, w
+
+
+class CompiledReaction:
+    """The exact reaction in a numba kernel (:mod:`fhnpde.reaction_numba`), threaded for
+    long cables."""
+
+    def __init__(self, reaction: ExactReaction):
+        from .backends import kernels
+
+        self.reaction = reaction
+        self.kernels = kernels(KERNELS)
+
+    def __call__(self, v, w, current, dt):
+        r = self.reaction
+        v = np.ascontiguousarray(v, dtype=np.float64)
+        w = np.ascontiguousarray(w, dtype=np.float64)
+        current = np.ascontiguousarray(np.broadcast_to(current, v.shape), dtype=np.float64)
+        out_v, out_w = np.empty_like(v), np.empty_like(w)
+        self.kernels.reaction_advance(r.code, r.scheme_code, v, w, current, r.params_rows,
+                                      float(dt), r.substeps, out_v, out_w)
+        return out_v, out_w
+
+
 @register_reaction("exact")
-def _exact(spec, problem, backend):
-    return ExactReaction(problem.kinetics, spec.scheme, spec.substeps, backend)
+def exact_reaction(spec, problem, options):
+    from .solvers.options import SolverOptions
+
+    options = options if options is not None else SolverOptions()
+    return ExactReaction(problem.kinetics, options.exact.scheme, options.exact.substeps,
+                         options.backend)
 
 
 # --- neural surrogates (package `surrogates`, imported only here) ---------------------------------
 
 
 @register_reaction("neural")
-def _neural(spec, problem, backend):
+def neural_reaction(spec, problem, options):
     try:
         module = importlib.import_module("surrogates.reaction")
     except ModuleNotFoundError as exc:

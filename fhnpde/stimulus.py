@@ -31,6 +31,15 @@ def boxes_current(t, t0, t1, amplitude):
     return total
 
 
+def node_currents(t, base, masks, t0, t1, amplitude, out):
+    """I(x_i, t) into ``out``: the steady ``base`` plus ``amplitude[k] * masks[k]`` for every
+    box k active at t (``masks``: one row of node weights per box)."""
+    out[:] = base
+    for k in range(t0.shape[0]):
+        if box_active(t, t0[k], t1[k]) > 0.0:
+            out += amplitude[k] * masks[k]
+
+
 def coverage(x: np.ndarray, x0: float, x1: float, periodic_length: float | None = None):
     """Fraction of each node's control volume that the interval [x0, x1] covers.
 
@@ -104,6 +113,9 @@ class AppliedCurrent:
         else:
             self.masks = [np.ones(size) for _ in stimuli]
         self.base = np.broadcast_to(np.asarray(base, dtype=np.float64), (size,)).copy()
+        # the masks as one C-contiguous (boxes, size) array, as the kernels take them
+        self.mask_rows = (np.ascontiguousarray(np.stack(self.masks)) if self.masks
+                          else np.zeros((0, size)))
         self._key: tuple | None = None
         self._value = self.base
 
@@ -156,9 +168,7 @@ class AppliedCurrent:
     def current(self, t: float) -> np.ndarray:
         key = self.active(t)
         if key != self._key:
-            value = self.base.copy()
-            for on, amp, mask in zip(key, self.amplitude, self.masks, strict=True):
-                if on:
-                    value += amp * mask
+            value = np.empty(self.size)
+            node_currents(t, self.base, self.mask_rows, self.t0, self.t1, self.amplitude, value)
             self._key, self._value = key, value
         return self._value

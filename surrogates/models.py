@@ -126,8 +126,11 @@ def rk4_rollout(field, y0: torch.Tensor, current: torch.Tensor, h: float, steps:
                 substeps: int = 1) -> torch.Tensor:
     """Integrate du/dt = field([u, I]) by classical RK4; states (n, steps + 1, 2).
 
-    Each of the ``steps`` output intervals ``h`` takes ``substeps`` RK4 steps.
+    Each of the ``steps`` output intervals ``h`` takes ``substeps`` RK4 steps (the weights
+    of :func:`fhnpde.schemes.rk4_combine`, as fhnpde's own RK4).
     """
+    from fhnpde.schemes import rk4_combine
+
     I = current.reshape(-1, 1)
 
     def f(u):
@@ -142,7 +145,7 @@ def rk4_rollout(field, y0: torch.Tensor, current: torch.Tensor, h: float, steps:
             k2 = f(u + 0.5 * dt * k1)
             k3 = f(u + 0.5 * dt * k2)
             k4 = f(u + dt * k3)
-            u = u + dt / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
+            u = rk4_combine(u, k1, k2, k3, k4, dt)
         out.append(u)
     return torch.stack(out, 1)
 

@@ -11,14 +11,10 @@ import pytest
 
 from fhnpde.case import load_case
 from fhnpde.driver import NumericalFailure, build_solver
+from fhnpde.operators import laplacian_bands, solve_with_corners
 from fhnpde.plotting import level_crossings
 from fhnpde.solvers import solver_class
-from fhnpde.solvers.crank_nicolson import (
-    CrankNicolsonCable,
-    CrankNicolsonPoint,
-    laplacian_bands,
-    solve_with_corners,
-)
+from fhnpde.solvers.crank_nicolson import CrankNicolsonCable, CrankNicolsonPoint
 from tests.helpers import (
     CELL,
     SMALL_CABLE,
@@ -260,7 +256,7 @@ def test_newton_error_estimate_on_a_known_root():
     """newton_error_left on Newton's iteration for x^2 = 2 from x = 3: K is measured from
     two updates (the true constant is 1/(2 sqrt 2) = 0.354), and stopping on the estimate
     leaves an error below rtol, one iteration before the update itself drops below rtol."""
-    from fhnpde.solvers.crank_nicolson import newton_error_left
+    from fhnpde.schemes import newton_error_left
 
     for rtol in (1e-4, 1e-8, 1e-12):
         x, previous, k_est, its = 3.0, 0.0, 0.0, 0
@@ -285,7 +281,7 @@ def test_newton_error_estimate_on_a_known_root():
 
 def test_batched_newton_error_estimate_is_the_scalar_one():
     """The point models' array code applies newton_error_left member by member."""
-    from fhnpde.solvers.crank_nicolson import newton_error_left, newton_error_left_batch
+    from fhnpde.schemes import newton_error_left, newton_error_left_batch
 
     rng = np.random.default_rng(7)
     m = 500
@@ -347,9 +343,9 @@ def test_pure_diffusion_conserves_the_integral():
 def test_kernel_max_abs_is_numpys_max_abs():
     """The cable kernel's max-norm (an integer maximum over bit patterns) equals numpy's
     max(abs(x)) exactly, and is NaN when x holds a NaN, inf when it holds an inf."""
-    from fhnpde.solvers.crank_nicolson import _kernels_cn
+    from fhnpde.backends import kernels
 
-    max_abs = _kernels_cn()._max_abs
+    max_abs = kernels("fhnpde.solvers.crank_nicolson_numba").max_abs
     cell = np.empty(1, np.int64)
     rng = np.random.default_rng(3)
     cases = [rng.standard_normal(801) * 10.0 ** rng.integers(-300, 300, 801),

@@ -123,7 +123,7 @@ def test_numba_and_numpy_backends_agree():
 def test_numba_parallel_kernel_agrees_with_serial():
     from fhnpde.backends import kernels
 
-    _kernels = kernels()
+    compiled = kernels()
 
     rng = np.random.default_rng(3)
     n = 200_003
@@ -131,8 +131,8 @@ def test_numba_parallel_kernel_agrees_with_serial():
     args = (0, v, w, cur, (1.0, 0.1, 0.01, 0.5), 0.01, 1.0, 4.0, 1, n - 2)
     out1 = np.empty(n), np.empty(n)
     out2 = np.empty(n), np.empty(n)
-    _kernels.explicit_step_serial(*args, *out1)
-    _kernels.explicit_step_parallel(*args, *out2)
+    compiled.explicit_step_serial(*args, *out1)
+    compiled.explicit_step_parallel(*args, *out2)
     np.testing.assert_array_equal(out1[0], out2[0])
     np.testing.assert_array_equal(out1[1], out2[1])
 

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import importlib
 
-from .base import REGISTRY, Order, Problem, Solver, State, register, solver_class
+from .base import REGISTRY, Order, Problem, Solver, State, register
+from .options import (
+    AdaptiveOptions,
+    NewtonOptions,
+    OptionError,
+    ReactionOptions,
+    SolverOptions,
+)
 
 _MODULES = ("ode", "explicit", "adaptive", "crank_nicolson", "split")
 
 
-def _load_all() -> None:
+def load_all() -> None:
     """Import every solver module so that each registers itself (absent ones are skipped)."""
     for name in _MODULES:
         try:
@@ -19,4 +26,22 @@ def _load_all() -> None:
                 raise
 
 
-__all__ = ["REGISTRY", "Order", "Problem", "Solver", "State", "register", "solver_class"]
+def solver_class(name: str, geometry: str) -> type[Solver]:
+    """The registered solver ``name`` for a ``geometry`` ("cable" or "point");
+    :class:`OptionError` (option ``method``) listing the valid names otherwise."""
+    load_all()
+    try:
+        return REGISTRY[(geometry, name)]
+    except KeyError:
+        valid = sorted(n for g, n in REGISTRY if g == geometry)
+        raise OptionError(
+            f"unknown solver {name!r} for a {geometry} case; valid solvers: {', '.join(valid)}",
+            option="method",
+        ) from None
+
+
+_load_all = load_all  # the former name, still used by fhnpde.studies
+
+__all__ = ["REGISTRY", "AdaptiveOptions", "NewtonOptions", "OptionError", "Order", "Problem",
+           "ReactionOptions", "Solver", "SolverOptions", "State", "load_all", "register",
+           "solver_class"]

@@ -75,22 +75,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..backends import kernels, namespace
-from ..case import CaseError
-from ..models import reaction_by_code
-from ..nonuniform import NodeSet, first_derivative, interpolate_nodes, second_derivative
+from ..backends import kernels
+from ..nonuniform import NodeSet, interpolate_nodes
+from ..refinement import (  # noqa: F401 - the selection rules, re-exported
+    BAND_WIDTH,
+    GRADING_RATIO,
+    ZONE_WIDTH,
+    balance_strides,
+    cover_range,
+    grade_active,
+    select_active,
+)
+from ..schemes import adaptive_euler_node
 from .base import Order, Solver, State, register
 from .explicit import diffusion_limit
+from .options import OptionError
 
-
-def adaptive_euler_node(v_left, v, v_right, w, I, code, p, dt, diffusivity, h_left, h_right):
-    """One forward-Euler step of node values with the non-uniform three-point Laplacian;
-    the one formula every backend uses."""
-    dv, dw = reaction_by_code(code, v, w, I, p)
-    return (
-        v + dt * (diffusivity * second_derivative(v_left, v, v_right, h_left, h_right) + dv),
-        w + dt * dw,
-    )
+KERNELS = "fhnpde.solvers.adaptive_numba"
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,8 @@ class Refinement:
 
     @classmethod
     def from_spec(cls, spec, grid) -> Refinement:
+        """The rules of ``spec`` (:class:`~fhnpde.solvers.options.AdaptiveOptions`, or
+        anything with its fields) on ``grid``."""
         # At most half the nodes apart, so a ring keeps two nodes and a cable a middle one.
         largest = max(1, (grid.nx - 1) // 2)
 
@@ -173,155 +176,24 @@ class RegridClock:
         return c
 
 
-GRADING_RATIO = 2
-ZONE_WIDTH = 2  # a flagged node refines this many of its level's strides to either side
-BAND_WIDTH = 2  # each level is ringed by this many strides of the next coarser level
-
-
-def cover_range(need, lo, hi, stride, n, periodic):
-    """Lower the required stride ``need[i]`` to ``stride`` on base indices ``lo..hi``:
-    clipped to the cable, or wrapped around a ring."""
-    if periodic:
-        if hi - lo >= n:
-            lo, hi = 0, n - 1
-        for k in range(lo, hi + 1):
-            i = k % n
-            if stride < need[i]:
-                need[i] = stride
-    else:
-        for i in range(max(lo, 0), min(hi, n - 1) + 1):
-            if stride < need[i]:
-                need[i] = stride
-
-
-def balance_strides(need, coarse_stride, n, periodic):
-    """Grade the required strides: every base node within ``BAND_WIDTH * 2s`` nodes of a
-    node needing stride ``s`` gets a stride of at most ``2s``, from the finest level up.
-
-    With power-of-two strides and nodes on multiples of their stride, neighbouring
-    intervals then differ by at most a factor of two. (Two sweeps per level; a ring is
-    swept twice around so that reach carries across ``x = 0``.)
-    """
-    laps = 2 if periodic else 1
-    s = 1
-    while s < coarse_stride:
-        reach = BAND_WIDTH * 2 * s
-        cap = 2 * s
-        last = -4 * n  # unrolled position of the last node seen with need <= s
-        for lap in range(laps):  # left to right
-            base = lap * n
-            for i in range(n):
-                if need[i] <= s:
-                    last = base + i
-                elif base + i - last <= reach and need[i] > cap:
-                    need[i] = cap
-        last = 8 * n
-        for lap in range(laps):  # right to left
-            base = (laps - 1 - lap) * n
-            for i in range(n - 1, -1, -1):
-                if need[i] <= s:
-                    last = base + i
-                elif last - base - i <= reach and need[i] > cap:
-                    need[i] = cap
-        s *= 2
-
-
-def grade_active(active, n, periodic):
-    """Add base nodes to the boolean ``active`` until no interval is longer than
-    ``GRADING_RATIO`` times a neighbouring interval (a 2:1 balanced grid).
-
-    After :func:`balance_strides` this acts only next to an end of the cable that is not
-    a multiple of the coarse stride. Each pass splits every offending interval at its
-    (base-node) midpoint; an interval of length ``d > 2 d_min >= 2`` always has one, so the
-    passes end.
-    """
-    changed = True
-    while changed:
-        changed = False
-        index = np.nonzero(active)[0]
-        m = index.shape[0]
-        count = m if periodic else m - 1
-        gaps = np.empty(count, dtype=np.int64)
-        for j in range(count):
-            nxt = index[j + 1] if j + 1 < m else index[0] + n
-            gaps[j] = nxt - index[j]
-        for j in range(count):
-            nb = n
-            if j > 0 or periodic:
-                nb = min(nb, gaps[j - 1])
-            if j < count - 1 or periodic:
-                nb = min(nb, gaps[(j + 1) % count])
-            if gaps[j] > GRADING_RATIO * nb:
-                active[(index[j] + gaps[j] // 2) % n] = True
-                changed = True
-
-
-def select_active(index, v, w, current, h_left, h_right, g0, gn, code, p, diffusivity, dx, n,
-                  periodic, coarse_stride, wave_stride, fine_stride, vx_threshold,
-                  vt_threshold, front_radius):
-    """Sorted base indices of the next active set, from ``v``, ``w`` on the active nodes
-    ``index`` (spacings ``h_left``/``h_right``, ghost indices ``g0``/``gn``, applied
-    current ``current``): the four rules of the module docstring, graded by
-    :func:`balance_strides` and :func:`grade_active`. Plain Python on arrays, compiled by
-    numba for that backend."""
-    m = index.shape[0]
-    need = np.full(n, coarse_stride, dtype=np.int64)  # required stride at each base node
-    vx = np.empty(m)
-    vxx = np.empty(m)
-    moving = np.empty(m, dtype=np.bool_)  # steep and changing: where a front can be
-    for j in range(m):
-        left = v[j - 1] if j > 0 else v[g0]
-        right = v[j + 1] if j < m - 1 else v[gn]
-        vx[j] = first_derivative(left, v[j], right, h_left[j], h_right[j])
-        vxx[j] = second_derivative(left, v[j], right, h_left[j], h_right[j])
-        dv, _ = reaction_by_code(code, v[j], w[j], current[j], p)
-        vt = diffusivity * vxx[j] + dv
-        moving[j] = abs(vx[j]) > vx_threshold and abs(vt) > vt_threshold
-        if abs(vx[j]) > vx_threshold:
-            reach = ZONE_WIDTH * wave_stride
-            cover_range(need, index[j] - reach, index[j] + reach, wave_stride, n, periodic)
-        if abs(vt) > vt_threshold:
-            reach = ZONE_WIDTH * fine_stride
-            cover_range(need, index[j] - reach, index[j] + reach, fine_stride, n, periodic)
-    pairs = m if periodic else m - 1
-    for j in range(pairs):
-        k = (j + 1) % m
-        c = vxx[j]
-        d = vxx[k]
-        if c * d < 0.0 and (moving[j] or moving[k]):
-            x0 = index[j] * dx + h_right[j] * c / (c - d)
-            centre = int(np.floor(x0 / dx + 0.5))
-            lo = min(int(np.ceil((x0 - front_radius) / dx - 1e-9)), centre)
-            hi = max(int(np.floor((x0 + front_radius) / dx + 1e-9)), centre)
-            cover_range(need, lo, hi, 1, n, periodic)
-    balance_strides(need, coarse_stride, n, periodic)
-    active = np.zeros(n, dtype=np.bool_)
-    for i in range(n):
-        active[i] = (i & (need[i] - 1)) == 0  # i is a multiple of its power-of-two stride
-    active[n - 1] = active[n - 1] or not periodic
-    grade_active(active, n, periodic)
-    return np.nonzero(active)[0]
-
-
 @register
 class AdaptiveSolver(Solver):
     name = "adaptive"
     geometry = "cable"
     order = Order(time=1, space=2)
 
-    def __init__(self, problem):
-        super().__init__(problem)
+    def __init__(self, problem, options=None):
+        super().__init__(problem, options)
         if self.backend not in ("numpy", "numba"):
-            raise CaseError(
+            raise OptionError(
                 f"the adaptive solver runs on the CPU and supports backends numpy and numba, "
                 f"not {self.backend!r}; set solver.backend: numba",
-                key="solver.backend",
+                option="backend",
             )
-        namespace(self.backend)  # BackendUnavailable if numba is missing
         grid = problem.grid
         self.grid = grid
         self.x = grid.x
-        self.rules = Refinement.from_spec(self.spec.adaptive, grid)
+        self.rules = Refinement.from_spec(self.options.adaptive, grid)
         self.params = tuple(float(x) for x in problem.kinetics.values)
         self.code = problem.kinetics.family.code
         current = problem.current
@@ -335,6 +207,8 @@ class AdaptiveSolver(Solver):
             "regrids": 0,
         }
         self._steps = 0
+        numba = self.backend == "numba"
+        self.steps = CompiledAdaptiveSteps(self) if numba else ArrayAdaptiveSteps(self)
 
     # -- declared limits ------------------------------------------------------------
 
@@ -360,8 +234,7 @@ class AdaptiveSolver(Solver):
         h_left, h_right = nodes.spacings
         g0, gn = nodes.ghosts
         current = np.ascontiguousarray(self.problem.current.current(t)[index])
-        select = kernels_adaptive().select_active if self.backend == "numba" else select_active
-        return select(index, v, w, current, h_left, h_right, g0, gn, self.code, self.params,
+        return self.steps.select_active(index, v, w, current, h_left, h_right, g0, gn, self.code, self.params,
                       float(self.problem.diffusion), float(self.grid.dx), int(self.grid.nx),
                       bool(self.grid.periodic), r.coarse_stride, r.wave_stride, r.fine_stride,
                       r.vx_threshold, r.vt_threshold, r.front_radius)
@@ -410,32 +283,10 @@ class AdaptiveSolver(Solver):
 
     def _run(self, index, v, w, t, first, dt, k):
         """Steps ``first .. first + k - 1`` (times ``t + s dt``) on a fixed active set."""
-        nodes = self.nodes(index)
-        h_left, h_right = nodes.spacings
-        current = self.problem.current
         t_a, t_b = t + first * dt, t + (first + k - 1) * dt
         switches = self._switch_times
         constant = not np.any((switches > t_a) & (switches <= t_b))
-        if self.backend == "numba":
-            kern = kernels_adaptive()
-            g0, gn = nodes.ghosts
-            out_v, out_w = np.empty_like(v), np.empty_like(w)
-            blocks = [(first, k)] if constant else [(first + s, 1) for s in range(k)]
-            for s0, ks in blocks:
-                cur = np.ascontiguousarray(current.current(t + s0 * dt)[index])
-                v, w, out_v, out_w = kern.adaptive_euler_block(
-                    self.code, self.params, dt, self.problem.diffusion, ks, v, w, cur,
-                    h_left, h_right, g0, gn, out_v, out_w,
-                )
-            return v, w
-        cur = current.current(t_a)[index]
-        for s in range(first, first + k):
-            if not constant:
-                cur = current.current(t + s * dt)[index]
-            left, right = nodes.neighbours(v)
-            v, w = adaptive_euler_node(left, v, right, w, cur, self.code, self.params, dt,
-                                       self.problem.diffusion, h_left, h_right)
-        return v, w
+        return self.steps.run(index, v, w, self.nodes(index), t, first, dt, k, constant)
 
     def _count(self, m: int, k: int) -> None:
         c = self.counters
@@ -463,7 +314,47 @@ class AdaptiveSolver(Solver):
         }
 
 
-def kernels_adaptive():
-    """The adaptive solver's numba kernels (imports numba on first use)."""
-    kernels()  # raises BackendUnavailable without numba; registers the shared formulas
-    return kernels("fhnpde._kernels_adaptive")
+class ArrayAdaptiveSteps:
+    """The numpy path: :func:`~fhnpde.schemes.adaptive_euler_node` on the active arrays."""
+
+    select_active = staticmethod(select_active)
+
+    def __init__(self, solver):
+        self.solver = solver
+
+    def run(self, index, v, w, nodes, t, first, dt, k, constant):
+        s = self.solver
+        h_left, h_right = nodes.spacings
+        current = s.problem.current
+        cur = current.current(t + first * dt)[index]
+        for i in range(first, first + k):
+            if not constant:
+                cur = current.current(t + i * dt)[index]
+            left, right = nodes.neighbours(v)
+            v, w = adaptive_euler_node(left, v, right, w, cur, s.code, s.params, dt,
+                                       s.problem.diffusion, h_left, h_right)
+        return v, w
+
+
+class CompiledAdaptiveSteps:
+    """The numba path (:mod:`fhnpde.solvers.adaptive_numba`): blocks of steps with an
+    unchanging current in one call."""
+
+    def __init__(self, solver):
+        self.solver = solver
+        self.kernels = kernels(KERNELS)
+        self.select_active = self.kernels.select_active
+
+    def run(self, index, v, w, nodes, t, first, dt, k, constant):
+        s = self.solver
+        h_left, h_right = nodes.spacings
+        g0, gn = nodes.ghosts
+        out_v, out_w = np.empty_like(v), np.empty_like(w)
+        blocks = [(first, k)] if constant else [(first + i, 1) for i in range(k)]
+        for s0, ks in blocks:
+            cur = np.ascontiguousarray(s.problem.current.current(t + s0 * dt)[index])
+            v, w, out_v, out_w = self.kernels.adaptive_euler_block(
+                s.code, s.params, dt, s.problem.diffusion, ks, v, w, cur,
+                h_left, h_right, g0, gn, out_v, out_w,
+            )
+        return v, w

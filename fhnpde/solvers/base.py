@@ -1,4 +1,9 @@
-"""The Solver protocol, the solver registry and the numerical problem a case describes."""
+"""The Solver protocol, the solver registry and the numerical problem a solver is given.
+
+A solver is built from a :class:`Problem` (numbers) and :class:`~fhnpde.solvers.options.SolverOptions`
+(typed options); it never sees the case schema. :func:`fhnpde.driver.build_solver` does the
+translation from a case.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..case import Case, CaseError
+from ..backends import namespace
 from ..grid import UniformGrid
 from ..models import Kinetics
 from ..stimulus import AppliedCurrent
+from .options import SolverOptions
 
 
 @dataclass(frozen=True)
@@ -39,10 +45,11 @@ class Problem:
     """What a case describes, in numbers: kinetics, geometry, currents, initial state.
 
     ``kinetics`` parameters are scalars for a cable and arrays over members for a point
-    ensemble; ``members`` holds the varied inputs of an ensemble (name -> array).
+    ensemble; ``members`` holds the varied inputs of an ensemble (name -> array). ``case``
+    is the case it was built from, kept for callers outside the solvers (a neural reaction
+    checking its model against the case, the sweep's summaries); no solver reads it.
     """
 
-    case: Case
     kinetics: Kinetics
     diffusion: float
     grid: UniformGrid | None
@@ -50,6 +57,7 @@ class Problem:
     v0: np.ndarray
     w0: np.ndarray
     members: dict[str, np.ndarray] = field(default_factory=dict)
+    case: Any = None
 
     @property
     def is_cable(self) -> bool:
@@ -71,31 +79,30 @@ class Solver(ABC):
     geometry: ClassVar[str]
     order: ClassVar[Order]
 
-    def __init__(self, problem: Problem):
+    def __init__(self, problem: Problem, options: SolverOptions | None = None):
         self.problem = problem
-        self.spec = problem.case.solver
-        self.backend = self.spec.backend
+        self.options = options if options is not None else SolverOptions()
+        self.backend = self.options.backend
+        #: the array namespace of the state (numpy for the numpy and numba backends)
+        self.xp = namespace(self.backend)
         self.counters: dict[str, float] = {}
 
     def stability_limit(self, dt: float) -> float | None:
         """Largest stable dt where theory gives one (None: no limit)."""
         return None
 
-    def check(self, dt: float) -> None:
-        """Refuse a dt beyond the stability limit unless ``solver.force`` is set."""
+    def exceeds_limit(self, dt: float) -> bool:
+        """True when dt is beyond :meth:`stability_limit` (by more than round-off)."""
         limit = self.stability_limit(dt)
-        if limit is not None and dt > limit * (1 + 1e-12) and not self.spec.force:
-            raise CaseError(
-                f"{dt} exceeds the stability limit {limit:.6g} of the {self.name} scheme "
-                f"({self.limit_formula()}); lower time.dt or set solver.force: true",
-                key="time.dt",
-            )
+        return limit is not None and dt > limit * (1 + 1e-12)
 
     def limit_formula(self) -> str:
         return ""
 
     def init(self) -> State:
-        return State(self.problem.v0.copy(), self.problem.w0.copy())
+        """The initial state, as arrays of the backend's namespace."""
+        xp = self.xp
+        return State(xp.asarray(self.problem.v0).copy(), xp.asarray(self.problem.w0).copy())
 
     @abstractmethod
     def step(self, state: State, t: float, dt: float) -> State:
@@ -126,17 +133,3 @@ REGISTRY: dict[tuple[str, str], type[Solver]] = {}
 def register(cls: type[Solver]) -> type[Solver]:
     REGISTRY[(cls.geometry, cls.name)] = cls
     return cls
-
-
-def solver_class(name: str, geometry: str) -> type[Solver]:
-    from . import _load_all
-
-    _load_all()
-    try:
-        return REGISTRY[(geometry, name)]
-    except KeyError:
-        valid = sorted(n for g, n in REGISTRY if g == geometry)
-        raise CaseError(
-            f"unknown solver {name!r} for a {geometry} case; valid solvers: {', '.join(valid)}",
-            key="solver.method",
-        ) from None

@@ -14,24 +14,66 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backends import kernels, namespace
-from ..grid import second_difference
-from ..models import reaction_by_code
+from ..backends import kernels
+from ..schemes import forward_euler_node
 from .base import Order, Solver, State, register
 
-
-def forward_euler_node(v_left, v, v_right, w, I, code, p, dt, diffusivity, inv_dx2):
-    """One forward-Euler step of node values; the one formula every backend uses."""
-    dv, dw = reaction_by_code(code, v, w, I, p)
-    return (
-        v + dt * (diffusivity * second_difference(v_left, v, v_right, inv_dx2) + dv),
-        w + dt * dw,
-    )
+KERNELS = "fhnpde.solvers.explicit_numba"
 
 
 def diffusion_limit(dx: float, diffusivity: float) -> float | None:
     """dx^2 / (2 D), the forward-Euler limit of the three-point Laplacian."""
     return None if diffusivity == 0 else dx * dx / (2.0 * diffusivity)
+
+
+class ArraySteps:
+    """The array path: :func:`~fhnpde.schemes.forward_euler_node` on whole arrays of the
+    namespace ``xp``, one step at a time."""
+
+    def __init__(self, solver):
+        self.solver = solver
+        self.xp = solver.xp
+
+    def advance(self, state, t, dt, nsteps):
+        s, xp = self.solver, self.xp
+        problem = s.problem
+        v, w = state.v, state.w
+        for i in range(nsteps):
+            left, right = problem.grid.neighbours(v, xp)
+            current = xp.asarray(problem.current.current(t + i * dt))
+            v, w = forward_euler_node(left, v, right, w, current, s.code, s.params, dt,
+                                      problem.diffusion, s.inv_dx2)
+        return State(v, w)
+
+
+class CompiledSteps:
+    """The numba path (:mod:`fhnpde.solvers.explicit_numba`): short cables run whole runs of
+    steps with an unchanging current in one call, long ones one threaded call a step."""
+
+    def __init__(self, solver):
+        self.solver = solver
+        self.kernels = kernels(KERNELS)
+
+    def advance(self, state, t, dt, nsteps):
+        s, k = self.solver, self.kernels
+        problem = s.problem
+        g0, gn = problem.grid.ghosts
+        v, w = state.v.copy(), state.w.copy()
+        out_v, out_w = np.empty_like(v), np.empty_like(w)
+        args = (s.params, dt, problem.diffusion, s.inv_dx2, g0, gn)
+        if v.size < k.PARALLEL_MIN_NODES:
+            for first, count in problem.current.segments(t, dt, nsteps):
+                current = problem.current.current(t + first * dt)
+                k.explicit_advance_serial(s.code, v, w, current, *args, count, out_v, out_w)
+                v, out_v = out_v, v
+                w, out_w = out_w, w
+            return State(v, w)
+        for i in range(nsteps):
+            current = problem.current.current(t + i * dt)
+            k.explicit_step_parallel(s.code, v, w, current, *args, out_v, out_w)
+            v, out_v = out_v, v
+            w, out_w = out_w, w
+        return State(v, w)
 
 
 @register
@@ -40,13 +82,12 @@ class ExplicitSolver(Solver):
     geometry = "cable"
     order = Order(time=1, space=2)
 
-    def __init__(self, problem):
-        super().__init__(problem)
-        self.xp = namespace(self.backend)
-        grid = problem.grid
-        self.inv_dx2 = 1.0 / grid.dx**2
+    def __init__(self, problem, options=None):
+        super().__init__(problem, options)
+        self.inv_dx2 = 1.0 / problem.grid.dx**2
         self.params = tuple(float(x) for x in problem.kinetics.values)
         self.code = problem.kinetics.family.code
+        self.steps = CompiledSteps(self) if self.backend == "numba" else ArraySteps(self)
 
     def stability_limit(self, dt):
         return diffusion_limit(self.problem.grid.dx, self.problem.diffusion)
@@ -54,41 +95,8 @@ class ExplicitSolver(Solver):
     def limit_formula(self):
         return "dx^2 / (2 D)"
 
-    def init(self) -> State:
-        xp = self.xp
-        return State(xp.asarray(self.problem.v0).copy(), xp.asarray(self.problem.w0).copy())
-
     def step(self, state, t, dt):
-        if self.backend == "numba":
-            return self.advance(state, t, dt, 1)
-        xp = self.xp
-        left, right = self.problem.grid.neighbours(state.v, xp)
-        current = xp.asarray(self.problem.current.current(t))
-        v, w = forward_euler_node(
-            left, state.v, right, state.w, current, self.code, self.params, dt,
-            self.problem.diffusion, self.inv_dx2,
-        )
-        return State(v, w)
+        return self.steps.advance(state, t, dt, 1)
 
     def advance(self, state, t, dt, nsteps):
-        if self.backend != "numba":
-            return super().advance(state, t, dt, nsteps)
-        k = kernels()
-        g0, gn = self.problem.grid.ghosts
-        v, w = state.v.copy(), state.w.copy()
-        out_v, out_w = np.empty_like(v), np.empty_like(w)
-        args = (self.params, dt, self.problem.diffusion, self.inv_dx2, g0, gn)
-        if v.size < k.PARALLEL_MIN_NODES:
-            # short cables: whole runs of steps with an unchanging current in one call
-            for first, count in self.problem.current.segments(t, dt, nsteps):
-                current = self.problem.current.current(t + first * dt)
-                k.explicit_advance_serial(self.code, v, w, current, *args, count, out_v, out_w)
-                v, out_v = out_v, v
-                w, out_w = out_w, w
-            return State(v, w)
-        for i in range(nsteps):
-            current = self.problem.current.current(t + i * dt)
-            k.explicit_step_parallel(self.code, v, w, current, *args, out_v, out_w)
-            v, out_v = out_v, v
-            w, out_w = out_w, w
-        return State(v, w)
+        return self.steps.advance(state, t, dt, nsteps)

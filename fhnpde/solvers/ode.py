@@ -1,8 +1,9 @@
 """Point models (0-D): forward Euler and classical RK4 over a batch of members.
 
-Each member is one cell with its own current and parameters. The formulas below are the
-one copy used by the numpy (vectorised over members) and numba (a kernel, parallel over
-members) backends, and by the exact reaction steps of the operator-split solver.
+Each member is one cell with its own current and parameters. The formulas
+(:func:`fhnpde.schemes.euler_point`, :func:`fhnpde.schemes.rk4_point`) are the one copy used
+by the array path (vectorised over members), the numba kernel (parallel over members) and
+the exact reaction steps of the operator-split solver.
 """
 
 from __future__ import annotations
@@ -10,70 +11,73 @@ from __future__ import annotations
 import numpy as np
 
 from ..backends import kernels
-from ..models import reaction_by_code
+from ..schemes import euler_point, rk4_point
 from .base import Order, Solver, State, register
 
-
-def euler_point(code, v, w, I, p, dt):
-    """Forward Euler: y + dt f(y)."""
-    dv, dw = reaction_by_code(code, v, w, I, p)
-    return v + dt * dv, w + dt * dw
-
-
-def rk4_point(code, v, w, I0, Ih, I1, p, dt):
-    """Classical RK4 with the current evaluated at t, t + dt/2 and t + dt."""
-    h = 0.5 * dt
-    k1v, k1w = reaction_by_code(code, v, w, I0, p)
-    k2v, k2w = reaction_by_code(code, v + h * k1v, w + h * k1w, Ih, p)
-    k3v, k3w = reaction_by_code(code, v + h * k2v, w + h * k2w, Ih, p)
-    k4v, k4w = reaction_by_code(code, v + dt * k3v, w + dt * k3w, I1, p)
-    s = dt / 6.0
-    return (
-        v + s * (k1v + 2.0 * k2v + 2.0 * k3v + k4v),
-        w + s * (k1w + 2.0 * k2w + 2.0 * k3w + k4w),
-    )
-
-
+KERNELS = "fhnpde.solvers.ode_numba"
 SCHEMES = {"euler": 0, "rk4": 1}
 
 
 class PointSolver(Solver):
+    """A batch of cells; subclasses choose the scheme. The backend seam is ``self.steps``:
+    the array path (the subclass's ``formula`` on arrays of ``xp``) or the numba kernel."""
+
     geometry = "point"
 
-    def __init__(self, problem):
-        super().__init__(problem)
-        if self.backend == "cupy":
-            from ..backends import namespace
-
-            self.xp = namespace("cupy")
-        else:
-            self.xp = np
+    def __init__(self, problem, options=None):
+        super().__init__(problem, options)
         self.code = problem.kinetics.family.code
         n = problem.size
         self.params = np.ascontiguousarray(
             np.stack([np.broadcast_to(np.asarray(x, float), (n,)) for x in problem.kinetics.values])
         )
+        self.steps = self.compiled_steps() if self.backend == "numba" else ArraySteps(self)
 
-    def _current(self, t):
-        return self.problem.current.current(t)
+    def compiled_steps(self):
+        return CompiledSteps(self)
+
+    def current(self, t):
+        return self.xp.asarray(self.problem.current.current(t))
 
     def step(self, state, t, dt):
-        return self.advance(state, t, dt, 1)
+        return self.steps.advance(state, t, dt, 1)
 
     def advance(self, state, t, dt, nsteps):
-        if self.backend == "numba":
-            cur = self.problem.current
-            out_v, out_w = np.empty_like(state.v), np.empty_like(state.w)
-            kernels().point_advance(
-                self.code, SCHEMES[self.name], state.v, state.w, cur.base, cur.t0, cur.t1,
-                cur.amplitude, self.params, t, dt, nsteps, out_v, out_w,
-            )
-            return State(out_v, out_w)
+        return self.steps.advance(state, t, dt, nsteps)
+
+
+class ArraySteps:
+    """The array path of a point solver: its ``formula`` on whole arrays of ``xp``."""
+
+    def __init__(self, solver):
+        self.solver = solver
+        self.xp = solver.xp
+
+    def advance(self, state, t, dt, nsteps):
+        s = self.solver
         v, w = state.v, state.w
-        p = tuple(self.xp.asarray(row) for row in self.params)
+        p = tuple(self.xp.asarray(row) for row in s.params)
         for i in range(nsteps):
-            v, w = self._formula(v, w, p, t + i * dt, dt)
+            v, w = s.formula(v, w, p, t + i * dt, dt)
         return State(v, w)
+
+
+class CompiledSteps:
+    """The numba path: every member in its own thread (:mod:`fhnpde.solvers.ode_numba`)."""
+
+    def __init__(self, solver):
+        self.solver = solver
+        self.kernels = kernels(KERNELS)
+
+    def advance(self, state, t, dt, nsteps):
+        s = self.solver
+        cur = s.problem.current
+        out_v, out_w = np.empty_like(state.v), np.empty_like(state.w)
+        self.kernels.point_advance(
+            s.code, SCHEMES[s.name], state.v, state.w, cur.base, cur.t0, cur.t1,
+            cur.amplitude, s.params, t, dt, nsteps, out_v, out_w,
+        )
+        return State(out_v, out_w)
 
 
 @register
@@ -81,8 +85,8 @@ class EulerPoint(PointSolver):
     name = "euler"
     order = Order(time=1)
 
-    def _formula(self, v, w, p, t, dt):
-        return euler_point(self.code, v, w, self.xp.asarray(self._current(t)), p, dt)
+    def formula(self, v, w, p, t, dt):
+        return euler_point(self.code, v, w, self.current(t), p, dt)
 
 
 @register
@@ -90,7 +94,6 @@ class RK4Point(PointSolver):
     name = "rk4"
     order = Order(time=4)
 
-    def _formula(self, v, w, p, t, dt):
-        xp = self.xp
-        i0, ih, i1 = (xp.asarray(self._current(s)) for s in (t, t + 0.5 * dt, t + dt))
+    def formula(self, v, w, p, t, dt):
+        i0, ih, i1 = (self.current(s) for s in (t, t + 0.5 * dt, t + dt))
         return rk4_point(self.code, v, w, i0, ih, i1, p, dt)

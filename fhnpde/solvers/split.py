@@ -10,7 +10,7 @@ IV.1):
 - :math:`\mathcal{D}_{\tau}`: diffusion of ``v`` alone (``w`` unchanged) over τ = Δt/2 by
   Crank–Nicolson, :math:`(I - \tfrac{\tau}{2} D L)\, v^{*} = (I + \tfrac{\tau}{2} D L)\, v`.
   The matrix is constant, so it is factorised once (``fhnpde.tridiagonal.factorize`` with
-  ``solver.tridiagonal``) and every half-step is one factorised solve; a ring (``periodic``)
+  ``options.tridiagonal``) and every half-step is one factorised solve; a ring (``periodic``)
   adds the Sherman–Morrison correction, its vector also computed once.
 - :math:`\mathcal{R}_{\Delta t}`: the reaction alone at every node over Δt, by the case's
   ReactionStep (:mod:`fhnpde.reaction`: exact kinetics with Euler / RK4 substeps, or a neural
@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backends import namespace
+from ..operators import corner_factor, corner_shift, laplacian_bands
 from .base import Order, Solver, State, register
-from .crank_nicolson import laplacian_bands, tridiagonal_method
+from .options import tridiagonal_method
 
 
 class CrankNicolsonDiffusion:
@@ -46,11 +46,9 @@ class CrankNicolsonDiffusion:
         a, b, c = -s * lower, 1.0 - s * diag, -s * upper
         self.top, self.bottom = -s * top, -s * bottom
         self.corners = self.top != 0.0 or self.bottom != 0.0
-        if self.corners:  # Sherman–Morrison (see crank_nicolson.solve_with_corners)
-            self.gamma = -b[0]
+        if self.corners:  # Sherman–Morrison (fhnpde.operators), its z computed once
             b = b.copy()
-            b[0] -= self.gamma
-            b[-1] -= self.top * self.bottom / self.gamma
+            self.gamma, b[0], b[-1] = corner_shift(b[0], b[-1], self.top, self.bottom)
         self.factorization = tridiagonal.factorize(
             xp.asarray(a), xp.asarray(b), xp.asarray(c), method=method
         )
@@ -58,40 +56,44 @@ class CrankNicolsonDiffusion:
             u = np.zeros(grid.nx)
             u[0], u[-1] = self.gamma, self.bottom
             self.z = self.factorization.solve(xp.asarray(u))
-            self.denominator = float(1.0 + self.z[0] + self.top * self.z[-1] / self.gamma)
 
     def __call__(self, v):
         rhs = v + self.scale * self.grid.laplacian(v, self.xp)
         y = self.factorization.solve(rhs)
         if self.corners:
-            fact = (y[0] + self.top * y[-1] / self.gamma) / self.denominator
-            y = y - fact * self.z
+            z = self.z
+            y = y - corner_factor(y[0], y[-1], z[0], z[-1], self.top, self.gamma) * z
         return y
 
 
 @register
 class StrangSplit(Solver):
-    """Strang splitting: diffusion half-step (CN, factorised once), reaction step, half-step."""
+    """Strang splitting: diffusion half-step (CN, factorised once), reaction step, half-step.
+
+    The reaction step is ``options.reaction`` (a :class:`~fhnpde.reaction.ReactionStep`,
+    built by :func:`fhnpde.driver.build_solver` from the case's ``reaction`` section), or,
+    when none is given, the exact one of ``options.exact``.
+    """
 
     name = "split"
     geometry = "cable"
     order = Order(time=2, space=2)
+    uses_reaction = True  # build_solver passes the case's reaction step in the options
 
-    def __init__(self, problem):
-        from ..reaction import reaction_step
+    def __init__(self, problem, options=None):
+        super().__init__(problem, options)
+        self.method = tridiagonal_method(self.options.tridiagonal, self.backend)
+        self.reaction = self.options.reaction
+        if self.reaction is None:
+            from ..reaction import ExactReaction
 
-        super().__init__(problem)
-        self.method = tridiagonal_method(self.spec.tridiagonal, self.backend)
-        self.xp = namespace(self.backend)
-        self.reaction = reaction_step(problem.case.reaction, problem, self.backend)
+            exact = self.options.exact
+            self.reaction = ExactReaction(problem.kinetics, exact.scheme, exact.substeps,
+                                          self.backend)
         reaction_order = getattr(self.reaction, "order", None)
         if reaction_order is not None and reaction_order < 2:
             self.order = Order(time=int(reaction_order), space=2)
         self._diffusion: CrankNicolsonDiffusion | None = None
-
-    def init(self) -> State:
-        xp = self.xp
-        return State(xp.asarray(self.problem.v0).copy(), xp.asarray(self.problem.w0).copy())
 
     def diffusion(self, dt: float) -> CrankNicolsonDiffusion:
         """The half-step operator for steps of dt (factorised on first use, then reused)."""

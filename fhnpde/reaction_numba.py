@@ -1,0 +1,68 @@
+"""numba kernels of the exact reaction step (:class:`fhnpde.reaction.ExactReaction`).
+
+Imported only with the numba backend, through ``fhnpde.backends.kernels(...)``; the steps
+are :func:`fhnpde.schemes.euler_point` and :func:`fhnpde.schemes.rk4_point`.
+"""
+
+from __future__ import annotations
+
+from numba import njit, prange
+
+from .compiled import PARALLEL_MIN_NODES
+from .schemes import euler_point, rk4_point
+
+
+@njit(cache=True)
+def reaction_nodes(start, stop, code, scheme, v, w, current, params, dt, substeps, out_v,
+                    out_w):
+    h = dt / substeps
+    shared = params.shape[1] == 1
+    for i in range(start, stop):
+        j = 0 if shared else i
+        p = (params[0, j], params[1, j], params[2, j], params[3, j])
+        vi = v[i]
+        wi = w[i]
+        I = current[i]
+        for _ in range(substeps):
+            if scheme == 0:
+                vi, wi = euler_point(code, vi, wi, I, p, h)
+            else:
+                vi, wi = rk4_point(code, vi, wi, I, I, I, p, h)
+        out_v[i] = vi
+        out_w[i] = wi
+
+
+@njit(cache=True)
+def reaction_serial(code, scheme, v, w, current, params, dt, substeps, out_v, out_w):
+    reaction_nodes(0, v.shape[0], code, scheme, v, w, current, params, dt, substeps, out_v,
+                    out_w)
+
+
+@njit(cache=True, parallel=True)
+def reaction_parallel(code, scheme, v, w, current, params, dt, substeps, nchunks, out_v,
+                      out_w):
+    n = v.shape[0]
+    size = (n + nchunks - 1) // nchunks
+    for c in prange(nchunks):
+        start = c * size
+        stop = min(n, start + size)
+        if start < stop:
+            reaction_nodes(start, stop, code, scheme, v, w, current, params, dt, substeps,
+                            out_v, out_w)
+
+
+def reaction_advance(code, scheme, v, w, current, params, dt, substeps, out_v, out_w):
+    """Advance every node's (v, w) by ``substeps`` Euler (scheme 0) or RK4 (1) steps over dt,
+    the current held at ``current``; serial for short cables, threaded beyond
+    PARALLEL_MIN_NODES nodes (or for any ensemble-sized work of many substeps)."""
+    n = v.shape[0]
+    if n * substeps >= PARALLEL_MIN_NODES:
+        import numba
+
+        reaction_parallel(code, scheme, v, w, current, params, dt, substeps,
+                          numba.get_num_threads() * 4, out_v, out_w)
+    else:
+        reaction_serial(code, scheme, v, w, current, params, dt, substeps, out_v, out_w)
+
+
+__all__ = ["reaction_advance"]

@@ -1,0 +1,107 @@
+"""Typed options of the solvers: what a solver is told besides the :class:`Problem`.
+
+A solver never reads the case schema. :func:`fhnpde.driver.build_solver` translates a
+case's ``solver`` and ``reaction`` sections into these dataclasses, and an
+:class:`OptionError` a solver raises names the option (``"tridiagonal"``,
+``"newton.rtol"``, ...), which ``build_solver`` maps back to the case's key path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import CaseError
+
+
+class OptionError(CaseError):
+    """An option a solver cannot work with; ``option`` names it (a field path of
+    :class:`SolverOptions`, e.g. ``"backend"`` or ``"exact.scheme"``, or ``"dt"``).
+
+    A :class:`~fhnpde.errors.CaseError` without a key (the user caused it); ``build_solver``
+    re-raises it with the case's key path."""
+
+    def __init__(self, message: str, *, option: str):
+        super().__init__(message)
+        self.option = option
+
+
+@dataclass(frozen=True)
+class NewtonOptions:
+    """Newton's method of the Crank–Nicolson solvers (see :mod:`fhnpde.solvers.crank_nicolson`).
+
+    ``rtol``: stop when the estimated error left is below ``rtol * max(1, max|v|)``;
+    ``max_iter``: iterations before the step fails; ``predictor``: ``"extrapolate"`` (start
+    from ``2 v^n - v^{n-1}``) or ``"previous"`` (from ``v^n``); ``stop``:
+    ``"error-estimate"`` (quadratic estimate of the error left) or ``"update"`` (the update).
+    """
+
+    rtol: float = 1e-8
+    max_iter: int = 20
+    predictor: str = "extrapolate"
+    stop: str = "error-estimate"
+
+    @property
+    def extrapolate(self) -> bool:
+        return self.predictor == "extrapolate"
+
+    @property
+    def quadratic(self) -> bool:
+        return self.stop == "error-estimate"
+
+
+@dataclass(frozen=True)
+class AdaptiveOptions:
+    """Refinement rules of the adaptive solver, in length and time units (see
+    :mod:`fhnpde.solvers.adaptive`)."""
+
+    regrid_every: float = 0.2
+    coarse_dx: float = 8.0
+    wave_dx: float = 2.0
+    fine_dx: float = 0.25
+    vx_threshold: float = 0.01
+    vt_threshold: float = 0.005
+    front_radius: float = 0.5
+
+
+@dataclass(frozen=True)
+class ReactionOptions:
+    """The exact reaction step: ``substeps`` steps of ``scheme`` (``"euler"`` or ``"rk4"``)."""
+
+    scheme: str = "rk4"
+    substeps: int = 1
+
+
+@dataclass(frozen=True)
+class SolverOptions:
+    """Everything a solver may be told besides the problem.
+
+    ``backend``: ``"numpy"``, ``"numba"``, ``"cupy"`` or ``"torch"``; ``tridiagonal``: the
+    method of :func:`fhnpde.tridiagonal.solve`; ``reaction``: the split solver's
+    :class:`~fhnpde.reaction.ReactionStep` (None: the exact one of ``exact``).
+    """
+
+    backend: str = "numpy"
+    tridiagonal: str = "thomas"
+    newton: NewtonOptions = field(default_factory=NewtonOptions)
+    adaptive: AdaptiveOptions = field(default_factory=AdaptiveOptions)
+    exact: ReactionOptions = field(default_factory=ReactionOptions)
+    reaction: Any = None
+
+
+#: tridiagonal methods that run on arrays of any namespace (the others need numpy arrays)
+ARRAY_METHODS = ("cyclic-reduction",)
+
+
+def tridiagonal_method(method: str, backend: str) -> str:
+    """The tridiagonal method, refused where it cannot run on the backend's arrays."""
+    if backend not in ("numpy", "numba") and method not in ARRAY_METHODS:
+        raise OptionError(
+            f"{method!r} runs on the CPU; with backend {backend} use cyclic-reduction",
+            option="tridiagonal",
+        )
+    return method
+
+
+__all__ = ["ARRAY_METHODS", "tridiagonal_method", "AdaptiveOptions", "NewtonOptions", "OptionError", "ReactionOptions",
+           "SolverOptions"]
