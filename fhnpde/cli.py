@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
+from pathlib import Path
 
 from . import signals
 from .case import CaseError
@@ -78,16 +80,113 @@ def cmd_plot(args) -> int:
     return EXIT_OK
 
 
-def cmd_convergence(args) -> int:
-    from .studies import convergence_command
+def _study_out_dir(args) -> Path:
+    """The folder for the study's files, made if missing; CaseError naming ``--out`` when
+    it cannot be (a file in the way, no permission, a name too long, a NUL byte)."""
+    from .studies import DEFAULT_OUT
 
-    return convergence_command(args)
+    text = str(args.out or DEFAULT_OUT)
+    if "\x00" in text:
+        raise CaseError(f"{text!r} contains a NUL byte; give a folder name", key="--out")
+    out = Path(text)
+    shown = text if len(text) <= 80 else text[:60] + f"... ({len(text)} characters)"
+    try:
+        if out.exists() and not out.is_dir():
+            raise CaseError(f"{shown} exists and is not a folder; give a folder", key="--out")
+        for parent in out.parents:
+            if parent.exists() and not parent.is_dir():
+                raise CaseError(f"cannot make {shown}: {parent} is a file, not a folder",
+                                key="--out")
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".fhnpde-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise CaseError(f"cannot write in {shown} ({exc.strerror or exc}); choose a writable "
+                        "folder", key="--out") from None
+    return out
+
+
+def _with_source(exc: CaseError, source: str) -> CaseError:
+    return exc if exc.source is not None else exc.with_source(source)
+
+
+def cmd_convergence(args) -> int:
+    """``python -m fhnpde convergence``: print the table, write CSV, TXT and PNG."""
+    from .case import load_case
+    from .driver import NumericalFailure
+    from .plotting import plot_convergence
+    from .studies import convergence_study
+
+    case = load_case(args.case, args.set)
+    out = _study_out_dir(args)  # before the study: a bad --out must not cost its runs
+    try:
+        result = convergence_study(
+            case, args.vary, levels=args.levels, ratio=args.ratio,
+            reference=args.reference, t_end=args.t_end,
+            progress=lambda m: print(m, file=sys.stderr, flush=True),
+        )
+    except CaseError as exc:
+        raise _with_source(exc, str(args.case)) from None
+    except NumericalFailure as exc:
+        print(f"fhnpde: error: {exc}", file=sys.stderr)
+        return 1
+    stem = f"convergence-{case.name}-{result.solver}-{result.vary}"
+    report = result.report()
+    print(report)
+    (out / f"{stem}.txt").write_text(report + "\n")
+    result.write_csv(out / f"{stem}.csv")
+    hs = [lv.h for lv in result.levels]
+    plot_convergence(
+        hs, {"rmse": [lv.rmse for lv in result.levels],
+             "max error": [lv.max_error for lv in result.levels]},
+        out / f"{stem}.png",
+        xlabel="dt" if result.vary == "dt" else "dx",
+        declared_order=result.declared_order,
+        fitted={"rmse": result.fitted_order_rmse, "max error": result.fitted_order_max},
+        title=f"{case.name}: {result.solver}, error of v at t = {result.t_end:g}",
+        note=f"reference: {result.reference}"
+        + (f"; dt ~ dx^{result.dt_exponent:g}" if result.dt_exponent is not None else "")
+        + (f"; {result.boundary}" if result.boundary else ""),
+    )
+    print(f"\nwrote {out / stem}.csv, .txt, .png")
+    return 0
 
 
 def cmd_stability(args) -> int:
-    from .studies import stability_command
+    """``python -m fhnpde stability``: print the table, write CSV, TXT and PNG."""
+    from .case import load_case
+    from .plotting import plot_stability
+    from .studies import stability_study
 
-    return stability_command(args)
+    case = load_case(args.case, args.set)
+    out = _study_out_dir(args)  # before the study: a bad --out must not cost its runs
+    try:
+        study = stability_study(
+            case, args.solver, cap_factor=getattr(args, "cap", 100.0),
+            rtol=getattr(args, "rtol", 0.005), t_end=getattr(args, "t_end", None),
+            progress=lambda m: print(m, file=sys.stderr, flush=True),
+        )
+    except CaseError as exc:
+        raise _with_source(exc, str(args.case)) from None
+    stem = f"stability-{case.name}"
+    report = study.report()
+    print(report)
+    (out / f"{stem}.txt").write_text(report + "\n")
+    study.write_csv(out / f"{stem}.csv")
+    plot_stability(
+        [r.solver for r in study.results],
+        [r.largest_stable_dt for r in study.results],
+        [r.stable_to_cap for r in study.results],
+        out / f"{stem}.png",
+        explicit_limit=study.explicit_limit,
+        cap=study.results[0].cap if study.results else None,
+        theory=[r.theory_limit for r in study.results],
+        title=f"{case.name}: largest stable dt (t_end = {study.t_end:g}"
+        + (f", dx = {study.dx:g})" if study.dx else ")"),
+    )
+    print(f"\nwrote {out / stem}.csv, .txt, .png")
+    return 0
 
 
 def cmd_sweep(args) -> int:

@@ -1,4 +1,4 @@
-"""Convergence-order and stability studies (fhnpde/studies.py) and their commands.
+"""Convergence-order and stability studies (fhnpde/studies/) and their commands.
 
 Every registered solver is studied through the registry, so a solver that lands later is
 tested here by the parametrisations over ``REGISTRY`` the day it registers. Orders are
