@@ -16,9 +16,10 @@ non-finite pivot. numba, scipy and cupy are imported only when a method needs th
 
 from __future__ import annotations
 
-from ._api import Factorization, factorize, solve
-from ._errors import PivotError
-from ._registry import METHODS, Method, available_methods, get_method, register_method
+from .api import factorize, solve
+from .arrays import Factorization
+from .errors import PivotError
+from .registry import METHODS, Method, available_methods, get_method, register_method
 
 __all__ = [
     "METHODS",

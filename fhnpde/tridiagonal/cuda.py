@@ -38,7 +38,7 @@ import numba
 import numpy as np
 from numba import cuda
 
-from ._api import StoredMatrixFactorization, as_rows, placement_of, raise_pivot_error
+from .arrays import StoredMatrixFactorization, as_rows, placement_of, raise_pivot_error
 
 SHARED_BYTES = 48 * 1024  # dynamic shared memory a block may use without opting in
 MAX_THREADS = 256

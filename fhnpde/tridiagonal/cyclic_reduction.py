@@ -36,8 +36,8 @@ dominant matrices (the reduced systems stay diagonally dominant).
 
 from __future__ import annotations
 
-from ._api import StoredMatrixFactorization, namespace_of, placement_of
-from ._errors import PivotError
+from .arrays import StoredMatrixFactorization, namespace_of, placement_of
+from .errors import PivotError
 
 
 def cyclic_reduction(lower, diag, upper, rhs, xp):

@@ -16,7 +16,7 @@ import math
 import numpy as np
 from scipy.linalg import lapack
 
-from ._api import Factorization, as_rows, raise_pivot_error
+from .arrays import Factorization, as_rows, raise_pivot_error
 
 _SINGULAR = "LAPACK found the matrix exactly singular even with partial pivoting"
 _SINGULAR_HINT = "check the matrix: it has no unique solution"

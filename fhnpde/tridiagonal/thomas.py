@@ -75,7 +75,7 @@ import threading
 import numba
 import numpy as np
 
-from ._api import Factorization, as_rows, raise_pivot_error
+from .arrays import Factorization, as_rows, raise_pivot_error
 
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy", "fastmath": {"contract"}}
 
@@ -400,7 +400,7 @@ def _substitute_batch(r, l, cp, d, x):
 
 
 def solve(lower, diag, upper, rhs, batch_shape):
-    """Registry entry: validated numpy input (see ``_registry``) -> x of shape batch + (n,)."""
+    """Registry entry: validated numpy input (see ``fhnpde.tridiagonal.registry``) -> x of shape batch + (n,)."""
     n = rhs.shape[-1]
     nsys = math.prod(batch_shape)
     k = _CONSTANTS[rhs.dtype]
