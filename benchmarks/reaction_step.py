@@ -123,7 +123,8 @@ def main(argv=None) -> int:
     speed = {s: timed(r, args.repeats, v, w, current, dt) for s, r in cand.items()}
     base = min(speed, key=speed.get)
     print("\nFewest substeps reaching the neural error: "
-          + ", ".join(f"{s} x{m} ({speed[s] * 1e3:.3g} ms / 1e5 nodes)" for s, m in matching.items())
+          + ", ".join(f"{s} x{m} ({speed[s] * 1e3:.3g} ms / 1e5 nodes)"
+                      for s, m in matching.items())
           + f"; baseline: {base} x{matching[base]}")
 
     # 3. throughput

@@ -281,8 +281,8 @@ def benchmark_grid(nx: int, t_end: float, targets: list[float], repeats: int) ->
             )
         summary.append((target, walls["explicit"] / cn_wall, walls["scipy BDF"] / cn_wall,
                         walls["split"] / cn_wall, walls["CN v^n, 1e-12"] / cn_wall))
-    lines.append("CN (defaults: Newton rtol 1e-8, extrapolated guess) speed-up at equal front error "
-                 "(issue 3 targets: >= 5x explicit, >= 10x BDF):")
+    lines.append("CN (defaults: Newton rtol 1e-8, extrapolated guess) speed-up at equal front "
+                 "error (issue 3 targets: >= 5x explicit, >= 10x BDF):")
     for target, ex, bdf, sp, loose in summary:
         lines.append(
             f"  error <= {target:<6.3g} explicit/CN {ex:6.1f}x [{'met' if ex >= 5 else 'MISSED'}]"

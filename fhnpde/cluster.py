@@ -189,10 +189,11 @@ def run_tasks(
     ``scheduler``: address of an existing scheduler (``tcp://host:8786``); without it a
     LocalCluster of ``workers`` single-threaded processes (default: one per core) is
     started and closed again (listening on 127.0.0.1 only, with dask's dashboard when
-    ``dashboard``: its address is printed on stderr). ``on_result(task, result)`` / ``on_error(task, exc)`` run on
-    the client as each task ends, in completion order (for bookkeeping that only the
-    client may do, such as writing store attributes). A progress bar follows completed
-    tasks. Ctrl-C cancels the outstanding tasks, closes the cluster and re-raises.
+    ``dashboard``: its address is printed on stderr). ``on_result(task, result)`` /
+    ``on_error(task, exc)`` run on the client as each task ends, in completion order (for
+    bookkeeping that only the client may do, such as writing store attributes). A progress
+    bar follows completed tasks. Ctrl-C cancels the outstanding tasks, closes the cluster and
+    re-raises.
 
     Start-up: once connected, ``warm_up = (func, args)`` is started on every worker without
     waiting for it (``Client.run(..., wait=False)``: imports and compiled-kernel loading a

@@ -44,6 +44,7 @@ def describe() -> str:
         if v is not None or name in ("numpy", "scipy", "numba", "xarray", "zarr"):
             lines.append(f"  {name:<14} {v or 'not installed'}")
     gpus = _cuda_devices()
+    tensorrt = importlib.util.find_spec("tensorrt")
     lines += ["", "backends:",
               "  numpy          yes",
               f"  numba          {'yes' if numba_usable() else 'no'}",
@@ -52,5 +53,5 @@ def describe() -> str:
               "", "neural runtimes:",
               f"  torch          {'yes' if importlib.util.find_spec('torch') else 'no'}",
               f"  onnxruntime    {'yes' if importlib.util.find_spec('onnxruntime') else 'no'}",
-              f"  tensorrt       {'yes' if importlib.util.find_spec('tensorrt') and 'no' not in gpus[:2] else 'no'}"]
+              f"  tensorrt       {'yes' if tensorrt and 'no' not in gpus[:2] else 'no'}"]
     return "\n".join(lines)

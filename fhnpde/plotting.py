@@ -228,7 +228,8 @@ def plot_convergence(h, errors: dict, out, *, xlabel: str = "h", declared_order=
     for label, e in errors.items():
         e = np.asarray(e, dtype=float)
         fit = (fitted or {}).get(label)
-        text = label + (f" (fitted order {fit:.2f})" if fit is not None and np.isfinite(fit) else "")
+        shown = fit is not None and np.isfinite(fit)
+        text = label + (f" (fitted order {fit:.2f})" if shown else "")
         ax.loglog(h, e, marker=next(markers), lw=1.4, label=text)
     first = np.asarray(next(iter(errors.values())), dtype=float)
     orders = sorted({int(p) for p in slopes} | ({int(declared_order)} if declared_order else set()))

@@ -241,7 +241,8 @@ class TimeSpec(_Strict):
 
 
 class NewtonSpec(_Strict):
-    """Newton's method inside the Crank–Nicolson steps (see :mod:`fhnpde.solvers.crank_nicolson`)."""
+    """Newton's method inside the Crank–Nicolson steps (see
+    :mod:`fhnpde.solvers.crank_nicolson`)."""
 
     rtol: PositiveFloat = Field(
         default=1e-8,
@@ -532,9 +533,10 @@ class Case(_Strict):
         if not number <= MAX_DIFFUSION_NUMBER:  # also refuses inf
             raise KeyedError(
                 "time.dt", f"{self.time.dt:g} gives the diffusion number D dt / dx^2 = "
-                f"{number:.3g} (D = {D:g}, dx = {dx:.3g}); above 2**52 ({MAX_DIFFUSION_NUMBER:.3g}) "
-                "the 1 in the implicit schemes' diagonal 1 + D dt / dx^2 is lost to rounding and "
-                "the system is singular: lower time.dt or model.diffusion, or use fewer domain.nx"
+                f"{number:.3g} (D = {D:g}, dx = {dx:.3g}); above 2**52 "
+                f"({MAX_DIFFUSION_NUMBER:.3g}) the 1 in the implicit schemes' diagonal "
+                "1 + D dt / dx^2 is lost to rounding and the system is singular: lower time.dt "
+                "or model.diffusion, or use fewer domain.nx"
             )
 
     def _check_adaptive(self) -> None:
@@ -564,8 +566,9 @@ class Case(_Strict):
                 round(steps) < 1 or abs(steps - round(steps)) > 1e-6 * max(1.0, steps)):
             raise KeyedError(
                 "solver.adaptive.regrid_every", f"{every:g} is not a whole number of steps of "
-                f"time.dt = {dt:g}; give a multiple of time.dt (e.g. {max(1, round(steps)) * dt:g}) "
-                "so that the regrid times stay put when dt is refined"
+                f"time.dt = {dt:g}; give a multiple of time.dt (e.g. "
+                f"{max(1, round(steps)) * dt:g}) so that the regrid times stay put when dt is "
+                "refined"
             )
 
     def _check_current(self) -> None:

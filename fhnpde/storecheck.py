@@ -410,7 +410,8 @@ def unreadable_chunks(path: str | Path, names=None, limit: int = 3) -> list[str]
             try:
                 arr.get_block_selection(index)
             except (RuntimeError, ValueError, OSError) as exc:  # what codecs raise on bad bytes
-                bad.append(f"{meta.describe(index)}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                bad.append(f"{meta.describe(index)}: {reason}")
                 if len(bad) >= limit:
                     return bad
     return bad

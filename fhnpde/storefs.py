@@ -126,7 +126,8 @@ def check_replaceable(path: Path, key: str = "--out") -> None:
             "refusing to replace it, choose another path", key=key)
     foreign = foreign_entries(path)
     if foreign:
-        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        shown = ", ".join(foreign[:3]) + more
         raise CaseError(
             f"{path} holds files fhnpde did not write ({shown}); refusing to replace it, "
             "move them out or choose another path", key=key)

@@ -2,7 +2,8 @@
 
     python -m surrogates generate CONFIG [--set KEY=VALUE ...] [--overwrite]
     python -m surrogates train CONFIG [--set ...] [--out DIR] [--overwrite] [--quiet]
-    python -m surrogates search CONFIG [--set ...] [--scheduler ADDRESS] [--workers N] [--count N] [--out DIR] [--dashboard]
+    python -m surrogates search CONFIG [--set ...] [--scheduler ADDRESS] [--workers N] [--count N]
+                                [--out DIR] [--dashboard]
     python -m surrogates evaluate MODEL_DIR [--steps N] [--out DIR]
     python -m surrogates export MODEL_DIR --format onnx|tensorrt [--fp16] [--max-batch N]
 
@@ -143,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=cmd_export)
     e = sub.add_parser("evaluate", help="errors, rollout drift, phase-portrait similarity")
     e.add_argument("model", help="a trained model directory")
-    e.add_argument("--steps", type=int, help="ITNN rollout steps (default: diagnostics.rollout_steps)")
+    e.add_argument("--steps", type=int,
+                   help="ITNN rollout steps (default: diagnostics.rollout_steps)")
     e.add_argument("--out", help="where to write evaluation.json and plots (default: MODEL)")
     e.set_defaults(func=cmd_evaluate)
     return p

@@ -5,7 +5,8 @@ A config names what to learn and how::
     name: problem_a
     kinetics: {name: nagumo, params: {k: 10.0, a: 0.4, eps: 0.04, gamma: 4.0}}
     data:
-      kind: trajectory           # trajectory (problems A/B/C) | one-step (ITNN) | trajectories (Neural ODE)
+      kind: trajectory           # trajectory (problems A/B/C) | one-step (ITNN)
+                                 # | trajectories (Neural ODE)
       inputs: [t]                # trajectory only: t plus any of v0, w0, I
       t_end: 25.0
       fixed: {v0: 0.5, w0: 0.0, I: 0.1}
@@ -78,8 +79,9 @@ class KineticsSpec(_Strict):
         known = fhn_models.family(self.name).params
         unknown = sorted(set(self.params) - set(known))
         if unknown:  # named here, quoted: a user's key may be long or hold odd characters
-            raise KeyedError("params", f"unknown parameter(s) {', '.join(quote(k) for k in unknown[:3])} "
-                             f"for kinetics {self.name!r}; its parameters are {', '.join(known)}")
+            raise KeyedError("params", "unknown parameter(s) "
+                             f"{', '.join(quote(k) for k in unknown[:3])} for kinetics "
+                             f"{self.name!r}; its parameters are {', '.join(known)}")
         try:
             self.params = fhn_models.check_params(self.name, self.params)
         except ValueError as exc:
@@ -171,7 +173,8 @@ class DataSpec(_Strict):
     def _consistent(self) -> DataSpec:
         _check_ranges("box", self.box)
         if self.kind == "trajectory":
-            if not self.inputs or self.inputs[0] != "t" or len(set(self.inputs)) != len(self.inputs):
+            if (not self.inputs or self.inputs[0] != "t"
+                    or len(set(self.inputs)) != len(self.inputs)):
                 raise KeyedError("inputs", f"must start with t and name each input once, got "
                                  f"{quote(self.inputs)}")
             for name in self.inputs:
@@ -180,26 +183,31 @@ class DataSpec(_Strict):
                                      f"{', '.join(TRAJECTORY_INPUTS)}")
             for name in self.inputs[1:]:
                 if name not in self.box:
-                    raise KeyedError(f"box.{name}", f"is needed because {name} is an input; give [low, high]")
+                    raise KeyedError(f"box.{name}",
+                                     f"is needed because {name} is an input; give [low, high]")
             for name in ("v0", "w0", "I"):
                 if name not in self.inputs and name not in self.fixed:
                     raise KeyedError(f"fixed.{name}", f"is needed because {name} is not an input")
         elif self.kind == "one-step":
             if self.dt_r is None:
-                raise KeyedError("dt_r", "is required for one-step (ITNN) data: the reaction interval")
+                raise KeyedError("dt_r",
+                                 "is required for one-step (ITNN) data: the reaction interval")
             for name in ("v", "w"):
                 if name not in self.box:
                     raise KeyedError(f"box.{name}", "is required: the state box to sample")
             if "I" not in self.box and "I" not in self.fixed:
-                raise KeyedError("box.I", "is required (or fixed.I): the range of the applied current")
+                raise KeyedError("box.I",
+                                 "is required (or fixed.I): the range of the applied current")
         else:
             for name in ("v0", "w0"):
                 if name not in self.box:
                     raise KeyedError(f"box.{name}", "is required: the box of initial states")
             if self.currents is None:
-                raise KeyedError("currents", "is required for trajectories: the currents I to draw from")
+                raise KeyedError("currents",
+                                 "is required for trajectories: the currents I to draw from")
             if self.save_dt is None or self.steps is None:
-                raise KeyedError("save_dt", "and steps are required for trajectories (e.g. 0.5 and 80)")
+                raise KeyedError("save_dt",
+                                 "and steps are required for trajectories (e.g. 0.5 and 80)")
         dt = self.solver.dt
         spans = [("t_end", self.t_end)] if self.kind == "trajectory" else []
         for key, val in (("dt_r", self.dt_r), ("save_dt", self.save_dt)):
@@ -258,7 +266,8 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _arch(self) -> ModelSpec:
-        if self.widths is None and (self.shape is None or self.neurons is None or self.layers is None):
+        if self.widths is None and (self.shape is None or self.neurons is None
+                                    or self.layers is None):
             raise KeyedError("widths", "give the hidden widths, or shape + neurons + layers")
         for a in self.activations:
             if a not in ACTIVATIONS:

@@ -242,7 +242,8 @@ def summary(report: dict[str, Any]) -> str:
     if "rollout" in report:
         r = report["rollout"]
         lines.append(f"  {r['steps']}-step rollout vs exact ({r['size']} starts): MAE v "
-                     f"{r['mae_v']:.3g}, w {r['mae_w']:.3g}; final-step MAE v {r['final_mae_v']:.3g}")
+                     f"{r['mae_v']:.3g}, w {r['mae_w']:.3g}; "
+                     f"final-step MAE v {r['final_mae_v']:.3g}")
     if "extrapolation" in report:
         e = report["extrapolation"]
         lines.append(f"  {e['factor']}x horizon ({e['steps']} steps): trajectory MSE "

@@ -204,7 +204,8 @@ def _schema_message(exc: ValidationError) -> str:
     return f"{path}: {text}" if path else text
 
 
-def validate_model_json(meta: Any, path: Path, key: str | None = "reaction.model") -> dict[str, Any]:
+def validate_model_json(meta: Any, path: Path,
+                        key: str | None = "reaction.model") -> dict[str, Any]:
     """``meta`` (the parsed ``path``) if it is a model description ``surrogates train``
     writes, else a CaseError naming the file, the key and what is wrong."""
     again = "train the model again with `python -m surrogates train CONFIG`"

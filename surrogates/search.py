@@ -18,11 +18,12 @@ at a fixed thread count, so a candidate trained on a worker has the weights a se
 training of :func:`candidate_config` gives).
 
 Restart rule: a candidate whose directory holds a finished model (a ``model.json`` that
-validates as train's model description, written last and whole) is skipped, and when every candidate is finished no cluster is started. A
-worker killed mid-training has its task rerun by the scheduler, which resumes from the
-candidate's ``checkpoint.pt``. A training that raises (diverged, bad architecture, a worker
-lost too often) is a *failed* row of the table and does not stop the others; it is tried
-again by the next run, since only a finished model marks a candidate as done.
+validates as train's model description, written last and whole) is skipped, and when every
+candidate is finished no cluster is started. A worker killed mid-training has its task
+rerun by the scheduler, which resumes from the candidate's ``checkpoint.pt``. A training
+that raises (diverged, bad architecture, a worker lost too often) is a *failed* row of the
+table and does not stop the others; it is tried again by the next run, since only a
+finished model marks a candidate as done.
 
 Inference time is then measured here, one model at a time on one thread (never alongside a
 training): the median of 5 forward passes over ``timing_batch`` inputs, scaled to 10^6
@@ -51,7 +52,8 @@ import numpy as np
 
 from .architectures import enumerate_architectures
 
-ABBREV = {"relu": "re", "tanh": "th", "sigmoid": "sg", "leaky_relu": "lr", "elu": "el", "silu": "si"}
+ABBREV = {"relu": "re", "tanh": "th", "sigmoid": "sg", "leaky_relu": "lr", "elu": "el",
+          "silu": "si"}
 COLUMNS = ["model", "status", "shape", "widths", "activations", "neurons", "parameters", "mae",
            "mae_v", "mae_w", "max_error", "inference_s_per_1e6", "train_s", "iterations", "error"]
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
@@ -123,8 +125,8 @@ def train_candidate(config: dict[str, Any], arch: dict[str, Any], directory: str
     prepare_worker()
     d = Path(directory)
     if is_finished(d):
-        return {"id": arch["id"], "metrics": json.loads((d / "model.json").read_text())["validation"],
-                "wall_s": 0.0}
+        metrics = json.loads((d / "model.json").read_text())["validation"]
+        return {"id": arch["id"], "metrics": metrics, "wall_s": 0.0}
     cfg = candidate_config(config, arch)
     with dask.config.set(scheduler="synchronous"):
         data = load_data(cfg.data_path)
@@ -358,7 +360,8 @@ def write_table(rows: list[dict[str, Any]], root: Path) -> None:
         writer = csv.DictWriter(fh, fieldnames=cols, restval="")
         writer.writeheader()
         writer.writerows(rows)
-    lines = ["| model | shape | neurons | parameters | MAE | max error | inference s / 1e6 nodes | Pareto |",
+    lines = ["| model | shape | neurons | parameters | MAE | max error | inference s / 1e6 nodes "
+             "| Pareto |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in rows:
         if r["status"] != "trained":

@@ -115,7 +115,8 @@ def build_surrogate(cfg: Config, data: dict[str, Any]) -> Surrogate:
     if kind in ("ddnn", "pinn"):
         inputs = list(cfg.data.inputs)
         model = Surrogate(kind, inputs, widths, acts)
-        aff = [_box_affine(0.0, cfg.data.t_end)] + [_box_affine(*cfg.data.box[k]) for k in inputs[1:]]
+        aff = [_box_affine(0.0, cfg.data.t_end)] + [_box_affine(*cfg.data.box[k])
+                                                    for k in inputs[1:]]
         y = data["y_train"]
         model.set_normalisation([a for a, _ in aff], [b for _, b in aff], y.mean(0), _std(y))
         return model
@@ -201,7 +202,8 @@ class Objective:
 
     def physics_loss(self, x: torch.Tensor) -> torch.Tensor:
         """Mean squared residual, each component divided by the typical size of its du/dt."""
-        r = physics_residual(self.model, x, self.kinetics, self.cfg.data.inputs, self.cfg.data.fixed)
+        r = physics_residual(self.model, x, self.kinetics, self.cfg.data.inputs,
+                             self.cfg.data.fixed)
         return ((r / self.field_scale()) ** 2).mean()
 
     def ic_loss(self, x: torch.Tensor) -> torch.Tensor:
@@ -281,7 +283,8 @@ def _optimizer(cfg: Config, model: Surrogate):
     cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
     opt = cls(model.net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     if t.schedule == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t.iterations, eta_min=t.min_lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t.iterations,
+                                                           eta_min=t.min_lr)
     elif t.schedule == "plateau":
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, factor=t.plateau_factor, patience=t.plateau_patience, min_lr=t.min_lr)

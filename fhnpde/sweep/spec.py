@@ -140,8 +140,8 @@ def python_value(value: Any) -> Any:
 
 
 def describe_member(values: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={python_value(v):g}" if isinstance(python_value(v), float) else f"{k}={v}"
-                     for k, v in values.items())
+    return ", ".join(f"{k}={python_value(v):g}" if isinstance(python_value(v), float)
+                     else f"{k}={v}" for k, v in values.items())
 
 
 @dataclass

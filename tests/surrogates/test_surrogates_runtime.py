@@ -29,7 +29,8 @@ def test_import_is_light():
     import sys
 
     code = ("import sys, surrogates.runtime, surrogates.reaction; "
-            "print(sorted(m for m in ('torch', 'onnxruntime', 'tensorrt', 'cupy') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'onnxruntime', 'tensorrt', 'cupy') "
+            "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -72,7 +73,8 @@ def test_onnx_file_can_be_named_directly(inputs):
 
 @pytest.mark.parametrize(("model", "runtime", "key", "text"), [
     ("no/such/dir", "onnxruntime", "reaction.model", "no such model directory"),
-    (str(SHIPPED), "jax", "reaction.runtime", "unknown runtime 'jax'; valid runtimes: torch, onnxruntime, tensorrt"),
+    (str(SHIPPED), "jax", "reaction.runtime",
+     "unknown runtime 'jax'; valid runtimes: torch, onnxruntime, tensorrt"),
     (str(SHIPPED / "model.onnx"), "torch", "reaction.model", "is not a file runtime torch loads"),
     (str(SHIPPED), "tensorrt", "reaction.model", "has no model.engine or model-fp16.engine"),
     (str(ROOT / "cases"), "onnxruntime", "reaction.model", "no trained model at"),

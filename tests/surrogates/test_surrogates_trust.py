@@ -201,7 +201,8 @@ def test_no_loader_in_the_project_can_unpickle():
             where = path.relative_to(ROOT)
             for call in _calls(tree, "torch", {"load"}):
                 kw = {k.arg: k.value for k in call.keywords}
-                ok = isinstance(kw.get("weights_only"), ast.Constant) and kw["weights_only"].value is True
+                ok = (isinstance(kw.get("weights_only"), ast.Constant)
+                      and kw["weights_only"].value is True)
                 if not ok:
                     offenders.append(f"{where}:{call.lineno} torch.load without weights_only=True")
             for call in _calls(tree, "np", {"load"}):
