@@ -71,6 +71,3 @@ from .schema import (  # noqa: F401 - re-exported
 )
 
 __all__ = ["Case", "CaseError", "load_case", "parse_case", "apply_overrides", "quote"]
-
-# fhnpde.resources (another session's file) still imports the old private name.
-_set_path = set_key_path

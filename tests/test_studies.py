@@ -23,7 +23,7 @@ import pytest
 
 from fhnpde.case import CaseError, parse_case
 from fhnpde.cli import main
-from fhnpde.solvers import REGISTRY, _load_all
+from fhnpde.solvers import REGISTRY, load_all
 from fhnpde.studies import (
     convergence_study,
     fitted_order,
@@ -36,7 +36,7 @@ from fhnpde.studies import (
     stability_study,
 )
 
-_load_all()
+load_all()
 CABLE_SOLVERS = sorted(n for g, n in REGISTRY if g == "cable")
 POINT_SOLVERS = sorted(n for g, n in REGISTRY if g == "point")
 # Solvers being written in parallel: listed so that their absence shows as a skip.

@@ -295,9 +295,9 @@ class StabilityStudy:
 
 def registered_solvers(geometry: str) -> list[str]:
     """Names of the registered solvers for ``geometry`` (explicit first for cables)."""
-    from ..solvers import REGISTRY, _load_all
+    from ..solvers import REGISTRY, load_all
 
-    _load_all()
+    load_all()
     names = sorted(n for g, n in REGISTRY if g == geometry)
     return sorted(names, key=lambda n: (n != "explicit", n))
 
