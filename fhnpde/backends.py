@@ -1,4 +1,10 @@
-"""Array namespaces (numpy, cupy) and the numba compiler, imported only when used."""
+"""Array namespaces (numpy, cupy, torch) and the numba compiler, imported only when used.
+
+The array paths of the solvers are written against the array API standard: ``namespace``
+gives numpy itself for ``numpy`` and ``numba`` (numpy >= 2 follows the standard), and the
+``array-api-compat`` wrappers of cupy and torch, so the same code runs on all of them.
+:func:`to_numpy` is the one device-to-host copy (the store writer and the blow-up guard).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from functools import cache
 
 import numpy as np
 
-BACKENDS = ("numpy", "numba", "cupy")
+BACKENDS = ("numpy", "numba", "cupy", "torch")
 
 
 class BackendUnavailable(RuntimeError):
@@ -18,6 +24,11 @@ class BackendUnavailable(RuntimeError):
 @cache
 def numba_usable() -> bool:
     return importlib.util.find_spec("numba") is not None
+
+
+@cache
+def torch_usable() -> bool:
+    return importlib.util.find_spec("torch") is not None
 
 
 @cache
@@ -32,7 +43,8 @@ def cupy_usable() -> bool:
 
 
 def namespace(backend: str):
-    """The array module a backend computes with: numpy for numpy/numba, cupy for cupy."""
+    """The array namespace a backend computes with: numpy for numpy/numba, the
+    array-API wrappers of cupy and torch (``array_api_compat.cupy`` / ``.torch``)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
     if backend == "cupy":
@@ -41,27 +53,48 @@ def namespace(backend: str):
                 "cupy is not usable here (not installed or no CUDA GPU); "
                 "install fhnpde[gpu] on a GPU machine or use backend numba"
             )
-        return importlib.import_module("cupy")
+        return importlib.import_module("array_api_compat.cupy")
+    if backend == "torch":
+        if not torch_usable():
+            raise BackendUnavailable("torch is not installed; pip install torch or use backend "
+                                     "numpy")
+        return importlib.import_module("array_api_compat.torch")
     if backend == "numba" and not numba_usable():
         raise BackendUnavailable("numba is not installed; pip install numba or use backend numpy")
     return np
 
 
 def array_namespace(*arrays):
-    """numpy or cupy, from the arrays themselves (cupy only if already imported)."""
-    import sys
+    """The array namespace of ``arrays`` (numpy for numpy arrays, without importing
+    array-api-compat; its wrappers otherwise)."""
+    if all(isinstance(a, np.ndarray | np.generic | float | int) for a in arrays):
+        return np
+    import array_api_compat
 
-    cupy = sys.modules.get("cupy")
-    if cupy is not None:
-        return cupy.get_array_module(*arrays)
-    return np
+    return array_api_compat.array_namespace(*arrays)
 
 
 def to_numpy(a) -> np.ndarray:
+    """A numpy copy (or the array itself) of an array of any namespace: the one
+    device-to-host copy of the package (store writer, blow-up guard)."""
     if isinstance(a, np.ndarray):
         return a
-    get = getattr(a, "get", None)
-    return np.asarray(get() if get is not None else a)
+    if isinstance(a, np.generic | float | int | bool):
+        return np.asarray(a)
+    get = getattr(a, "get", None)  # cupy
+    if get is not None:
+        return np.asarray(get())
+    cpu = getattr(a, "cpu", None)  # torch (any device)
+    if cpu is not None and hasattr(a, "detach"):
+        return cpu().detach().numpy()
+    if hasattr(a, "__dlpack__"):  # any array-API array on the CPU, e.g. array_api_strict
+        import array_api_compat
+
+        cpu_device = getattr(array_api_compat.array_namespace(a), "Device", None)
+        if cpu_device is not None and getattr(a, "device", None) != cpu_device("CPU_DEVICE"):
+            a = array_api_compat.to_device(a, cpu_device("CPU_DEVICE"))
+        return np.from_dlpack(a)
+    return np.asarray(a)
 
 
 @cache

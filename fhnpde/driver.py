@@ -8,13 +8,14 @@ completed output.
 
 from __future__ import annotations
 
+import math
 import sys
 import time as _time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .backends import array_namespace
+from .backends import to_numpy
 from .case import Case, CaseError
 from .errors import BlowUp, NumericalFailure  # noqa: F401 - re-exported
 from .solvers.base import Solver, State
@@ -86,8 +87,8 @@ class BlowUpGuard(Observer):
 
     def output(self, t, state):
         for name in ("v", "w"):
-            arr = getattr(state, name)
-            if not bool(array_namespace(arr).isfinite(arr).all()):
+            # the state's one device-to-host copy at an output besides the store writer's
+            if not bool(np.isfinite(to_numpy(getattr(state, name))).all()):
                 raise BlowUp(
                     f"the solution blew up before t = {t:g} ({name} is not finite); "
                     "lower time.dt or check the parameters"
@@ -166,7 +167,7 @@ def integrate(solver: Solver, state: State, case: Case, observers=()) -> Result:
         # one advance call covers an output interval, in blocks of at most BLOCK_UPDATES
         # node updates, so a signal (handled between calls) stops even a run with one
         # output interval of 5e9 steps within about a second
-        block = max(1, BLOCK_UPDATES // max(1, int(np.size(state.v))))
+        block = max(1, BLOCK_UPDATES // max(1, math.prod(np.shape(state.v))))
         while step < n_steps:
             target = min(step + per_output, n_steps)
             while step < target:
@@ -185,7 +186,7 @@ def integrate(solver: Solver, state: State, case: Case, observers=()) -> Result:
         exit_status = signals.exit_status(exc)
     finally:
         wall = _time.perf_counter() - wall0
-        size = int(np.asarray(state.v).shape[-1]) if np.ndim(state.v) else 1
+        size = int(np.shape(state.v)[-1]) if np.ndim(state.v) else 1
         stats = {
             "steps": int(step),
             "dt": float(dt),
@@ -237,8 +238,11 @@ def solver_options(case: Case):
     )
 
 
-def build_solver(case: Case):
+def build_solver(case: Case, *, namespace=None, device=None):
     """The problem and the checked solver of a case (CaseError on a bad combination).
+
+    ``namespace``/``device``: run the array path on that array-API namespace and device
+    instead of the backend's (the tests run every solver on ``array_api_strict`` so).
 
     The one place where a case meets the solvers: the case becomes a problem (numbers) and
     typed options; a solver's :class:`~fhnpde.solvers.OptionError` comes back as a CaseError
@@ -255,7 +259,7 @@ def build_solver(case: Case):
         problem = build_problem(case)
         geometry = "cable" if problem.is_cable else "point"
         cls = solver_class(case.solver.method, geometry)
-        options = solver_options(case)
+        options = dataclasses.replace(solver_options(case), namespace=namespace, device=device)
         if getattr(cls, "uses_reaction", False):
             from .reaction import reaction_step
 

@@ -37,6 +37,24 @@ def second_difference(v_left, v, v_right, inv_dx2):
     return (v_left - 2.0 * v + v_right) * inv_dx2
 
 
+def ghost_indices(n: int, boundary: str, boundary_order: int) -> tuple[int, int]:
+    """(index read left of node 0, index read right of node n-1) of ``n`` nodes: the
+    boundary treatment of the module docstring, shared by uniform and non-uniform grids."""
+    if boundary == "periodic":
+        return n - 1, 0
+    if boundary_order == 1:
+        return 0, n - 1
+    return 1, n - 2
+
+
+def neighbours_through_ghosts(v, ghosts: tuple[int, int], xp=np):
+    """(v_{i-1}, v_{i+1}) for every node (last axis), the ends read through ``ghosts``."""
+    g0, gn = ghosts
+    left = xp.concat([v[..., g0 : g0 + 1], v[..., :-1]], axis=-1)
+    right = xp.concat([v[..., 1:], v[..., gn : gn + 1]], axis=-1)
+    return left, right
+
+
 @dataclass(frozen=True)
 class UniformGrid:
     length: float
@@ -72,19 +90,11 @@ class UniformGrid:
     @property
     def ghosts(self) -> tuple[int, int]:
         """(index read left of node 0, index read right of node nx-1)."""
-        n = self.nx
-        if self.periodic:
-            return n - 1, 0
-        if self.boundary_order == 1:
-            return 0, n - 1
-        return 1, n - 2
+        return ghost_indices(self.nx, self.boundary, self.boundary_order)
 
     def neighbours(self, v, xp=np):
         """(v_{i-1}, v_{i+1}) for every node, the ends read through the ghost indices."""
-        g0, gn = self.ghosts
-        left = xp.concatenate([v[..., g0 : g0 + 1], v[..., :-1]], axis=-1)
-        right = xp.concatenate([v[..., 1:], v[..., gn : gn + 1]], axis=-1)
-        return left, right
+        return neighbours_through_ghosts(v, self.ghosts, xp)
 
     def laplacian(self, v, xp=np):
         left, right = self.neighbours(v, xp)

@@ -87,6 +87,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .grid import ghost_indices, neighbours_through_ghosts
+
 __all__ = [
     "NodeSet",
     "first_derivative",
@@ -146,12 +148,7 @@ class NodeSet:
     @property
     def ghosts(self) -> tuple[int, int]:
         """(index read left of node 0, index read right of the last node)."""
-        m = self.size
-        if self.periodic:
-            return m - 1, 0
-        if self.boundary_order == 1:
-            return 0, m - 1
-        return 1, m - 2
+        return ghost_indices(self.size, self.boundary, self.boundary_order)
 
     @property
     def spacings(self) -> tuple[np.ndarray, np.ndarray]:
@@ -164,10 +161,7 @@ class NodeSet:
 
     def neighbours(self, v) -> tuple[np.ndarray, np.ndarray]:
         """(value left of node i, value right of node i), the ends read through the ghosts."""
-        g0, gn = self.ghosts
-        left = np.concatenate([v[..., g0 : g0 + 1], v[..., :-1]], axis=-1)
-        right = np.concatenate([v[..., 1:], v[..., gn : gn + 1]], axis=-1)
-        return left, right
+        return neighbours_through_ghosts(v, self.ghosts)
 
     def first_derivative(self, v) -> np.ndarray:
         left, right = self.neighbours(v)

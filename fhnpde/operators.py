@@ -72,7 +72,7 @@ def solve_with_corners(solve, lower, diag, upper, top, bottom, rhs, xp=np):
         return solve(lower, diag, upper, rhs)
     n = diag.shape[0]
     gamma, first, last = corner_shift(diag[0], diag[n - 1], top, bottom)
-    diag = diag.copy()
+    diag = xp.asarray(diag, copy=True)
     diag[0] = first
     diag[n - 1] = last
     u = xp.zeros_like(rhs)

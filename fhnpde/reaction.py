@@ -96,7 +96,8 @@ class ExactReaction:
 
     kind = "exact"
 
-    def __init__(self, kinetics, scheme: str = "rk4", substeps: int = 1, backend: str = "numba"):
+    def __init__(self, kinetics, scheme: str = "rk4", substeps: int = 1, backend: str = "numba",
+                 *, xp=None, device=None):
         from .backends import namespace
 
         if scheme not in EXACT_SCHEMES:
@@ -110,7 +111,8 @@ class ExactReaction:
         self.scheme_code, self.order = EXACT_SCHEMES[scheme]
         self.substeps = int(substeps)
         self.backend = backend
-        self.xp = namespace(backend)
+        self.xp = xp or namespace(backend)
+        self.device = device
         self.code = kinetics.family.code
         values = [np.asarray(x, dtype=float) for x in kinetics.values]
         self.params = tuple(float(x) if x.ndim == 0 else x for x in values)
@@ -124,6 +126,12 @@ class ExactReaction:
     def __call__(self, v, w, current, dt):
         return self.steps(v, w, current, dt)
 
+    def asarray(self, x):
+        """``x`` as an array of the step's namespace and device."""
+        if self.device is None:
+            return self.xp.asarray(x)
+        return self.xp.asarray(x, device=self.device)
+
     def __repr__(self) -> str:
         return f"ExactReaction(scheme={self.scheme!r}, substeps={self.substeps})"
 
@@ -136,9 +144,9 @@ class ArrayReaction:
         self.xp = reaction.xp
 
     def __call__(self, v, w, current, dt):
-        r, xp = self.reaction, self.xp
-        p = tuple(x if isinstance(x, float) else xp.asarray(x) for x in r.params)
-        current = xp.asarray(current)
+        r = self.reaction
+        p = tuple(x if isinstance(x, float) else r.asarray(x) for x in r.params)
+        current = r.asarray(current)
         h = dt / r.substeps
         for _ in range(r.substeps):
             if r.scheme_code == 0:
@@ -175,7 +183,7 @@ def exact_reaction(spec, problem, options):
 
     options = options if options is not None else SolverOptions()
     return ExactReaction(problem.kinetics, options.exact.scheme, options.exact.substeps,
-                         options.backend)
+                         options.backend, xp=options.namespace, device=options.device)
 
 
 # --- neural surrogates (package `surrogates`, imported only here) ---------------------------------

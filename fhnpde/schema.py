@@ -30,7 +30,7 @@ from .errors import KEY_PART_CHARS, CaseError, KeyedError, one_line, quote
 
 POINT_METHODS = ("euler", "rk4", "crank-nicolson")
 CABLE_METHODS = ("explicit", "adaptive", "crank-nicolson", "split")
-BACKENDS = ("numpy", "numba", "cupy")
+BACKENDS = ("numpy", "numba", "cupy", "torch")
 TRIDIAGONAL_METHODS = ("thomas", "cyclic-reduction", "scipy")
 
 

@@ -83,8 +83,10 @@ class Solver(ABC):
         self.problem = problem
         self.options = options if options is not None else SolverOptions()
         self.backend = self.options.backend
-        #: the array namespace of the state (numpy for the numpy and numba backends)
-        self.xp = namespace(self.backend)
+        #: the array namespace of the state (numpy for the numpy and numba backends) and the
+        #: device of its arrays (None: the namespace's default)
+        self.xp = self.options.namespace or namespace(self.backend)
+        self.device = self.options.device
         self.counters: dict[str, float] = {}
 
     def stability_limit(self, dt: float) -> float | None:
@@ -99,10 +101,16 @@ class Solver(ABC):
     def limit_formula(self) -> str:
         return ""
 
+    def asarray(self, x, copy: bool | None = None):
+        """``x`` (a host array or number) as an array of the solver's namespace and device."""
+        if self.device is None:
+            return self.xp.asarray(x, copy=copy)
+        return self.xp.asarray(x, device=self.device, copy=copy)
+
     def init(self) -> State:
-        """The initial state, as arrays of the backend's namespace."""
-        xp = self.xp
-        return State(xp.asarray(self.problem.v0).copy(), xp.asarray(self.problem.w0).copy())
+        """The initial state, as arrays of the solver's namespace and device."""
+        return State(self.asarray(self.problem.v0, copy=True),
+                     self.asarray(self.problem.w0, copy=True))
 
     @abstractmethod
     def step(self, state: State, t: float, dt: float) -> State:

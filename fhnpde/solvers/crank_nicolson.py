@@ -133,7 +133,7 @@ class CrankNicolsonCable(NewtonCounters, Solver):
 
     def __init__(self, problem, options=None):
         super().__init__(problem, options)
-        self.method = tridiagonal_method(self.options.tridiagonal, self.backend)
+        self.method = tridiagonal_method(self.options.tridiagonal, self.backend, self.xp)
         self.inv_dx2 = 1.0 / problem.grid.dx**2
         self.code = problem.kinetics.family.code
         self.params = tuple(float(x) for x in problem.kinetics.values)
@@ -183,22 +183,22 @@ class ArrayCableSteps:
         grid, D, h, p = s.problem.grid, s.problem.diffusion, 0.5 * dt, s.params
         alpha, beta, delta, dfdw = s.recovery
         cur = s.problem.current
-        i0 = xp.asarray(cur.current(t))
-        i1 = xp.asarray(cur.current(t + dt))
+        i0 = s.asarray(cur.current(t))
+        i1 = s.asarray(cur.current(t + dt))
         v0, w0 = state.v, state.w
         f0, g0 = reaction_by_code(s.code, v0, w0, i0, p)
         left, right = grid.neighbours(v0, xp)
         known = cn_known_part(left, v0, right, f0, h, D, s.inv_dx2)
         c0, c1 = trapezoid_w_affine(w0, g0, h, alpha, beta, delta)
         op_lower, op_diag, op_upper, top, bottom = (
-            xp.asarray(b) if np.ndim(b) else b for b in s.operator(dt)
+            s.asarray(b) if np.ndim(b) else b for b in s.operator(dt)
         )
 
         def linear_solve(lower, diag, upper, rhs):
             return tridiagonal.solve(lower, diag, upper, rhs, method=s.method)
 
         v = newton_guess(v0, before, newton.extrapolate and before is not None)
-        v = v.copy() if v is v0 else v
+        v = xp.asarray(v, copy=True) if v is v0 else v
         previous = 0.0
         for it in range(1, newton.max_iter + 1):
             left, right = grid.neighbours(v, xp)
@@ -294,11 +294,12 @@ class ArrayPointSteps:
 
     def advance(self, state, t, dt, nsteps):
         xp = self.xp
-        p = tuple(xp.asarray(row) for row in self.solver.params)
+        s = self.solver
+        p = tuple(s.asarray(row) for row in s.params)
         v, w = state.v, state.w
-        before, k_est = None, xp.zeros(v.shape)
-        for s in range(nsteps):
-            (v, w, k_est), before = self.step(v, w, before, k_est, p, t + s * dt, dt), (v, w)
+        before, k_est = None, xp.zeros_like(v)
+        for i in range(nsteps):
+            (v, w, k_est), before = self.step(v, w, before, k_est, p, t + i * dt, dt), (v, w)
         return State(v, w)
 
     def step(self, v0, w0, before, k_est, p, t, dt):
@@ -313,9 +314,9 @@ class ArrayPointSteps:
         if newton.extrapolate and before is not None:
             v, w = newton_guess(v0, before[0], True), newton_guess(w0, before[1], True)
         else:
-            v, w = v0.copy(), w0.copy()
-        active = xp.ones(v.shape, dtype=bool)
-        previous = xp.zeros(v.shape)
+            v, w = xp.asarray(v0, copy=True), xp.asarray(w0, copy=True)
+        active = xp.ones_like(v, dtype=xp.bool)
+        previous = xp.zeros_like(v)
         total = 0
         for it in range(1, newton.max_iter + 1):
             total += int(xp.count_nonzero(active))

@@ -40,7 +40,7 @@ class ArraySteps:
         v, w = state.v, state.w
         for i in range(nsteps):
             left, right = problem.grid.neighbours(v, xp)
-            current = xp.asarray(problem.current.current(t + i * dt))
+            current = s.asarray(problem.current.current(t + i * dt))
             v, w = forward_euler_node(left, v, right, w, current, s.code, s.params, dt,
                                       problem.diffusion, s.inv_dx2)
         return State(v, w)

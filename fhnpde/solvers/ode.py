@@ -37,7 +37,7 @@ class PointSolver(Solver):
         return CompiledSteps(self)
 
     def current(self, t):
-        return self.xp.asarray(self.problem.current.current(t))
+        return self.asarray(self.problem.current.current(t))
 
     def step(self, state, t, dt):
         return self.steps.advance(state, t, dt, 1)
@@ -56,7 +56,7 @@ class ArraySteps:
     def advance(self, state, t, dt, nsteps):
         s = self.solver
         v, w = state.v, state.w
-        p = tuple(self.xp.asarray(row) for row in s.params)
+        p = tuple(s.asarray(row) for row in s.params)
         for i in range(nsteps):
             v, w = s.formula(v, w, p, t + i * dt, dt)
         return State(v, w)

@@ -78,7 +78,9 @@ class SolverOptions:
 
     ``backend``: ``"numpy"``, ``"numba"``, ``"cupy"`` or ``"torch"``; ``tridiagonal``: the
     method of :func:`fhnpde.tridiagonal.solve`; ``reaction``: the split solver's
-    :class:`~fhnpde.reaction.ReactionStep` (None: the exact one of ``exact``).
+    :class:`~fhnpde.reaction.ReactionStep` (None: the exact one of ``exact``);
+    ``namespace``/``device``: where the array path computes (None: the backend's namespace,
+    its default device).
     """
 
     backend: str = "numpy"
@@ -87,17 +89,25 @@ class SolverOptions:
     adaptive: AdaptiveOptions = field(default_factory=AdaptiveOptions)
     exact: ReactionOptions = field(default_factory=ReactionOptions)
     reaction: Any = None
+    #: the array namespace and device of the array path (None: the backend's, e.g. numpy;
+    #: the tests set ``array_api_strict`` on a non-CPU device here)
+    namespace: Any = None
+    device: Any = None
 
 
 #: tridiagonal methods that run on arrays of any namespace (the others need numpy arrays)
 ARRAY_METHODS = ("cyclic-reduction",)
 
 
-def tridiagonal_method(method: str, backend: str) -> str:
-    """The tridiagonal method, refused where it cannot run on the backend's arrays."""
-    if backend not in ("numpy", "numba") and method not in ARRAY_METHODS:
+def tridiagonal_method(method: str, backend: str, xp=None) -> str:
+    """The tridiagonal method, refused where it cannot run on the arrays of the backend (or
+    of the namespace ``xp``, when it is not numpy)."""
+    import numpy as np
+
+    on_host = backend in ("numpy", "numba") and (xp is None or xp is np)
+    if not on_host and method not in ARRAY_METHODS:
         raise OptionError(
-            f"{method!r} runs on the CPU; with backend {backend} use cyclic-reduction",
+            f"{method!r} runs on numpy arrays; with backend {backend} use cyclic-reduction",
             option="tridiagonal",
         )
     return method

@@ -35,7 +35,7 @@ from .options import tridiagonal_method
 class CrankNicolsonDiffusion:
     """``v -> (I - τ/2 D L)^{-1} (I + τ/2 D L) v`` on a grid, the matrix factorised once."""
 
-    def __init__(self, grid, diffusivity: float, tau: float, method: str, xp=np):
+    def __init__(self, grid, diffusivity: float, tau: float, method: str, xp=np, device=None):
         from .. import tridiagonal
 
         self.grid = grid
@@ -49,13 +49,14 @@ class CrankNicolsonDiffusion:
         if self.corners:  # Sherman–Morrison (fhnpde.operators), its z computed once
             b = b.copy()
             self.gamma, b[0], b[-1] = corner_shift(b[0], b[-1], self.top, self.bottom)
-        self.factorization = tridiagonal.factorize(
-            xp.asarray(a), xp.asarray(b), xp.asarray(c), method=method
-        )
+        def placed(x):
+            return xp.asarray(x) if device is None else xp.asarray(x, device=device)
+
+        self.factorization = tridiagonal.factorize(placed(a), placed(b), placed(c), method=method)
         if self.corners:
             u = np.zeros(grid.nx)
             u[0], u[-1] = self.gamma, self.bottom
-            self.z = self.factorization.solve(xp.asarray(u))
+            self.z = self.factorization.solve(placed(u))
 
     def __call__(self, v):
         rhs = v + self.scale * self.grid.laplacian(v, self.xp)
@@ -82,14 +83,14 @@ class StrangSplit(Solver):
 
     def __init__(self, problem, options=None):
         super().__init__(problem, options)
-        self.method = tridiagonal_method(self.options.tridiagonal, self.backend)
+        self.method = tridiagonal_method(self.options.tridiagonal, self.backend, self.xp)
         self.reaction = self.options.reaction
         if self.reaction is None:
             from ..reaction import ExactReaction
 
             exact = self.options.exact
             self.reaction = ExactReaction(problem.kinetics, exact.scheme, exact.substeps,
-                                          self.backend)
+                                          self.backend, xp=self.xp, device=self.device)
         reaction_order = getattr(self.reaction, "order", None)
         if reaction_order is not None and reaction_order < 2:
             self.order = Order(time=int(reaction_order), space=2)
@@ -99,7 +100,8 @@ class StrangSplit(Solver):
         """The half-step operator for steps of dt (factorised on first use, then reused)."""
         if self._diffusion is None or self._diffusion_dt != dt:
             self._diffusion = CrankNicolsonDiffusion(
-                self.problem.grid, self.problem.diffusion, 0.5 * dt, self.method, self.xp
+                self.problem.grid, self.problem.diffusion, 0.5 * dt, self.method, self.xp,
+                self.device,
             )
             self._diffusion_dt = dt
             self.counters["factorizations"] = self.counters.get("factorizations", 0) + 1
@@ -112,6 +114,6 @@ class StrangSplit(Solver):
     def step(self, state, t, dt):
         half = self.diffusion(dt)
         v = half(state.v)
-        current = self.xp.asarray(self.problem.current.current(t + 0.5 * dt))
+        current = self.asarray(self.problem.current.current(t + 0.5 * dt))
         v, w = self.reaction(v, state.w, current, dt)
         return State(half(v), w)

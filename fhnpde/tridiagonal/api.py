@@ -44,6 +44,8 @@ def _prepare(lower, diag, upper, rhs):
             raise TypeError("device arrays must all be float32 or all float64")
         shapes = [tuple(a.shape) for a in arrays]
         return arrays, batch_shape_of(shapes, _NAMES), placement
+    if placement == "array-api":
+        return *_prepare_array_api(arrays, _NAMES), placement
     xp = namespace_of(placement)
     arrays = tuple(xp.asarray(a) for a in arrays)
     dtype = float_dtype(*(a.dtype for a in arrays))
@@ -130,8 +132,21 @@ def _prepare_matrix(lower, diag, upper):
         if any(a.dtype != dtype for a in arrays):
             raise TypeError("device arrays must all be float32 or all float64")
         return arrays, batch_shape_of([tuple(a.shape) for a in arrays], _NAMES[:3]), placement
+    if placement == "array-api":
+        return *_prepare_array_api(arrays, _NAMES[:3]), placement
     xp = namespace_of(placement)
     arrays = tuple(xp.asarray(a) for a in arrays)
     dtype = float_dtype(*(a.dtype for a in arrays))
     arrays = tuple(a if a.dtype == dtype else a.astype(dtype) for a in arrays)
     return arrays, batch_shape_of([a.shape for a in arrays], _NAMES[:3]), placement
+
+
+def _prepare_array_api(arrays, names):
+    """(arrays, batch shape) of arrays of another array-API namespace (torch,
+    array_api_strict): real floating arrays, cast to the dtype of the last (rhs or upper)."""
+    xp = namespace_of("array-api", *arrays)
+    dtype = arrays[-1].dtype
+    if not xp.isdtype(dtype, "real floating"):
+        raise TypeError(f"tridiagonal arrays must be real floating, got {dtype}")
+    arrays = tuple(a if a.dtype == dtype else xp.astype(a, dtype) for a in arrays)
+    return arrays, batch_shape_of([tuple(a.shape) for a in arrays], names)

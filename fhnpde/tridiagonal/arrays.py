@@ -26,6 +26,8 @@ def placement_of(*arrays: ArrayLike) -> str:
     """
     placement = "numpy"
     for a in arrays:
+        if type(a).__module__.startswith("torch"):
+            return "array-api"  # torch tensors on any device: through their namespace
         if hasattr(a, "__cuda_array_interface__") or getattr(a, "__cuda_ndarray__", False):
             import sys
 
@@ -34,14 +36,22 @@ def placement_of(*arrays: ArrayLike) -> str:
                 placement = "cupy" if placement == "numpy" else placement
             else:
                 return "cuda"
+        elif not isinstance(a, np.ndarray) and hasattr(a, "__array_namespace__"):
+            return "array-api"  # e.g. array_api_strict
     return placement
 
 
-def namespace_of(placement: str):
+def namespace_of(placement: str, *arrays):
+    """The namespace of arrays placed as ``placement`` says: numpy, or the array-API
+    namespace (``array_api_compat``) of cupy or of ``arrays``."""
     if placement == "cupy":
-        import cupy
+        import array_api_compat.cupy
 
-        return cupy
+        return array_api_compat.cupy
+    if placement == "array-api":
+        import array_api_compat
+
+        return array_api_compat.array_namespace(*arrays)
     return np
 
 
@@ -121,7 +131,7 @@ class Factorization(ABC):
     def __init__(self, n: int, batch_shape: tuple[int, ...], dtype: Any, xp: Any = np) -> None:
         self.n = int(n)
         self.batch_shape = tuple(batch_shape)
-        self.dtype = np.dtype(dtype)
+        self.dtype = np.dtype(dtype) if isinstance(dtype, np.dtype | type) else dtype
         self.xp = xp
 
     def solve(self, rhs: ArrayLike) -> ArrayLike:
@@ -131,8 +141,8 @@ class Factorization(ABC):
         else:
             rhs = self.xp.asarray(rhs)
             if rhs.dtype != self.dtype:
-                rhs = rhs.astype(self.dtype)
-            shape = rhs.shape
+                rhs = self.xp.astype(rhs, self.dtype)
+            shape = tuple(rhs.shape)
         if len(shape) == 0 or shape[-1] != self.n:
             raise ValueError(
                 f"rhs must have shape (..., {self.n}) for this factorisation, got {shape}"

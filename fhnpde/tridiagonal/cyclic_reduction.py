@@ -46,8 +46,8 @@ def cyclic_reduction(lower, diag, upper, rhs, xp):
     ``lower[..., 0]`` and ``upper[..., -1]`` are ignored. Returns x of shape (..., n).
     """
     n = diag.shape[-1]
-    a = xp.array(lower, copy=True)
-    c = xp.array(upper, copy=True)
+    a = xp.asarray(lower, copy=True)
+    c = xp.asarray(upper, copy=True)
     a[..., 0] = 0
     c[..., -1] = 0
     b, d = diag, rhs
@@ -82,10 +82,10 @@ def cyclic_reduction(lower, diag, upper, rhs, xp):
     for a_ev, c_ev, d_ev, rb, k in reversed(levels):
         stride //= 2
         ne = rb.shape[-1]
-        num = xp.array(d_ev, copy=True)
+        num = xp.asarray(d_ev, copy=True)
         num[..., 1:] -= a_ev[..., 1:] * x[..., : ne - 1]
         num[..., :k] -= c_ev[..., :k] * x
-        x_full = xp.empty(x.shape[:-1] + (ne + k,), dtype=x.dtype)
+        x_full = xp.empty(tuple(x.shape[:-1]) + (ne + k,), dtype=x.dtype, device=x.device)
         x_full[..., 0::2] = num * rb
         x_full[..., 1::2] = x
         x = x_full
@@ -103,20 +103,18 @@ def _check_pivots(xp, b, rb, stride: int) -> None:
         return
     import numpy as np
 
-    bad = tuple(int(i) for i in np.argwhere(~_to_numpy(ok))[0])
+    from ..backends import to_numpy
+
+    bad = tuple(int(i) for i in np.argwhere(~to_numpy(ok))[0])
     row = (2 * bad[-1] + 1) * stride - 1
-    raise PivotError("cyclic-reduction", bad[:-1], row, float(_to_numpy(b)[bad]))
-
-
-def _to_numpy(a):
-    get = getattr(a, "get", None)
-    return get() if get is not None else a
+    raise PivotError("cyclic-reduction", bad[:-1], row, float(to_numpy(b)[bad]))
 
 
 def solve(lower, diag, upper, rhs, batch_shape):
-    """Registry entry: numpy or cupy arrays -> x of shape batch_shape + (n,)."""
-    xp = namespace_of(placement_of(lower, diag, upper, rhs))
-    shape = batch_shape + (rhs.shape[-1],)
+    """Registry entry: arrays of numpy, cupy or any array-API namespace -> x of shape
+    batch_shape + (n,)."""
+    xp = namespace_of(placement_of(lower, diag, upper, rhs), lower, diag, upper, rhs)
+    shape = tuple(batch_shape) + (rhs.shape[-1],)
     lower, diag, upper, rhs = (xp.broadcast_to(v, shape) for v in (lower, diag, upper, rhs))
     if xp.__name__ == "numpy":
         import numpy as np
@@ -130,5 +128,5 @@ def solve(lower, diag, upper, rhs, batch_shape):
 
 def factorize(lower, diag, upper, batch_shape):
     """Registry entry: cyclic reduction keeps the matrix and reduces it at every solve."""
-    xp = namespace_of(placement_of(lower, diag, upper))
+    xp = namespace_of(placement_of(lower, diag, upper), lower, diag, upper)
     return StoredMatrixFactorization("cyclic-reduction", solve, lower, diag, upper, batch_shape, xp)
