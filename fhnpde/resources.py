@@ -30,8 +30,8 @@ resident-set peak exceeds tracemalloc's count by 1 to 3.5 arrays per node (alloc
 inside compiled numba code and zarr's codecs, which tracemalloc does not see; allocator
 slack; :data:`UNTRACKED`) and by a part that does not grow with the size
 (:data:`RUNTIME`: the arenas of numba's threads, zarr's buffers). With the modules loaded,
-the resident-set peak of ``run_case`` at 10^6 nodes or members measured 0.73-0.81 times
-``memory - LIBRARIES`` on cables and 0.87-0.92 on point ensembles, over the solvers and
+the resident-set peak of ``run_case`` at 10^6 nodes or members measured 0.73-0.86 times
+``memory - LIBRARIES`` on cables and 0.85-0.93 on point ensembles, over the solvers and
 backends of ``tests/test_resources.py`` (which holds it to 0.67-1.1). :data:`LIBRARIES`
 is what the modules a run loads (numba, zarr, scipy) add to a fresh process.
 
