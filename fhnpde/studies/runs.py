@@ -1,7 +1,7 @@
 """What both studies share: a case at another resolution (:func:`case_with`,
 :func:`refined_nx`), one run of it in memory to its end (:func:`run_to_end`), and the
-ranges of the studies' arguments, checked here for the command line and the Python API
-alike."""
+ranges of the studies' arguments, which the studies check for the command line and the
+Python API alike."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from ..case import Case, CaseError, parse_case
 DEFAULT_OUT = "runs/studies"
 ORDER_BOUNDS = (1e-3, 20.0)
 
-# Ranges of the studies' numeric arguments, enforced here and by the command line's parser
+# Ranges of the studies' numeric arguments, enforced by the studies and the command line's parser
 # (whose help repeats the reasons).
 # --levels: two levels give one observed order; each further level multiplies the finest
 # run's work by R (dt) or about R^(1+q) (dx), and the self reference is two levels finer.
