@@ -16,6 +16,7 @@ from pathlib import Path
 from . import signals
 from .case import CaseError
 from .cluster import max_workers
+from .store import StoreWriteError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -333,6 +334,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt as exc:
         _say_error(f"interrupted ({exc})" if str(exc) else "interrupted")
         return signals.exit_status(exc)
+    except StoreWriteError as exc:  # e.g. a sweep's final status on a full disk
+        _say_error(str(exc))
+        return EXIT_FAILED
     except BrokenPipeError:
         return EXIT_OK
     finally:

@@ -80,16 +80,14 @@ def write_root_attributes(path: str | Path, attrs: dict) -> None:
 
 
 def set_attrs(path: str | Path, **attrs) -> None:
-    """Update root attributes and re-consolidate the metadata."""
-    import zarr
-
-    ctx = _quiet_zarr()
+    """Update root attributes in one atomic write (:func:`write_root_attributes`);
+    StoreWriteError naming the store and the OS error if it cannot be written."""
     try:
-        group = zarr.open_group(str(path), mode="r+")
-        group.attrs.update(attrs)
-        zarr.consolidate_metadata(str(path))
-    finally:
-        ctx.__exit__(None, None, None)
+        write_root_attributes(path, attrs)
+    except OSError as exc:
+        raise StoreWriteError(f"cannot write the attributes of {path} "
+                              f"({exc.strerror or exc}); free some space or check the "
+                              "folder's permissions, then run again") from None
 
 
 def open_run(path: str | Path):

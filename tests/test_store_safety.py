@@ -529,3 +529,32 @@ def test_blocks_do_not_change_the_numbers(monkeypatch):
     blocked = solve(case)
     np.testing.assert_array_equal(blocked.v.values, whole.v.values)
     assert blocked.attrs["stats"]["steps"] == whole.attrs["stats"]["steps"] == 100
+
+
+def test_a_sweep_whose_final_status_cannot_be_written_says_so_in_one_line(tmp_path, monkeypatch,
+                                                                            capsys):
+    pytest.importorskip("distributed")
+    import copy
+
+    import yaml
+
+    from fhnpde import store
+    from fhnpde.cli import main
+
+    base = {**copy.deepcopy(SMALL_CABLE), "name": "small"}
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(
+        {"name": "tiny", "base": "base.yaml", "vary": {"initial.v.amplitude": {"values": [1.0]}}}))
+
+    def full_disk(path, attrs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "write_root_attributes", full_disk)
+    code = main(["sweep", str(tmp_path / "sweep.yaml"), "--workers", "1", "--quiet",
+                 "--out", str(tmp_path / "s.zarr")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1
+    assert err.count("\n") == 0
+    assert "No space left on device" in err
+    assert str(tmp_path / "s.zarr") in err
+    assert not lock_path(tmp_path / "s.zarr").exists()
