@@ -25,7 +25,7 @@ from ..schemes import (
     trapezoid_newton_point,
     trapezoid_w_affine,
 )
-from ..stimulus import boxes_current, node_currents
+from ..stimulus import box_active, boxes_current, node_currents
 from ..tridiagonal.thomas import thomas_system
 
 # |x| as a bit pattern: the sign bit cleared
@@ -46,6 +46,15 @@ def max_abs(bits, cell, cell_float):
         m = max(m, bits[i] & _ABS_BITS)
     cell[0] = m
     return cell_float[0]
+
+
+@njit(**JIT_NUMPY_ERRORS)
+def boxes_switch(t_a, t_b, t0s, t1s):
+    """True when some box is active at one of the times t_a, t_b and not at the other."""
+    for k in range(t0s.shape[0]):
+        if box_active(t_a, t0s[k], t1s[k]) != box_active(t_b, t0s[k], t1s[k]):
+            return True
+    return False
 
 
 @njit(**JIT_NUMPY_ERRORS)
@@ -100,10 +109,16 @@ def cn_cable_advance(code, v, w, base, masks, t0s, t1s, amps, params, recovery, 
     c1 = 0.0
     size = 0.0
     k_est = 0.0  # Newton's quadratic constant, measured (newton_error_left)
+    previous_ts = t
     for step in range(nsteps):
         ts = t + step * dt
-        node_currents(ts, base, masks, t0s, t1s, amps, i0)
-        node_currents(ts + dt, base, masks, t0s, t1s, amps, i1)
+        # I(x, t) depends on t only through the set of active boxes: recomputed when it
+        # changes (as AppliedCurrent.current), not at every step
+        if step == 0 or boxes_switch(previous_ts, ts, t0s, t1s):
+            node_currents(ts, base, masks, t0s, t1s, amps, i0)
+        if step == 0 or boxes_switch(previous_ts + dt, ts + dt, t0s, t1s):
+            node_currents(ts + dt, base, masks, t0s, t1s, amps, i1)
+        previous_ts = ts
         guess = extrapolate and step > 0
         # as in Newton's loop below: the end nodes read their ghosts, the interior no branch
         c1 = start_node(0, vn[g0], code, vn, wn, vn[1], i0, p, h, diffusivity, inv_dx2,
