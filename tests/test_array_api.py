@@ -97,6 +97,19 @@ def test_strict_arrays_refuse_numpy_here():
     np.testing.assert_array_equal(to_numpy(a), [1.0, 2.0])
 
 
+@pytest.mark.parametrize("where", [{"backend": "torch"}, {"namespace": xps}])
+def test_the_adaptive_solver_refuses_other_namespaces(cases_dir, where):
+    """Its array code is numpy by design: another namespace is refused, not ignored."""
+    from fhnpde.case import CaseError
+
+    backend = where.get("backend", "numpy")
+    if backend == "torch":
+        pytest.importorskip("torch", reason="torch is in the surrogates extra")
+    case = load_case(cases_dir / "divergent_adaptive.yaml", [f"solver.backend={backend}"])
+    with pytest.raises(CaseError, match="solver.backend: the adaptive solver runs on the CPU"):
+        build_solver(case, namespace=where.get("namespace"))
+
+
 def test_cpu_only_tridiagonal_methods_are_refused_off_numpy(cases_dir):
     case = load_case(cases_dir / "divergent.yaml", ["solver.method=crank-nicolson",
                                                     "solver.backend=torch",

@@ -184,7 +184,7 @@ class AdaptiveSolver(Solver):
 
     def __init__(self, problem, options=None):
         super().__init__(problem, options)
-        if self.backend not in ("numpy", "numba"):
+        if self.backend not in ("numpy", "numba") or self.xp is not np:
             raise OptionError(
                 f"the adaptive solver runs on the CPU and supports backends numpy and numba, "
                 f"not {self.backend!r}; set solver.backend: numba",
