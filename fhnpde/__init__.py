@@ -6,9 +6,8 @@ torch are imported when first used.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from .case import Case, CaseError, load_case
+from .version import __version__
 
 
 def run(case, *, out=None, overwrite=False, quiet=True, observers=()):

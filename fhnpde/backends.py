@@ -127,7 +127,7 @@ def cache_dir() -> str:
         root = root / "fhnpde"
     path = root / "numba" / formula_fingerprint()
     if not path.exists():
-        _prune(path.parent, keep=4)
+        prune_kernel_caches(path.parent, keep=4)
     return str(path)
 
 
@@ -149,7 +149,7 @@ def _is_kernel_cache(path) -> bool:
     return True
 
 
-def _prune(folder, keep: int) -> None:
+def prune_kernel_caches(folder, keep: int) -> None:
     """Remove all but the ``keep`` most recently used kernel caches (older versions' code).
 
     Only folders that :func:`_is_kernel_cache` recognises are candidates: ``FHNPDE_CACHE_DIR``

@@ -283,8 +283,8 @@ def build_solver(case: Case, *, namespace=None, device=None):
 
 def run_layout(case: Case, problem, solver):
     """The names, dims and attributes of a run's outputs (:class:`fhnpde.store.RunLayout`)."""
-    from . import __version__
     from .store import RunLayout
+    from .version import __version__
 
     attrs = {
         "fhnpde_version": __version__,

@@ -34,8 +34,8 @@ def _cuda_devices() -> str:
 
 
 def describe() -> str:
-    from . import __version__
     from .backends import cupy_usable, numba_usable
+    from .version import __version__
 
     lines = [f"fhnpde {__version__}", f"python {sys.version.split()[0]} on {platform.machine()}",
              "", "packages:"]

@@ -469,7 +469,7 @@ def test_sweep_on_sigterm_is_interrupted_and_a_second_writer_refused(tmp_path):
 
 
 def test_kernel_cache_pruning_removes_only_old_kernel_caches(tmp_path):
-    from fhnpde.backends import _prune
+    from fhnpde.backends import prune_kernel_caches
 
     folder = tmp_path / "numba"
     for i, name in enumerate(["0123456789abcdef", "1123456789abcdef", "2123456789abcdef"]):
@@ -484,7 +484,7 @@ def test_kernel_cache_pruning_removes_only_old_kernel_caches(tmp_path):
     os.utime(mine, (0, 0))
     (folder / "project").mkdir()  # anything else a user keeps there
     os.utime(folder / "project", (0, 0))
-    _prune(folder, keep=1)
+    prune_kernel_caches(folder, keep=1)
     assert sorted(p.name for p in folder.iterdir()) == ["2123456789abcdef", "3123456789abcdef",
                                                         "project"]
     assert (mine / "thesis.tex").exists()

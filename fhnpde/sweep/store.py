@@ -50,7 +50,7 @@ def template(sweep: Sweep):
     import dask.array as da
     import xarray as xr
 
-    from .. import __version__
+    from ..version import __version__
 
     n = sweep.size
     coords: dict[str, Any] = {"member": ("member", np.arange(n), {"long_name": "sweep member"})}
