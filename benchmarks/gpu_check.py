@@ -229,7 +229,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     gpu = gpu_found()
     if gpu is None:
-        print("gpu_check: no CUDA GPU here (torch, cupy and numba.cuda find none); nothing to check")
+        print("gpu_check: no CUDA GPU here (torch, cupy and numba.cuda find none); "
+              "nothing to check")
         return 0
     print(f"gpu_check on {gpu}")
     rows, ok = solver_rows(args.repeats, args.tol)
