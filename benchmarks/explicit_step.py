@@ -2,8 +2,9 @@
 
 Prints, for N = 1e3 .. 1e7 nodes (fp64), node-updates per second of one forward-Euler
 step (``fhnpde.solvers.explicit_numba.explicit_step_kernel``: the serial kernel below
-262,144 nodes, the threaded one above) and the bytes per second it moves, beside a STREAM-style triad
-``a = b + s * c`` (numba, threaded, arrays of 2^25 doubles) measured in the same run.
+262,144 nodes, the threaded one above) and the bytes per second it moves, beside a
+STREAM-style triad ``a = b + s * c`` (numba, threaded, arrays of 2^25 doubles) measured in
+the same run.
 
 Bytes counted (no write-allocate for either, so the two are compared alike):
   explicit step: read v, w, I; write v', w'  -> 40 bytes per node
