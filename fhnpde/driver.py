@@ -294,7 +294,8 @@ def run_layout(case: Case, problem, solver):
         "description": case.description,
     }
     if problem.is_cable:
-        coords = {"x": ("x", problem.grid.x, {"units": "1", "long_name": "position along the cable"})}
+        coords = {"x": ("x", problem.grid.x,
+                        {"units": "1", "long_name": "position along the cable"})}
         kind = "cable"
     else:
         coords = {"member": ("member", np.arange(problem.size), {"long_name": "ensemble member"})}

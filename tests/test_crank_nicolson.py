@@ -48,7 +48,7 @@ def run_to(case, times):
 crossings = level_crossings  # front and back of every pulse at v = 0.3
 
 
-# --- registration and the operator -----------------------------------------------------------
+# --- registration and the operator ----------------------------------------------------------------
 
 
 def test_registered_for_cables_and_points():
@@ -79,7 +79,7 @@ def test_laplacian_bands_reproduce_the_grid_laplacian(boundary, order):
     np.testing.assert_allclose(full @ x, v, rtol=1e-13, atol=1e-13)
 
 
-# --- cable: orders ------------------------------------------------------------------------------
+# --- cable: orders --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("t_end", [20.0, 40.0])
@@ -130,7 +130,7 @@ def test_against_scipy_bdf_on_the_same_grid(boundary):
     assert errs[-1] < 5e-5
 
 
-# --- cable: the done-when checks -------------------------------------------------------------------
+# --- cable: the done-when checks ------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -337,7 +337,7 @@ def test_pure_diffusion_conserves_the_integral():
     assert grid.integral(v) == pytest.approx(grid.integral(problem.v0), rel=1e-12)
 
 
-# --- failures and commands ----------------------------------------------------------------------------
+# --- failures and commands ------------------------------------------------------------------------
 
 
 def test_kernel_max_abs_is_numpys_max_abs():
@@ -406,7 +406,7 @@ def test_divergent_cn_case_file(cases_dir):
     assert case.time.dt == 0.5
 
 
-# --- point models ------------------------------------------------------------------------------------------
+# --- point models ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])

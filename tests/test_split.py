@@ -30,7 +30,7 @@ def test_registered_with_declared_orders():
     assert {"exact", "neural"} <= set(REACTIONS)
 
 
-# --- orders --------------------------------------------------------------------------------------
+# --- orders ---------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("t_end", [20.0, 40.0])
@@ -86,7 +86,7 @@ def test_against_scipy_bdf_on_the_same_grid(boundary):
     assert errs[-1] < 1e-4
 
 
-# --- the diffusion half-step -----------------------------------------------------------------------
+# --- the diffusion half-step ----------------------------------------------------------------------
 
 
 def test_factorised_once_and_conserves_the_integral():
@@ -141,7 +141,7 @@ def test_divergent_split_case_file_puts_fronts_near_the_same_grid_reference(case
     assert np.max(np.abs(got - ref)) < 0.1
 
 
-# --- reaction steps -----------------------------------------------------------------------------------
+# --- reaction steps -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("scheme", "order"), [("euler", 1), ("rk4", 4)])
@@ -177,7 +177,8 @@ def test_reaction_registry_errors_name_the_valid_kinds(monkeypatch):
     class Spec:
         kind = "chemistry"
 
-    with pytest.raises(CaseError, match="unknown reaction kind 'chemistry'; valid kinds: exact, neural"):
+    with pytest.raises(CaseError,
+                       match="unknown reaction kind 'chemistry'; valid kinds: exact, neural"):
         reaction_step(Spec(), None)
 
 

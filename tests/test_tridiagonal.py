@@ -382,9 +382,11 @@ SIMULATED = textwrap.dedent(
     x = td.solve(lo, di, up, d, method="cyclic-reduction-cuda")
     assert np.allclose(x, td.solve(lo, di, up, d, method="scipy"), rtol=1e-13, atol=1e-13)
     # numba device arrays given to 'cyclic-reduction' run the kernel and stay on the device
-    dev = td.solve(*(cuda.to_device(np.ascontiguousarray(np.broadcast_to(v, (3, n)))) for v in (lo, di, up, d)),
+    dev = td.solve(*(cuda.to_device(np.ascontiguousarray(np.broadcast_to(v, (3, n))))
+                     for v in (lo, di, up, d)),
                    method="cyclic-reduction")
-    assert hasattr(dev, "copy_to_host") and np.allclose(dev.copy_to_host(), x, rtol=1e-13, atol=1e-13)
+    assert hasattr(dev, "copy_to_host")
+    assert np.allclose(dev.copy_to_host(), x, rtol=1e-13, atol=1e-13)
     # a zero pivot (even row 2 of system 1 divides at the first level)
     di = np.full((3, n), 3.0); di[1, 2] = 0.0
     for opts in ({}, {"shared_bytes": 0}):

@@ -234,10 +234,11 @@ class AdaptiveSolver(Solver):
         h_left, h_right = nodes.spacings
         g0, gn = nodes.ghosts
         current = np.ascontiguousarray(self.problem.current.current(t)[index])
-        return self.steps.select_active(index, v, w, current, h_left, h_right, g0, gn, self.code, self.params,
-                      float(self.problem.diffusion), float(self.grid.dx), int(self.grid.nx),
-                      bool(self.grid.periodic), r.coarse_stride, r.wave_stride, r.fine_stride,
-                      r.vx_threshold, r.vt_threshold, r.front_radius)
+        return self.steps.select_active(
+            index, v, w, current, h_left, h_right, g0, gn, self.code, self.params,
+            float(self.problem.diffusion), float(self.grid.dx), int(self.grid.nx),
+            bool(self.grid.periodic), r.coarse_stride, r.wave_stride, r.fine_stride,
+            r.vx_threshold, r.vt_threshold, r.front_radius)
 
     def init(self) -> State:
         v0 = np.asarray(self.problem.v0, dtype=np.float64).copy()

@@ -1,8 +1,8 @@
 """The Solver protocol, the solver registry and the numerical problem a solver is given.
 
-A solver is built from a :class:`Problem` (numbers) and :class:`~fhnpde.solvers.options.SolverOptions`
-(typed options); it never sees the case schema. :func:`fhnpde.driver.build_solver` does the
-translation from a case.
+A solver is built from a :class:`Problem` (numbers) and
+:class:`~fhnpde.solvers.options.SolverOptions` (typed options); it never sees the case
+schema. :func:`fhnpde.driver.build_solver` does the translation from a case.
 """
 
 from __future__ import annotations

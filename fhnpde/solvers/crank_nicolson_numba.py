@@ -78,8 +78,9 @@ def cn_cable_advance(code, v, w, base, masks, t0s, t1s, amps, params, recovery, 
 
     ``op_*``, ``top``, ``bottom``: bands and corners of ``-(dt/2) D L``. Newton starts from
     ``newton_guess`` (``extrapolate``: from the last two steps, from the second step of the
-    call on) and stops on ``newton_error_left`` (its constant K measured within the call). Returns ``(status, step, row, value)``: status 0 done; 1 Newton did not
-    converge in step ``step`` (``value`` = last update); 2 a zero or non-finite pivot at
+    call on) and stops on ``newton_error_left`` (its constant K measured within the call).
+    Returns ``(status, step, row, value)``: status 0 done; 1 Newton did not converge in step
+    ``step`` (``value`` = last update); 2 a zero or non-finite pivot at
     ``row``. ``iterations[s]`` receives the Newton iterations of step s.
     """
     n = v.shape[0]

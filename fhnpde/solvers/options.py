@@ -113,5 +113,5 @@ def tridiagonal_method(method: str, backend: str, xp=None) -> str:
     return method
 
 
-__all__ = ["ARRAY_METHODS", "tridiagonal_method", "AdaptiveOptions", "NewtonOptions", "OptionError", "ReactionOptions",
-           "SolverOptions"]
+__all__ = ["ARRAY_METHODS", "tridiagonal_method", "AdaptiveOptions", "NewtonOptions",
+           "OptionError", "ReactionOptions", "SolverOptions"]

@@ -59,7 +59,8 @@ FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def float_dtype(*dtypes: Any) -> np.dtype:
-    """The dtype a solve computes in: float32 if every input is float32 (or smaller), else float64."""
+    """The dtype a solve computes in: float32 if every input is float32 (or smaller), else
+    float64."""
     first = dtypes[0]
     if first in FLOATS and all(dt == first for dt in dtypes):
         return np.dtype(first)
@@ -135,7 +136,8 @@ class Factorization(ABC):
         self.xp = xp
 
     def solve(self, rhs: ArrayLike) -> ArrayLike:
-        """Solve ``A x = rhs``; rhs has shape (..., n), its batch axes broadcast with the matrix's."""
+        """Solve ``A x = rhs``; rhs has shape (..., n), its batch axes broadcast with the
+        matrix's."""
         if placement_of(rhs) == "cuda":
             shape = tuple(rhs.shape)
         else:
@@ -189,7 +191,8 @@ def raise_pivot_error(
     detail: str = "",
     hint: str | None = None,
 ) -> None:
-    """Raise PivotError for the first system whose entry in ``bad_rows`` (flat, -1 = fine) is >= 0."""
+    """Raise PivotError for the first system whose entry in ``bad_rows`` (flat, -1 = fine)
+    is >= 0."""
     bad_rows = np.asarray(bad_rows).reshape(-1)
     failed = np.flatnonzero(bad_rows >= 0)
     if failed.size == 0:

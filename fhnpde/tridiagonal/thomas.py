@@ -41,8 +41,9 @@ gets the pivots from the leading principal minors::
 
 whose dependency chains are one multiply-add per row; the one division per row, 1 / q[i],
 feeds them but is not on them, so consecutive rows overlap in the pipeline (measured on the
-development machine: ~7.6 vs ~19 cycles per row for one sweep). Rounding makes the computed q[i] exact minors of a matrix whose b[i] and a[i] c[i-1]
-are perturbed by a few ulps: Thomas's backward stability. (q[i-1], q[i]) are rescaled by an
+development machine: ~7.6 vs ~19 cycles per row for one sweep). Rounding makes the computed
+q[i] exact minors of a matrix whose b[i] and a[i] c[i-1] are perturbed by a few ulps:
+Thomas's backward stability. (q[i-1], q[i]) are rescaled by an
 exact power of two every few rows; if a pivot still comes out zero, non-finite or subnormal
 (or the minors overflow inside a block, possible only for pivots beyond ~2^130 in float64,
 ~2^21 in float32) the system is redone with the classic recurrences, which check every
@@ -400,7 +401,8 @@ def _substitute_batch(r, l, cp, d, x):
 
 
 def solve(lower, diag, upper, rhs, batch_shape):
-    """Registry entry: validated numpy input (see ``fhnpde.tridiagonal.registry``) -> x of shape batch + (n,)."""
+    """Registry entry: validated numpy input (see ``fhnpde.tridiagonal.registry``) -> x of
+    shape batch + (n,)."""
     n = rhs.shape[-1]
     nsys = math.prod(batch_shape)
     k = _CONSTANTS[rhs.dtype]
