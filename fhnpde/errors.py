@@ -14,7 +14,7 @@ import math
 import reprlib
 from typing import Any
 
-__all__ = ["CaseError", "KeyedError", "NumericalFailure", "BlowUp", "keyed", "one_line",
+__all__ = ["CaseError", "KeyedError", "NumericalFailure", "BlowUp", "key_part", "keyed", "one_line",
            "quote", "split_keyed"]
 
 
@@ -80,6 +80,11 @@ class _BoundedRepr(reprlib.Repr):
 
 
 _REPR = _BoundedRepr()
+
+
+def key_part(key: Any) -> str:
+    """One key of a key path as shown in a message (a user's key may be long or odd)."""
+    return one_line(str(key), KEY_PART_CHARS)
 
 
 def quote(value: Any, limit: int = QUOTE_CHARS) -> str:

@@ -21,22 +21,19 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationError,
     field_validator,
     model_validator,
 )
 
 from . import grid, models
-from .errors import KEY_PART_CHARS, CaseError, KeyedError, one_line, quote
+from .errors import CaseError, KeyedError, key_part, quote
+from .keys import set_key_path, validation_error_to_case_error
 
 POINT_METHODS = ("euler", "rk4", "crank-nicolson")
 CABLE_METHODS = ("explicit", "adaptive", "crank-nicolson", "split")
 BACKENDS = ("numpy", "numba", "cupy", "torch")
 TRIDIAGONAL_METHODS = ("thomas", "cyclic-reduction", "scipy")
-
-
-def key_part(key: Any) -> str:
-    """One key of a key path as shown in a message (a user's key may be long or odd)."""
-    return one_line(str(key), KEY_PART_CHARS)
 
 
 class _Strict(BaseModel):
@@ -594,9 +591,13 @@ class Case(_Strict):
         values); CaseError naming the key path on bad input."""
         if not isinstance(data, dict):
             data = dict(data) if hasattr(data, "keys") else data
-        from .loading import parse_case
-
-        case = parse_case(copy.deepcopy(data), source)
+        if not isinstance(data, dict):
+            raise CaseError(f"a case must be a mapping of keys, got {type(data).__name__}",
+                            source=source)
+        try:
+            case = cls.model_validate(copy.deepcopy(data))
+        except ValidationError as exc:
+            raise validation_error_to_case_error(exc, source) from None
         if case.output.path is None:
             case.output.path = f"runs/{case.name}.zarr"
         return case
@@ -607,8 +608,6 @@ class Case(_Strict):
         if not hasattr(changes, "items"):
             raise CaseError(f"with_changes takes a mapping of key paths to values, got "
                             f"{type(changes).__name__}")
-        from .loading import set_key_path
-
         data = self.model_dump(mode="json")
         for key, value in changes.items():
             if not isinstance(key, str) or not key or any(not k for k in key.split(".")):
