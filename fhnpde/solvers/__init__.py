@@ -40,7 +40,6 @@ def solver_class(name: str, geometry: str) -> type[Solver]:
         ) from None
 
 
-_load_all = load_all  # the former name, still used by fhnpde.studies
 
 __all__ = ["REGISTRY", "AdaptiveOptions", "NewtonOptions", "OptionError", "Order", "Problem",
            "ReactionOptions", "Solver", "SolverOptions", "State", "load_all", "register",
