@@ -119,11 +119,6 @@ class AppliedCurrent:
         self._key: tuple | None = None
         self._value = self.base
 
-    @property
-    def steady(self) -> bool:
-        """True when I does not depend on t (no boxes that switch on or off)."""
-        return all(t0 <= 0.0 and t1 < t0 for t0, t1 in zip(self.t0, self.t1, strict=True))
-
     def active(self, t: float) -> tuple[bool, ...]:
         return tuple(
             bool(box_active(t, a, b)) for a, b in zip(self.t0, self.t1, strict=True)

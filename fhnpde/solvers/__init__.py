@@ -17,13 +17,10 @@ _MODULES = ("ode", "explicit", "adaptive", "crank_nicolson", "split")
 
 
 def load_all() -> None:
-    """Import every solver module so that each registers itself (absent ones are skipped)."""
+    """Import every solver module so that each registers itself (a missing one is an error
+    of the installation, not a solver to skip)."""
     for name in _MODULES:
-        try:
-            importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}":
-                raise
+        importlib.import_module(f"{__name__}.{name}")
 
 
 def solver_class(name: str, geometry: str) -> type[Solver]:
