@@ -1,6 +1,7 @@
 """Case files (DESIGN §5): the schema (:mod:`fhnpde.schema`), loading and ``--set``
-overrides (:mod:`fhnpde.loading`) and the error types (:mod:`fhnpde.errors`), under the one
-name the rest of the project and its users import them by.
+overrides (:mod:`fhnpde.loading`), key paths and the wording of validation errors
+(:mod:`fhnpde.keys`) and the error types (:mod:`fhnpde.errors`), under the one name the rest
+of the project and its users import them by.
 
 Every key is checked before anything runs. Unknown keys are errors. A problem in a case
 file becomes one :class:`CaseError` whose message names the file, the key path and what
@@ -17,21 +18,24 @@ from .errors import (  # noqa: F401 - re-exported
     SOURCE_CHARS,
     CaseError,
     KeyedError,
+    key_part,
     keyed,
     one_line,
     quote,
     split_keyed,
 )
+from .keys import (  # noqa: F401 - re-exported
+    explain_error,
+    set_key_path,
+    validation_error_to_case_error,
+)
 from .loading import (  # noqa: F401 - re-exported
     MAX_FILE_BYTES,
     apply_overrides,
-    explain_error,
     load_case,
     parse_case,
     read_case_data,
     read_text,
-    set_key_path,
-    validation_error_to_case_error,
     yaml_load,
 )
 from .schema import (  # noqa: F401 - re-exported
@@ -67,7 +71,6 @@ from .schema import (  # noqa: F401 - re-exported
     SolverSpec,
     TimeSpec,
     ValueList,
-    key_part,
 )
 
 __all__ = ["Case", "CaseError", "load_case", "parse_case", "apply_overrides", "quote"]
