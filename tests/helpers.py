@@ -92,3 +92,23 @@ def point_reference(kinetics_params, v0, w0, I, t_end, name="nagumo"):
 def fitted_order(h, err) -> float:
     """Least-squares slope of log(err) against log(h)."""
     return float(np.polyfit(np.log(h), np.log(err), 1)[0])
+
+
+def wait_for_outputs(path, proc, outputs: int = 2, timeout: float = 60) -> None:
+    """Wait until the run ``proc`` (a Popen) has ``outputs`` outputs in its store at ``path``
+    (read with plain xarray); fail if the process ends first or the time runs out."""
+    import time
+
+    import xarray as xr
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        if (path / "zarr.json").exists():
+            try:
+                if xr.open_zarr(path).sizes["time"] >= outputs:
+                    return
+            except (OSError, ValueError, KeyError):
+                pass  # the store is being made or mid-write: try again
+        time.sleep(0.1)
+    raise AssertionError("the run never wrote its first outputs")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import xarray as xr
 import fhnpde
 from fhnpde.cli import main
 from fhnpde.driver import build_solver, integrate, run_case
-from tests.helpers import CELL, SMALL_CABLE, make_case
+from tests.helpers import CELL, SMALL_CABLE, make_case, wait_for_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -128,15 +127,7 @@ def test_ctrl_c_from_the_shell_marks_the_store_interrupted(tmp_path):
          "--set", "solver.backend=numpy"],
         stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # wait until some outputs are on disk
-            if (out / "zarr.json").exists():
-                try:
-                    if xr.open_zarr(out).sizes["time"] >= 2:
-                        break
-                except Exception:  # store mid-write, try again
-                    pass
-            time.sleep(0.2)
+        wait_for_outputs(out, proc)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:

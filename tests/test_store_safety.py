@@ -27,7 +27,7 @@ from fhnpde.storefs import (
     lock_path,
     written_by_us,
 )
-from tests.helpers import SMALL_CABLE, make_case
+from tests.helpers import SMALL_CABLE, make_case, wait_for_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 DIVERGENT = str(ROOT / "cases" / "divergent.yaml")
@@ -166,20 +166,6 @@ def test_surrogates_generate_overwrite_replaces_only_its_own_data_store(tmp_path
 # --- one writer at a time -------------------------------------------------------------------
 
 
-def _wait_for_running(path: Path, proc, outputs: int = 2, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        if (path / "zarr.json").exists():
-            try:
-                if xr.open_zarr(path).sizes["time"] >= outputs:
-                    return
-            except (OSError, ValueError, KeyError):
-                pass
-        time.sleep(0.1)
-    raise AssertionError("the run never wrote its first outputs")
-
-
 def _long_run(out: Path, *extra) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "fhnpde", "run", DIVERGENT, "--quiet", "--out", str(out),
@@ -192,7 +178,7 @@ def test_a_second_writer_is_refused_while_the_first_runs(tmp_path):
     out = tmp_path / "S.zarr"
     first = _long_run(out)
     try:
-        _wait_for_running(out, first)
+        wait_for_outputs(out, first)
         holder = json.loads(lock_path(out).read_text())
         assert holder["pid"] == first.pid
         assert holder["host"] == socket.gethostname()
@@ -346,7 +332,7 @@ def test_sigterm_and_sighup_end_the_run_interrupted(tmp_path, signum, status):
     out = tmp_path / "S.zarr"
     proc = _long_run(out)
     try:
-        _wait_for_running(out, proc)
+        wait_for_outputs(out, proc)
         proc.send_signal(signum)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -369,7 +355,7 @@ def test_double_ctrl_c_10_ms_apart_still_marks_the_store(tmp_path):
     out = tmp_path / "S.zarr"
     proc = _long_run(out)
     try:
-        _wait_for_running(out, proc)
+        wait_for_outputs(out, proc)
         proc.send_signal(signal.SIGINT)
         time.sleep(0.01)
         proc.send_signal(signal.SIGINT)
