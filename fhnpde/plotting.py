@@ -65,7 +65,10 @@ def plot_cable(ds, out: Path, threshold: float = 0.3) -> Path:
         ax0.legend(loc="upper right", fontsize=8, framealpha=0.5)
     ax0.set_xlabel("x")
     ax0.set_ylabel("t")
-    ax0.set_title(f"{ds.attrs.get('title', '')}: v(x, t) [{ds.attrs.get('status', '?')}]")
+    status = ds.attrs.get("status", "?")
+    if status == "running" and ds.attrs.get("writer") == "gone":
+        status = "running, but its writer is gone"
+    ax0.set_title(f"{ds.attrs.get('title', '')}: v(x, t) [{status}]")
     picks = np.unique(np.linspace(0, t.size - 1, 5).round().astype(int))
     for k in picks:
         ax1.plot(x, v[k], label=f"t = {t[k]:g}")

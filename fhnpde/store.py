@@ -96,6 +96,9 @@ def open_run(path: str | Path):
     The store is checked first (:func:`fhnpde.storecheck.check_store`): a path that is not a
     store fhnpde wrote, damaged metadata, a missing array or a missing chunk is a
     :class:`CaseError` naming it, instead of a traceback or NaN where data was lost.
+    A store whose status is ``running`` gets ``attrs["writer"]``: ``live`` while its writer
+    holds the lock beside it, ``gone`` once that process has ended without writing a final
+    status (SIGKILL, an OOM kill: see :func:`fhnpde.storefs.writer_state`).
     """
     import xarray as xr
 
@@ -111,6 +114,11 @@ def open_run(path: str | Path):
     stats = ds.attrs.get("stats")
     if isinstance(stats, str):
         ds.attrs["stats"] = json.loads(stats)
+    if ds.attrs.get("status") == "running":
+        # the stored status cannot change once its writer is killed: say who is writing it
+        from .storefs import writer_state
+
+        ds.attrs["writer"] = writer_state(p)
     return ds
 
 

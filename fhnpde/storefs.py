@@ -210,6 +210,19 @@ def _busy(store: Path, holder: dict, key: str) -> StoreBusy:
                      key=key)
 
 
+def writer_state(store: Path) -> str:
+    """Who is writing the store at ``store`` now: ``live`` (a lock held by a process that runs,
+    or on another host, which cannot be judged), or ``gone`` (no lock, or its process ended).
+
+    A store whose ``status`` says ``running`` with its writer ``gone`` was stopped by
+    something no handler sees (SIGKILL, an OOM kill, a power cut): it holds the outputs of
+    its last flush."""
+    holder = read_lock(Path(store))
+    if holder is None or (holder and lock_is_stale(holder)):
+        return "gone"
+    return "live"
+
+
 class WriterLock:
     """The exclusive lock a writer holds on a store's path (see the module's docstring)."""
 

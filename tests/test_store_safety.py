@@ -544,3 +544,27 @@ def test_a_sweep_whose_final_status_cannot_be_written_says_so_in_one_line(tmp_pa
     assert "No space left on device" in err
     assert str(tmp_path / "s.zarr") in err
     assert not lock_path(tmp_path / "s.zarr").exists()
+
+
+def test_a_killed_writer_leaves_a_readable_store_that_says_so(tmp_path):
+    """SIGKILL cannot be handled: the store keeps `running` and every flushed output, and
+    fhnpde's reader tells a live writer from one that is gone (its lock is stale)."""
+    import fhnpde
+
+    out = tmp_path / "S.zarr"
+    proc = _long_run(out)
+    try:
+        wait_for_outputs(out, proc)
+        live = fhnpde.open_run(out)
+        assert (live.attrs["status"], live.attrs["writer"]) == ("running", "live")
+        proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    ds = fhnpde.open_run(out)
+    assert (ds.attrs["status"], ds.attrs["writer"]) == ("running", "gone")
+    assert ds.sizes["time"] >= 2
+    assert np.isfinite(ds.v.values).all()
+    # the next writer breaks the stale lock and may replace the store
+    assert run_case(make_case(SMALL_CABLE), out=out, overwrite=True).status == "complete"
+    assert "writer" not in fhnpde.open_run(out).attrs
