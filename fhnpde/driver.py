@@ -283,7 +283,7 @@ def build_solver(case: Case, *, namespace=None, device=None):
 
 def run_layout(case: Case, problem, solver):
     """The names, dims and attributes of a run's outputs (:class:`fhnpde.store.RunLayout`)."""
-    from .store import RunLayout
+    from .store import RunLayout, x_attrs
     from .version import __version__
 
     attrs = {
@@ -294,8 +294,7 @@ def run_layout(case: Case, problem, solver):
         "description": case.description,
     }
     if problem.is_cable:
-        coords = {"x": ("x", problem.grid.x,
-                        {"units": "1", "long_name": "position along the cable"})}
+        coords = {"x": ("x", problem.grid.x, x_attrs())}
         kind = "cable"
     else:
         coords = {"member": ("member", np.arange(problem.size), {"long_name": "ensemble member"})}

@@ -358,7 +358,9 @@ def estimate_sweep(spec, base: dict, *, source: str = "<sweep>", workers: int = 
     disk = sum(members * _roundup(b + 64, block) for b in SWEEP_SUMMARY.values())
     disk += (1 + varied) * _coordinate(F8 * members, block)
     if fields and outputs:
-        tchunk = max(1, min(outputs, (8 * MiB) // (F8 * size)))  # sweep._template's rule
+        from .store import field_time_chunk
+
+        tchunk = field_time_chunk(outputs, size)
         data += 2 * members * outputs * size * F8 + F8 * (outputs + size)
         disk += 2 * members * _chunked(outputs, tchunk, F8 * tchunk * size, block)
         disk += _coordinate(F8 * outputs, block) + _coordinate(F8 * size, block)

@@ -126,6 +126,12 @@ LONG_NAMES = {"v": "membrane potential (fast variable)",
               "w": "recovery variable (slow variable)"}
 
 
+def field_time_chunk(outputs: int, size: int) -> int:
+    """Outputs per chunk of a sweep's kept fields (one member, ``size`` nodes or cells):
+    8 MiB of float64 at most, at least one output."""
+    return max(1, min(outputs, (8 * 2**20) // (8 * size)))
+
+
 def field_attrs(name: str) -> dict:
     """The attributes of the field ``v`` or ``w`` in every store (runs and sweeps)."""
     return {"units": "1", "long_name": LONG_NAMES[name]}
@@ -407,7 +413,7 @@ class StoreWriter:
             arr[:] = values
         group.create_array("time", shape=(0,), chunks=(self.chunk,), dtype="f8",
                            dimension_names=["time"], fill_value=np.nan,
-                           attributes={"units": "1", "long_name": "time"})
+                           attributes=time_attrs())
         if lay.kind == "cable":
             shape, chunks = (0, self.size), (self.chunk, self.size)
         else:

@@ -17,7 +17,7 @@ import numpy as np
 import yaml
 
 from ..case import CaseError
-from ..store import field_attrs, time_attrs, x_attrs
+from ..store import field_attrs, field_time_chunk, time_attrs, x_attrs
 from .spec import Sweep, member_layout
 
 STATUS_CODES = {"pending": 0, "complete": 1, "failed": 2}
@@ -68,8 +68,7 @@ def template(sweep: Sweep):
             coords["x"] = ("x", axis, x_attrs())
         else:
             coords["cell"] = ("cell", axis, {"long_name": "cell of a point ensemble"})
-        per_time = 8 * axis.size
-        tchunk = max(1, min(times.size, (8 * 2**20) // per_time))
+        tchunk = field_time_chunk(times.size, axis.size)
         for name in ("v", "w"):
             arr = da.full((n, times.size, axis.size), np.nan, chunks=(1, tchunk, axis.size))
             data[name] = (("member", "time", dim), arr, field_attrs(name))
