@@ -136,7 +136,7 @@ def check_replaceable(path: Path, key: str = "--out") -> None:
 # --- the writer's lock ----------------------------------------------------------------------
 
 
-def _process_start(pid: int) -> str | None:
+def process_start(pid: int) -> str | None:
     """The start time of process ``pid`` in clock ticks since boot (Linux), or None."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -200,7 +200,7 @@ def lock_is_stale(holder: dict) -> bool:
     if not _alive(pid):
         return True
     start = holder.get("start")
-    return start is not None and _process_start(pid) not in (None, start)
+    return start is not None and process_start(pid) not in (None, start)
 
 
 def _busy(store: Path, holder: dict, key: str) -> StoreBusy:
@@ -237,7 +237,7 @@ class WriterLock:
         store = Path(store)
         path = lock_path(store)
         pid = os.getpid()
-        holder = {"pid": pid, "host": socket.gethostname(), "start": _process_start(pid),
+        holder = {"pid": pid, "host": socket.gethostname(), "start": process_start(pid),
                   "since": round(_time.time(), 3)}
         for _ in range(3):
             try:

@@ -293,7 +293,7 @@ def model_files(model: str | Path, runtime: str, key: str = "reaction.model") ->
 # --- device arrays (cupy arrays, torch CUDA tensors), shared by onnxruntime and tensorrt ---
 
 
-class _DeviceArrays:
+class DeviceArrays:
     """Pointer, device, empty output and stream of a cupy array or a torch CUDA tensor."""
 
     def __init__(self, x):
@@ -526,7 +526,7 @@ class OnnxRuntime(Runtime):
             x = np.ascontiguousarray(x, dtype=np.float32)
             return self.session.run([self.output], {self.input: x})[0]
         # device arrays: bind input and output by address (no host round trip)
-        dev = _DeviceArrays(x)
+        dev = DeviceArrays(x)
         x = dev.contiguous_f32(x)
         y = dev.empty(x, (x.shape[0], 2))
         binding = self.session.io_binding()
@@ -605,7 +605,7 @@ class TensorRTRuntime(Runtime):
         return torch.from_numpy(x).cuda()
 
     def __call__(self, x):
-        dev = _DeviceArrays(x)
+        dev = DeviceArrays(x)
         x = dev.contiguous_f32(x)
         n = int(x.shape[0])
         if not self.batch_range[0] <= n <= self.batch_range[1]:

@@ -22,9 +22,9 @@ from fhnpde.case import CaseError
 from fhnpde.driver import run_case
 from fhnpde.storefs import (
     WriterLock,
-    _process_start,
     foreign_entries,
     lock_path,
+    process_start,
     written_by_us,
 )
 from tests.helpers import SMALL_CABLE, make_case, wait_for_outputs
@@ -209,7 +209,7 @@ def test_a_stale_lock_is_broken_and_a_live_one_is_not(tmp_path):
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:  # a live process on this host holds it
         lock_path(store).write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname(),
-                                                "start": _process_start(sleeper.pid)}))
+                                                "start": process_start(sleeper.pid)}))
         with pytest.raises(CaseError, match=f"being written by pid {sleeper.pid}"):
             WriterLock.acquire(store)
         with pytest.raises(CaseError, match=f"being written by pid {sleeper.pid}"):

@@ -99,12 +99,12 @@ def test_tensorrt_needs_the_gpu_state():
 def test_device_runtimes_refuse_host_arrays():
     """The onnxruntime-CUDA and tensorrt paths take device arrays only (no hidden copies)."""
     torch = pytest.importorskip("torch", reason="needs torch tensors")
-    from surrogates.runtime import _DeviceArrays
+    from surrogates.runtime import DeviceArrays
 
     with pytest.raises(TypeError, match="torch CUDA tensors, got a CPU tensor"):
-        _DeviceArrays(torch.zeros((4, 3)))
+        DeviceArrays(torch.zeros((4, 3)))
     with pytest.raises(TypeError, match="needs cupy arrays or torch CUDA tensors"):
-        _DeviceArrays(np.zeros((4, 3), np.float32))
+        DeviceArrays(np.zeros((4, 3), np.float32))
 
 
 @pytest.mark.gpu
