@@ -47,10 +47,10 @@ small, so most
 steps end after one iteration, where testing the update itself against ``rtol`` always
 took a second one just to see it small. On the divergent case (nx = 801, t = 200) with the
 default ``rtol = 1e-8``: iterations per step 2.0 at Δt = 0.5 .. 0.2, 1.1 at Δt = 0.125,
-1.0 at Δt <= 0.1 (formerly 2.0, 3.0 at Δt = 0.5), and the fronts lie within 1.4e-9 (Δt = 0.5),
-1.3e-10 (0.2), 9.4e-6 (0.125), 3.9e-6 (0.1) of a solve at ``rtol = 1e-12``, against time
-errors of 0.24 .. 0.0095 at those steps. On oscillating cells (``cell_ensemble.yaml``,
-Δt = 0.05, t = 20) the default leaves 3e-6, 0.14 % of the time error.
+1.0 at Δt <= 0.1, and the fronts lie within 1.4e-9 (Δt = 0.5), 1.3e-10 (0.2), 9.4e-6
+(0.125), 3.9e-6 (0.1) of a solve at ``rtol = 1e-12``, against time errors of 0.24 .. 0.0095
+at those steps. On oscillating cells (``cell_ensemble.yaml``, Δt = 0.05, t = 20) the default
+leaves 3e-6, 0.14 % of the time error.
 
 Second order in time and in space; no stability limit (A-stable), but Newton needs the
 Jacobian to stay diagonally dominant, which holds for ``Δt/2 max f_v < 1``.
