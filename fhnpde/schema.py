@@ -321,6 +321,13 @@ class AdaptiveSpec(_Strict):
         return data
 
 
+def _one_of(value: str, valid, what: str, plural: str) -> str:
+    """``value`` if it is one of ``valid``; else the error naming the valid ones."""
+    if value not in valid:
+        raise ValueError(f"unknown {what} {quote(value)}; valid {plural}: {', '.join(valid)}")
+    return value
+
+
 class SolverSpec(_Strict):
     method: str
     backend: str = "numba"
@@ -332,29 +339,17 @@ class SolverSpec(_Strict):
     @field_validator("method")
     @classmethod
     def _known_method(cls, v: str) -> str:
-        valid = sorted(set(POINT_METHODS) | set(CABLE_METHODS))
-        if v not in valid:
-            raise ValueError(f"unknown solver {quote(v)}; valid solvers: {', '.join(valid)}")
-        return v
+        return _one_of(v, sorted(set(POINT_METHODS) | set(CABLE_METHODS)), "solver", "solvers")
 
     @field_validator("backend")
     @classmethod
     def _known_backend(cls, v: str) -> str:
-        if v not in BACKENDS:
-            raise ValueError(
-                f"unknown backend {quote(v)}; valid backends: {', '.join(BACKENDS)}"
-            )
-        return v
+        return _one_of(v, BACKENDS, "backend", "backends")
 
     @field_validator("tridiagonal")
     @classmethod
     def _known_tridiagonal(cls, v: str) -> str:
-        if v not in TRIDIAGONAL_METHODS:
-            raise ValueError(
-                f"unknown tridiagonal method {quote(v)}; valid methods: "
-                f"{', '.join(TRIDIAGONAL_METHODS)}"
-            )
-        return v
+        return _one_of(v, TRIDIAGONAL_METHODS, "tridiagonal method", "methods")
 
 
 class ExactReactionSpec(_Strict):

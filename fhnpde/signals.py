@@ -86,40 +86,42 @@ def ignore_from_now() -> None:
         signal.signal(signum, signal.SIG_IGN)
 
 
+def _release(raise_held: bool) -> None:
+    """Leave a block that holds signals; at the outermost one, raise or drop the held one."""
+    global _depth, _pending, _stopping
+    _depth -= 1
+    if _depth > 0 or _pending is None:
+        return
+    exc, _pending = _pending, None
+    if raise_held:
+        _stopping = True
+        raise exc
+
+
 @contextmanager
-def deferred() -> Iterator[None]:
+def _held(raise_at_end: bool) -> Iterator[None]:
+    global _depth
+    _depth += 1
+    try:
+        yield
+    except BaseException:
+        # the block's own exception ends what is going on anyway: it wins over a held signal
+        _release(raise_held=False)
+        raise
+    _release(raise_held=raise_at_end)
+
+
+def deferred():
     """Hold signals for the duration of the block; the first one held is raised at its end
     (unless the block raised an exception of its own, which then wins).
 
     Nested blocks raise only when the outermost one ends. Only effective where :func:`install`
     set the handler; elsewhere Python's default handlers act as usual.
     """
-    global _depth, _pending, _stopping
-    _depth += 1
-    try:
-        yield
-    except BaseException:
-        # the block's own exception ends what is going on anyway: it wins over a held signal
-        _depth -= 1
-        if _depth == 0:
-            _pending = None
-        raise
-    _depth -= 1
-    if _depth == 0 and _pending is not None:
-        exc, _pending = _pending, None
-        _stopping = True
-        raise exc
+    return _held(raise_at_end=True)
 
 
-@contextmanager
-def swallowed() -> Iterator[None]:
+def swallowed():
     """Hold signals for the duration of the block and drop them at its end (the run is
     ending already and its final status is being written)."""
-    global _depth, _pending
-    _depth += 1
-    try:
-        yield
-    finally:
-        _depth -= 1
-        if _depth == 0:
-            _pending = None
+    return _held(raise_at_end=False)

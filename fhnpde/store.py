@@ -13,6 +13,7 @@ chunk is on disk.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -262,9 +263,8 @@ class StoreWriter:
     re-consolidated, so a reader opening the store mid-run sees a consistent snapshot of
     the outputs written so far.
 
-    ``coords``: name -> (dim, values, attrs). ``extras``: name -> (dims after ``time``,
-    attrs) for further per-output variables (e.g. ``active_nodes``), handed to
-    :meth:`output` as a mapping.
+    Names, dims and attributes come from its :class:`RunLayout` (the extras, e.g.
+    ``active_nodes``, are read from ``state.aux`` at each output).
 
     How it ends, whatever ends the run: the empty store is built beside ``path`` and swapped
     into place under the writer's lock (:mod:`fhnpde.storefs`); a chunk and its metadata are
@@ -326,11 +326,9 @@ class StoreWriter:
             return
         with signals.swallowed():
             try:
-                if self._broken is None:
-                    try:
-                        self.flush()
-                    except StoreWriteError:
-                        pass  # the outputs before it are kept; the status says failed
+                # a write that fails now keeps the outputs before it; the status says failed
+                with contextlib.suppress(StoreWriteError):
+                    self.flush()
                 if self._broken is not None and status == "complete":
                     status = "failed"
                 final = {"status": status, "stats": stats}
@@ -455,11 +453,11 @@ class StoreWriter:
                     f"writing {self.path} failed after {start} outputs "
                     f"({exc.strerror or exc}); the store keeps those {start} outputs "
                     "and is marked failed")
-                try:  # readers must see every array with the same number of outputs
+                # readers must see every array with the same number of outputs; if even
+                # this fails, the consolidated metadata of the last good flush still holds
+                with contextlib.suppress(OSError):
                     self._resize_all(start)
                     self._consolidate()
-                except OSError:
-                    pass  # the consolidated metadata of the last good flush still holds
                 raise self._broken from None
             self.outputs_written += n
             self._times.clear()

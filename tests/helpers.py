@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import numpy as np
@@ -104,11 +105,25 @@ def wait_for_outputs(path, proc, outputs: int = 2, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        if (path / "zarr.json").exists():
-            try:
-                if xr.open_zarr(path).sizes["time"] >= outputs:
-                    return
-            except (OSError, ValueError, KeyError):
-                pass  # the store is being made or mid-write: try again
+        # (OSError, ValueError, KeyError: the store is being made or mid-write: try again)
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            if (path / "zarr.json").exists() and xr.open_zarr(path).sizes["time"] >= outputs:
+                return
         time.sleep(0.1)
     raise AssertionError("the run never wrote its first outputs")
+
+
+def signal_run(proc, path, *signums: int, gap: float = 0.01) -> str:
+    """Send ``signums`` (``gap`` seconds apart) to the run ``proc`` once its store at ``path``
+    holds outputs; return its stderr after it ended (it is killed if it does not end)."""
+    import time
+
+    try:
+        wait_for_outputs(path, proc)
+        for i, signum in enumerate(signums):
+            if i:
+                time.sleep(gap)
+            proc.send_signal(signum)
+        return proc.communicate(timeout=60)[1]
+    finally:
+        proc.kill()

@@ -14,7 +14,7 @@ import xarray as xr
 import fhnpde
 from fhnpde.cli import main
 from fhnpde.driver import build_solver, integrate, run_case
-from tests.helpers import CELL, SMALL_CABLE, make_case, wait_for_outputs
+from tests.helpers import CELL, SMALL_CABLE, make_case, signal_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -126,12 +126,7 @@ def test_ctrl_c_from_the_shell_marks_the_store_interrupted(tmp_path):
          "--quiet", "--out", str(out), "--set", "time.t_end=1e5", "--set", "output.chunk_mb=0.02",
          "--set", "solver.backend=numpy"],
         stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for_outputs(out, proc)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
+    err = signal_run(proc, out, signal.SIGINT)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert "interrupted" in err

@@ -27,7 +27,7 @@ from fhnpde.storefs import (
     process_start,
     written_by_us,
 )
-from tests.helpers import SMALL_CABLE, make_case, wait_for_outputs
+from tests.helpers import SMALL_CABLE, make_case, signal_run, wait_for_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 DIVERGENT = str(ROOT / "cases" / "divergent.yaml")
@@ -331,12 +331,7 @@ def test_every_write_of_a_run_failing_in_turn_leaves_a_truthful_store(tmp_path, 
 def test_sigterm_and_sighup_end_the_run_interrupted(tmp_path, signum, status):
     out = tmp_path / "S.zarr"
     proc = _long_run(out)
-    try:
-        wait_for_outputs(out, proc)
-        proc.send_signal(signum)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
+    err = signal_run(proc, out, signum)
     assert proc.returncode == status, err
     assert "Traceback" not in err
     assert signal.Signals(signum).name in err
@@ -354,14 +349,7 @@ def test_sigterm_and_sighup_end_the_run_interrupted(tmp_path, signum, status):
 def test_double_ctrl_c_10_ms_apart_still_marks_the_store(tmp_path):
     out = tmp_path / "S.zarr"
     proc = _long_run(out)
-    try:
-        wait_for_outputs(out, proc)
-        proc.send_signal(signal.SIGINT)
-        time.sleep(0.01)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
+    err = signal_run(proc, out, signal.SIGINT, signal.SIGINT, gap=0.01)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert xr.open_zarr(out).attrs["status"] == "interrupted"
