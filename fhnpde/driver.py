@@ -264,7 +264,7 @@ def build_solver(case: Case, *, namespace=None, device=None):
             from .reaction import reaction_step
 
             options = dataclasses.replace(
-                options, reaction=reaction_step(case.reaction, problem, options))
+                options, reaction=reaction_step(case.reaction, problem, options, case.time.dt))
         solver = cls(problem, options)
     except OptionError as exc:
         raise CaseError(str(exc), key=option_key(exc.option)) from None

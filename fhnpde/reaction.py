@@ -65,9 +65,10 @@ def register_reaction(kind: str):
     return deco
 
 
-def reaction_step(spec, problem, options=None) -> ReactionStep:
+def reaction_step(spec, problem, options=None, dt: float | None = None) -> ReactionStep:
     """The ReactionStep a case's ``reaction`` section asks for (called by
-    :func:`fhnpde.driver.build_solver`; the split solver receives the step built)."""
+    :func:`fhnpde.driver.build_solver` with the case's step ``dt``; the split solver receives
+    the step built)."""
     try:
         factory = REACTIONS[spec.kind]
     except KeyError:
@@ -75,7 +76,7 @@ def reaction_step(spec, problem, options=None) -> ReactionStep:
             f"unknown reaction kind {spec.kind!r}; valid kinds: {', '.join(sorted(REACTIONS))}",
             key="reaction.kind",
         ) from None
-    return factory(spec, problem, options)
+    return factory(spec, problem, options, dt)
 
 
 # --- exact kinetics ---------------------------------------------------------------------------
@@ -178,7 +179,7 @@ class CompiledReaction:
 
 
 @register_reaction("exact")
-def exact_reaction(spec, problem, options):
+def exact_reaction(spec, problem, options, dt=None):
     from .solvers.options import SolverOptions
 
     options = options if options is not None else SolverOptions()
@@ -190,7 +191,7 @@ def exact_reaction(spec, problem, options):
 
 
 @register_reaction("neural")
-def neural_reaction(spec, problem, options):
+def neural_reaction(spec, problem, options, dt=None):
     try:
         module = importlib.import_module("surrogates.reaction")
     except ModuleNotFoundError as exc:
@@ -206,11 +207,13 @@ def neural_reaction(spec, problem, options):
     factory = getattr(getattr(module, "NeuralReaction", None), "from_spec", None)
     if factory is None:
         raise CaseError(
-            "'neural' needs surrogates.reaction.NeuralReaction.from_spec(spec, problem), "
-            "which this version of surrogates does not provide",
+            "'neural' needs surrogates.reaction.NeuralReaction.from_spec(spec, problem, "
+            "options, dt), which this version of surrogates does not provide",
             key="reaction.kind",
         )
-    return factory(spec, problem)
+    from .solvers.options import SolverOptions
+
+    return factory(spec, problem, options if options is not None else SolverOptions(), dt)
 
 
 __all__ = ["REACTIONS", "ExactReaction", "ReactionStep", "reaction_step", "register_reaction"]

@@ -6,7 +6,7 @@ A config names what to learn and how::
     kinetics: {name: nagumo, params: {k: 10.0, a: 0.4, eps: 0.04, gamma: 4.0}}
     data:
       kind: trajectory           # trajectory (problems A/B/C) | one-step (ITNN)
-                                 # | trajectories (Neural ODE)
+                                 # | cable (ITNN: split cable runs) | trajectories (Neural ODE)
       inputs: [t]                # trajectory only: t plus any of v0, w0, I
       t_end: 25.0
       fixed: {v0: 0.5, w0: 0.0, I: 0.1}
@@ -152,8 +152,16 @@ class RolloutDataSpec(_Strict):
         return self
 
 
+class CableCaseSpec(_Strict):
+    """A split-solver cable case (a case file, with ``set`` applied as ``--set`` would) run
+    with the exact reaction to collect the states a split run visits."""
+
+    case: str
+    set: dict[str, Any] = Field(default_factory=dict)
+
+
 class DataSpec(_Strict):
-    kind: Literal["trajectory", "one-step", "trajectories"]
+    kind: Literal["trajectory", "one-step", "cable", "trajectories"]
     inputs: list[str] = Field(default_factory=lambda: ["t"])
     t_end: PositiveFloat = 25.0
     fixed: dict[str, FiniteFloat] = Field(default_factory=dict)
@@ -167,6 +175,9 @@ class DataSpec(_Strict):
     steps: PositiveInt | None = None
     rollouts: RolloutDataSpec | None = None
     adaptive: AdaptiveSpec | None = None
+    cases: list[CableCaseSpec] | None = None
+    validation_cases: list[CableCaseSpec] | None = None
+    rest_fraction: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.02
     path: str | None = None
 
     @model_validator(mode="after")
@@ -188,7 +199,13 @@ class DataSpec(_Strict):
             for name in ("v0", "w0", "I"):
                 if name not in self.inputs and name not in self.fixed:
                     raise KeyedError(f"fixed.{name}", f"is needed because {name} is not an input")
-        elif self.kind == "one-step":
+        elif self.kind in ("one-step", "cable"):
+            if self.kind == "cable" and not self.cases:
+                raise KeyedError("cases", "are required for cable data: the split cable cases "
+                                 "to run with the exact reaction")
+            if self.kind == "cable" and not self.validation_cases:
+                raise KeyedError("validation_cases", "are required for cable data: cases kept "
+                                 "apart from training, for the validation loss")
             if self.dt_r is None:
                 raise KeyedError("dt_r",
                                  "is required for one-step (ITNN) data: the reaction interval")
@@ -241,8 +258,17 @@ class PINNSpec(_Strict):
 
 
 class ITNNSpec(_Strict):
+    """``rollout_weight``: weight of the multi-step loss (one-step data: rollouts of the
+    reaction alone; cable data: ``rollout_steps`` Strang steps of whole cables, ``rollout_batch``
+    windows per iteration, from iteration ``rollout_after`` x iterations on);
+    ``structure``: ``plain`` or ``rest-factored`` (the rest state a fixed point exactly)."""
+
     rollout_weight: NonNegativeFloat = 0.0
+    rollout_steps: PositiveInt = 24
+    rollout_batch: PositiveInt = 4
+    rollout_after: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.2
     residual: bool = True
+    structure: Literal["plain", "rest-factored"] = "plain"
 
 
 class NeuralODESpec(_Strict):
@@ -370,10 +396,19 @@ class Config(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> Config:
         kind, data = self.model.kind, self.data.kind
-        want = {"ddnn": "trajectory", "pinn": "trajectory", "itnn": "one-step",
-                "neural-ode": "trajectories"}[kind]
-        if data != want:
-            raise KeyedError("model.kind", f"{kind} learns from data.kind: {want}, not {data}")
+        want = {"ddnn": ("trajectory",), "pinn": ("trajectory",), "itnn": ("one-step", "cable"),
+                "neural-ode": ("trajectories",)}[kind]
+        if data not in want:
+            raise KeyedError("model.kind", f"{kind} learns from data.kind: {' or '.join(want)}, "
+                             f"not {data}")
+        if data == "cable":
+            names = fhn_models.family(self.kinetics.name).defaults
+            for key in self.data.box:
+                if key not in ("v", "w", "I") and key not in names:
+                    raise KeyedError(f"data.box.{key_part(key)}", f"is neither v, w, I nor a "
+                                     f"parameter of {self.kinetics.name} ({', '.join(names)})")
+        if self.model.itnn.structure == "rest-factored" and not self.model.itnn.residual:
+            raise KeyedError("model.itnn.structure", "rest-factored needs residual: true")
         try:
             widths = self.model.hidden_widths()
         except ValueError as exc:

@@ -18,6 +18,14 @@ Three kinds (``data.kind``):
     states ``x = (v, w, I)`` drawn in the state ``box`` -> ``y = (v, w)`` a reaction
     interval ``dt_r`` later. Optional exact ``rollouts`` (``size`` sequences of ``steps``
     intervals from a start box) and adaptive extra points where a trained model errs.
+``cable`` (ITNN of the split solver's reaction step)
+    the states a split cable run really passes to its reaction: every case of ``cases``
+    (validation: ``validation_cases``) runs with the exact reaction (RK4 at ``solver.dt``)
+    and every reaction call's ``(v, w, I, [parameters]) -> (v, w)`` is kept (nodes at rest
+    thinned to ``rest_fraction``), plus ``train.size`` uniform samples of the ``box`` (which
+    may hold kinetics parameters, e.g. ``a``, that the model then takes as inputs); and each
+    run's states, half-step currents and diffusion half-step matrix, for the rollout loss
+    (:mod:`surrogates.cable`).
 ``trajectories`` (Neural ODE)
     ``size`` trajectories from initial states in ``box`` with I drawn from ``currents``,
     saved every ``save_dt`` for ``steps`` intervals: arrays (trajectory, time, 2).
@@ -218,6 +226,111 @@ def ode_trajectories(cfg: Config, sample: SampleSpec):
     return np.stack([v, w], -1), np.broadcast_to(members["I"], (sample.size,)).copy(), times
 
 
+def parameter_inputs(cfg: Config) -> list[str]:
+    """Kinetics parameters that vary in the data's box (inputs after v, w, I)."""
+    return [k for k in cfg.data.box if k not in ("v", "w", "I")]
+
+
+def model_inputs(cfg: Config) -> list[str]:
+    """The inputs of a one-step model of this config: v, w, I, then varied parameters."""
+    return ["v", "w", "I", *parameter_inputs(cfg)]
+
+
+def substeps(cfg: Config) -> int:
+    """RK4 substeps of the exact reaction over one dt_r (h = data.solver.dt)."""
+    return int(round(cfg.data.dt_r / cfg.data.solver.dt))
+
+
+def exact_steps(cfg: Config, x: np.ndarray) -> np.ndarray:
+    """The exact reaction over dt_r from inputs ``x`` (n, n_in) -> (n, 2), by fhnpde's
+    reaction step (RK4, ``substeps``), per-row parameters where the inputs hold them."""
+    from fhnpde.models import Kinetics, check_params
+    from fhnpde.reaction import ExactReaction
+
+    params = {**check_params(cfg.kinetics.name, dict(cfg.kinetics.params)),
+              **{k: np.ascontiguousarray(x[:, 3 + j]) for j, k in
+                 enumerate(parameter_inputs(cfg))}}
+    reaction = ExactReaction(Kinetics(cfg.kinetics.name, params), cfg.data.solver.method,
+                             substeps(cfg), "numba")
+    v, w = reaction(x[:, 0].copy(), x[:, 1].copy(), x[:, 2].copy(), cfg.data.dt_r)
+    return np.stack([v, w], 1)
+
+
+def box_points(cfg: Config, sample: SampleSpec) -> tuple[np.ndarray, np.ndarray]:
+    """``sample.size`` inputs uniform in the box (a latin hypercube) and their exact steps."""
+    from scipy.stats import qmc
+
+    names = model_inputs(cfg)
+    u = qmc.LatinHypercube(d=len(names), seed=np.random.default_rng(sample.seed)).random(
+        sample.size)
+    lo = np.array([cfg.data.box[k][0] for k in names])
+    hi = np.array([cfg.data.box[k][1] for k in names])
+    x = lo + u * (hi - lo)
+    return x, exact_steps(cfg, x)
+
+
+def cable_case(cfg: Config, spec, where: str):
+    """The split cable case of one ``data.cases`` entry, checked against the config."""
+    from fhnpde.loading import load_case
+
+    case = load_case(spec.case).with_changes(spec.set)
+    if not case.is_cable or case.solver.method != "split":
+        raise CaseError(f"{spec.case} must be a cable case of the split solver", key=where)
+    if case.model.kinetics != cfg.kinetics.name:
+        raise CaseError(f"{spec.case} has {case.model.kinetics} kinetics, the config "
+                        f"{cfg.kinetics.name}", key=where)
+    if abs(case.time.dt - cfg.data.dt_r) > 1e-12 * cfg.data.dt_r:
+        raise CaseError(f"{spec.case} steps by dt = {case.time.dt:g}, not data.dt_r = "
+                        f"{cfg.data.dt_r:g}", key=where)
+    from fhnpde.models import check_params
+
+    want = check_params(cfg.kinetics.name, dict(cfg.kinetics.params))
+    have = check_params(case.model.kinetics, dict(case.model.params))
+    for name, value in have.items():
+        if name in cfg.data.box:
+            lo, hi = cfg.data.box[name]
+            if not lo <= value <= hi:
+                raise CaseError(f"{spec.case} has {name} = {value:g}, outside data.box.{name} "
+                                f"[{lo:g}, {hi:g}]", key=where)
+        elif abs(value - want[name]) > 1e-12 * max(1.0, abs(value)):
+            raise CaseError(f"{spec.case} has {name} = {value:g}, the config {want[name]:g}",
+                            key=where)
+    return case
+
+
+def cable_runs(cfg: Config, specs, where: str) -> list[dict[str, Any]]:
+    """Every case of ``specs`` run with the exact reaction (:func:`surrogates.cable.record_run`)."""
+    from fhnpde.models import check_params
+
+    from .cable import record_run
+
+    runs = []
+    for i, spec in enumerate(specs):
+        case = cable_case(cfg, spec, f"{where}[{i}]")
+        run = record_run(case, substeps(cfg))
+        params = check_params(case.model.kinetics, dict(case.model.params))
+        run["params"] = np.array([params[k] for k in parameter_inputs(cfg)], dtype=float)
+        runs.append(run)
+    return runs
+
+
+def visited_points(cfg: Config, runs: list[dict[str, Any]], seed: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The reaction calls of ``runs`` as (inputs, exact outputs); nodes at rest (|v| <= 1e-3,
+    |w| <= 1e-4, no current) thinned to ``data.rest_fraction``."""
+    rng = np.random.default_rng([seed, 7])
+    xs, ys = [], []
+    for run in runs:
+        x = run["inputs"].reshape(-1, 3)
+        y = run["outputs"].reshape(-1, 2)
+        moving = (np.abs(x[:, 0]) > 1e-3) | (np.abs(x[:, 1]) > 1e-4) | (x[:, 2] != 0)
+        keep = moving | (rng.random(len(x)) < cfg.data.rest_fraction)
+        params = np.broadcast_to(run["params"], (int(keep.sum()), len(run["params"])))
+        xs.append(np.column_stack([x[keep], params]))
+        ys.append(y[keep])
+    return np.concatenate(xs), np.concatenate(ys)
+
+
 def adaptive_points(cfg: Config) -> tuple[np.ndarray, np.ndarray]:
     """Extra one-step points where a trained model's error is large (adaptive density).
 
@@ -243,10 +356,15 @@ def adaptive_points(cfg: Config) -> tuple[np.ndarray, np.ndarray]:
 
 
 def data_fingerprint(cfg: Config) -> str:
-    """Hash of what determines the data (kinetics + data section)."""
-    text = json.dumps({"kinetics": cfg.kinetics.model_dump(mode="json"),
-                       "data": cfg.data.model_dump(mode="json", exclude={"path"})},
-                      sort_keys=True)
+    """Hash of what determines the data (kinetics + data section, and for cable data the
+    resolved cases, so that an edited case file makes new data)."""
+    what: dict[str, Any] = {"kinetics": cfg.kinetics.model_dump(mode="json"),
+                            "data": cfg.data.model_dump(mode="json", exclude={"path"})}
+    if cfg.data.kind == "cable":
+        what["cases"] = [cable_case(cfg, spec, f"data.{name}[{i}]").model_dump(mode="json")
+                         for name in ("cases", "validation_cases")
+                         for i, spec in enumerate(getattr(cfg.data, name))]
+    text = json.dumps(what, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -303,6 +421,28 @@ def generate(cfg: Config, path: str | Path | None = None, overwrite: bool = Fals
             inside = ((seq[..., 0] >= data.box["v"][0]) & (seq[..., 0] <= data.box["v"][1])
                       & (seq[..., 1] >= data.box["w"][0]) & (seq[..., 1] <= data.box["w"][1]))
             attrs["rollout_coverage"] = float(inside.mean())
+    elif data.kind == "cable":
+        inputs = model_inputs(cfg)
+        for split, sample, specs, where in (
+                ("train", data.train, data.cases, "data.cases"),
+                ("val", data.validation, data.validation_cases, "data.validation_cases")):
+            runs = cable_runs(cfg, specs, where)
+            vx, vy = visited_points(cfg, runs, sample.seed)
+            bx, by = box_points(cfg, sample)
+            variables[f"x_{split}"] = ((f"{split}_sample", "input"), np.concatenate([vx, bx]))
+            variables[f"y_{split}"] = ((f"{split}_sample", "output"), np.concatenate([vy, by]))
+            attrs[f"visited_{split}"] = len(vx)
+            for i, run in enumerate(runs):
+                pre = f"cable_{split}_{i}"
+                variables[f"{pre}_states"] = ((f"{pre}_step", f"{pre}_node", "output"),
+                                              run["states"].astype(np.float32))
+                variables[f"{pre}_currents"] = ((f"{pre}_interval", f"{pre}_node"),
+                                                run["inputs"][..., 2].astype(np.float32))
+                variables[f"{pre}_half_step"] = ((f"{pre}_node", f"{pre}_node_from"),
+                                                 run["half_step"])
+                variables[f"{pre}_params"] = ((f"{pre}_param",), run["params"])
+            attrs[f"cables_{split}"] = len(runs)
+        attrs["dt_r"] = data.dt_r
     else:
         inputs = ["v", "w", "I"]
         for split, sample in (("train", data.train), ("val", data.validation)):

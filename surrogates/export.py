@@ -93,10 +93,7 @@ def _typed_fp16(model):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             m = self.m
             z = ((x - m.in_offset) / m.in_scale).to(torch.float16)
-            y = self.net(z).to(torch.float32) * m.out_scale + m.out_offset
-            if m.residual:
-                y = y + x[..., :2]
-            return y
+            return m.combine(x, self.net(z).to(torch.float32))
 
     return TypedHalf(model).eval()
 

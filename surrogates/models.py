@@ -11,8 +11,10 @@ MLP -> affine de-normalisation -> physical outputs, so a saved model is self-con
                               (du/dt by autograd, F the fhnpde kinetics, the formula of
                               fhnpde.models evaluated on torch tensors) and
                               L_ic = mean |u(0, v0, w0, I) - (v0, w0)|^2.
-``itnn``  (one-step)          (v, w, I) -> (v, w) after dt_r; with ``residual`` the
-                              network gives the increment: u_{n+1} = u_n + N(u_n, I).
+``itnn``  (one-step)          (v, w, I, [params]) -> (v, w) after dt_r; with ``residual``
+                              the network gives the increment: u_{n+1} = u_n + N(u_n, I);
+                              ``rest-factored``: the increment is C(x) (u - u_*, I), zero
+                              at rest by construction (see :class:`Surrogate`).
 ``neural-ode``                a vector field f(v, w, I) (no t input), integrated by RK4:
                               u_{n+1} = RK4(f, u_n, h); trained on trajectory loss.
 
@@ -44,50 +46,96 @@ WEIGHTS = "model.pt"
 METADATA = "model.json"
 
 
+STRUCTURES = ("plain", "rest-factored")
+
+
+def network_outputs(structure: str) -> int:
+    """Width of the MLP's last layer: 2 (v, w), or 2 x 3 coefficients when rest-factored."""
+    return 6 if structure == "rest-factored" else 2
+
+
 class Surrogate(nn.Module):
     """Physical inputs (n, n_in) -> physical outputs (n, 2).
 
-    ``y = N((x - in_offset) / in_scale) * out_scale + out_offset`` and, for a residual
-    one-step model, ``+ x[:, :2]`` (the state the step starts from).
+    ``plain``: ``y = N((x - in_offset) / in_scale) * out_scale + out_offset`` and, for a
+    residual one-step model, ``+ x[:, :2]`` (the state the step starts from).
+
+    ``rest-factored`` (one-step models of (v, w, I, [kinetics parameters])): the network
+    gives a 2 x 3 matrix ``C(x)`` and the increment is linear in the distance from rest,
+
+    .. math::
+
+        u_{n+1} = u_n + s \\odot C(x)\\, z,\\qquad
+        z = \\bigl(\\tfrac{v - v_*}{\\sigma_v}, \\tfrac{w - w_*}{\\sigma_w},
+        \\tfrac{I}{\\sigma_I}\\bigr)
+
+    (``s`` = out_scale, ``sigma`` = in_scale, ``(v*, w*)`` the kinetics' rest state at
+    I = 0, buffer ``rest``). Any smooth increment that vanishes at rest can be written so
+    (Hadamard's lemma), and the rest state is a fixed point of the model exactly, for every
+    value of the parameter inputs, whatever the weights: a cable at rest stays at rest over
+    any number of steps instead of drifting by the network's error at rest.
     """
 
     def __init__(self, kind: str, inputs: list[str], widths: list[int], activations: list[str],
-                 *, residual: bool = False):
+                 *, residual: bool = False, structure: str = "plain"):
         super().__init__()
+        if structure not in STRUCTURES:
+            raise ValueError(f"unknown structure {structure!r}; valid: {', '.join(STRUCTURES)}")
         self.kind = kind
         self.inputs = list(inputs)
         self.widths = list(widths)
         self.activations = list(activations)
-        self.residual = bool(residual)
+        self.residual = bool(residual) or structure == "rest-factored"
+        self.structure = structure
         n_in = len(inputs)
-        self.net = build_mlp(n_in, widths, 2, activations)
+        self.net = build_mlp(n_in, widths, network_outputs(structure), activations)
         self.register_buffer("in_offset", torch.zeros(n_in))
         self.register_buffer("in_scale", torch.ones(n_in))
         self.register_buffer("out_offset", torch.zeros(2))
         self.register_buffer("out_scale", torch.ones(2))
+        if structure == "rest-factored":
+            self.register_buffer("rest", torch.zeros(3))
 
     def set_normalisation(self, in_offset, in_scale, out_offset, out_scale) -> None:
         for name, val in (("in_offset", in_offset), ("in_scale", in_scale),
                           ("out_offset", out_offset), ("out_scale", out_scale)):
             getattr(self, name).copy_(torch.as_tensor(np.asarray(val), dtype=torch.float32))
 
+    def set_rest(self, v: float, w: float) -> None:
+        """The rest state (v*, w*) at I = 0 of a rest-factored model."""
+        self.rest.copy_(torch.tensor([v, w, 0.0], dtype=torch.float32))
+
     def normalised(self, x: torch.Tensor) -> torch.Tensor:
         """The network's output in normalised units (before de-normalisation)."""
         return self.net((x - self.in_offset) / self.in_scale)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.normalised(x) * self.out_scale + self.out_offset
+    def combine(self, x: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+        """Physical outputs from the inputs ``x`` and the network's output ``raw``."""
+        if self.structure == "rest-factored":
+            z = (x[..., :3] - self.rest) / self.in_scale[:3]
+            c = raw.unflatten(-1, (2, 3))
+            return x[..., :2] + (c * z.unsqueeze(-2)).sum(-1) * self.out_scale
+        y = raw * self.out_scale + self.out_offset
         if self.residual:
             y = y + x[..., :2]
         return y
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.combine(x, self.normalised(x))
+
     @property
     def parameter_count(self) -> int:
-        return mlp_parameters(self.widths, len(self.inputs), 2)
+        return mlp_parameters(self.widths, len(self.inputs), network_outputs(self.structure))
 
     def normalisation(self) -> dict[str, list[float]]:
         return {k: getattr(self, k).tolist()
                 for k in ("in_offset", "in_scale", "out_offset", "out_scale")}
+
+
+def build(meta: dict[str, Any]) -> Surrogate:
+    """The (untrained) Surrogate a model.json describes."""
+    return Surrogate(meta["kind"], meta["inputs"], meta["widths"], meta["activations"],
+                     residual=meta["residual"], structure=meta.get("structure", "plain"))
 
 
 # --- physics ------------------------------------------------------------------------------
@@ -198,6 +246,7 @@ def save_model(model: Surrogate, directory: str | Path, metadata: dict[str, Any]
         "widths": model.widths,
         "activations": model.activations,
         "residual": model.residual,
+        "structure": model.structure,
         "parameters": model.parameter_count,
         "normalisation": model.normalisation(),
         "torch_version": torch.__version__,
@@ -256,10 +305,9 @@ def check_state(state: dict[str, torch.Tensor], meta: dict[str, Any], path: Path
     the architecture ``meta`` declares (built on the meta device: no memory is spent on a
     declared architecture that the file does not match)."""
     with torch.device("meta"):
-        reference = Surrogate(meta["kind"], meta["inputs"], meta["widths"], meta["activations"],
-                              residual=meta["residual"]).state_dict()
+        reference = build(meta).state_dict()
     declared = (f"the architecture its model.json declares (inputs {meta['inputs']}, widths "
-                f"{meta['widths']}, 2 outputs)")
+                f"{meta['widths']}, {network_outputs(meta.get('structure', 'plain'))} outputs)")
     missing = [k for k in reference if k not in state]
     extra = [k for k in state if k not in reference]
     if missing or extra:
@@ -291,8 +339,7 @@ def load_model(directory: str | Path, *, weights: str | Path | None = None,
     path = Path(weights) if weights is not None else d / WEIGHTS
     state = load_state(path, key)
     check_state(state, meta, path, key)
-    model = Surrogate(meta["kind"], meta["inputs"], meta["widths"], meta["activations"],
-                      residual=meta["residual"])
+    model = build(meta)
     model.load_state_dict(state)
     model.eval()
     return model, meta

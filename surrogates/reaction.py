@@ -8,8 +8,9 @@ A case selects it with ``reaction: {kind: neural, model: PATH, runtime: onnxrunt
 
     (v, w)^{n+1} = \\mathcal{N}(v^n, w^n, I(x, t + \\Delta t/2)),\\qquad \\Delta t = dt_r
 
-with ONE batched model call for all nodes: the nodes' ``(v, w, I)`` are packed into one
-``(n, 3)`` float32 array, the runtime (:mod:`surrogates.runtime`: ``torch``,
+with ONE batched model call for all nodes: the nodes' ``(v, w, I)`` (and the values of any
+kinetics parameters the model takes as inputs, e.g. ``a``) are packed into one ``(n, n_in)``
+float32 array, the runtime (:mod:`surrogates.runtime`: ``torch``,
 ``onnxruntime``, ``tensorrt``) maps it to ``(n, 2)``, and the columns come back as float64.
 With ``solver.backend: cupy`` the arrays stay on the GPU (packing is a device kernel, and
 the runtime reads and writes device memory); with ``numpy``/``numba`` they are host arrays.
@@ -20,13 +21,15 @@ the runtime reads and writes device memory); with ``numpy``/``numba`` they are h
 
 The model must match the case, else :class:`fhnpde.case.CaseError` (exit status 2) with one
 sentence naming the key: ``model.kinetics`` and ``model.params`` (the kinetics it was trained
-on), ``time.dt`` (must equal the model's ``dt_r``), ``stimuli`` (a model trained at one fixed
-current cannot take others), ``reaction.model`` (missing or not a one-step model),
+on; a parameter the model takes as an input must lie in its trained range), ``time.dt``
+(must equal the model's ``dt_r``), ``stimuli`` (a model trained at one fixed current cannot
+take others), ``reaction.model`` (missing or not a one-step model),
 ``reaction.runtime``, ``solver.backend`` (tensorrt needs the GPU state of ``cupy``).
 The model's files are not trusted either (:mod:`surrogates.runtime`): a ``model.json`` that
 breaks its schema, weights that do not fit the architecture it declares, a ``model.pt`` that
 ``torch.load(weights_only=True)`` refuses, an ONNX file or engine whose inputs/outputs or
-probe outputs are not ``(n, 3) -> (n, 2)`` float32 are each one CaseError on ``reaction.model``.
+probe outputs are not ``(n, n_in) -> (n, 2)`` float32 are each one CaseError on
+``reaction.model``.
 
 States outside the training box (``model.json: state_box``) are extrapolation: the step
 still runs, the first time it happens an :class:`OutOfBoxWarning` says so, and the counts
@@ -57,39 +60,57 @@ def _same(a: float, b: float) -> bool:
     return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
 
 
-def check_model_matches(meta: dict[str, Any], problem, dt: float, where: str) -> None:
-    """CaseError (one sentence, naming the case key) unless the model fits the case."""
+def parameter_inputs(meta: dict[str, Any]) -> list[str]:
+    """The kinetics parameters a one-step model takes as inputs after (v, w, I)."""
+    return list(meta.get("inputs", [])[3:])
+
+
+def check_model_matches(meta: dict[str, Any], kinetics, amplitudes, dt: float | None,
+                        where: str) -> None:
+    """CaseError (one sentence, naming the case key) unless the model fits the case.
+
+    ``kinetics``: the case's :class:`fhnpde.models.Kinetics`; ``amplitudes``: its stimuli's
+    amplitudes; ``dt``: its step (None: checked at the first step instead).
+    """
     from fhnpde.models import check_params
 
-    if meta.get("kind") != "itnn" or list(meta.get("inputs", [])) != ["v", "w", "I"]:
+    if meta.get("kind") != "itnn" or list(meta.get("inputs", []))[:3] != ["v", "w", "I"]:
         raise CaseError(f"{where} is a {meta.get('kind')} model with inputs {meta.get('inputs')}; "
                         "a reaction step needs a one-step (itnn) model of (v, w, I)",
                         key="reaction.model")
-    case = problem.case
     trained = meta["kinetics"]
-    if trained["name"] != case.model.kinetics:
+    if trained["name"] != kinetics.name:
         raise CaseError(f"the neural model {where} was trained for {trained['name']} kinetics, "
-                        f"not {case.model.kinetics}; use a model of these kinetics or "
+                        f"not {kinetics.name}; use a model of these kinetics or "
                         "reaction.kind: exact", key="model.kinetics")
     want = check_params(trained["name"], trained["params"])
-    have = check_params(case.model.kinetics, dict(case.model.params))
+    have = kinetics.params
+    box = meta.get("state_box", {})
     for name, value in want.items():
-        if not _same(have[name], value):
+        case_value = float(np.asarray(have[name]))
+        if name in parameter_inputs(meta):
+            lo, hi = box[name]
+            if not lo - 1e-12 <= case_value <= hi + 1e-12:
+                raise CaseError(f"the neural model {where} was trained for {name} in [{lo:g}, "
+                                f"{hi:g}], not {case_value:g}; use a value in that range, a model "
+                                "trained for it, or reaction.kind: exact",
+                                key=f"model.params.{name}")
+        elif not _same(case_value, value):
             raise CaseError(f"the neural model {where} was trained for {name} = {value:g}, not "
-                            f"{have[name]:g}; use a model trained for these parameters or "
+                            f"{case_value:g}; use a model trained for these parameters or "
                             "reaction.kind: exact", key=f"model.params.{name}")
     dt_r = meta.get("dt_r")
-    if dt_r is None or not _same(dt, dt_r):
+    if dt is not None and (dt_r is None or not _same(dt, dt_r)):
         raise CaseError(f"the neural model {where} advances the reaction by dt_r = {dt_r:g}, so "
                         f"the split step must be {dt_r:g}, not {dt:g}; set time.dt: {dt_r:g}",
                         key="time.dt")
     fixed = meta.get("fixed", {})
-    if "I" in fixed and "I" not in meta.get("state_box", {}):
-        for stim in case.stimuli:
-            if not _same(stim.amplitude, fixed["I"]):
+    if "I" in fixed and "I" not in box:
+        for amplitude in amplitudes:
+            if not _same(amplitude, fixed["I"]):
                 raise CaseError(f"the neural model {where} was trained at the single current "
                                 f"I = {fixed['I']:g}, so it cannot take a stimulus of amplitude "
-                                f"{stim.amplitude:g}; remove the stimuli or use a model trained "
+                                f"{amplitude:g}; remove the stimuli or use a model trained "
                                 "over a range of I", key="stimuli")
 
 
@@ -99,7 +120,8 @@ class NeuralReaction:
     kind = "neural"
     order: int | None = None
 
-    def __init__(self, runtime: Runtime, meta: dict[str, Any], xp=np, *, name: str = ""):
+    def __init__(self, runtime: Runtime, meta: dict[str, Any], xp=np, *, name: str = "",
+                 params: dict[str, float] | None = None):
         self.runtime = runtime
         self.meta = meta
         self.xp = xp
@@ -110,6 +132,13 @@ class NeuralReaction:
         box = {**{k: [c, c] for k, c in meta.get("fixed", {}).items()}, **meta["state_box"]}
         self.box = [(j, float(box[k][0]), float(box[k][1]))
                     for j, k in enumerate(meta["inputs"]) if k in box]
+        # values of the kinetics parameters the model takes as inputs (columns 3, 4, ...)
+        names = parameter_inputs(meta)
+        missing = [k for k in names if k not in (params or {})]
+        if missing:
+            raise ValueError(f"the model takes the parameters {names} as inputs; give "
+                             f"params with {missing}")
+        self.params = [float(params[k]) for k in names]
         self.calls = 0
         self._nodes_outside: Any = 0
         self._steps_outside: Any = 0
@@ -117,28 +146,37 @@ class NeuralReaction:
         self._buffer = None
 
     @classmethod
-    def from_spec(cls, spec, problem) -> NeuralReaction:
-        """The reaction a case's ``reaction: {kind: neural, model, runtime}`` section asks for."""
+    def from_spec(cls, spec, problem, options, dt: float | None = None) -> NeuralReaction:
+        """The reaction a case's ``reaction: {kind: neural, model, runtime}`` section asks for
+        (``problem``: the case in numbers; ``options``: the solver's options, for its
+        backend; ``dt``: the case's step)."""
         from fhnpde.backends import namespace
 
         if spec.runtime not in RUNTIMES:
             raise CaseError(f"unknown runtime {quote(spec.runtime)}; valid runtimes: "
                             f"{', '.join(RUNTIMES)}", key="reaction.runtime")
         files = model_files(spec.model, spec.runtime, key="reaction.model")
-        check_model_matches(files.meta, problem, problem.case.time.dt, spec.model)
-        backend = problem.case.solver.backend
+        kinetics = problem.kinetics
+        check_model_matches(files.meta, kinetics, problem.current.amplitude.tolist(), dt,
+                            spec.model)
+        backend = options.backend
         device = "cuda" if backend == "cupy" else "cpu"
         runtime = open_runtime(files, spec.runtime, device=device)
-        return cls(runtime, files.meta, namespace(backend), name=spec.model)
+        params = {k: float(np.asarray(kinetics.params[k]))
+                  for k in parameter_inputs(files.meta)}
+        return cls(runtime, files.meta, namespace(backend), name=spec.model, params=params)
 
     # --- the step ---
 
     def pack(self, v, w, current):
-        """One float32 (n, 3) batch of (v, w, I), reusing the buffer of the previous step."""
+        """One float32 (n, n_in) batch of (v, w, I, [parameters]), reusing the buffer of the
+        previous step (the parameter columns are written once)."""
         xp = self.xp
         n = v.shape[0]
         if self._buffer is None or self._buffer.shape[0] != n:
-            self._buffer = xp.empty((n, 3), dtype=xp.float32)
+            self._buffer = xp.empty((n, 3 + len(self.params)), dtype=xp.float32)
+            for j, value in enumerate(self.params):
+                self._buffer[:, 3 + j] = value
         x = self._buffer
         x[:, 0] = v
         x[:, 1] = w

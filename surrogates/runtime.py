@@ -111,11 +111,12 @@ class ModelDescription(_Strict):
 
     format: Literal["surrogates-model/1"]
     kind: Literal["ddnn", "pinn", "itnn", "neural-ode"]
-    inputs: list[Literal["t", "v0", "w0", "v", "w", "I"]] = Field(min_length=1)
+    inputs: list[str] = Field(min_length=1)
     outputs: list[str]
     widths: list[Annotated[int, Field(gt=0)]] = Field(min_length=1)
     activations: list[str] = Field(min_length=1)
     residual: bool
+    structure: Literal["plain", "rest-factored"] = "plain"
     parameters: Annotated[int, Field(ge=0)]
     normalisation: _Normalisation
     torch_version: str
@@ -135,21 +136,34 @@ class ModelDescription(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> ModelDescription:
         from fhnpde.errors import KeyedError
+        from fhnpde.models import FAMILIES
 
         from .architectures import mlp_parameters
         from .config import ACTIVATIONS
+        from .models import network_outputs
 
         if self.outputs != ["v", "w"]:
             raise KeyedError("outputs", f"must be ['v', 'w'], got {self.outputs}")
         if len(set(self.inputs)) != len(self.inputs):
             raise KeyedError("inputs", f"must name each input once, got {self.inputs}")
-        if self.kind in ("itnn", "neural-ode") and self.inputs != ["v", "w", "I"]:
+        if self.kind == "neural-ode" and self.inputs != ["v", "w", "I"]:
             raise KeyedError("inputs", f"must be ['v', 'w', 'I'] for a {self.kind} model, got "
                              f"{self.inputs}")
-        if self.kind in ("ddnn", "pinn") and (self.inputs[0] != "t" or "v" in self.inputs
-                                             or "w" in self.inputs):
+        if self.kind == "itnn":
+            family = FAMILIES.get(self.kinetics.name)
+            names = list(family.defaults) if family is not None else []
+            if self.inputs[:3] != ["v", "w", "I"] or any(k not in names
+                                                         for k in self.inputs[3:]):
+                raise KeyedError("inputs", f"must be ['v', 'w', 'I'] followed by parameters of "
+                                 f"the {self.kinetics.name} kinetics ({', '.join(names)}) for a "
+                                 f"one-step model, got {self.inputs}")
+        elif self.kind in ("ddnn", "pinn") and (
+                self.inputs[0] != "t" or any(k not in ("t", "v0", "w0", "I") for k in self.inputs)):
             raise KeyedError("inputs", f"must be t and any of v0, w0, I for a {self.kind} "
                              f"model, got {self.inputs}")
+        if self.structure == "rest-factored" and (self.kind != "itnn" or not self.residual):
+            raise KeyedError("structure", "rest-factored is a structure of residual one-step "
+                             f"(itnn) models, not of a {self.kind} model")
         if self.kind == "itnn" and self.dt_r is None:
             raise KeyedError("dt_r", "must be a number > 0 for a one-step (itnn) model, got None")
         for name in self.activations:
@@ -159,7 +173,7 @@ class ModelDescription(_Strict):
         if len(self.activations) not in (1, len(self.widths)):
             raise KeyedError("activations", f"must give one activation or one per hidden layer "
                              f"({len(self.widths)}), got {len(self.activations)}")
-        want = mlp_parameters(self.widths, len(self.inputs), 2)
+        want = mlp_parameters(self.widths, len(self.inputs), network_outputs(self.structure))
         if self.parameters != want:
             raise KeyedError("parameters", f"must be {want} for widths {self.widths} and "
                              f"{len(self.inputs)} inputs, got {self.parameters}")

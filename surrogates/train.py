@@ -40,7 +40,9 @@ deterministic at a fixed thread count; ``training.threads`` defaults to 1).
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import itertools
 import json
 import math
 import sys
@@ -56,8 +58,9 @@ import yaml
 from fhnpde.case import CaseError
 from fhnpde.models import Kinetics
 
+from .cable import split_rollout
 from .config import Config
-from .data import ensure_data, load_data
+from .data import ensure_data, load_data, model_inputs
 from .models import (
     METADATA,
     WEIGHTS,
@@ -121,15 +124,17 @@ def build_surrogate(cfg: Config, data: dict[str, Any]) -> Surrogate:
         model.set_normalisation([a for a, _ in aff], [b for _, b in aff], y.mean(0), _std(y))
         return model
     if kind == "itnn":
-        residual = spec.itnn.residual
-        model = Surrogate(kind, ["v", "w", "I"], widths, acts, residual=residual)
+        residual, structure = spec.itnn.residual, spec.itnn.structure
+        inputs = model_inputs(cfg)
+        model = Surrogate(kind, inputs, widths, acts, residual=residual, structure=structure)
         x, y = data["x_train"], data["y_train"]
-        box = cfg.data.box
-        ib = box.get("I", [cfg.data.fixed.get("I", 0.0)] * 2)
-        aff = [_box_affine(*box["v"]), _box_affine(*box["w"]), _box_affine(*ib)]
+        box = {"I": [cfg.data.fixed.get("I", 0.0)] * 2, **cfg.data.box}
+        aff = [_box_affine(*box[k]) for k in inputs]
         target = y - x[:, :2] if residual else y
-        model.set_normalisation([a for a, _ in aff], [b for _, b in aff], target.mean(0),
-                                _std(target))
+        offset = np.zeros(2) if structure == "rest-factored" else target.mean(0)
+        model.set_normalisation([a for a, _ in aff], [b for _, b in aff], offset, _std(target))
+        if structure == "rest-factored":
+            model.set_rest(*rest_state(cfg))
         return model
     model = Surrogate(kind, ["v", "w", "I"], widths, acts)
     traj, cur = data["traj_train"], data["I_train"]
@@ -140,6 +145,39 @@ def build_surrogate(cfg: Config, data: dict[str, Any]) -> Surrogate:
     slopes = np.diff(traj, axis=1).reshape(-1, 2) / cfg.data.save_dt
     model.set_normalisation([a for a, _ in aff], [b for _, b in aff], np.zeros(2), _std(slopes))
     return model
+
+
+def rest_state(cfg: Config) -> tuple[float, float]:
+    """The kinetics' rest state at I = 0, the same for every parameter value in the box
+    (CaseError otherwise: a rest-factored model needs one rest state)."""
+    from scipy.optimize import fsolve
+
+    from fhnpde.models import Kinetics, check_params
+
+    base = check_params(cfg.kinetics.name, dict(cfg.kinetics.params))
+    names = [k for k in cfg.data.box if k not in ("v", "w", "I")]
+    corners = [dict(base)] + [{**base, **dict(zip(names, c, strict=True))}
+                              for c in itertools.product(*(cfg.data.box[k] for k in names))]
+
+    def field(u, params):
+        kin = Kinetics.create(cfg.kinetics.name, params)
+        return list(kin.family.reaction(u[0], u[1], 0.0, *kin.values))
+
+    rest = fsolve(field, [0.0, 0.0], args=(base,), xtol=1e-14)
+    for params in corners:
+        if np.max(np.abs(field(rest, params))) > 1e-12:
+            raise CaseError(f"the rest state ({rest[0]:.4g}, {rest[1]:.4g}) of "
+                            f"{cfg.kinetics.name} moves with {', '.join(names)}; a rest-factored "
+                            "model needs one rest state for the whole box (use structure: plain)",
+                            key="model.itnn.structure")
+    return float(rest[0]), float(rest[1])
+
+
+def _cables(data: dict[str, Any], split: str) -> list[tuple[torch.Tensor, ...]]:
+    """The recorded cable runs of a cable data store: (states, currents, half_step, params)."""
+    count = int(data["attrs"].get(f"cables_{split}", 0))
+    return [tuple(torch.as_tensor(data[f"cable_{split}_{i}_{k}"], dtype=torch.float32)
+                  for k in ("states", "currents", "half_step", "params")) for i in range(count)]
 
 
 class Objective:
@@ -164,7 +202,10 @@ class Objective:
             self.x, self.y = _f32(data["x_train"]), _f32(data["y_train"])
             self.x_val, self.y_val = _f32(data["x_val"]), _f32(data["y_val"])
         self.rollout = None
-        if self.kind == "itnn" and cfg.model.itnn.rollout_weight > 0:
+        self.calls = 0
+        self.cables, self.cables_val = _cables(data, "train"), _cables(data, "val")
+        one_step = cfg.data.kind == "one-step"
+        if self.kind == "itnn" and cfg.model.itnn.rollout_weight > 0 and one_step:
             if "rollout_train" not in data:
                 raise CaseError("needs data.rollouts (exact sequences) for its rollout loss",
                                 key="model.itnn.rollout_weight")
@@ -233,7 +274,27 @@ class Objective:
             pred = one_step_rollout(self.model, seq[:, 0], cur, seq.shape[1] - 1)
             scale = self.model.out_scale * math.sqrt(seq.shape[1] - 1)
             loss = loss + self.cfg.model.itnn.rollout_weight * (((pred - seq) / scale) ** 2).mean()
+        spec = self.cfg.model.itnn
+        self.calls += 1
+        if (self.cables and spec.rollout_weight > 0
+                and self.calls > spec.rollout_after * self.cfg.training.iterations):
+            cable = self.cables[int(torch.randint(0, len(self.cables), (1,), generator=self.gen))]
+            steps = cable[1].shape[0]
+            starts = torch.randint(0, steps - spec.rollout_steps + 1, (spec.rollout_batch,),
+                                   generator=self.gen)
+            loss = loss + spec.rollout_weight * self.cable_mse(cable, starts.tolist())
         return loss
+
+    def cable_mse(self, cable, starts: list[int]) -> torch.Tensor:
+        """Mean squared error (output units) of ``rollout_steps`` Strang steps of the model's
+        split solver from recorded states of one exact cable run, against that run."""
+        states, currents, half, params = cable
+        k = min(self.cfg.model.itnn.rollout_steps, currents.shape[0])
+        start = states[starts]
+        cur = torch.stack([currents[s:s + k] for s in starts])
+        target = torch.stack([states[s + 1:s + k + 1] for s in starts])
+        pred = split_rollout(self.model, start, cur, params.expand(len(starts), -1), half, k)
+        return (((pred - target) / self.model.out_scale) ** 2).mean()
 
     def trajectory_mse(self, traj, cur) -> torch.Tensor:
         pred = rk4_rollout(self.model, traj[:, 0], cur, self.cfg.data.save_dt,
@@ -244,7 +305,16 @@ class Objective:
         with torch.no_grad():
             if self.kind == "neural-ode":
                 return float(self.trajectory_mse(self.traj_val, self.cur_val))
-            return float(self._data_mse(self.x_val, self.y_val))
+            loss = float(self._data_mse(self.x_val, self.y_val))
+            spec = self.cfg.model.itnn
+            if self.cables_val and spec.rollout_weight > 0:
+                # fixed windows: every rollout_steps-long stretch of every validation run
+                for cable in self.cables_val:
+                    steps = cable[1].shape[0]
+                    starts = list(range(0, steps - spec.rollout_steps + 1, spec.rollout_steps))
+                    loss += spec.rollout_weight * float(self.cable_mse(cable, starts)) / len(
+                        self.cables_val)
+            return loss
 
 
 def validation_errors(cfg: Config, model: Surrogate, data: dict[str, Any]) -> dict[str, float]:
@@ -265,6 +335,8 @@ def validation_errors(cfg: Config, model: Surrogate, data: dict[str, Any]) -> di
         "mae_w": float(flat[:, 1].mean()), "max_v": float(flat[:, 0].max()),
         "max_w": float(flat[:, 1].max()),
     })
+    if cfg.model.kind == "itnn" and int(data["attrs"].get("cables_val", 0)):
+        out.update(cable_validation(model, data))
     if cfg.model.kind == "itnn" and "rollout_val" in data:
         seq = data["rollout_val"]
         with torch.no_grad():
@@ -276,6 +348,31 @@ def validation_errors(cfg: Config, model: Surrogate, data: dict[str, Any]) -> di
                     "rollout_mae_w": float(r[..., 1].mean()),
                     "rollout_max_v": float(r[..., 0].max())})
     return out
+
+
+def cable_validation(model: Surrogate, data: dict[str, Any]) -> dict[str, float]:
+    """Whole validation runs of the split solver with the model (float64): the worst wave
+    agreement with the exact runs (:mod:`surrogates.wave`) over the validation cables."""
+    from .wave import wave_agreement
+
+    worst = {"cable_activation_rel": 0.0, "cable_peak_rel": 0.0, "cable_missed_nodes": 0.0}
+    model64 = copy.deepcopy(model).double()
+    for i in range(int(data["attrs"]["cables_val"])):
+        states = data[f"cable_val_{i}_states"].astype(np.float64)
+        cur = torch.as_tensor(data[f"cable_val_{i}_currents"], dtype=torch.float64)
+        half = torch.as_tensor(data[f"cable_val_{i}_half_step"], dtype=torch.float64)
+        params = torch.as_tensor(data[f"cable_val_{i}_params"], dtype=torch.float64)
+        with torch.no_grad():
+            pred = split_rollout(model64, torch.as_tensor(states[:1]), cur[None],
+                                 params[None], half, cur.shape[0])[0].numpy()
+        v = np.concatenate([states[:1, :, 0], pred[..., 0]])
+        agreement = wave_agreement(np.arange(len(v)) * float(data["attrs"]["dt_r"]), v,
+                                   states[..., 0])
+        worst["cable_activation_rel"] = max(worst["cable_activation_rel"],
+                                            agreement.activation_rel)
+        worst["cable_peak_rel"] = max(worst["cable_peak_rel"], agreement.peak_rel)
+        worst["cable_missed_nodes"] += agreement.missed_nodes + agreement.extra_nodes
+    return worst
 
 
 def _optimizer(cfg: Config, model: Surrogate):
@@ -469,9 +566,32 @@ def _progress(total: int, quiet: bool, desc: str):
     return tqdm(total=total, desc=desc, file=sys.stderr, unit="it")
 
 
+@contextlib.contextmanager
+def deterministic():
+    """Deterministic torch kernels only, while training (an op without a deterministic
+    implementation raises instead of varying); the previous setting is restored after."""
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
 def train(cfg: Config, *, out: str | Path | None = None, quiet: bool = True,
           overwrite: bool = False, data: dict[str, Any] | None = None) -> TrainResult:
-    """Train the config's model and save it; resumes from ``checkpoint.pt`` if one is there."""
+    """Train the config's model and save it; resumes from ``checkpoint.pt`` if one is there.
+
+    The same config, data and package versions give the same weights bit for bit on any
+    machine: ``training.threads`` torch threads, the seeded generator, and deterministic
+    kernels only (:func:`deterministic`).
+    """
+    with deterministic():
+        return _train(cfg, out=out, quiet=quiet, overwrite=overwrite, data=data)
+
+
+def _train(cfg: Config, *, out: str | Path | None, quiet: bool, overwrite: bool,
+           data: dict[str, Any] | None) -> TrainResult:
     t = cfg.training
     directory = Path(out) if out is not None else cfg.model_dir
     replace, checkpoint = _inspect_directory(directory, overwrite)
