@@ -14,7 +14,7 @@ What is compared, in one run on the same states:
 3. **Throughput** (nodes per second = n / median time of one step, after a warm-up call) at
    each size n, of:
    - ``neural onnxruntime`` / ``neural torch``: the full :class:`surrogates.reaction.NeuralReaction`
-     step as the split solver calls it (pack (v, w, I) into one float32 (n, 3) batch, one
+     step as the split solver calls it (pack (v, w, I[, a]) into one float32 (n, n_in) batch, one
      runtime call, unpack to float64), fp32, CPU;
    - ``exact``: :class:`fhnpde.reaction.ExactReaction` with the matching scheme and m, the numba
      kernel the split solver uses (threaded over all cores);
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
         args.sizes, args.repeats = [1e4, 1e5], 3
 
     from fhnpde.models import Kinetics
-    from surrogates.reaction import NeuralReaction
+    from surrogates.reaction import NeuralReaction, parameter_inputs
     from surrogates.runtime import model_files, open_runtime
 
     files = model_files(args.model, "onnxruntime")
@@ -84,7 +84,10 @@ def main(argv=None) -> int:
     dt = float(meta["dt_r"])
     kin = Kinetics.create(meta["kinetics"]["name"], meta["kinetics"]["params"])
     fixed_I = float(meta.get("fixed", {}).get("I", 0.0))
-    steps = {name: NeuralReaction(open_runtime(args.model, name), meta, name=args.model)
+    # a model that takes kinetics parameters as inputs runs at the kinetics' own values
+    params = {k: float(kin.params[k]) for k in parameter_inputs(meta)}
+    steps = {name: NeuralReaction(open_runtime(args.model, name), meta, name=args.model,
+                                  params=params)
              for name in ("onnxruntime", "torch")}
 
     # 1. accuracy on cable states

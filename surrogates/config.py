@@ -260,12 +260,14 @@ class PINNSpec(_Strict):
 class ITNNSpec(_Strict):
     """``rollout_weight``: weight of the multi-step loss (one-step data: rollouts of the
     reaction alone; cable data: ``rollout_steps`` Strang steps of whole cables, ``rollout_batch``
-    windows per iteration, from iteration ``rollout_after`` x iterations on);
+    windows every ``rollout_every`` iterations, from iteration ``rollout_after`` x iterations
+    on);
     ``structure``: ``plain`` or ``rest-factored`` (the rest state a fixed point exactly)."""
 
     rollout_weight: NonNegativeFloat = 0.0
     rollout_steps: PositiveInt = 24
     rollout_batch: PositiveInt = 4
+    rollout_every: PositiveInt = 1
     rollout_after: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.2
     residual: bool = True
     structure: Literal["plain", "rest-factored"] = "plain"

@@ -276,7 +276,7 @@ class Objective:
             loss = loss + self.cfg.model.itnn.rollout_weight * (((pred - seq) / scale) ** 2).mean()
         spec = self.cfg.model.itnn
         self.calls += 1
-        if (self.cables and spec.rollout_weight > 0
+        if (self.cables and spec.rollout_weight > 0 and self.calls % spec.rollout_every == 0
                 and self.calls > spec.rollout_after * self.cfg.training.iterations):
             cable = self.cables[int(torch.randint(0, len(self.cables), (1,), generator=self.gen))]
             steps = cable[1].shape[0]
