@@ -234,8 +234,9 @@ def test_cli_generate_train_evaluate(tmp_path, capsys):
     assert main(["train", cfg, *sets, "--out", str(tmp_path / "m"), "--quiet"]) == 0
     assert main(["evaluate", str(tmp_path / "m")]) == 0
     out = capsys.readouterr().out
-    assert "phase-portrait cosine similarity" in out
-    assert "quiescent (I=0.2)" in out
+    assert "vector field on the training region v [-2, 2] x w [-1, 1]" in out
+    assert "vector field on the 1.25x wider grid v [-2.5, 2.5] x w [-1.25, 1.25]" in out
+    assert "quiescent (I=0.2): per-point cosine" in out
     report = json.loads((tmp_path / "m" / "evaluation.json").read_text())
     assert set(report["phase_portrait"]["cosine"]) == {"quiescent", "spiking"}
     assert -1.0 <= report["phase_portrait"]["cosine"]["spiking"] <= 1.0
