@@ -127,10 +127,12 @@ def test_neural_ode_reduces_trajectory_loss(node_data, tmp_path):
     cfg.model.neural_ode.window = 5
     cfg.training.iterations = 200
     cfg.training.validate_every = 20
+    cfg.training.lr = 1e-2
     res = train(cfg, out=tmp_path / "node", data=data)
     assert res.history[0]["iteration"] == 0  # the untrained model's loss
     first, best = res.history[0]["val_loss"], min(h["val_loss"] for h in res.history)
-    assert best < first / 5, (first, best)
+    # measured: 370x lower (training seeds 1-3: 180-440x)
+    assert best < first / 50, (first, best)
 
 
 def test_training_is_reproducible(problem_a_data, tmp_path):
