@@ -74,7 +74,8 @@ def model_field(model, meta: dict[str, Any], v, w, I) -> np.ndarray:
     cols = {"t": np.zeros_like(v), "v0": v, "w0": w, "I": current}
     x = torch.from_numpy(np.stack([cols[k] for k in inputs], 1)).requires_grad_(True)
     u = model(x)
-    grads = [torch.autograd.grad(u[:, j].sum(), x)[0][:, 0] for j in (0, 1)]
+    grads = [torch.autograd.grad(u[:, j].sum(), x, retain_graph=j == 0)[0][:, 0]
+             for j in (0, 1)]
     return torch.stack(grads, 1).detach().numpy().astype(float)
 
 

@@ -245,6 +245,23 @@ def test_cell_coverage_counts_cells_between_nodes():
     assert cell_coverage(centres, V, W) == 1.0
 
 
+def test_trajectory_model_field_is_du_dt_at_t0():
+    # u(t, v0, w0, I) = (v0, w0) + sin(t) F(v0, w0, I): du/dt at t = 0 is the field F
+    kin = Kinetics.create("fitzhugh", {})
+    field = _ExactField(kin)
+
+    class Trajectory(torch.nn.Module):
+        def forward(self, x):
+            t, v0, w0, current = x[:, 0:1], x[:, 1], x[:, 2], x[:, 3]
+            f = field(torch.stack([v0, w0, current], 1))
+            return torch.stack([v0, w0], 1) + torch.sin(t) * f
+
+    V, W = np.meshgrid(np.linspace(-2, 2, 9), np.linspace(-1, 1, 5))
+    meta = {"kind": "pinn", "inputs": ["t", "v0", "w0", "I"]}
+    got = model_field(Trajectory(), meta, V, W, 0.5)
+    np.testing.assert_allclose(got, exact_field(kin, V.ravel(), W.ravel(), 0.5), atol=1e-5)
+
+
 def test_phase_portrait_of_a_scaled_exact_field_on_both_grids():
     from surrogates import CONFIGS
     from surrogates.config import load_config
