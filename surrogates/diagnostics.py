@@ -5,18 +5,30 @@
                     drawn (latin hypercube) in the rollout start box, against fhnpde's exact
                     solver; MAE per step (the drift curve) and over all steps.
 ``extrapolation``   Neural ODE only: trajectories 4x longer than the training horizon.
-``phase_portrait``  cosine similarity between the model's vector field and the exact one,
+``phase_portrait``  the model's vector field against the exact one, per regime (a constant
+                    current I), on two grids of ``grid_points`` x ``grid_points`` nodes: the
+                    training region (``grid_v`` x ``grid_w``; default: the state box of the
+                    training data) and a grid 25 % wider in each direction (same centre, each
+                    side 1.25 times as long). With f_i the model's and g_i the exact field at
+                    node i of the grid G, three scores:
 
-                        S = (1 / |G|) sum_{(v,w) in G} <f_model, f_exact> / (|f_model| |f_exact|),
+                        per-point cosine  (1 / |G|) sum_i <f_i, g_i> / (|f_i| |g_i|)
+                        flattened cosine  sum_i <f_i, g_i> / (|F| |G_e|)
+                        relative L2       |F - G_e| / |G_e|
 
-                    on a grid G of ``grid_points`` x ``grid_points`` nodes over
-                    ``grid_v`` x ``grid_w``, per regime (a constant current I). The model's
-                    field is f itself (Neural ODE), the one-step increment divided by dt_r
-                    (ITNN: (N(v, w, I) - (v, w)) / dt_r), or du/dt at t = 0 by autograd
-                    (DDNN/PINN models with v0 and w0 inputs). Default grid: the state box
-                    (v, w ranges) of the training data; default regimes: I = 0.2 (quiescent)
-                    and 0.5 (spiking) for fitzhugh, the ends of the I range for nagumo.
-                    The exact field scores 1 by construction.
+                    where F and G_e are the fields flattened into one vector each (so the
+                    flattened scores weigh a node by the size of its field: a field of the
+                    right direction but the wrong size scores 1 on both cosines and its
+                    relative size error in L2). Beside each grid: the fraction of its
+                    (grid_points - 1)^2 cells (the rectangles between neighbouring nodes)
+                    that hold at least one training state (Neural ODE: the states of the
+                    training trajectories; ITNN: the training inputs' (v, w), with the
+                    rollout sequences' states; DDNN/PINN: the training inputs' (v0, w0)).
+                    The model's field is f itself (Neural ODE), the one-step increment
+                    divided by dt_r (ITNN: (N(v, w, I) - (v, w)) / dt_r), or du/dt at t = 0
+                    by autograd (DDNN/PINN models with v0 and w0 inputs). Default regimes:
+                    I = 0.2 (quiescent) and 0.5 (spiking) for fitzhugh, the ends of the I
+                    range for nagumo. The exact field scores 1, 1 and 0 by construction.
 
 ``evaluate`` writes ``evaluation.json``, ``phase_portrait.png`` and (ITNN) ``rollout.png``.
 """
@@ -62,7 +74,8 @@ def model_field(model, meta: dict[str, Any], v, w, I) -> np.ndarray:
     cols = {"t": np.zeros_like(v), "v0": v, "w0": w, "I": current}
     x = torch.from_numpy(np.stack([cols[k] for k in inputs], 1)).requires_grad_(True)
     u = model(x)
-    grads = [torch.autograd.grad(u[:, j].sum(), x)[0][:, 0] for j in (0, 1)]
+    grads = [torch.autograd.grad(u[:, j].sum(), x, retain_graph=j == 0)[0][:, 0]
+             for j in (0, 1)]
     return torch.stack(grads, 1).detach().numpy().astype(float)
 
 
@@ -73,12 +86,54 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray, eps: float = 1e-12) -> float
     return float(np.mean(cos))
 
 
-def phase_grid(diag, state_box: dict[str, list[float]]) -> tuple[np.ndarray, np.ndarray]:
-    """The (v, w) grid of the phase-portrait comparison (meshgrid arrays)."""
+def field_scores(model_f: np.ndarray, exact_f: np.ndarray) -> dict[str, float]:
+    """Per-point cosine, flattened cosine and relative L2 error of a field (rows: points)."""
+    a, b = np.asarray(model_f, float).ravel(), np.asarray(exact_f, float).ravel()
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    return {"cosine_per_point": cosine_similarity(model_f, exact_f),
+            "cosine_flat": float(a @ b / max(na * nb, 1e-300)),
+            "rel_l2": float(np.linalg.norm(a - b) / max(nb, 1e-300))}
+
+
+WIDER = 1.25  # the second grid: each side this many times as long, same centre
+
+
+def _widen(span: list[float], factor: float) -> list[float]:
+    centre, half = 0.5 * (span[0] + span[1]), 0.5 * (span[1] - span[0])
+    return [centre - factor * half, centre + factor * half]
+
+
+def phase_grid(diag, state_box: dict[str, list[float]],
+               widen: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """The (v, w) grid of the phase-portrait comparison (meshgrid arrays), each side
+    ``widen`` times as long as the diagnostics grid (same centre)."""
     gv = diag.grid_v or state_box.get("v") or state_box.get("v0")
     gw = diag.grid_w or state_box.get("w") or state_box.get("w0")
     n = diag.grid_points
+    gv, gw = _widen(list(gv), widen), _widen(list(gw), widen)
     return np.meshgrid(np.linspace(*gv, n), np.linspace(*gw, n), indexing="xy")
+
+
+def training_states(cfg: Config, meta: dict[str, Any], data: dict[str, Any]) -> np.ndarray:
+    """The (v, w) states the model's field was trained at, shape (n, 2)."""
+    kind = meta["kind"]
+    if kind == "neural-ode":
+        return np.asarray(data["traj_train"], float).reshape(-1, 2)
+    x = np.asarray(data["x_train"], float)
+    if kind == "itnn":
+        states = [x[:, :2]]
+        if cfg.model.itnn.rollout_weight > 0 and "rollout_train" in data:
+            states.append(np.asarray(data["rollout_train"], float).reshape(-1, 2))
+        return np.concatenate(states)
+    inputs = list(meta["inputs"])
+    return x[:, [inputs.index("v0"), inputs.index("w0")]]
+
+
+def cell_coverage(states: np.ndarray, V: np.ndarray, W: np.ndarray) -> float:
+    """Fraction of the grid's cells (rectangles between neighbouring nodes) holding at least
+    one of ``states`` (n, 2)."""
+    counts, _, _ = np.histogram2d(states[:, 0], states[:, 1], bins=[V[0, :], W[:, 0]])
+    return float((counts > 0).mean())
 
 
 def default_regimes(cfg: Config, meta: dict[str, Any]) -> dict[str, float]:
@@ -92,17 +147,31 @@ def default_regimes(cfg: Config, meta: dict[str, Any]) -> dict[str, float]:
     return {"fixed": float(meta["fixed"].get("I", 0.0))}
 
 
-def phase_portrait(model, meta: dict[str, Any], cfg: Config) -> dict[str, Any]:
-    """Cosine similarity per regime and the fields (for plotting)."""
+def phase_portrait(model, meta: dict[str, Any], cfg: Config, widen: float = 1.0,
+                   states: np.ndarray | None = None) -> dict[str, Any]:
+    """Field scores per regime on the grid (``widen``: see :func:`phase_grid`), the fraction
+    of cells holding ``states`` (if given) and the fields (for plotting)."""
     kin = Kinetics.create(meta["kinetics"]["name"], meta["kinetics"]["params"])
-    V, W = phase_grid(cfg.diagnostics, meta.get("state_box", {}))
+    V, W = phase_grid(cfg.diagnostics, meta.get("state_box", {}), widen)
     out: dict[str, Any] = {"grid": (V, W), "regimes": {}}
+    if states is not None:
+        out["coverage"] = cell_coverage(states, V, W)
     for name, current in default_regimes(cfg, meta).items():
         exact = exact_field(kin, V.ravel(), W.ravel(), current)
         learned = model_field(model, meta, V.ravel(), W.ravel(), current)
-        out["regimes"][name] = {"I": current, "cosine": cosine_similarity(learned, exact),
+        scores = field_scores(learned, exact)
+        out["regimes"][name] = {"I": current, "cosine": scores["cosine_per_point"], **scores,
                                 "exact": exact, "model": learned}
     return out
+
+
+def _grid_report(pp: dict[str, Any]) -> dict[str, Any]:
+    V, W = pp["grid"]
+    return {"grid_v": [float(V.min()), float(V.max())], "grid_w": [float(W.min()), float(W.max())],
+            "grid_points": int(V.shape[0]), "cells_with_training_data": pp.get("coverage"),
+            "regimes": {k: {"I": r["I"], **{s: r[s] for s in
+                                            ("cosine_per_point", "cosine_flat", "rel_l2")}}
+                        for k, r in pp["regimes"].items()}}
 
 
 def rollout_drift(model, meta: dict[str, Any], cfg: Config, steps: int, size: int,
@@ -154,7 +223,8 @@ def plot_phase_portrait(result: dict[str, Any], meta: dict[str, Any], path: Path
             f = field / np.maximum(np.linalg.norm(field, axis=1, keepdims=True), 1e-12)
             ax.quiver(V.ravel(), W.ravel(), f[:, 0], f[:, 1], color=color, angles="xy",
                       scale=40, width=0.003, label=label)
-        ax.set_title(f"{name}: I = {r['I']:g}, cosine similarity {r['cosine']:.3f}")
+        ax.set_title(f"{name}: I = {r['I']:g}; cosine {r['cosine']:.3f} per point, "
+                     f"{r['cosine_flat']:.3f} flattened; rel. L2 {r['rel_l2']:.3f}", fontsize=9)
         ax.set_xlabel("v")
         ax.set_ylabel("w")
         ax.legend(loc="upper left", fontsize=8)
@@ -218,13 +288,15 @@ def evaluate(model_dir: str | Path, *, out: str | Path | None = None,
         report["extrapolation"] = extrapolation(model, meta, cfg)
     has_field = meta["kind"] in ("itnn", "neural-ode") or {"v0", "w0"} <= set(meta["inputs"])
     if has_field:
-        pp = phase_portrait(model, meta, cfg)
-        V, W = pp["grid"]
+        states = training_states(cfg, meta, data)
+        pp = phase_portrait(model, meta, cfg, states=states)
+        wide = phase_portrait(model, meta, cfg, widen=WIDER, states=states)
         report["phase_portrait"] = {
-            "grid_v": [float(V.min()), float(V.max())], "grid_w": [float(W.min()), float(W.max())],
-            "grid_points": int(V.shape[0]),
+            **{k: v for k, v in _grid_report(pp).items() if k.startswith("grid_")},
             "cosine": {k: r["cosine"] for k, r in pp["regimes"].items()},
             "currents": {k: r["I"] for k, r in pp["regimes"].items()},
+            "training_region": _grid_report(pp),
+            "wider": {"factor": WIDER, **_grid_report(wide)},
         }
         if plots:
             plot_phase_portrait(pp, meta, out_dir / "phase_portrait.png")
@@ -250,7 +322,14 @@ def summary(report: dict[str, Any]) -> str:
                      f"{e['trajectory_mse']:.4g}")
     if "phase_portrait" in report:
         p = report["phase_portrait"]
-        cos = ", ".join(f"{k} (I={p['currents'][k]:g}) {c:.4f}" for k, c in p["cosine"].items())
-        lines.append(f"  phase-portrait cosine similarity on v {p['grid_v']} x w {p['grid_w']} "
-                     f"({p['grid_points']}^2 grid): {cos}")
+        for title, g in (("training region", p["training_region"]),
+                         (f"{p['wider']['factor']:g}x wider grid", p["wider"])):
+            lines.append(f"  vector field on the {title} v [{g['grid_v'][0]:g}, {g['grid_v'][1]:g}]"
+                         f" x w [{g['grid_w'][0]:g}, {g['grid_w'][1]:g}] ({g['grid_points']}^2 "
+                         f"nodes; {g['cells_with_training_data']:.0%} of cells hold training "
+                         "states):")
+            for k, r in g["regimes"].items():
+                lines.append(f"    {k} (I={r['I']:g}): per-point cosine "
+                             f"{r['cosine_per_point']:.4f}, flattened cosine "
+                             f"{r['cosine_flat']:.4f}, relative L2 {r['rel_l2']:.4f}")
     return "\n".join(lines)

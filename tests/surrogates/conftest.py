@@ -33,7 +33,7 @@ def node_data(tmp_path_factory):
     from surrogates.data import generate, load_data
 
     tmp = tmp_path_factory.mktemp("node")
-    cfg = small_config("neural_ode", tmp, "data.train.size=8", "data.validation.size=8",
+    cfg = small_config("neural_ode", tmp, "data.train.size=32", "data.validation.size=8",
                        "data.steps=20")
     generate(cfg)
     return cfg, load_data(cfg.data_path)

@@ -11,7 +11,14 @@ import pytest
 torch = pytest.importorskip("torch", reason="the surrogates extra (torch) is not installed")
 
 from fhnpde.models import Kinetics  # noqa: E402
-from surrogates.diagnostics import cosine_similarity, exact_field, model_field  # noqa: E402
+from surrogates.diagnostics import (  # noqa: E402
+    cell_coverage,
+    cosine_similarity,
+    exact_field,
+    field_scores,
+    model_field,
+    phase_portrait,
+)
 from surrogates.models import load_model, physics_residual, predict  # noqa: E402
 from surrogates.train import train  # noqa: E402
 
@@ -120,10 +127,12 @@ def test_neural_ode_reduces_trajectory_loss(node_data, tmp_path):
     cfg.model.neural_ode.window = 5
     cfg.training.iterations = 200
     cfg.training.validate_every = 20
+    cfg.training.lr = 1e-2
     res = train(cfg, out=tmp_path / "node", data=data)
     assert res.history[0]["iteration"] == 0  # the untrained model's loss
     first, best = res.history[0]["val_loss"], min(h["val_loss"] for h in res.history)
-    assert best < first / 5, (first, best)
+    # measured: 370x lower (training seeds 1-3: 180-440x)
+    assert best < first / 50, (first, best)
 
 
 def test_training_is_reproducible(problem_a_data, tmp_path):
@@ -196,6 +205,91 @@ def test_exact_field_scores_cosine_one():
         assert cosine_similarity(rotated, exact) == pytest.approx(0.0, abs=1e-12)
 
 
+def test_field_scores_against_closed_forms():
+    kin = Kinetics.create("fitzhugh", {})
+    V, W = np.meshgrid(np.linspace(-2, 2, 21), np.linspace(-1, 1, 21))
+    g = exact_field(kin, V.ravel(), W.ravel(), 0.5)
+    # the right direction, 3 % too long everywhere: cosines 1, relative L2 0.03
+    s = field_scores(1.03 * g, g)
+    assert s["cosine_per_point"] == pytest.approx(1.0, abs=1e-12)
+    assert s["cosine_flat"] == pytest.approx(1.0, abs=1e-12)
+    assert s["rel_l2"] == pytest.approx(0.03, rel=1e-9)
+    # rotated by theta everywhere: both cosines cos(theta), relative L2 2 sin(theta / 2)
+    th = 0.3
+    rot = np.stack([np.cos(th) * g[:, 0] - np.sin(th) * g[:, 1],
+                    np.sin(th) * g[:, 0] + np.cos(th) * g[:, 1]], 1)
+    s = field_scores(rot, g)
+    assert s["cosine_per_point"] == pytest.approx(np.cos(th), abs=1e-12)
+    assert s["cosine_flat"] == pytest.approx(np.cos(th), abs=1e-12)
+    assert s["rel_l2"] == pytest.approx(2 * np.sin(th / 2), rel=1e-9)
+    # dv/dt doubled: the two cosines differ, each from its own sum over the nodes
+    gv, gw = g[:, 0], g[:, 1]
+    per_point = np.mean([(2 * a * a + b * b) / (np.hypot(2 * a, b) * np.hypot(a, b))
+                         for a, b in zip(gv, gw, strict=True)])
+    sv, sw = float(np.sum(gv**2)), float(np.sum(gw**2))
+    s = field_scores(np.stack([2 * gv, gw], 1), g)
+    assert s["cosine_per_point"] == pytest.approx(per_point, rel=1e-12)
+    assert s["cosine_flat"] == pytest.approx((2 * sv + sw) / np.sqrt((4 * sv + sw) * (sv + sw)),
+                                             rel=1e-12)
+    assert s["rel_l2"] == pytest.approx(np.sqrt(sv / (sv + sw)), rel=1e-12)
+    assert abs(s["cosine_flat"] - s["cosine_per_point"]) > 1e-3
+
+
+def test_cell_coverage_counts_cells_between_nodes():
+    V, W = np.meshgrid(np.linspace(0, 4, 5), np.linspace(0, 2, 3))  # 4 x 2 = 8 cells
+    assert cell_coverage(np.empty((0, 2)), V, W) == 0.0
+    # two states in one cell, one in another, one outside the grid: 2 of 8 cells
+    states = np.array([[0.5, 0.5], [0.6, 0.4], [3.5, 1.5], [5.0, 1.0]])
+    assert cell_coverage(states, V, W) == pytest.approx(2 / 8)
+    centres = np.array([[i + 0.5, j + 0.5] for i in range(4) for j in range(2)])
+    assert cell_coverage(centres, V, W) == 1.0
+
+
+def test_trajectory_model_field_is_du_dt_at_t0():
+    # u(t, v0, w0, I) = (v0, w0) + sin(t) F(v0, w0, I): du/dt at t = 0 is the field F
+    kin = Kinetics.create("fitzhugh", {})
+    field = _ExactField(kin)
+
+    class Trajectory(torch.nn.Module):
+        def forward(self, x):
+            t, v0, w0, current = x[:, 0:1], x[:, 1], x[:, 2], x[:, 3]
+            f = field(torch.stack([v0, w0, current], 1))
+            return torch.stack([v0, w0], 1) + torch.sin(t) * f
+
+    V, W = np.meshgrid(np.linspace(-2, 2, 9), np.linspace(-1, 1, 5))
+    meta = {"kind": "pinn", "inputs": ["t", "v0", "w0", "I"]}
+    got = model_field(Trajectory(), meta, V, W, 0.5)
+    np.testing.assert_allclose(got, exact_field(kin, V.ravel(), W.ravel(), 0.5), atol=1e-5)
+
+
+def test_phase_portrait_of_a_scaled_exact_field_on_both_grids():
+    from surrogates import CONFIGS
+    from surrogates.config import load_config
+
+    cfg = load_config(CONFIGS / "neural_ode.yaml")
+    kin = Kinetics.create("fitzhugh", cfg.kinetics.params)
+
+    class Scaled(_ExactField):
+        def forward(self, x):
+            return 1.1 * super().forward(x)
+
+    meta = {"kind": "neural-ode", "kinetics": {"name": "fitzhugh",
+                                               "params": dict(cfg.kinetics.params)}}
+    # one state inside the training grid, one outside it but inside the wider one
+    states = np.array([[0.05, 0.05], [2.2, 1.2]])
+    for widen, span_v, span_w in ((1.0, 2.0, 1.0), (1.25, 2.5, 1.25)):
+        pp = phase_portrait(Scaled(kin), meta, cfg, widen=widen, states=states)
+        V, W = pp["grid"]
+        assert (V.min(), V.max(), W.min(), W.max()) == pytest.approx(
+            (-span_v, span_v, -span_w, span_w))
+        n = cfg.diagnostics.grid_points
+        assert pp["coverage"] == pytest.approx((1 if widen == 1.0 else 2) / (n - 1) ** 2)
+        for r in pp["regimes"].values():
+            assert r["rel_l2"] == pytest.approx(0.1, rel=1e-5)
+            assert r["cosine_flat"] == pytest.approx(1.0, abs=1e-6)
+            assert r["cosine_per_point"] == pytest.approx(1.0, abs=1e-6)
+
+
 def test_itnn_field_of_an_exact_euler_step():
     # an "ITNN" that takes one Euler step has the increment / dt_r equal to the field
     kin = Kinetics.create("nagumo", {"k": 10.0, "a": 0.4, "eps": 0.04, "gamma": 4.0})
@@ -243,3 +337,31 @@ def test_interrupted_training_resumes_from_its_checkpoint(problem_a_data, tmp_pa
     b = torch.load(tmp_path / "cut" / "model.pt", weights_only=True)
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_evaluate_scores_the_field_of_an_itnn_on_both_grids(itnn_data, tmp_path):
+    from surrogates.diagnostics import evaluate, summary
+
+    cfg, data = itnn_data
+    cfg = cfg.model_copy(deep=True)
+    cfg.model.widths = [16]
+    cfg.training.iterations = 20
+    cfg.training.validate_every = 10
+    train(cfg, out=tmp_path / "m", data=data)
+    report = evaluate(tmp_path / "m", plots=False)
+    pp = report["phase_portrait"]
+    train_grid, wide = pp["training_region"], pp["wider"]
+    assert train_grid["grid_v"] == pytest.approx([-0.15, 1.15])
+    assert wide["grid_v"] == pytest.approx([-0.15 - 0.1625, 1.15 + 0.1625])
+    assert wide["grid_w"] == pytest.approx([-0.025, 0.225])
+    # 4,000 uniform states in the box that is the training grid: every one of its 400 cells;
+    # the wider grid's cells are 1.25x as large and its box edges fall on cell edges, two
+    # cells in from each side: 16 x 16 of its 20 x 20 cells lie in the box
+    assert train_grid["cells_with_training_data"] == 1.0
+    assert wide["cells_with_training_data"] == pytest.approx(16 * 16 / 400)
+    for g in (train_grid, wide):
+        for r in g["regimes"].values():
+            assert -1.0 <= r["cosine_flat"] <= 1.0
+            assert r["rel_l2"] >= np.sqrt(max(0.0, 1 - r["cosine_flat"] ** 2)) - 1e-9
+    assert pp["cosine"]["low"] == train_grid["regimes"]["low"]["cosine_per_point"]
+    assert "100% of cells hold training states" in summary(report)
