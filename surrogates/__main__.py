@@ -1,4 +1,4 @@
-"""``python -m surrogates generate|train|search|evaluate|export``.
+"""``python -m surrogates generate|train|search|evaluate|export|wave``.
 
     python -m surrogates generate CONFIG [--set KEY=VALUE ...] [--overwrite]
     python -m surrogates train CONFIG [--set ...] [--out DIR] [--overwrite] [--quiet]
@@ -6,6 +6,10 @@
                                 [--out DIR] [--dashboard]
     python -m surrogates evaluate MODEL_DIR [--steps N] [--out DIR]
     python -m surrogates export MODEL_DIR --format onnx|tensorrt [--fp16] [--max-batch N]
+    python -m surrogates wave CASE [--set KEY=VALUE ...] [--substeps N] [--json FILE]
+
+``wave`` runs a neural-reaction case and the same case with the exact reaction and says
+whether the wave is kept (activation times within 1 %, peak within 3 %; exit status 1 if not).
 
 Exit status: 0 done; 2 bad input (one line on stderr, no traceback); 1 training diverged
 (for a search: some candidate failed; the others are in the table and a rerun retries it);
@@ -102,6 +106,22 @@ def cmd_export(args) -> int:
     return EXIT_OK
 
 
+def cmd_wave(args) -> int:
+    import json
+    from pathlib import Path
+
+    from fhnpde.loading import load_case
+
+    from .wave import check_wave, report
+
+    case = load_case(args.case, args.set)
+    agreement, _, _ = check_wave(case, substeps=args.substeps)
+    print(report(case.name, agreement))
+    if args.json:
+        Path(args.json).write_text(json.dumps(agreement.as_dict(), indent=2) + "\n")
+    return EXIT_OK if agreement.ok() else EXIT_FAILED
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m surrogates", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -148,6 +168,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ITNN rollout steps (default: diagnostics.rollout_steps)")
     e.add_argument("--out", help="where to write evaluation.json and plots (default: MODEL)")
     e.set_defaults(func=cmd_evaluate)
+    w = sub.add_parser("wave", help="a neural-reaction case against its exact twin, whole run")
+    w.add_argument("case", help="a case with reaction.kind: neural, e.g. "
+                                "cases/divergent_neural.yaml")
+    w.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a case key, e.g. --set model.params.a=0.08")
+    w.add_argument("--substeps", type=int, default=100,
+                   help="RK4 substeps per step of the exact reaction (default 100)")
+    w.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    w.set_defaults(func=cmd_wave)
     return p
 
 
