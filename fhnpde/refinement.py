@@ -11,12 +11,13 @@
   standard allows and ``array_api_strict`` permits with its default flags
   (``data_dependent_shapes``, ``boolean_indexing``).
 
-Why two: the sequential form cannot run on a GPU namespace, and the array form on numpy costs
-about ten times the compiled loop per choice (0.85 ms against 0.07 ms on the 3,201-node base
-grid of ``cases/divergent_adaptive.yaml``), which would triple the numba run's 0.4 s. Both
-compute the per-node quantities with the same formulas (:mod:`fhnpde.nonuniform`,
-:mod:`fhnpde.models`), and ``tests/test_adaptive.py`` checks that they choose the same nodes
-(random strides and active sets, and every choice of adapting runs).
+Why two: the sequential form cannot run on a GPU namespace, and the array form on numpy
+costs about ten times the compiled loop per choice (median 0.43 ms against 0.04 ms on the
+3,201-node base grid of ``cases/divergent_adaptive.yaml``), which over its 1,499 choices
+would add 0.6 s to the numba run's 0.4 s. Both compute the per-node quantities with the same
+formulas (:mod:`fhnpde.nonuniform`, :mod:`fhnpde.models`), and ``tests/test_adaptive.py``
+checks that they choose the same nodes (random strides and active sets, and every choice of
+adapting runs).
 
 The array form turns each "refine the base nodes ``lo..hi``" of the loops into one question
 about a union of integer intervals ``[lo_j, hi_j]`` (:func:`covered_nodes`): base node ``i``
