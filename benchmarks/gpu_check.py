@@ -2,16 +2,16 @@
 TensorRT runtime, against the CPU.
 
 On a machine with a CUDA GPU it prints one table: for each solver and case (the runs of
-``tests/test_array_api.py``: explicit, crank-nicolson and split on divergent and
-impulse_train, euler, rk4 and crank-nicolson on cell_ensemble), each GPU path's largest
-difference from the CPU run (numpy backend, the same tridiagonal method) and its wall time
-against the numba backend's (warm: a first run compiles and is not timed; the median of
-``--repeats``). Then the same for the ``cyclic-reduction-cuda`` kernel (a batch of random
-diagonally dominant systems against scipy's LAPACK solve, timed against ``thomas``) and for
-the TensorRT runtime of ``models/itnn_cable`` (its engine built into a temporary copy; outputs
-against onnxruntime on the CPU, float32). A path whose library is missing is a row saying so.
-Agreement: within 1e-10 for float64 solvers, 1e-3 for the float32 TensorRT engine; the last
-line says whether everything agreed, and the exit status is 1 if not.
+``tests/test_array_api.py``: explicit, adaptive, crank-nicolson and split on divergent and
+impulse_train, adaptive on divergent_adaptive, euler, rk4 and crank-nicolson on cell_ensemble),
+each GPU path's largest difference from the CPU run (numpy backend, the same tridiagonal method)
+and its wall time against the numba backend's (warm: a first run compiles and is not timed; the
+median of ``--repeats``). Then the same for the ``cyclic-reduction-cuda`` kernel (a batch of
+random diagonally dominant systems against scipy's LAPACK solve, timed against ``thomas``) and
+for the TensorRT runtime of ``models/itnn_cable`` (its engine built into a temporary copy;
+outputs against onnxruntime on the CPU, float32). A path whose library is missing is a row
+saying so. Agreement: within 1e-10 for float64 solvers, 1e-3 for the float32 TensorRT engine;
+the last line says whether everything agreed, and the exit status is 1 if not.
 
 On a machine without a CUDA GPU it says so in one line and exits 0.
 
@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 CASES = ROOT / "cases"
-CABLE = ["explicit", "crank-nicolson", "split"]
+CABLE = ["explicit", "adaptive", "crank-nicolson", "split"]
 POINT = ["euler", "rk4", "crank-nicolson"]
 TRIDIAGONAL = "cyclic-reduction"  # the tridiagonal method that runs on device arrays
 TORCH_DEVICE = "cuda"
@@ -44,6 +44,7 @@ RUNS = [
     *[("divergent.yaml", m, ["time.t_end=20", "time.save_every=5"]) for m in CABLE],
     *[("impulse_train.yaml", m, ["time.t_end=40", "time.save_every=10"]) for m in CABLE],
     *[("cell_ensemble.yaml", m, ["time.t_end=20", "time.save_every=5"]) for m in POINT],
+    ("divergent_adaptive.yaml", "adaptive", ["time.t_end=20", "time.save_every=5"]),
 ]
 
 

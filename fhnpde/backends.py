@@ -74,6 +74,16 @@ def array_namespace(*arrays):
     return array_api_compat.array_namespace(*arrays)
 
 
+def device_of(a):
+    """The device of an array, for creating arrays beside it (None for numpy, which has one;
+    ``array_api_compat.device`` otherwise)."""
+    if isinstance(a, np.ndarray | np.generic):
+        return None
+    import array_api_compat
+
+    return array_api_compat.device(a)
+
+
 def to_numpy(a) -> np.ndarray:
     """A numpy copy (or the array itself) of an array of any namespace: the one
     device-to-host copy of the package (store writer, blow-up guard)."""

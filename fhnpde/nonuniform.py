@@ -84,9 +84,11 @@ adaptive solver's front radius and thresholds ensure.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from .backends import array_namespace, device_of
 from .grid import ghost_indices, neighbours_through_ghosts
 
 __all__ = [
@@ -124,18 +126,24 @@ class NodeSet:
     ``h_left[i]`` / ``h_right[i]`` are the distances to the value read left / right of node
     ``i``; at the ends that value is the ghost ``v[ghosts[0]]`` / ``v[ghosts[1]]`` (see the
     module docstring). ``periodic`` node sets do not hold the node at ``x = length``.
+    ``x`` may be an array of any array-API namespace; the derivatives then are too.
     """
 
-    x: np.ndarray
+    x: Any
     length: float
     boundary: str = "neumann"
     boundary_order: int = 2
 
     def __post_init__(self):
-        if self.x.ndim != 1 or self.x.size < 2:
+        if self.x.ndim != 1 or self.x.shape[0] < 2:
             raise ValueError(f"a node set needs at least 2 positions, got shape {self.x.shape}")
-        if np.any(np.diff(self.x) <= 0):
+        if bool(self.xp.any(self.x[1:] <= self.x[:-1])):
             raise ValueError("node positions must be strictly increasing")
+
+    @property
+    def xp(self):
+        """The array namespace of the positions."""
+        return array_namespace(self.x)
 
     @property
     def periodic(self) -> bool:
@@ -143,7 +151,7 @@ class NodeSet:
 
     @property
     def size(self) -> int:
-        return int(self.x.size)
+        return int(self.x.shape[0])
 
     @property
     def ghosts(self) -> tuple[int, int]:
@@ -151,57 +159,70 @@ class NodeSet:
         return ghost_indices(self.size, self.boundary, self.boundary_order)
 
     @property
-    def spacings(self) -> tuple[np.ndarray, np.ndarray]:
+    def spacings(self):
         """(h_left, h_right) for every node, the ends taken from the boundary treatment."""
-        gaps = np.diff(self.x)
+        x, xp = self.x, self.xp
+        gaps = x[1:] - x[:-1]
         if self.periodic:
-            wrap = self.x[0] + self.length - self.x[-1]
-            return np.concatenate([[wrap], gaps]), np.concatenate([gaps, [wrap]])
-        return np.concatenate([gaps[:1], gaps]), np.concatenate([gaps, gaps[-1:]])
+            wrap = x[:1] + self.length - x[-1:]
+            return xp.concat([wrap, gaps]), xp.concat([gaps, wrap])
+        return xp.concat([gaps[:1], gaps]), xp.concat([gaps, gaps[-1:]])
 
-    def neighbours(self, v) -> tuple[np.ndarray, np.ndarray]:
+    def neighbours(self, v):
         """(value left of node i, value right of node i), the ends read through the ghosts."""
-        return neighbours_through_ghosts(v, self.ghosts)
+        return neighbours_through_ghosts(v, self.ghosts, self.xp)
 
-    def first_derivative(self, v) -> np.ndarray:
+    def first_derivative(self, v):
         left, right = self.neighbours(v)
         a, b = self.spacings
         return first_derivative(left, v, right, a, b)
 
-    def second_derivative(self, v) -> np.ndarray:
+    def second_derivative(self, v):
         left, right = self.neighbours(v)
         a, b = self.spacings
         return second_derivative(left, v, right, a, b)
 
     @property
-    def weights(self) -> np.ndarray:
+    def weights(self):
         """Quadrature weights: trapezoidal (half intervals at the ends), or the mean of the
         two neighbouring intervals on a ring."""
         a, b = self.spacings
         w = 0.5 * (a + b)
-        if not self.periodic:
-            w[0] = 0.5 * b[0]
-            w[-1] = 0.5 * a[-1]
-        return w
+        if self.periodic:
+            return w
+        return self.xp.concat([0.5 * b[:1], w[1:-1], 0.5 * a[-1:]])
 
 
-def interpolate_nodes(x_old: np.ndarray, v_old: np.ndarray, x_new: np.ndarray,
-                      period: float | None = None) -> np.ndarray:
-    """Values on ``x_new`` from values on ``x_old`` (both sorted): a node in both sets keeps
-    its value bit for bit, any other node gets the linear interpolant of its two old
-    neighbours (on a ring of length ``period`` the interval across ``x = 0`` counts).
+def interpolate_nodes(x_old, v_old, x_new, period: float | None = None, xp=np):
+    """Values on ``x_new`` from values on ``x_old`` (both sorted, arrays of ``xp``; ``x_new``
+    within ``[x_old[0], x_old[-1]]``): a node in both sets keeps its value bit for bit, any
+    other node gets the linear interpolant of its two old neighbours,
+    ``v_L + (v_R - v_L) / (x_R - x_L) * (x - x_L)`` as ``numpy.interp`` computes it. On a
+    ring of length ``period`` (positions in ``[0, period)``) the interval across ``x = 0``
+    counts.
 
-    ``v_old`` may carry leading axes (e.g. ``(2, m)`` for v and w together).
+    ``v_old`` may carry leading axes (e.g. ``(2, m)`` for v and w together); the rows are
+    interpolated one at a time into the result, so the work arrays are those of one row.
     """
-    v_old = np.asarray(v_old)
-    pos = np.searchsorted(x_old, x_new)
-    kept = (pos < x_old.size) & (x_old[np.minimum(pos, x_old.size - 1)] == x_new)
-    out = np.empty((*v_old.shape[:-1], x_new.size))
-    flat_old = v_old.reshape(-1, x_old.size)
-    flat_out = out.reshape(-1, x_new.size)
-    new = ~kept
-    for row_old, row_out in zip(flat_old, flat_out, strict=True):
-        row_out[kept] = row_old[pos[kept]]
-        if new.any():
-            row_out[new] = np.interp(x_new[new], x_old, row_old, period=period)
-    return out
+    if period is not None:  # the old nodes continued one period to either side
+        x_old = xp.concat([x_old[-1:] - period, x_old, x_old[:1] + period])
+        v_old = xp.concat([v_old[..., -1:], v_old, v_old[..., :1]], axis=-1)
+    m, n = x_old.shape[0], x_new.shape[0]
+    left = xp.searchsorted(x_old, x_new, side="right") - 1  # x_old[left] <= x < x_old[left + 1]
+    offset = x_new - xp.take(x_old, left)
+    kept = offset == 0.0
+    gaps = x_old[1:] - x_old[:-1]
+    flat = xp.zeros((1,), dtype=v_old.dtype, device=device_of(v_old))  # beyond the last node
+
+    def interpolate(row):
+        slope = xp.concat([(row[1:] - row[:-1]) / gaps, flat])
+        at_left = xp.take(row, left)
+        return xp.where(kept, at_left, xp.take(slope, left) * offset + at_left)
+
+    if v_old.ndim == 1:
+        return interpolate(v_old)
+    rows = xp.reshape(v_old, (-1, m))
+    out = xp.empty((rows.shape[0], n), dtype=v_old.dtype, device=device_of(v_old))
+    for i in range(rows.shape[0]):
+        out[i, ...] = interpolate(rows[i, ...])
+    return xp.reshape(out, (*v_old.shape[:-1], n))

@@ -104,9 +104,11 @@ CABLE_WORK: dict[str, dict[str, int]] = {
     # Newton work (residual, Jacobian, Thomas's sweep) or the array code's temporaries.
     "crank-nicolson": {"numba": 20, "array": 24},
     # with every node active (the worst case): the compact active arrays, spacings,
-    # interpolation to the base grid and select_active's per-node work (need, v_x, v_xx;
-    # 4 of the numba ones allocated inside compiled code, which tracemalloc does not see).
-    "adaptive": {"numba": 16, "array": 16},
+    # interpolation to the base grid (its positions, offsets and one row's temporaries,
+    # the peak of the numba path) and the choice of the active set (the array form's
+    # v_x, v_xx, v_t, strides and interval counts; the compiled form's need, v_x, v_xx,
+    # 4 arrays allocated inside compiled code, which tracemalloc does not see).
+    "adaptive": {"numba": 17, "array": 19},
 }
 
 #: Work arrays per member of each point solver, beyond the state it is handed.

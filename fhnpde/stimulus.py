@@ -97,7 +97,8 @@ class AppliedCurrent:
 
     ``base`` is a steady current (a point ensemble's per-member ``I``); ``current(t)``
     returns an array that is reused while the set of active boxes does not change, so the
-    time loop allocates nothing.
+    time loop allocates nothing. Each box is ``amplitude[k]`` on ``[x0[k], x1[k]]`` (NaN
+    for a point model's boxes, which have no extent) while ``t0[k] <= t < t1[k]``.
     """
 
     def __init__(self, stimuli, x: np.ndarray | None, base, size: int,
@@ -108,6 +109,9 @@ class AppliedCurrent:
             [s.t[1] if s.t[1] is not None else -math.inf for s in stimuli], dtype=np.float64
         )
         self.amplitude = np.array([s.amplitude for s in stimuli], dtype=np.float64)
+        extents = [s.x if s.x is not None else (math.nan, math.nan) for s in stimuli]
+        self.x0 = np.array([e[0] for e in extents], dtype=np.float64)
+        self.x1 = np.array([e[1] for e in extents], dtype=np.float64)
         if x is not None:
             self.masks = [coverage(x, s.x[0], s.x[1], periodic_length) for s in stimuli]
         else:

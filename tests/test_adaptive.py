@@ -7,10 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fhnpde import refinement
 from fhnpde.case import CaseError, load_case
 from fhnpde.driver import build_solver, run_case
 from fhnpde.nonuniform import NodeSet, interpolate_nodes
-from fhnpde.solvers.adaptive import Refinement, RegridClock, grade_active
+from fhnpde.solvers.adaptive import Refinement, RegridClock
 from tests.helpers import SMALL_CABLE, final_state, fitted_order, make_case
 
 BACKENDS = ["numpy", "numba"]
@@ -132,18 +133,61 @@ def test_interpolation_keeps_old_nodes_and_is_linear_between():
     assert np.max(np.abs(para - x_new**2) / bound) > 0.1  # the bound is not vacuous
 
 
-def test_grading_leaves_no_jump_larger_than_two():
+@pytest.mark.parametrize("form", ["sequential", "array"])
+def test_grading_leaves_no_jump_larger_than_two(form):
     rng = np.random.default_rng(4)
     for periodic in (False, True):
         active = rng.uniform(size=500) < 0.05
         active[0] = True
         active[-1] = active[-1] or not periodic
         active[200:230] = True
-        grade_active(active, 500, periodic)
+        if form == "sequential":
+            refinement.grade_active(active, 500, periodic)
+        else:
+            active = refinement.grade_active_array(active, 500, periodic, np)
         index = np.flatnonzero(active)
         gaps = np.diff(np.concatenate([index, [index[0] + 500]]) if periodic else index)
         pairs = np.stack([gaps, np.roll(gaps, -1)])[:, : gaps.size - (0 if periodic else 1)]
         assert np.all(pairs.max(axis=0) <= 2 * pairs.min(axis=0))
+
+
+def test_array_form_of_the_rules_matches_the_sequential_form():
+    """Zones, grading by levels and the 2:1 grading of :mod:`fhnpde.refinement`, on random
+    strides, intervals and active sets of cables and rings (coarse strides up to half the
+    nodes, as :class:`Refinement` allows)."""
+    rng = np.random.default_rng(5)
+    checked = {"zones": 0, "levels": 0, "grading": 0}
+    for _ in range(400):
+        n = int(rng.integers(5, 300))
+        periodic = bool(rng.integers(2))
+        # intervals [lo, hi] (some reaching past the ends), against cover_range's loop
+        lo = rng.integers(-n // 2, n + n // 2, size=int(rng.integers(0, 6)))
+        hi = lo + rng.integers(0, n // 3 + 1, size=lo.size)
+        need = np.full(n, 2, dtype=np.int64)
+        for a, b in zip(lo, hi, strict=True):
+            refinement.cover_range(need, int(a), int(b), 1, n, periodic)
+        zones = refinement.covered_nodes(lo, hi, n, periodic, np)
+        np.testing.assert_array_equal(zones, need == 1)
+        checked["zones"] += int(zones.any())
+        # grading by levels, against balance_strides
+        coarse = 1 << int(rng.integers(0, int(np.log2(max(1, (n - 1) // 2))) + 1))
+        need = np.minimum(rng.choice([1, 2, 4, 8, 16, 32], size=n), coarse).astype(np.int64)
+        need[rng.uniform(size=n) < 0.7] = coarse
+        graded = need.copy()
+        refinement.balance_strides(graded, coarse, n, periodic)
+        by_array = refinement.balance_strides_array(need, coarse, n, periodic, np)
+        np.testing.assert_array_equal(by_array, graded)
+        checked["levels"] += int(np.any(graded != need))
+        # the 2:1 grading, against grade_active
+        active = rng.uniform(size=n) < rng.uniform(0.01, 0.5)
+        active[0] = True
+        active[-1] = active[-1] or not periodic
+        graded = active.copy()
+        refinement.grade_active(graded, n, periodic)
+        np.testing.assert_array_equal(refinement.grade_active_array(active, n, periodic, np),
+                                      graded)
+        checked["grading"] += int(np.any(graded != active))
+    assert min(checked.values()) > 50, checked  # the rules did act, not only keep inputs
 
 
 def test_spacings_round_down_to_powers_of_two():
@@ -195,6 +239,29 @@ def test_numba_and_numpy_backends_agree_while_adapting():
     np.testing.assert_allclose(w_nb, w_np, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("extra", [(), ("domain.boundary=periodic",),
+                                   ("domain.boundary_order=1",)])
+def test_array_form_chooses_the_nodes_of_the_compiled_form(extra):
+    """Every choice of an adapting numba run, made again by the array form from the same
+    values: the same nodes."""
+    case = make_case(SMALL_CABLE, *ADAPTING, "solver.backend=numba", *extra)
+    _, solver = build_solver(case)
+    compiled = solver.steps.select_active
+    choices = []
+
+    def both(*args):
+        index = compiled(*args)
+        choices.append(np.array_equal(refinement.select_active_array(*args, xp=np), index))
+        return index
+
+    solver.steps.select_active = both
+    dt = case.time.dt
+    state = solver.advance(solver.init(), 0.0, dt, round(10 / dt))
+    assert len(choices) == 100  # t = 0 and every 0.1 up to 9.9
+    assert all(choices)
+    assert 0 < state.aux["index"].size < 801 / 2  # it adapted
+
+
 def test_advance_equals_step_by_step():
     case = make_case(SMALL_CABLE, *ADAPTING, "time.t_end=1.6", "time.save_every=1.6",
                      "solver.backend=numba")
@@ -218,10 +285,15 @@ def test_unstable_dt_is_refused_with_the_smallest_spacing_limit():
     build_solver(forced)
 
 
-def test_cupy_backend_is_refused_with_a_sentence():
+def test_cupy_without_a_gpu_is_refused_with_a_sentence():
+    from fhnpde.backends import cupy_usable
+
+    if cupy_usable():
+        pytest.skip("cupy has a GPU here: the adaptive solver runs on it (benchmarks/gpu_check.py)")
     case = make_case(SMALL_CABLE, "solver.method=adaptive", "solver.backend=cupy")
-    with pytest.raises(CaseError, match="solver.backend"):
+    with pytest.raises(CaseError, match="^solver.backend: cupy is not usable here") as info:
         build_solver(case)
+    assert len(str(info.value).splitlines()) == 1
 
 
 def test_unknown_adaptive_key_is_refused():

@@ -15,16 +15,14 @@ from fhnpde.store import MemoryRecorder
 xps = pytest.importorskip("array_api_strict", reason="array-api-strict is a dev dependency")
 
 # (case file, solver, overrides): each registered solver whose array path is array code
-CABLE = ["explicit", "crank-nicolson", "split"]
+CABLE = ["explicit", "adaptive", "crank-nicolson", "split"]
 POINT = ["euler", "rk4", "crank-nicolson"]
 RUNS = [
     *[("divergent.yaml", m, ["time.t_end=5", "time.save_every=1"]) for m in CABLE],
     *[("impulse_train.yaml", m, ["time.t_end=20", "time.save_every=5"]) for m in CABLE],
     *[("cell_ensemble.yaml", m, ["time.t_end=5", "time.save_every=1"]) for m in POINT],
+    ("divergent_adaptive.yaml", "adaptive", ["time.t_end=5", "time.save_every=1"]),
 ]
-#: the adaptive solver is numpy code by design (its active-set selection is a sequential
-#: algorithm, compiled by numba); build_solver refuses other backends for it
-EXCLUDED = {"adaptive"}
 
 
 def case_for(cases_dir, name, method, sets, backend):
@@ -46,7 +44,7 @@ def test_every_registered_solver_is_covered():
 
     load_all()
     covered = {("cable", m) for m in CABLE} | {("point", m) for m in POINT}
-    assert set(REGISTRY) - covered == {("cable", name) for name in EXCLUDED}
+    assert set(REGISTRY) == covered
 
 
 @pytest.mark.parametrize(("name", "method", "sets"), RUNS)
@@ -97,17 +95,34 @@ def test_strict_arrays_refuse_numpy_here():
     np.testing.assert_array_equal(to_numpy(a), [1.0, 2.0])
 
 
-@pytest.mark.parametrize("where", [{"backend": "torch"}, {"namespace": xps}])
-def test_the_adaptive_solver_refuses_other_namespaces(cases_dir, where):
-    """Its array code is numpy by design: another namespace is refused, not ignored."""
-    from fhnpde.case import CaseError
+def test_adaptive_run_on_a_device_writes_a_complete_store(cases_dir, tmp_path):
+    """cases/divergent_adaptive.yaml end to end on strict device arrays into a zarr store:
+    the active set is chosen on the device (data-dependent shapes, which array_api_strict
+    permits with these flags), and the store equals the numpy run's."""
+    from fhnpde.driver import store_writer
+    from fhnpde.store import open_run
 
-    backend = where.get("backend", "numpy")
-    if backend == "torch":
-        pytest.importorskip("torch", reason="torch is in the surrogates extra")
-    case = load_case(cases_dir / "divergent_adaptive.yaml", [f"solver.backend={backend}"])
-    with pytest.raises(CaseError, match="solver.backend: the adaptive solver runs on the CPU"):
-        build_solver(case, namespace=where.get("namespace"))
+    assert xps.get_array_api_strict_flags()["data_dependent_shapes"]
+    assert xps.get_array_api_strict_flags()["boolean_indexing"]
+    case = load_case(cases_dir / "divergent_adaptive.yaml",
+                     ["time.t_end=5", "time.save_every=1", "solver.backend=numpy"])
+    _, ref = run(case)
+    problem, solver = build_solver(case, namespace=xps, device=xps.Device("device1"))
+    state = solver.init()
+    assert state.aux["index"].device == xps.Device("device1")
+    path = tmp_path / "adaptive.zarr"
+    writer = store_writer(case, problem, solver, path)
+    result = integrate(solver, state, case, [BlowUpGuard(), writer])
+    assert result.status == "complete", result.message
+    ds = open_run(path)
+    assert ds.attrs["status"] == "complete"
+    assert ds.sizes["time"] == ref.sizes["time"] == 6
+    for var in ("v", "w"):
+        np.testing.assert_allclose(ds[var].values, ref[var].values, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(ds["active_mask"].values, ref["active_mask"].values)
+    np.testing.assert_array_equal(ds["active_nodes"].values, ref["active_nodes"].values)
+    assert 0 < ds["active_nodes"].values.max() < problem.grid.nx / 4  # it adapted
+    assert result.stats["regrids"] == 24  # t = 0.2, ..., 4.8 (the one at 5.0 precedes no step)
 
 
 def test_cpu_only_tridiagonal_methods_are_refused_off_numpy(cases_dir):

@@ -13,8 +13,6 @@ from fhnpde.case import load_case
 from fhnpde.driver import NumericalFailure, build_solver
 from fhnpde.operators import laplacian_bands, solve_with_corners
 from fhnpde.plotting import level_crossings
-from fhnpde.solvers import solver_class
-from fhnpde.solvers.crank_nicolson import CrankNicolsonCable, CrankNicolsonPoint
 from tests.helpers import (
     CELL,
     SMALL_CABLE,
@@ -48,14 +46,7 @@ def run_to(case, times):
 crossings = level_crossings  # front and back of every pulse at v = 0.3
 
 
-# --- registration and the operator ----------------------------------------------------------------
-
-
-def test_registered_for_cables_and_points():
-    assert solver_class("crank-nicolson", "cable") is CrankNicolsonCable
-    assert solver_class("crank-nicolson", "point") is CrankNicolsonPoint
-    assert (CrankNicolsonCable.order.time, CrankNicolsonCable.order.space) == (2, 2)
-    assert CrankNicolsonPoint.order.time == 2
+# --- the operator ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("boundary", "order"), [("neumann", 2), ("neumann", 1), ("periodic", 2)])

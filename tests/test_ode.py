@@ -28,13 +28,25 @@ def test_point_solver_order_against_scipy(method, declared, dts, backend):
     assert order == pytest.approx(declared, abs=0.15), (errs, order)
 
 
-def test_solvers_declare_their_orders():
+@pytest.mark.parametrize(("name", "geometry"), [("leapfrog", "cable"), ("rk4", "cable"),
+                                              ("explicit", "point"), ("", "point")])
+def test_an_unknown_solver_is_one_sentence_naming_the_registered_ones(name, geometry):
+    """The registry lookup of a name not registered for the geometry (a point solver asked
+    for a cable, too): one line listing the solvers registered for it, which are exactly the
+    methods a case file may name for it; build_solver reports it at ``solver.method``."""
+    from fhnpde.case import CaseError
+    from fhnpde.driver import option_key
+    from fhnpde.schema import CABLE_METHODS, POINT_METHODS
     from fhnpde.solvers import solver_class
 
-    assert solver_class("euler", "point").order.time == 1
-    assert solver_class("rk4", "point").order.time == 4
-    assert solver_class("explicit", "cable").order.time == 1
-    assert solver_class("explicit", "cable").order.space == 2
+    valid = sorted(CABLE_METHODS if geometry == "cable" else POINT_METHODS)
+    with pytest.raises(CaseError) as info:
+        solver_class(name, geometry)
+    assert str(info.value) == (f"unknown solver {name!r} for a {geometry} case; valid solvers: "
+                               f"{', '.join(valid)}")
+    assert option_key(info.value.option) == "solver.method"
+    for method in valid:  # and every name listed is one that resolves
+        assert solver_class(method, geometry).geometry == geometry
 
 
 @pytest.mark.parametrize("method", ["euler", "rk4"])

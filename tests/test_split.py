@@ -12,8 +12,6 @@ from fhnpde.case import CaseError, load_case
 from fhnpde.driver import build_solver
 from fhnpde.models import Kinetics
 from fhnpde.reaction import REACTIONS, ExactReaction, ReactionStep, reaction_step
-from fhnpde.solvers import solver_class
-from fhnpde.solvers.split import StrangSplit
 from tests.helpers import SMALL_CABLE, final_state, fitted_order, make_case, mol_reference
 
 TRIDIAGONAL = ["thomas", "cyclic-reduction", "scipy"]
@@ -22,12 +20,6 @@ NAGUMO = {"k": 1.0, "a": 0.1, "eps": 0.01, "gamma": 0.5}
 
 def divergent(cases_dir, *sets):
     return load_case(cases_dir / "divergent.yaml", ["solver.method=split", *sets])
-
-
-def test_registered_with_declared_orders():
-    assert solver_class("split", "cable") is StrangSplit
-    assert (StrangSplit.order.time, StrangSplit.order.space) == (2, 2)
-    assert {"exact", "neural"} <= set(REACTIONS)
 
 
 # --- orders ---------------------------------------------------------------------------------------

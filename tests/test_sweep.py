@@ -383,6 +383,29 @@ def test_front_summary_on_a_straight_front():
     assert np.isnan(s["speed"])
 
 
+@pytest.mark.parametrize(("sets", "source", "far"), [
+    # v0 above the threshold: its peak
+    ((), 20.0, 20.0),
+    # a cable at rest: the centre of the first box that is not zero; a ring: half of it away
+    (("initial.v=0.0", "stimuli=[{x: [30.0, 34.0], amplitude: 0.0}, "
+      "{x: [2.0, 6.0], t: [0.0, 1.0], amplitude: 0.5}]"), 4.0, 36.0),
+    (("initial.v=0.0", "domain.boundary=periodic",
+      "stimuli=[{x: [2.0, 6.0], t: [0.0, 1.0], amplitude: 0.5}]"), 4.0, 20.0),
+    # at rest with no current: mid-cable
+    (("initial.v=0.0",), 20.0, 20.0),
+])
+def test_cable_summary_measures_from_the_source(sets, source, far):
+    """Where the pulses start and how far the far end is, from the problem's numbers."""
+    from fhnpde.driver import build_solver
+    from fhnpde.sweep import CableSummary
+    from tests.helpers import make_case
+
+    _, solver = build_solver(make_case(BASE, *sets))
+    summary = CableSummary(threshold=0.5, edge=None)
+    summary.start(type("Info", (), {"solver": solver})())
+    assert (summary.source, summary.far, summary.edge) == (source, far, 2.0)
+
+
 def test_plot_draws_a_threshold_map(grid_sweep, tmp_path):
     from fhnpde.plotting import plot_store, sweep_grid
 

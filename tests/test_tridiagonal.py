@@ -316,11 +316,34 @@ def test_shape_errors():
         td.solve(np.zeros(3), np.ones(3, complex), np.zeros(3), np.ones(3))
 
 
-def test_registry_entries_are_complete():
-    for method in td.METHODS.values():
-        assert method.placement in ("host", "array", "cuda")
-        assert method.summary
-    assert {"thomas", "cyclic-reduction", "scipy"} <= set(td.available_methods())
+@pytest.mark.parametrize("method", METHODS)
+def test_placement_says_which_arrays_a_method_takes(method):
+    """A registered method's placement is a promise: an "array" method solves systems held
+    as array-API arrays on a device (array_api_strict's, which refuse to become numpy) and
+    returns its answer there; a "host" method refuses them in one sentence naming the
+    methods that take them."""
+    xps = pytest.importorskip("array_api_strict", reason="array-api-strict is a dev dependency")
+    from fhnpde.backends import to_numpy
+
+    placement = td.METHODS[method].placement
+    if placement == "cuda":
+        pytest.skip("a CUDA kernel: run on a GPU by test_on_gpu_with_cupy and gpu_check.py")
+    system = random_system(np.random.default_rng(11), (3,), 37)
+    device = xps.Device("device1")
+    on_device = [xps.asarray(a, device=device) for a in system]
+    if placement == "array":
+        x = td.solve(*on_device, method=method)
+        assert x.device == device
+        assert_solves(*system, to_numpy(x), np.float64)
+    elif placement == "host":
+        with pytest.raises(ValueError, match=f"^tridiagonal method {method!r} runs on the "
+                           "CPU, but the arrays are on a GPU; use method='cyclic-reduction'"
+                           ) as info:
+            td.solve(*on_device, method=method)
+        message = str(info.value)
+        assert len(message.splitlines()) == 1
+    else:
+        pytest.fail(f"unknown placement {placement!r} of {method!r}")
 
 
 def test_import_does_not_load_numba_or_cupy():

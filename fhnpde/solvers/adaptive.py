@@ -21,7 +21,7 @@ finest stride asked for it, and both ends are always active:
 
 1. a coarse background: stride ``coarse_dx / dx`` everywhere;
 2. where ``|v_x| > vx_threshold`` at an active node (where the waves are): stride
-   ``wave_dx / dx`` within ``ZONE_WIDTH`` such strides of it;
+   ``wave_dx / dx`` within ``ZONE_WIDTH`` (:mod:`fhnpde.refinement`) such strides of it;
 3. where ``|v_t| > vt_threshold`` (where the dynamics are): stride ``fine_dx / dx`` within
    ``ZONE_WIDTH`` such strides; ``v_t = D v_xx + f(v, w, I)`` is the forward-Euler
    difference quotient ``(v^{n+1} - v^n)/dt`` of the coming step;
@@ -32,8 +32,9 @@ finest stride asked for it, and both ends are always active:
    front has ``v_t = -c v_x``, both large): on a cable at rest ``v_xx`` is round-off
    whose sign flips from node to node, and the slowly fading remnant of a pulse that
    died at an end is no front either;
-5. grading (:func:`balance_strides`): each level is ringed by ``BAND_WIDTH`` strides of
-   the next coarser one, so neighbouring intervals differ by at most a factor of two.
+5. grading (:func:`fhnpde.refinement.balance_strides`): each level is ringed by
+   ``BAND_WIDTH`` strides of the next coarser one, so neighbouring intervals differ by at
+   most a factor of two.
 
 Zones have a fixed extent around the flagged node rather than reaching to its current
 neighbours: a zone that depended on the current spacing would grow and shrink on
@@ -66,6 +67,12 @@ State: ``v``, ``w`` are held on the base grid (inactive nodes hold the linear in
 of the active ones, refreshed at the end of every :meth:`advance`), and ``aux["index"]``
 holds the sorted base indices of the active nodes. Within ``advance`` the active values
 live in compact arrays.
+
+Backends: the array path is array code on the solver's namespace ``xp`` (numpy, cupy,
+torch; the state, the indices and the active set stay on its device, and only the stored
+outputs and the blow-up guard copy them to the host, through :func:`fhnpde.backends.to_numpy`);
+the numba path steps in compiled blocks. They choose the active set with the array and the
+sequential forms of :mod:`fhnpde.refinement`, which choose the same nodes.
 """
 
 from __future__ import annotations
@@ -75,21 +82,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..backends import kernels
+from ..backends import device_of, kernels
 from ..nonuniform import NodeSet, interpolate_nodes
-from ..refinement import (  # noqa: F401 - the selection rules, re-exported
-    BAND_WIDTH,
-    GRADING_RATIO,
-    ZONE_WIDTH,
-    balance_strides,
-    cover_range,
-    grade_active,
-    select_active,
-)
+from ..refinement import member_mask, select_active_array
 from ..schemes import adaptive_euler_node
 from .base import Order, Solver, State, register
 from .explicit import diffusion_limit
-from .options import OptionError
 
 KERNELS = "fhnpde.solvers.adaptive_numba"
 
@@ -184,15 +182,9 @@ class AdaptiveSolver(Solver):
 
     def __init__(self, problem, options=None):
         super().__init__(problem, options)
-        if self.backend not in ("numpy", "numba") or self.xp is not np:
-            raise OptionError(
-                f"the adaptive solver runs on the CPU and supports backends numpy and numba, "
-                f"not {self.backend!r}; set solver.backend: numba",
-                option="backend",
-            )
         grid = problem.grid
         self.grid = grid
-        self.x = grid.x
+        self.x = self.asarray(grid.x)
         self.rules = Refinement.from_spec(self.options.adaptive, grid)
         self.params = tuple(float(x) for x in problem.kinetics.values)
         self.code = problem.kinetics.family.code
@@ -221,37 +213,45 @@ class AdaptiveSolver(Solver):
 
     # -- active sets ----------------------------------------------------------------
 
-    def nodes(self, index: np.ndarray) -> NodeSet:
+    def nodes(self, index) -> NodeSet:
         """The node set of the active base indices ``index``."""
         g = self.grid
-        return NodeSet(self.x[index], g.length, g.boundary, g.boundary_order)
+        return NodeSet(self.xp.take(self.x, index), g.length, g.boundary, g.boundary_order)
 
-    def choose_active(self, index: np.ndarray, v: np.ndarray, w: np.ndarray,
-                      t: float) -> np.ndarray:
+    def current_at(self, t: float, index):
+        """The applied current at time ``t`` on the active nodes ``index``."""
+        return self.xp.take(self.asarray(self.problem.current.current(t)), index)
+
+    def choose_active(self, index, v, w, t: float):
         """Sorted base indices of the next active set, from ``v``, ``w`` on ``index``."""
         r = self.rules
         nodes = self.nodes(index)
         h_left, h_right = nodes.spacings
         g0, gn = nodes.ghosts
-        current = np.ascontiguousarray(self.problem.current.current(t)[index])
         return self.steps.select_active(
-            index, v, w, current, h_left, h_right, g0, gn, self.code, self.params,
-            float(self.problem.diffusion), float(self.grid.dx), int(self.grid.nx),
-            bool(self.grid.periodic), r.coarse_stride, r.wave_stride, r.fine_stride,
-            r.vx_threshold, r.vt_threshold, r.front_radius)
+            index, v, w, self.current_at(t, index), h_left, h_right, g0, gn, self.code,
+            self.params, float(self.problem.diffusion), float(self.grid.dx),
+            int(self.grid.nx), bool(self.grid.periodic), r.coarse_stride, r.wave_stride,
+            r.fine_stride, r.vx_threshold, r.vt_threshold, r.front_radius)
 
     def init(self) -> State:
-        v0 = np.asarray(self.problem.v0, dtype=np.float64).copy()
-        w0 = np.asarray(self.problem.w0, dtype=np.float64).copy()
-        full = np.arange(self.grid.nx)
+        v0, w0 = self.asarray(self.problem.v0), self.asarray(self.problem.w0)
+        full = self.xp.arange(self.grid.nx, device=device_of(self.x))
         index = self.choose_active(full, v0, w0, 0.0)
-        return self._to_base(index, v0[index], w0[index])
+        return self._to_base(index, self.xp.take(v0, index), self.xp.take(w0, index))
+
+    def _interpolate(self, index, v, w, x_new):
+        """(v, w) at the positions ``x_new`` from their values on the active nodes ``index``."""
+        xp = self.xp
+        period = self.grid.length if self.grid.periodic else None
+        both = interpolate_nodes(xp.take(self.x, index), xp.stack([v, w]), x_new,
+                                 period=period, xp=xp)
+        return both[0, ...], both[1, ...]
 
     def _to_base(self, index, v, w) -> State:
         """The base-grid state: active values exact, the others linearly interpolated."""
-        period = self.grid.length if self.grid.periodic else None
-        both = interpolate_nodes(self.x[index], np.stack([v, w]), self.x, period=period)
-        return State(both[0], both[1], {"index": index})
+        v, w = self._interpolate(index, v, w, self.x)
+        return State(v, w, {"index": index})
 
     # -- stepping -------------------------------------------------------------------
 
@@ -259,9 +259,9 @@ class AdaptiveSolver(Solver):
         return self.advance(state, t, dt, 1)
 
     def advance(self, state, t, dt, nsteps):
-        index = np.asarray(state.aux["index"])
-        v = np.asarray(state.v, dtype=np.float64)[index].copy()
-        w = np.asarray(state.w, dtype=np.float64)[index].copy()
+        xp = self.xp
+        index = state.aux["index"]
+        v, w = xp.take(state.v, index), xp.take(state.w, index)
         clock = RegridClock(self.rules.regrid_every, dt)
         n0 = int(round(t / dt))
         done = 0
@@ -270,16 +270,14 @@ class AdaptiveSolver(Solver):
             ts = t + done * dt
             if n > 0 and clock.regrids_at(n):
                 new = self.choose_active(index, v, w, ts)
-                if not np.array_equal(new, index):
-                    period = self.grid.length if self.grid.periodic else None
-                    both = interpolate_nodes(self.x[index], np.stack([v, w]), self.x[new],
-                                             period=period)
-                    index, v, w = new, both[0].copy(), both[1].copy()
+                if new.shape != index.shape or not bool(xp.all(new == index)):
+                    v, w = self._interpolate(index, v, w, self.xp.take(self.x, new))
+                    index = new
                 self.counters["regrids"] += 1
             k = min(nsteps - done, clock.next_after(n) - n)
             v, w = self._run(index, v, w, t, done, dt, k)
             done += k
-            self._count(index.size, k)
+            self._count(index.shape[0], k)
         return self._to_base(index, v, w)
 
     def _run(self, index, v, w, t, first, dt, k):
@@ -300,10 +298,9 @@ class AdaptiveSolver(Solver):
     # -- output ---------------------------------------------------------------------
 
     def output_state(self, state):
-        index = np.asarray(state.aux["index"])
-        mask = np.zeros(self.grid.nx, dtype=bool)
-        mask[index] = True
-        aux = {**state.aux, "active_nodes": np.int64(index.size), "active_mask": mask}
+        index = state.aux["index"]
+        mask = member_mask(index, self.grid.nx, self.xp)
+        aux = {**state.aux, "active_nodes": np.int64(index.shape[0]), "active_mask": mask}
         return State(state.v, state.w, aux)
 
     def output_variables(self):
@@ -316,21 +313,23 @@ class AdaptiveSolver(Solver):
 
 
 class ArrayAdaptiveSteps:
-    """The numpy path: :func:`~fhnpde.schemes.adaptive_euler_node` on the active arrays."""
-
-    select_active = staticmethod(select_active)
+    """The array path on the namespace ``xp``: :func:`~fhnpde.schemes.adaptive_euler_node` on
+    the active arrays, the active set chosen by :func:`~fhnpde.refinement.select_active_array`."""
 
     def __init__(self, solver):
         self.solver = solver
+        self.xp = solver.xp
+
+    def select_active(self, *args):
+        return select_active_array(*args, xp=self.xp)
 
     def run(self, index, v, w, nodes, t, first, dt, k, constant):
         s = self.solver
         h_left, h_right = nodes.spacings
-        current = s.problem.current
-        cur = current.current(t + first * dt)[index]
+        cur = s.current_at(t + first * dt, index)
         for i in range(first, first + k):
             if not constant:
-                cur = current.current(t + i * dt)[index]
+                cur = s.current_at(t + i * dt, index)
             left, right = nodes.neighbours(v)
             v, w = adaptive_euler_node(left, v, right, w, cur, s.code, s.params, dt,
                                        s.problem.diffusion, h_left, h_right)
@@ -339,7 +338,8 @@ class ArrayAdaptiveSteps:
 
 class CompiledAdaptiveSteps:
     """The numba path (:mod:`fhnpde.solvers.adaptive_numba`): blocks of steps with an
-    unchanging current in one call."""
+    unchanging current in one call, the active set chosen by the compiled
+    :func:`~fhnpde.refinement.select_active`."""
 
     def __init__(self, solver):
         self.solver = solver
@@ -353,9 +353,8 @@ class CompiledAdaptiveSteps:
         out_v, out_w = np.empty_like(v), np.empty_like(w)
         blocks = [(first, k)] if constant else [(first + i, 1) for i in range(k)]
         for s0, ks in blocks:
-            cur = np.ascontiguousarray(s.problem.current.current(t + s0 * dt)[index])
             v, w, out_v, out_w = self.kernels.adaptive_euler_block(
-                s.code, s.params, dt, s.problem.diffusion, ks, v, w, cur,
-                h_left, h_right, g0, gn, out_v, out_w,
+                s.code, s.params, dt, s.problem.diffusion, ks, v, w,
+                s.current_at(t + s0 * dt, index), h_left, h_right, g0, gn, out_v, out_w,
             )
         return v, w

@@ -46,8 +46,8 @@ class Problem:
 
     ``kinetics`` parameters are scalars for a cable and arrays over members for a point
     ensemble; ``members`` holds the varied inputs of an ensemble (name -> array). ``case``
-    is the case it was built from, kept for callers outside the solvers (a neural reaction
-    checking its model against the case, the sweep's summaries); no solver reads it.
+    is the case it was built from, kept only for the neural reaction of ``surrogates``
+    (which checks its model against the case); no solver or summary reads it.
     """
 
     kinetics: Kinetics

@@ -45,8 +45,8 @@ class CableSummary:
         problem = info.solver.problem
         grid = problem.grid
         self.x = np.asarray(grid.x)
-        self.length = float(problem.case.domain.length)
-        self.periodic = problem.case.domain.boundary == "periodic"
+        self.length = float(grid.length)
+        self.periodic = grid.periodic
         self.source = self._source(problem)
         self.far = self.length / 2 if self.periodic else max(self.source,
                                                               self.length - self.source)
@@ -54,12 +54,15 @@ class CableSummary:
             self.edge = 0.05 * self.length
 
     def _source(self, problem) -> float:
+        """Where the pulses start: the peak of ``v0`` when it is above the threshold, else
+        the centre of the first applied-current box that is not zero, else mid-cable."""
         v0 = np.asarray(problem.v0)
         if v0.max() > self.threshold:
             return float(self.x[np.argmax(v0)])
-        for stim in problem.case.stimuli:
-            if stim.amplitude != 0 and stim.x is not None:
-                return 0.5 * (stim.x[0] + stim.x[1])
+        current = problem.current
+        for amplitude, x0, x1 in zip(current.amplitude, current.x0, current.x1, strict=True):
+            if amplitude != 0:
+                return float(0.5 * (x0 + x1))
         return self.length / 2
 
     def output(self, t, state) -> None:

@@ -50,9 +50,10 @@ exact power of two every few rows; if a pivot still comes out zero, non-finite o
 pivot as it is formed.
 
 Memory: reads a, b, c, d once, writes x, and uses one scratch vector of n (c' and a');
-d' lives in x. For a single system the scratch vector is kept per thread and reused
-(``release_scratch()`` frees it), since first-touch page faults on a fresh one cost as
-much as the sweep. Batched systems (leading axes) run in parallel over the batch with
+d' lives in x. For a single system the scratch vector is kept per thread and dtype and
+reused, since first-touch page faults on a fresh one cost as much as the sweep; it stays
+as long as the longest system the thread has solved (8 bytes per row in float64) for the
+life of the thread. Batched systems (leading axes) run in parallel over the batch with
 ``prange`` (one scratch vector per thread); a single system runs a serial kernel, so it does
 not pay the parallel start-up. float32 systems are computed in float32 throughout.
 
@@ -430,7 +431,7 @@ _SCRATCH = threading.local()
 
 
 def _scratch(n: int, dtype) -> np.ndarray:
-    """A reused scratch vector of length n for this thread (see release_scratch).
+    """A reused scratch vector of length n for this thread (see the module docstring).
 
     A fresh large array costs a page fault per 4 KiB page on first touch, which here is
     as slow as the sweep itself; reusing one vector per thread and dtype avoids it.
@@ -440,11 +441,6 @@ def _scratch(n: int, dtype) -> np.ndarray:
     if buf is None or buf.shape[0] < n:
         buf = buffers[dtype] = np.empty(n, dtype=dtype)
     return buf[:n]
-
-
-def release_scratch() -> None:
-    """Free this thread's cached scratch vectors (they grow to the longest system solved)."""
-    _SCRATCH.__dict__.pop("buffers", None)
 
 
 def _flat(v):
