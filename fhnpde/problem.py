@@ -80,7 +80,7 @@ def build_problem(case: Case) -> Problem:
         w0 = profile(case.initial.w, grid.x)
         current = AppliedCurrent(case.stimuli, grid.x, 0.0, grid.nx,
                                  grid.length if grid.periodic else None)
-        return Problem(kinetics, case.model.diffusion, grid, current, v0, w0, case=case)
+        return Problem(kinetics, case.model.diffusion, grid, current, v0, w0)
     members = sample_ensemble(case)
     size = len(next(iter(members.values()))) if members else 1
     for key, values in members.items():
@@ -90,4 +90,4 @@ def build_problem(case: Case) -> Problem:
     v0 = np.broadcast_to(members.get("v0", case.initial.v), (size,)).astype(float)
     w0 = np.broadcast_to(members.get("w0", case.initial.w), (size,)).astype(float)
     current = AppliedCurrent(case.stimuli, None, members.get("I", 0.0), size)
-    return Problem(kinetics, case.model.diffusion, None, current, v0, w0, members, case=case)
+    return Problem(kinetics, case.model.diffusion, None, current, v0, w0, members)

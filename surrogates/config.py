@@ -261,16 +261,20 @@ class ITNNSpec(_Strict):
     """``rollout_weight``: weight of the multi-step loss (one-step data: rollouts of the
     reaction alone; cable data: ``rollout_steps`` Strang steps of whole cables, ``rollout_batch``
     windows every ``rollout_every`` iterations, from iteration ``rollout_after`` x iterations
-    on);
-    ``structure``: ``plain`` or ``rest-factored`` (the rest state a fixed point exactly)."""
+    on; with ``rollout_lr`` those iterations are a second phase with a fresh optimizer at that
+    learning rate, the first phase's schedule ending where it starts);
+    ``structure``: ``plain`` or ``rest-factored`` (the rest state a fixed point exactly);
+    ``prior``: ``none`` or ``euler`` (the network corrects an Euler step of the kinetics)."""
 
     rollout_weight: NonNegativeFloat = 0.0
     rollout_steps: PositiveInt = 24
     rollout_batch: PositiveInt = 4
     rollout_every: PositiveInt = 1
+    rollout_lr: PositiveFloat | None = None
     rollout_after: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.2
     residual: bool = True
     structure: Literal["plain", "rest-factored"] = "plain"
+    prior: Literal["none", "euler"] = "none"
 
 
 class NeuralODESpec(_Strict):
@@ -411,6 +415,8 @@ class Config(_Strict):
                                      f"parameter of {self.kinetics.name} ({', '.join(names)})")
         if self.model.itnn.structure == "rest-factored" and not self.model.itnn.residual:
             raise KeyedError("model.itnn.structure", "rest-factored needs residual: true")
+        if self.model.itnn.prior != "none" and self.model.itnn.structure != "rest-factored":
+            raise KeyedError("model.itnn.prior", "an euler prior needs structure: rest-factored")
         try:
             widths = self.model.hidden_widths()
         except ValueError as exc:

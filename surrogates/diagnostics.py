@@ -61,7 +61,11 @@ def model_field(model, meta: dict[str, Any], v, w, I) -> np.ndarray:
     current = np.broadcast_to(np.asarray(I, np.float32), v.shape)
     kind = meta["kind"]
     if kind in ("neural-ode", "itnn"):
-        x = torch.from_numpy(np.stack([v, w, current], 1))
+        # a one-step model of kinetics parameters too (e.g. a) is evaluated at the values of
+        # its model.json's kinetics
+        extra = [np.full_like(v, float(meta["kinetics"]["params"][k]))
+                 for k in meta["inputs"][3:]]
+        x = torch.from_numpy(np.stack([v, w, current, *extra], 1))
         with torch.no_grad():
             out = model(x)
         if kind == "itnn":
@@ -181,9 +185,13 @@ def rollout_drift(model, meta: dict[str, Any], cfg: Config, steps: int, size: in
 
     box = cfg.data.rollouts.box if cfg.data.rollouts is not None else None
     seq, cur = rollout_sequences(cfg, size, steps, seed, box)
+    # a model of kinetics parameters too runs at its config's values (the exact solver's)
+    params = torch.tensor([[float(cfg.kinetics.params[k]) for k in meta["inputs"][3:]]],
+                          dtype=torch.float32).expand(len(seq), -1)
     with torch.no_grad():
         pred = one_step_rollout(model, torch.as_tensor(seq[:, 0], dtype=torch.float32),
-                                torch.as_tensor(cur, dtype=torch.float32), steps).numpy()
+                                torch.as_tensor(cur, dtype=torch.float32), steps,
+                                params if params.shape[1] else None).numpy()
     err = np.abs(pred - seq)
     return {"steps": steps, "size": size,
             "mae_v_per_step": err[..., 0].mean(0).tolist(),

@@ -47,6 +47,7 @@ METADATA = "model.json"
 
 
 STRUCTURES = ("plain", "rest-factored")
+PRIORS = ("none", "euler")
 
 
 def network_outputs(structure: str) -> int:
@@ -74,11 +75,23 @@ class Surrogate(nn.Module):
     (Hadamard's lemma), and the rest state is a fixed point of the model exactly, for every
     value of the parameter inputs, whatever the weights: a cable at rest stays at rest over
     any number of steps instead of drifting by the network's error at rest.
+
+    ``prior="euler"`` (with ``kinetics`` = (family name, parameter values) and ``dt_r``) adds
+    one explicit Euler step of the known kinetics, ``+ dt_r F(v, w, I; p)`` (the formula of
+    :mod:`fhnpde.models`, parameters from the inputs where the model takes them), so the
+    network learns only what that step misses (a hypersolver): a target about 8 times smaller
+    on the states a cable visits, hence a smaller error for the same network. F vanishes at
+    rest too, so the rest state stays exact.
     """
 
     def __init__(self, kind: str, inputs: list[str], widths: list[int], activations: list[str],
-                 *, residual: bool = False, structure: str = "plain"):
+                 *, residual: bool = False, structure: str = "plain", prior: str = "none",
+                 kinetics: tuple[str, dict[str, float]] | None = None, dt_r: float | None = None):
         super().__init__()
+        if prior not in PRIORS:
+            raise ValueError(f"unknown prior {prior!r}; valid: {', '.join(PRIORS)}")
+        if prior != "none" and (structure != "rest-factored" or kinetics is None or not dt_r):
+            raise ValueError("an euler prior needs structure rest-factored, kinetics and dt_r")
         if structure not in STRUCTURES:
             raise ValueError(f"unknown structure {structure!r}; valid: {', '.join(STRUCTURES)}")
         self.kind = kind
@@ -95,6 +108,17 @@ class Surrogate(nn.Module):
         self.register_buffer("out_scale", torch.ones(2))
         if structure == "rest-factored":
             self.register_buffer("rest", torch.zeros(3))
+        self.prior = prior
+        if prior == "euler":
+            from fhnpde.models import check_params, family
+
+            name, params = kinetics
+            self.family = family(name)
+            full = check_params(name, dict(params))
+            # each parameter: its input column, or its value (a constant of the graph)
+            self.prior_params = [inputs.index(k) if k in inputs else float(full[k])
+                                 for k in self.family.params]
+            self.dt_r = float(dt_r)
 
     def set_normalisation(self, in_offset, in_scale, out_offset, out_scale) -> None:
         for name, val in (("in_offset", in_offset), ("in_scale", in_scale),
@@ -114,11 +138,20 @@ class Surrogate(nn.Module):
         if self.structure == "rest-factored":
             z = (x[..., :3] - self.rest) / self.in_scale[:3]
             c = raw.unflatten(-1, (2, 3))
-            return x[..., :2] + (c * z.unsqueeze(-2)).sum(-1) * self.out_scale
+            increment = (c * z.unsqueeze(-2)).sum(-1) * self.out_scale
+            if self.prior == "euler":
+                increment = increment + self.dt_r * self.field(x)
+            return x[..., :2] + increment
         y = raw * self.out_scale + self.out_offset
         if self.residual:
             y = y + x[..., :2]
         return y
+
+    def field(self, x: torch.Tensor) -> torch.Tensor:
+        """F(v, w, I; p) of the known kinetics at inputs ``x`` (the Euler prior), (n, 2)."""
+        values = [x[..., p] if isinstance(p, int) else p for p in self.prior_params]
+        fv, fw = self.family.reaction(x[..., 0], x[..., 1], x[..., 2], *values)
+        return torch.stack([fv, fw], -1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.combine(x, self.normalised(x))
@@ -134,8 +167,11 @@ class Surrogate(nn.Module):
 
 def build(meta: dict[str, Any]) -> Surrogate:
     """The (untrained) Surrogate a model.json describes."""
+    prior = meta.get("prior", "none")
+    kinetics = (meta["kinetics"]["name"], meta["kinetics"]["params"]) if prior != "none" else None
     return Surrogate(meta["kind"], meta["inputs"], meta["widths"], meta["activations"],
-                     residual=meta["residual"], structure=meta.get("structure", "plain"))
+                     residual=meta["residual"], structure=meta.get("structure", "plain"),
+                     prior=prior, kinetics=kinetics, dt_r=meta.get("dt_r"))
 
 
 # --- physics ------------------------------------------------------------------------------
@@ -198,13 +234,15 @@ def rk4_rollout(field, y0: torch.Tensor, current: torch.Tensor, h: float, steps:
     return torch.stack(out, 1)
 
 
-def one_step_rollout(model, y0: torch.Tensor, current: torch.Tensor, steps: int) -> torch.Tensor:
-    """Apply a one-step model ``steps`` times: states (n, steps + 1, 2)."""
-    I = current.reshape(-1, 1)
+def one_step_rollout(model, y0: torch.Tensor, current: torch.Tensor, steps: int,
+                     params: torch.Tensor | None = None) -> torch.Tensor:
+    """Apply a one-step model ``steps`` times: states (n, steps + 1, 2). ``params`` (n, p):
+    the values of the kinetics parameters a model takes as inputs after (v, w, I)."""
+    fixed = [current.reshape(-1, 1)] + ([params] if params is not None else [])
     out = [y0]
     u = y0
     for _ in range(steps):
-        u = model(torch.cat([u, I], 1))
+        u = model(torch.cat([u, *fixed], 1))
         out.append(u)
     return torch.stack(out, 1)
 
@@ -247,6 +285,7 @@ def save_model(model: Surrogate, directory: str | Path, metadata: dict[str, Any]
         "activations": model.activations,
         "residual": model.residual,
         "structure": model.structure,
+        "prior": model.prior,
         "parameters": model.parameter_count,
         "normalisation": model.normalisation(),
         "torch_version": torch.__version__,

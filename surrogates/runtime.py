@@ -117,6 +117,7 @@ class ModelDescription(_Strict):
     activations: list[str] = Field(min_length=1)
     residual: bool
     structure: Literal["plain", "rest-factored"] = "plain"
+    prior: Literal["none", "euler"] = "none"
     parameters: Annotated[int, Field(ge=0)]
     normalisation: _Normalisation
     torch_version: str
@@ -164,6 +165,8 @@ class ModelDescription(_Strict):
         if self.structure == "rest-factored" and (self.kind != "itnn" or not self.residual):
             raise KeyedError("structure", "rest-factored is a structure of residual one-step "
                              f"(itnn) models, not of a {self.kind} model")
+        if self.prior != "none" and (self.structure != "rest-factored" or self.dt_r is None):
+            raise KeyedError("prior", f"{self.prior} needs structure rest-factored and dt_r")
         if self.kind == "itnn" and self.dt_r is None:
             raise KeyedError("dt_r", "must be a number > 0 for a one-step (itnn) model, got None")
         for name in self.activations:

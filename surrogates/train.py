@@ -124,13 +124,18 @@ def build_surrogate(cfg: Config, data: dict[str, Any]) -> Surrogate:
         model.set_normalisation([a for a, _ in aff], [b for _, b in aff], y.mean(0), _std(y))
         return model
     if kind == "itnn":
-        residual, structure = spec.itnn.residual, spec.itnn.structure
+        residual, structure, prior = spec.itnn.residual, spec.itnn.structure, spec.itnn.prior
         inputs = model_inputs(cfg)
-        model = Surrogate(kind, inputs, widths, acts, residual=residual, structure=structure)
+        model = Surrogate(kind, inputs, widths, acts, residual=residual, structure=structure,
+                          prior=prior, kinetics=(cfg.kinetics.name, dict(cfg.kinetics.params)),
+                          dt_r=cfg.data.dt_r)
         x, y = data["x_train"], data["y_train"]
         box = {"I": [cfg.data.fixed.get("I", 0.0)] * 2, **cfg.data.box}
         aff = [_box_affine(*box[k]) for k in inputs]
         target = y - x[:, :2] if residual else y
+        if prior == "euler":  # the network's share: what the Euler step misses
+            with torch.no_grad():
+                target = target - model.field(_f32(x)).double().numpy()
         offset = np.zeros(2) if structure == "rest-factored" else target.mean(0)
         model.set_normalisation([a for a, _ in aff], [b for _, b in aff], offset, _std(target))
         if structure == "rest-factored":
@@ -150,22 +155,16 @@ def build_surrogate(cfg: Config, data: dict[str, Any]) -> Surrogate:
 def rest_state(cfg: Config) -> tuple[float, float]:
     """The kinetics' rest state at I = 0, the same for every parameter value in the box
     (CaseError otherwise: a rest-factored model needs one rest state)."""
-    from scipy.optimize import fsolve
-
     from fhnpde.models import Kinetics, check_params
 
     base = check_params(cfg.kinetics.name, dict(cfg.kinetics.params))
     names = [k for k in cfg.data.box if k not in ("v", "w", "I")]
     corners = [dict(base)] + [{**base, **dict(zip(names, c, strict=True))}
                               for c in itertools.product(*(cfg.data.box[k] for k in names))]
-
-    def field(u, params):
-        kin = Kinetics.create(cfg.kinetics.name, params)
-        return list(kin.family.reaction(u[0], u[1], 0.0, *kin.values))
-
-    rest = fsolve(field, [0.0, 0.0], args=(base,), xtol=1e-14)
+    rest = Kinetics.create(cfg.kinetics.name, base).rest_state(0.0)
     for params in corners:
-        if np.max(np.abs(field(rest, params))) > 1e-12:
+        kin = Kinetics.create(cfg.kinetics.name, params)
+        if np.max(np.abs(kin.reaction(rest[0], rest[1], 0.0))) > 1e-12:
             raise CaseError(f"the rest state ({rest[0]:.4g}, {rest[1]:.4g}) of "
                             f"{cfg.kinetics.name} moves with {', '.join(names)}; a rest-factored "
                             "model needs one rest state for the whole box (use structure: plain)",
@@ -375,13 +374,32 @@ def cable_validation(model: Surrogate, data: dict[str, Any]) -> dict[str, float]
     return worst
 
 
-def _optimizer(cfg: Config, model: Surrogate):
+def rollout_switch(cfg: Config) -> int | None:
+    """The iteration where a two-phase cable training (``model.itnn.rollout_lr`` set) starts
+    its rollout phase with a fresh optimizer; None for a one-phase training."""
+    spec = cfg.model.itnn
+    if (cfg.model.kind != "itnn" or cfg.data.kind != "cable" or spec.rollout_lr is None
+            or spec.rollout_weight == 0):
+        return None
+    return int(spec.rollout_after * cfg.training.iterations)
+
+
+def _optimizer(cfg: Config, model: Surrogate, rollout_phase: bool = False):
+    """The optimizer and schedule of the training, or of its rollout phase (a fresh
+    optimizer at ``model.itnn.rollout_lr``, cosine to ``min_lr`` over the iterations left);
+    with a rollout phase the first phase's schedule spans the iterations before it."""
     t = cfg.training
     cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
+    switch = rollout_switch(cfg)
+    if rollout_phase:
+        opt = cls(model.net.parameters(), lr=cfg.model.itnn.rollout_lr,
+                  weight_decay=t.weight_decay)
+        return opt, torch.optim.lr_scheduler.CosineAnnealingLR(
+            opt, T_max=t.iterations - switch, eta_min=t.min_lr)
     opt = cls(model.net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     if t.schedule == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t.iterations,
-                                                           eta_min=t.min_lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+            opt, T_max=switch if switch is not None else t.iterations, eta_min=t.min_lr)
     elif t.schedule == "plateau":
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, factor=t.plateau_factor, patience=t.plateau_patience, min_lr=t.min_lr)
@@ -602,12 +620,15 @@ def _train(cfg: Config, *, out: str | Path | None, quiet: bool, overwrite: bool,
     gen = torch.Generator().manual_seed(t.seed)
     model = build_surrogate(cfg, data)
     objective = Objective(cfg, model, data, gen)
+    switch = rollout_switch(cfg)
     opt, sched = _optimizer(cfg, model)
     history: list[dict[str, float]] = []
     best = (math.inf, copy.deepcopy(model.state_dict()), 0)
     start, stale = 0, 0
     ckpt_path = directory / CHECKPOINT
     if checkpoint is not None:
+        if switch is not None and checkpoint["iteration"] > switch:
+            opt, sched = _optimizer(cfg, model, rollout_phase=True)
         _resume(checkpoint, ckpt_path, cfg, model, opt, sched, gen)
         start, stale, history = checkpoint["iteration"], checkpoint["stale"], checkpoint["history"]
         best = (checkpoint["best_loss"], checkpoint["best_state"], checkpoint["best_iteration"])
@@ -623,8 +644,11 @@ def _train(cfg: Config, *, out: str | Path | None, quiet: bool, overwrite: bool,
     if bar is not None:
         bar.update(start)
     it = start
+    objective.calls = start
     loss_value = math.nan
     while it < t.iterations:
+        if it == switch:  # the rollout phase: a fresh optimizer at model.itnn.rollout_lr
+            opt, sched = _optimizer(cfg, model, rollout_phase=True)
         model.train()
         opt.zero_grad(set_to_none=True)
         loss = objective.train_loss()

@@ -45,9 +45,9 @@ class Problem:
     """What a case describes, in numbers: kinetics, geometry, currents, initial state.
 
     ``kinetics`` parameters are scalars for a cable and arrays over members for a point
-    ensemble; ``members`` holds the varied inputs of an ensemble (name -> array). ``case``
-    is the case it was built from, kept only for the neural reaction of ``surrogates``
-    (which checks its model against the case); no solver or summary reads it.
+    ensemble; ``members`` holds the varied inputs of an ensemble (name -> array). It holds
+    numbers only, not the case it was built from: nothing past
+    :func:`fhnpde.driver.build_solver` reads the case schema.
     """
 
     kinetics: Kinetics
@@ -57,7 +57,6 @@ class Problem:
     v0: np.ndarray
     w0: np.ndarray
     members: dict[str, np.ndarray] = field(default_factory=dict)
-    case: Any = None
 
     @property
     def is_cable(self) -> bool:
