@@ -161,7 +161,10 @@ def rest_state(cfg: Config) -> tuple[float, float]:
     names = [k for k in cfg.data.box if k not in ("v", "w", "I")]
     corners = [dict(base)] + [{**base, **dict(zip(names, c, strict=True))}
                               for c in itertools.product(*(cfg.data.box[k] for k in names))]
-    rest = Kinetics.create(cfg.kinetics.name, base).rest_state(0.0)
+    # fhnpde finds the rest state as a root of a fitted cubic: rounding leaves ~1e-15 where
+    # the exact value is 0 (nagumo's (0, 0)), which would move the model's fixed point
+    rest = tuple(0.0 if abs(r) < 1e-12 else float(r)
+                 for r in Kinetics.create(cfg.kinetics.name, base).rest_state(0.0))
     for params in corners:
         kin = Kinetics.create(cfg.kinetics.name, params)
         if np.max(np.abs(kin.reaction(rest[0], rest[1], 0.0))) > 1e-12:

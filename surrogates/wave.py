@@ -8,6 +8,9 @@ the exact reaction, on the quantities a user reads off a wave:
 ``activation time``
     per node, the first time v crosses ``threshold`` (0.5) upwards, linearly interpolated
     between outputs; ``inf`` where it never does.
+``pulses``
+    how many pulses pass the last node over the whole run (an impulse train's later pulses
+    too), which must be the same;
 ``peak``
     per output time, the largest v on the cable, compared at every output until the exact
     wave has arrived at the last node that it activates (``until``); relative to the exact
@@ -62,11 +65,13 @@ class WaveAgreement:
     peak_rel: float                 # max |peak_run - peak_ref| / peak_ref until arrival
     until: float                    # the last reference activation time (arrival)
     reaches_ends: bool              # the run activates the first and last node
+    pulses: tuple[int, int]         # upward crossings at the last node: (run, reference)
 
     def ok(self, activation: float = 0.01, peak: float = 0.03) -> bool:
         """Every node the reference activates is activated, within ``activation`` (relative)
         of its time, and the peak within ``peak`` until arrival."""
         return (self.missed_nodes == 0 and self.extra_nodes == 0
+                and self.pulses[0] == self.pulses[1]
                 and self.activation_rel <= activation and self.peak_rel <= peak)
 
     def as_dict(self) -> dict[str, Any]:
@@ -98,7 +103,15 @@ def wave_agreement(t: np.ndarray, v_run: np.ndarray, v_ref: np.ndarray,
         peak_rel=float(peak_rel.max()),
         until=until,
         reaches_ends=bool(run_on[0] and run_on[-1]),
+        pulses=(upward_crossings(v_run[:, -1], threshold),
+                upward_crossings(v_ref[:, -1], threshold)),
     )
+
+
+def upward_crossings(series: np.ndarray, threshold: float = THRESHOLD) -> int:
+    """How many times ``series`` rises through ``threshold`` (pulses passing a node)."""
+    above = np.asarray(series) >= threshold
+    return int(np.count_nonzero(above[1:] & ~above[:-1]))
 
 
 #: RK4 substeps per step of the exact twin: h = 0.01 at dt = 1, the step of the data solver
@@ -135,4 +148,5 @@ def report(name: str, agreement: WaveAgreement) -> str:
             f"  activation time: worst {100 * a.activation_rel:.3g} % ({a.activation_abs:.3g} "
             f"time units) over {a.activated_nodes} nodes, {a.missed_nodes} missed, "
             f"{a.extra_nodes} extra; peak of v: worst {100 * a.peak_rel:.3g} % until t = "
-            f"{a.until:.4g}; reaches both ends: {'yes' if a.reaches_ends else 'no'}")
+            f"{a.until:.4g}; reaches both ends: {'yes' if a.reaches_ends else 'no'}; pulses "
+            f"at the last node: {a.pulses[0]} (exact {a.pulses[1]})")
