@@ -78,13 +78,14 @@ def test_members_match_single_trainings(tmp_path, kind):
     sets = [_points(s) for s in seeds]
     spec = TrainSpec(iterations=40, lr=3e-3, warm_fraction=0.5, final_factor=0.1,
                      record_every=20, seed=11)
-    ens = BatchedMLP([member(kind, WIDTHS, 25.0, y, s) for s, (_, y) in zip(seeds, sets)])
+    ens = BatchedMLP([member(kind, WIDTHS, 25.0, y, s)
+                      for s, (_, y) in zip(seeds, sets, strict=True)])
     hist = train_ensemble(ens, kind, np.stack([t for t, _ in sets]),
                           np.stack([y for _, y in sets]), _problem(cfg), spec)
     grid = torch.linspace(0.0, 25.0, 101)
     batched = ens.to_surrogates(kind)
     moved = 0.0
-    for j, (s, (t, y)) in enumerate(zip(seeds, sets)):
+    for j, (s, (t, y)) in enumerate(zip(seeds, sets, strict=True)):
         ref = _single(cfg, t, y, s, spec)
         with torch.no_grad():
             want = ref(grid[:, None])
@@ -136,7 +137,8 @@ def test_ensemble_refuses_mixed_members():
 
 def test_schedule_holds_then_decays_to_the_final_factor():
     f = schedule_factor(100, 0.4, 1e-2)
-    assert f(0) == 1.0 and f(40) == 1.0
+    assert f(0) == 1.0
+    assert f(40) == 1.0
     assert f(41) < 1.0
     assert f(100) == pytest.approx(1e-2)
     assert f(70) == pytest.approx(1e-1)
