@@ -193,7 +193,7 @@ def schedule_factor(iterations: int, warm_fraction: float, final_factor: float
                     ) -> Callable[[int], float]:
     """The fixed learning-rate multiplier: 1 for the first ``warm_fraction`` of the budget,
     then an exponential decay reaching ``final_factor`` at the last iteration."""
-    hold = int(round(warm_fraction * iterations))
+    hold = int(round(warm_fraction * iterations))  # as TrainSpec.hold
     span = max(iterations - hold, 1)
 
     def factor(it: int) -> float:
@@ -229,6 +229,11 @@ class TrainSpec:
     final_factor: float = 1e-2
     record_every: int = 250
     seed: int = 0
+
+    @property
+    def hold(self) -> int:
+        """The last iteration at the full learning rate."""
+        return int(round(self.warm_fraction * self.iterations))
 
 
 def train_ensemble(model: BatchedMLP, kind: str, x: np.ndarray, y: np.ndarray,
@@ -275,10 +280,14 @@ def train_ensemble(model: BatchedMLP, kind: str, x: np.ndarray, y: np.ndarray,
     return hist
 
 
-def plateau_change(history: History, fraction: float = 0.2, name: str = "total") -> np.ndarray:
+def plateau_change(history: History, fraction: float = 0.2, name: str = "total",
+                   until: int | None = None) -> np.ndarray:
     """Per member: relative decrease of the training loss over the last ``fraction`` of
-    the records, 1 - min(last part) / min(before it); near 0 when training has converged."""
+    the records (those at iterations <= ``until``, if given), 1 - min(last part) /
+    min(before it); near 0 once the loss has stopped falling."""
     values = history.array(name)
+    if until is not None:
+        values = values[: int(np.sum(np.asarray(history.iterations) <= until))]
     k = max(1, int(round(fraction * (len(values) - 1))))
     before = values[:-k].min(0)
     late = values[-k:].min(0)

@@ -150,7 +150,12 @@ def test_plateau_change_tells_a_flat_curve_from_a_falling_one():
 
     h = History()
     for i in range(11):
+        h.iterations.append(10 * i)
         h.total.append(np.array([1.0 / (1 + i), 0.5 if i < 9 else 0.5 - 1e-4]))
     change = plateau_change(h, fraction=0.2)
     assert change[0] == pytest.approx(1 - (1 / 11) / (1 / 9))
     assert change[1] == pytest.approx(2e-4)
+    # up to iteration 50 (records 0..5): the last fifth is record 5 alone
+    early = plateau_change(h, fraction=0.2, until=50)
+    assert early[0] == pytest.approx(1 - (1 / 6) / (1 / 5))
+    assert early[1] == 0.0
