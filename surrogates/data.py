@@ -361,7 +361,9 @@ def data_fingerprint(cfg: Config) -> str:
     what: dict[str, Any] = {"kinetics": cfg.kinetics.model_dump(mode="json"),
                             "data": cfg.data.model_dump(mode="json", exclude={"path"})}
     if cfg.data.kind == "cable":
-        what["cases"] = [cable_case(cfg, spec, f"data.{name}[{i}]").model_dump(mode="json")
+        # what a case computes, not its name, description or output path
+        what["cases"] = [cable_case(cfg, spec, f"data.{name}[{i}]").model_dump(
+                             mode="json", exclude={"name", "description", "output"})
                          for name in ("cases", "validation_cases")
                          for i, spec in enumerate(getattr(cfg.data, name))]
     text = json.dumps(what, sort_keys=True)

@@ -64,7 +64,7 @@ def model_field(model, meta: dict[str, Any], v, w, I) -> np.ndarray:
         # a one-step model of kinetics parameters too (e.g. a) is evaluated at the values of
         # its model.json's kinetics
         extra = [np.full_like(v, float(meta["kinetics"]["params"][k]))
-                 for k in meta["inputs"][3:]]
+                 for k in meta.get("inputs", [])[3:]]
         x = torch.from_numpy(np.stack([v, w, current, *extra], 1))
         with torch.no_grad():
             out = model(x)

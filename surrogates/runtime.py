@@ -165,10 +165,10 @@ class ModelDescription(_Strict):
         if self.structure == "rest-factored" and (self.kind != "itnn" or not self.residual):
             raise KeyedError("structure", "rest-factored is a structure of residual one-step "
                              f"(itnn) models, not of a {self.kind} model")
-        if self.prior != "none" and (self.structure != "rest-factored" or self.dt_r is None):
-            raise KeyedError("prior", f"{self.prior} needs structure rest-factored and dt_r")
         if self.kind == "itnn" and self.dt_r is None:
             raise KeyedError("dt_r", "must be a number > 0 for a one-step (itnn) model, got None")
+        if self.prior != "none" and (self.structure != "rest-factored" or self.dt_r is None):
+            raise KeyedError("prior", f"{self.prior} needs structure rest-factored and dt_r")
         for name in self.activations:
             if name not in ACTIVATIONS:
                 raise KeyedError("activations", f"unknown activation {name!r}; valid: "

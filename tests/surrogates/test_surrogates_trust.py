@@ -31,6 +31,11 @@ pytest.importorskip("onnxruntime", reason="the onnxruntime runtime needs onnxrun
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "models" / "itnn_cable"
+#: the shipped model's inputs (v, w, I, then the kinetics parameters it takes, e.g. a)
+SHIPPED_META = json.loads((SHIPPED / "model.json").read_text())
+INPUTS = SHIPPED_META["inputs"]
+N_IN = len(INPUTS)
+SHIPPED_OUTPUTS = 6 if SHIPPED_META.get("structure") == "rest-factored" else 2  # network's
 CASE = ROOT / "cases" / "divergent_neural.yaml"
 CONFIG = ROOT / "surrogates" / "configs" / "itnn.yaml"
 # the cable case shrunk to a few steps on a short cable, numpy backend (no compilation)
@@ -100,7 +105,7 @@ def edit_json(d: Path, change) -> None:
     (d / "model.json").write_text(json.dumps(meta))
 
 
-def onnx_file(path: Path, *, weights: np.ndarray, in_shape=("batch", 3),
+def onnx_file(path: Path, *, weights: np.ndarray, in_shape=("batch", N_IN),
               out_shape=("batch", 2), hide_columns: bool = False) -> Path:
     """A small ONNX graph ``y = x @ weights`` with the declared shapes given.
 
@@ -139,7 +144,7 @@ def onnx_file(path: Path, *, weights: np.ndarray, in_shape=("batch", 3),
     return path
 
 
-KEEP_VW = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])  # (v, w, I) -> (v, w)
+KEEP_VW = np.eye(N_IN, 2)  # (v, w, I, ...) -> (v, w)
 
 
 def tiny_sets(tmp_path: Path) -> list[str]:
@@ -453,20 +458,20 @@ def _unknown_activation(d):
 
 
 def _three_columns_declared(d):
-    onnx_file(d / "model.onnx", weights=np.eye(3), out_shape=("batch", 3))
+    onnx_file(d / "model.onnx", weights=np.eye(N_IN, 3), out_shape=("batch", 3))
 
 
 def _three_columns_at_run_time(d):
-    onnx_file(d / "model.onnx", weights=np.eye(3), out_shape=("batch", "columns"),
+    onnx_file(d / "model.onnx", weights=np.eye(N_IN, 3), out_shape=("batch", "columns"),
               hide_columns=True)
 
 
 def _fixed_batch(d):
-    onnx_file(d / "model.onnx", weights=KEEP_VW, in_shape=(16, 3), out_shape=(16, 2))
+    onnx_file(d / "model.onnx", weights=KEEP_VW, in_shape=(16, N_IN), out_shape=(16, 2))
 
 
 def _nan_outputs(d):
-    onnx_file(d / "model.onnx", weights=np.full((3, 2), np.nan))
+    onnx_file(d / "model.onnx", weights=np.full((N_IN, 2), np.nan))
 
 
 ONNX_CASES = {
@@ -490,11 +495,13 @@ ONNX_CASES = {
 
 
 def test_crafted_onnx_passes_when_it_is_right(tmp_path):
-    """The checks let a right file through: the crafted (batch, 3) -> (batch, 2) graph of
+    """The checks let a right file through: the crafted (batch, n_in) -> (batch, 2) graph of
     the same kind as the broken ones below opens and keeps (v, w)."""
     from surrogates.runtime import open_runtime
 
-    x = np.array([[0.1, 0.02, 0.0], [0.5, 0.1, 0.0]], np.float32)
+    x = np.zeros((2, N_IN), np.float32)
+    x[:, :2] = [[0.1, 0.02], [0.5, 0.1]]
+    x[:, 3:] = 0.1
     for hide_columns in (False, True):
         d = copy_model(tmp_path, f"m{hide_columns}")
         onnx_file(d / "model.onnx", weights=KEEP_VW, out_shape=("batch", "columns"),
@@ -529,8 +536,10 @@ def test_the_small_case_runs_with_an_intact_copy(tmp_path, capsys):
 
 def _widths_mismatch(d):
     from surrogates.architectures import mlp_parameters
+    from surrogates.models import network_outputs
 
-    edit_json(d, lambda m: m.update(widths=[64, 32], parameters=mlp_parameters([64, 32], 3, 2)))
+    edit_json(d, lambda m: m.update(widths=[32, 32], parameters=mlp_parameters(
+        [32, 32], N_IN, network_outputs(m.get("structure", "plain")))))
 
 
 def _weights_float64(d):
@@ -549,10 +558,10 @@ def _weights_not_a_dict(d):
 
 
 TORCH_CASES = {
-    "widths do not match the weights": (_widths_mismatch, "net.0.weight has shape (32, 3), but "
-                                        "the architecture its model.json declares (inputs "
-                                        "['v', 'w', 'I'], widths [64, 32], 2 outputs) needs "
-                                        "(64, 3)"),
+    "widths do not match the weights": (
+        _widths_mismatch, f"net.0.weight has shape ({SHIPPED_META['widths'][0]}, {N_IN}), but "
+        f"the architecture its model.json declares (inputs {INPUTS}, widths [32, 32], "
+        f"{SHIPPED_OUTPUTS} outputs) needs (32, {N_IN})"),
     "float64 weights": (_weights_float64, "is torch.float64, expected torch.float32"),
     "a layer missing": (_weights_missing_layer, "(missing net.4.bias)"),
     "not a state dict": (_weights_not_a_dict, "holds a list, not a state dict"),
@@ -646,7 +655,7 @@ def test_every_runtime_checks_its_declared_shapes_and_probes():
     Echo(lambda x: x[:, :2].copy()).probe()
     with pytest.raises(CaseError, match=r"gives float64 outputs of shape \(1, 2\)"):
         Echo(lambda x: x[:, :2].astype(np.float64)).probe()
-    with pytest.raises(CaseError, match=r"shape \(1, 3\) for a probe batch of 1"):
+    with pytest.raises(CaseError, match=rf"shape \(1, {N_IN}\) for a probe batch of 1"):
         Echo(lambda x: x.copy()).probe()
     with pytest.raises(CaseError, match=r"shape \(2,\) for a probe batch of 1"):
         Echo(lambda x: np.zeros(2, np.float32)).probe()
