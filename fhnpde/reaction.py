@@ -10,9 +10,10 @@ through :data:`REACTIONS`:
   long cables, :mod:`fhnpde.reaction_numba`) or array code (numpy / cupy).
 - ``neural``: a trained surrogate from the sibling package ``surrogates``, imported only when
   a case asks for it. Contract for that package: ``surrogates.reaction.NeuralReaction``
-  implements this protocol and has ``NeuralReaction.from_spec(spec, problem)``, where
-  ``spec`` is the case's ``reaction`` section (``model``, ``runtime``) and ``problem`` the
-  :class:`~fhnpde.solvers.base.Problem` (kinetics, grid, size).
+  implements this protocol and has ``NeuralReaction.from_spec(spec, problem, options, dt)``,
+  where ``spec`` is the case's ``reaction`` section (``model``, ``runtime``), ``problem`` the
+  :class:`~fhnpde.solvers.base.Problem` (kinetics, grid, currents, size), ``options`` the
+  solver's options (its backend) and ``dt`` the case's step.
 
 The applied current is held constant over the interval at the value the caller passes
 (the split solver passes ``I(x, t + dt/2)``, the midpoint, which keeps Strang splitting
@@ -54,9 +55,9 @@ REACTIONS: dict[str, Callable[..., ReactionStep]] = {}
 
 
 def register_reaction(kind: str):
-    """Register a factory ``factory(spec, problem, options) -> ReactionStep`` under ``kind``
-    (``spec``: the case's ``reaction`` section; ``options``: the solver's
-    :class:`~fhnpde.solvers.options.SolverOptions`)."""
+    """Register a factory ``factory(spec, problem, options, dt) -> ReactionStep`` under
+    ``kind`` (``spec``: the case's ``reaction`` section; ``options``: the solver's
+    :class:`~fhnpde.solvers.options.SolverOptions`; ``dt``: the case's step, or None)."""
 
     def deco(factory):
         REACTIONS[kind] = factory

@@ -212,9 +212,16 @@ def test_a_registered_reaction_step_drives_the_split_solver(cases_dir, monkeypat
             calls.append((v.shape, w.shape, np.shape(current), dt))
             return self.inner(v, w, current, dt)
 
-    monkeypatch.setitem(REACTIONS, "neural", lambda spec, problem, backend: Recorder(problem))
+    built = []
+
+    def factory(spec, problem, options, dt):
+        built.append((options.backend, dt))
+        return Recorder(problem)
+
+    monkeypatch.setitem(REACTIONS, "neural", factory)
     case = divergent(cases_dir, "reaction={kind: neural, model: none}", "time.dt=0.5",
                      "time.t_end=5", "time.save_every=5")
     problem, solver = build_solver(case)
+    assert built == [(case.solver.backend, 0.5)]  # built once, told the backend and the step
     solver.advance(solver.init(), 0.0, 0.5, 10)
     assert calls == [((801,), (801,), (801,), 0.5)] * 10
