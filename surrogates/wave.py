@@ -132,6 +132,12 @@ def check_wave(case, *, t_end: float | None = None, substeps: int = SUBSTEPS,
     from fhnpde.api import as_case
 
     case = as_case(case).with_changes(dict(changes or {}))
+    if case.reaction.kind != "neural":
+        from fhnpde.errors import CaseError
+
+        raise CaseError(f"is {case.reaction.kind!r}; the wave check compares a neural reaction "
+                        "with the exact one: give a case with reaction.kind: neural",
+                        key="reaction.kind")
     if t_end is not None:
         case = case.with_changes({"time.t_end": float(t_end)})
     run = solve(case)

@@ -221,6 +221,11 @@ def test_wave_command_reports_and_exit_status(tmp_path):
     assert bad.stderr.count("\n") == 1
     assert "model.params.a" in bad.stderr
     assert "[0.05, 0.13]" in bad.stderr
+    exact = subprocess.run([sys.executable, "-m", "surrogates", "wave", "cases/divergent.yaml"],
+                           cwd=ROOT, capture_output=True, text=True)
+    assert exact.returncode == 2
+    assert exact.stderr.count("\n") == 1
+    assert "reaction.kind: is 'exact'" in exact.stderr
 
 
 # --- reproducibility ---------------------------------------------------------------------------
