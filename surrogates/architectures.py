@@ -28,6 +28,15 @@ import itertools
 import math
 
 SHAPES = ("rectangle", "funnel", "bottleneck", "bowtie", "diamond")
+#: how a one-step model's network output becomes the step (surrogates.models.Surrogate)
+STRUCTURES = ("plain", "rest-factored")
+#: the known step a one-step model may correct (none, or one Euler step of the kinetics)
+PRIORS = ("none", "euler")
+
+
+def network_outputs(structure: str) -> int:
+    """Width of the MLP's last layer: 2 (v, w), or 2 x 3 coefficients when rest-factored."""
+    return 6 if structure == "rest-factored" else 2
 
 
 def shape_profile(shape: str, layers: int) -> list[int]:

@@ -39,20 +39,11 @@ from torch import nn
 from fhnpde.case import CaseError
 from fhnpde.models import Kinetics
 
-from .architectures import build_mlp, mlp_parameters
+from .architectures import PRIORS, STRUCTURES, build_mlp, mlp_parameters, network_outputs
 
 FORMAT = "surrogates-model/1"
 WEIGHTS = "model.pt"
 METADATA = "model.json"
-
-
-STRUCTURES = ("plain", "rest-factored")
-PRIORS = ("none", "euler")
-
-
-def network_outputs(structure: str) -> int:
-    """Width of the MLP's last layer: 2 (v, w), or 2 x 3 coefficients when rest-factored."""
-    return 6 if structure == "rest-factored" else 2
 
 
 class Surrogate(nn.Module):

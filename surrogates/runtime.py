@@ -139,9 +139,8 @@ class ModelDescription(_Strict):
         from fhnpde.errors import KeyedError
         from fhnpde.models import FAMILIES
 
-        from .architectures import mlp_parameters
+        from .architectures import mlp_parameters, network_outputs
         from .config import ACTIVATIONS
-        from .models import network_outputs
 
         if self.outputs != ["v", "w"]:
             raise KeyedError("outputs", f"must be ['v', 'w'], got {self.outputs}")

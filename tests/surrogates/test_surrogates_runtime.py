@@ -24,11 +24,12 @@ def inputs():
 
 def test_import_is_light():
     """A case with runtime: onnxruntime must not need torch: importing the runtime and the
-    reaction modules imports neither torch nor onnxruntime."""
+    reaction modules, and validating a model.json, import neither torch nor onnxruntime."""
     import subprocess
     import sys
 
     code = ("import sys, surrogates.runtime, surrogates.reaction; "
+            f"surrogates.runtime.read_model_json(__import__('pathlib').Path({str(SHIPPED)!r})); "
             "print(sorted(m for m in ('torch', 'onnxruntime', 'tensorrt', 'cupy') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

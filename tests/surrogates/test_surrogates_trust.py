@@ -535,8 +535,7 @@ def test_the_small_case_runs_with_an_intact_copy(tmp_path, capsys):
 
 
 def _widths_mismatch(d):
-    from surrogates.architectures import mlp_parameters
-    from surrogates.models import network_outputs
+    from surrogates.architectures import mlp_parameters, network_outputs
 
     edit_json(d, lambda m: m.update(widths=[32, 32], parameters=mlp_parameters(
         [32, 32], N_IN, network_outputs(m.get("structure", "plain")))))
