@@ -46,9 +46,14 @@ def cmd_generate(args) -> int:
     cfg = load_config(args.config, args.set)
     path = generate(cfg, overwrite=args.overwrite)
     d = load_data(path)
-    sizes = {k: v.shape for k, v in d.items() if k != "attrs" and hasattr(v, "shape")}
+    # the training arrays by name; a cable store's per-run arrays as a count of runs
+    sizes = {k: v.shape for k, v in d.items()
+             if k != "attrs" and hasattr(v, "shape") and not k.startswith("cable_")}
+    runs = {split: int(d["attrs"].get(f"cables_{split}", 0)) for split in ("train", "val")}
+    cables = (f", exact cable runs: {runs['train']} train, {runs['val']} validation"
+              if any(runs.values()) else "")
     print(f"{cfg.name}: {d['attrs']['kind']} data in {d['attrs']['generation_wall_s']:.3g} s "
-          f"-> {path} {sizes}")
+          f"-> {path} {sizes}{cables}")
     return EXIT_OK
 
 
