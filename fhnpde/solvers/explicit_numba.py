@@ -25,26 +25,46 @@ def explicit_ends(code, v, w, current, p, dt, diffusivity, inv_dx2, g0, gn, out_
     )
 
 
+@njit(cache=True)
+def explicit_rows(code, v, w, current, p, dt, diffusivity, inv_dx2, lo, hi, out_v, out_w):
+    """Interior nodes ``lo <= i < hi``: one plain loop, which LLVM vectorises."""
+    for i in range(lo, hi):
+        out_v[i], out_w[i] = forward_euler_node(
+            v[i - 1], v[i], v[i + 1], w[i], current[i], code, p, dt, diffusivity, inv_dx2
+        )
+
+
 # The serial and the threaded kernel are two functions (numba's cache tells compilations
-# apart by function, not by the parallel flag); their loops differ only in range/prange.
+# apart by function, not by the parallel flag).
+
+#: contiguous blocks of nodes the threaded kernel shares out (a constant, so the kernel
+#: caches; each block is long enough for its loop to run at full vector speed)
+BLOCKS = 64
 
 
 @njit(cache=True)
 def explicit_step_serial(code, v, w, current, p, dt, diffusivity, inv_dx2, g0, gn, out_v, out_w):
-    for i in range(1, v.shape[0] - 1):
-        out_v[i], out_w[i] = forward_euler_node(
-            v[i - 1], v[i], v[i + 1], w[i], current[i], code, p, dt, diffusivity, inv_dx2
-        )
+    explicit_rows(code, v, w, current, p, dt, diffusivity, inv_dx2, 1, v.shape[0] - 1,
+                  out_v, out_w)
     explicit_ends(code, v, w, current, p, dt, diffusivity, inv_dx2, g0, gn, out_v, out_w)
 
 
 @njit(cache=True, parallel=True)
 def explicit_step_parallel(code, v, w, current, p, dt, diffusivity, inv_dx2, g0, gn, out_v,
                            out_w):
-    for i in prange(1, v.shape[0] - 1):
-        out_v[i], out_w[i] = forward_euler_node(
-            v[i - 1], v[i], v[i + 1], w[i], current[i], code, p, dt, diffusivity, inv_dx2
-        )
+    """Contiguous blocks of interior nodes shared out over the threads, each a plain
+    (vectorised) loop.
+
+    A ``prange`` over the nodes themselves compiles to a loop LLVM does not vectorise: on
+    2 threads it moved 15 GB/s at 4e6 nodes where these blocks move 38 (the serial loop 32;
+    benchmarks/explicit_step.py). Every node's update is the same formula either way, so the
+    results are bit for bit those of the serial kernel.
+    """
+    n = v.shape[0]
+    for b in prange(BLOCKS):
+        lo = 1 + b * (n - 2) // BLOCKS
+        hi = 1 + (b + 1) * (n - 2) // BLOCKS
+        explicit_rows(code, v, w, current, p, dt, diffusivity, inv_dx2, lo, hi, out_v, out_w)
     explicit_ends(code, v, w, current, p, dt, diffusivity, inv_dx2, g0, gn, out_v, out_w)
 
 
@@ -72,5 +92,5 @@ def explicit_step_kernel(n: int):
     return explicit_step_parallel if n >= PARALLEL_MIN_NODES else explicit_step_serial
 
 
-__all__ = ["PARALLEL_MIN_NODES", "explicit_advance_serial", "explicit_step_kernel",
-           "explicit_step_parallel", "explicit_step_serial"]
+__all__ = ["PARALLEL_MIN_NODES", "explicit_advance_serial", "explicit_rows",
+           "explicit_step_kernel", "explicit_step_parallel", "explicit_step_serial"]
