@@ -120,7 +120,10 @@ def cmd_wave(args) -> int:
     from .wave import check_wave, report
 
     case = load_case(args.case, args.set)
-    agreement, _, _ = check_wave(case, substeps=args.substeps)
+    try:
+        agreement, _, _ = check_wave(case, substeps=args.substeps)
+    except CaseError as exc:  # a key of this case file: name the file, as fhnpde run does
+        raise (exc if exc.source else exc.with_source(args.case)) from None
     print(report(case.name, agreement))
     if args.json:
         Path(args.json).write_text(json.dumps(agreement.as_dict(), indent=2) + "\n")

@@ -225,7 +225,7 @@ def test_wave_command_reports_and_exit_status(tmp_path):
                            cwd=ROOT, capture_output=True, text=True)
     assert exact.returncode == 2
     assert exact.stderr.count("\n") == 1
-    assert "reaction.kind: is 'exact'" in exact.stderr
+    assert "cases/divergent.yaml: reaction.kind: is 'exact'" in exact.stderr
 
 
 # --- reproducibility ---------------------------------------------------------------------------
