@@ -70,6 +70,9 @@ def reaction_step(spec, problem, options=None, dt: float | None = None) -> React
     """The ReactionStep a case's ``reaction`` section asks for (called by
     :func:`fhnpde.driver.build_solver` with the case's step ``dt``; the split solver receives
     the step built)."""
+    from .solvers.options import SolverOptions
+
+    options = options if options is not None else SolverOptions()
     try:
         factory = REACTIONS[spec.kind]
     except KeyError:
@@ -181,9 +184,6 @@ class CompiledReaction:
 
 @register_reaction("exact")
 def exact_reaction(spec, problem, options, dt=None):
-    from .solvers.options import SolverOptions
-
-    options = options if options is not None else SolverOptions()
     return ExactReaction(problem.kinetics, options.exact.scheme, options.exact.substeps,
                          options.backend, xp=options.namespace, device=options.device)
 
@@ -212,9 +212,7 @@ def neural_reaction(spec, problem, options, dt=None):
             "options, dt), which this version of surrogates does not provide",
             key="reaction.kind",
         )
-    from .solvers.options import SolverOptions
-
-    return factory(spec, problem, options if options is not None else SolverOptions(), dt)
+    return factory(spec, problem, options, dt)
 
 
 __all__ = ["REACTIONS", "ExactReaction", "ReactionStep", "reaction_step", "register_reaction"]

@@ -377,6 +377,14 @@ ReactionSpec = Annotated[
 ]
 
 
+def grid_size(vary: dict[str, Any], points: int) -> int:
+    """Members of a grid over ``vary`` (an ensemble's or a sweep's): a value list gives its
+    values, a range [low, high] ``points`` values, a degenerate range [x, x] one."""
+    return math.prod(1 if isinstance(spec, list) and spec[0] == spec[1]
+                     else points if isinstance(spec, list) else len(spec.values)
+                     for spec in vary.values())
+
+
 class ValueList(_Strict):
     values: list[FiniteFloat] = Field(min_length=1)
 
@@ -401,9 +409,7 @@ class EnsembleSpec(_Strict):
         if self.sample != "grid" and self.size is None:
             raise KeyedError("size", f"is required for sample: {self.sample}")
         if self.sample == "grid":
-            members = math.prod(len(spec.values) if isinstance(spec, ValueList)
-                                else 1 if spec[0] == spec[1] else self.points
-                                for spec in self.vary.values())
+            members = grid_size(self.vary, self.points)
             if members > MAX_COUNT:
                 raise KeyedError("points", f"the grid has {members:.3g} members, more than "
                                   f"2**53 ({MAX_COUNT:.3g}); use fewer points or values")

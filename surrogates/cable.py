@@ -40,7 +40,8 @@ class _Recording:
 
 
 def exact_case(case, substeps: int):
-    """``case`` with the exact reaction (RK4, ``substeps`` per step) and no stored output."""
+    """``case`` with the exact reaction (RK4, ``substeps`` per step): the reference a neural
+    reaction is trained on and compared with."""
     return case.with_changes({"reaction": {"kind": "exact", "substeps": int(substeps)}})
 
 

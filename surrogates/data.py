@@ -272,6 +272,7 @@ def box_points(cfg: Config, sample: SampleSpec) -> tuple[np.ndarray, np.ndarray]
 def cable_case(cfg: Config, spec, where: str):
     """The split cable case of one ``data.cases`` entry, checked against the config."""
     from fhnpde.loading import load_case
+    from fhnpde.models import check_params
 
     case = load_case(spec.case).with_changes(spec.set)
     if not case.is_cable or case.solver.method != "split":
@@ -282,8 +283,6 @@ def cable_case(cfg: Config, spec, where: str):
     if abs(case.time.dt - cfg.data.dt_r) > 1e-12 * cfg.data.dt_r:
         raise CaseError(f"{spec.case} steps by dt = {case.time.dt:g}, not data.dt_r = "
                         f"{cfg.data.dt_r:g}", key=where)
-    from fhnpde.models import check_params
-
     want = check_params(cfg.kinetics.name, dict(cfg.kinetics.params))
     have = check_params(case.model.kinetics, dict(case.model.params))
     for name, value in have.items():

@@ -119,9 +119,6 @@ def upward_crossings(series: np.ndarray, threshold: float = THRESHOLD) -> int:
 SUBSTEPS = 100
 
 
-def exact_twin(case, substeps: int = SUBSTEPS):
-    """The same case with the exact reaction (RK4, ``substeps`` per step)."""
-    return case.with_changes({"reaction": {"kind": "exact", "substeps": int(substeps)}})
 
 
 def check_wave(case, *, t_end: float | None = None, substeps: int = SUBSTEPS,
@@ -130,6 +127,8 @@ def check_wave(case, *, t_end: float | None = None, substeps: int = SUBSTEPS,
     memory; compare them."""
     from fhnpde import solve
     from fhnpde.api import as_case
+
+    from .cable import exact_case
 
     case = as_case(case).with_changes(dict(changes or {}))
     if case.reaction.kind != "neural":
@@ -141,7 +140,7 @@ def check_wave(case, *, t_end: float | None = None, substeps: int = SUBSTEPS,
     if t_end is not None:
         case = case.with_changes({"time.t_end": float(t_end)})
     run = solve(case)
-    ref = solve(exact_twin(case, substeps))
+    ref = solve(exact_case(case, substeps))
     agreement = wave_agreement(run["time"].values, run["v"].values, ref["v"].values)
     return agreement, run, ref
 

@@ -86,7 +86,7 @@ from ..backends import device_of, kernels
 from ..nonuniform import NodeSet, interpolate_nodes
 from ..refinement import member_mask, select_active_array
 from ..schemes import adaptive_euler_node
-from .base import Order, Solver, State, register
+from .base import ArrayPath, Order, Solver, State, register
 from .explicit import diffusion_limit
 
 KERNELS = "fhnpde.solvers.adaptive_numba"
@@ -312,13 +312,9 @@ class AdaptiveSolver(Solver):
         }
 
 
-class ArrayAdaptiveSteps:
+class ArrayAdaptiveSteps(ArrayPath):
     """The array path on the namespace ``xp``: :func:`~fhnpde.schemes.adaptive_euler_node` on
     the active arrays, the active set chosen by :func:`~fhnpde.refinement.select_active_array`."""
-
-    def __init__(self, solver):
-        self.solver = solver
-        self.xp = solver.xp
 
     def select_active(self, *args):
         return select_active_array(*args, xp=self.xp)

@@ -134,6 +134,28 @@ class Solver(ABC):
         return dict(self.counters)
 
 
+class SteppedSolver(Solver):
+    """A solver whose stepping is a strategy ``self.steps`` chosen once in its constructor
+    (the backend seam: an :class:`ArrayPath` on ``xp``, or compiled numba kernels), with
+    ``advance(state, t, dt, nsteps)``; a step is an advance of one."""
+
+    steps: Any
+
+    def step(self, state: State, t: float, dt: float) -> State:
+        return self.steps.advance(state, t, dt, 1)
+
+    def advance(self, state: State, t: float, dt: float, nsteps: int) -> State:
+        return self.steps.advance(state, t, dt, nsteps)
+
+
+class ArrayPath:
+    """Steps of ``solver`` as array code on its namespace ``xp`` (subclasses: ``advance``)."""
+
+    def __init__(self, solver: Solver):
+        self.solver = solver
+        self.xp = solver.xp
+
+
 REGISTRY: dict[tuple[str, str], type[Solver]] = {}
 
 

@@ -82,7 +82,7 @@ from ..schemes import (
     trapezoid_newton_point,
     trapezoid_w_affine,
 )
-from .base import Order, Solver, State, register
+from .base import ArrayPath, Order, State, SteppedSolver, register
 from .ode import PointSolver
 from .options import tridiagonal_method
 
@@ -118,7 +118,7 @@ class NewtonCounters:
 
 
 @register
-class CrankNicolsonCable(NewtonCounters, Solver):
+class CrankNicolsonCable(NewtonCounters, SteppedSolver):
     """Crank–Nicolson with Newton on a uniform cable; tridiagonal solves by
     ``options.tridiagonal``.
 
@@ -154,19 +154,10 @@ class CrankNicolsonCable(NewtonCounters, Solver):
             self._op_dt = dt
         return self._op
 
-    def step(self, state, t, dt):
-        return self.steps.advance(state, t, dt, 1)
-
-    def advance(self, state, t, dt, nsteps):
-        return self.steps.advance(state, t, dt, nsteps)
 
 
-class ArrayCableSteps:
+class ArrayCableSteps(ArrayPath):
     """Crank–Nicolson steps as array code on ``xp`` with any tridiagonal method."""
-
-    def __init__(self, solver):
-        self.solver = solver
-        self.xp = solver.xp
 
     def advance(self, state, t, dt, nsteps):
         before, k_est = None, 0.0
@@ -286,12 +277,8 @@ class CrankNicolsonPoint(NewtonCounters, PointSolver):
         return CompiledPointSteps(self)
 
 
-class ArrayPointSteps:
+class ArrayPointSteps(ArrayPath):
     """Trapezoidal steps of every member as array code on ``xp``."""
-
-    def __init__(self, solver):
-        self.solver = solver
-        self.xp = solver.xp
 
     def advance(self, state, t, dt, nsteps):
         xp = self.xp

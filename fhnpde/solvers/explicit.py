@@ -16,7 +16,7 @@ import numpy as np
 
 from ..backends import kernels
 from ..schemes import forward_euler_node
-from .base import Order, Solver, State, register
+from .base import ArrayPath, Order, State, SteppedSolver, register
 
 KERNELS = "fhnpde.solvers.explicit_numba"
 
@@ -26,13 +26,9 @@ def diffusion_limit(dx: float, diffusivity: float) -> float | None:
     return None if diffusivity == 0 else dx * dx / (2.0 * diffusivity)
 
 
-class ArraySteps:
+class ArraySteps(ArrayPath):
     """The array path: :func:`~fhnpde.schemes.forward_euler_node` on whole arrays of the
     namespace ``xp``, one step at a time."""
-
-    def __init__(self, solver):
-        self.solver = solver
-        self.xp = solver.xp
 
     def advance(self, state, t, dt, nsteps):
         s, xp = self.solver, self.xp
@@ -77,7 +73,7 @@ class CompiledSteps:
 
 
 @register
-class ExplicitSolver(Solver):
+class ExplicitSolver(SteppedSolver):
     name = "explicit"
     geometry = "cable"
     order = Order(time=1, space=2)
@@ -95,8 +91,3 @@ class ExplicitSolver(Solver):
     def limit_formula(self):
         return "dx^2 / (2 D)"
 
-    def step(self, state, t, dt):
-        return self.steps.advance(state, t, dt, 1)
-
-    def advance(self, state, t, dt, nsteps):
-        return self.steps.advance(state, t, dt, nsteps)

@@ -12,13 +12,13 @@ import numpy as np
 
 from ..backends import kernels
 from ..schemes import euler_point, rk4_point
-from .base import Order, Solver, State, register
+from .base import ArrayPath, Order, State, SteppedSolver, register
 
 KERNELS = "fhnpde.solvers.ode_numba"
 SCHEMES = {"euler": 0, "rk4": 1}
 
 
-class PointSolver(Solver):
+class PointSolver(SteppedSolver):
     """A batch of cells; subclasses choose the scheme. The backend seam is ``self.steps``:
     the array path (the subclass's ``formula`` on arrays of ``xp``) or the numba kernel."""
 
@@ -39,19 +39,10 @@ class PointSolver(Solver):
     def current(self, t):
         return self.asarray(self.problem.current.current(t))
 
-    def step(self, state, t, dt):
-        return self.steps.advance(state, t, dt, 1)
-
-    def advance(self, state, t, dt, nsteps):
-        return self.steps.advance(state, t, dt, nsteps)
 
 
-class ArraySteps:
+class ArraySteps(ArrayPath):
     """The array path of a point solver: its ``formula`` on whole arrays of ``xp``."""
-
-    def __init__(self, solver):
-        self.solver = solver
-        self.xp = solver.xp
 
     def advance(self, state, t, dt, nsteps):
         s = self.solver

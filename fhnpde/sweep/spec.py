@@ -28,6 +28,7 @@ from ..case import (
     set_key_path,
     validation_error_to_case_error,
 )
+from ..schema import grid_size
 
 
 class _Strict(BaseModel):
@@ -92,9 +93,7 @@ class SweepSpec(_Strict):
         if self.sample != "grid" and self.size is None:
             raise keyed("size", f"is required for sample: {self.sample}")
         if self.sample == "grid":
-            members = math.prod(len(spec.values) if isinstance(spec, ValueList)
-                                else 1 if spec[0] == spec[1] else self.points
-                                for spec in self.vary.values())
+            members = grid_size(self.vary, self.points)
             what = "points" if any(isinstance(s, list) for s in self.vary.values()) else "vary"
         else:
             members, what = self.size, "size"
