@@ -74,21 +74,32 @@ def _overlap(lo, hi, x0, x1):
     return np.clip(np.minimum(hi, x1) - np.maximum(lo, x0), 0.0, None)
 
 
+def gaussian_pulse(x, center, width, amplitude, base, xp=np):
+    """``base + amplitude exp(-((x - center) / width)^2)`` on nodes x (any array namespace;
+    the numbers may be arrays of it, e.g. torch tensors to differentiate).
+
+    |x - center| / width may overflow (a very narrow or far pulse): it is then inf, and
+    beyond GAUSSIAN_CUTOFF exp(-z^2) is 0 in double precision anyway, so z is capped there
+    and nothing overflows."""
+    z = xp.minimum(xp.abs(x - center) / width, GAUSSIAN_CUTOFF)
+    return base + amplitude * xp.exp(-(z**2))
+
+
+def box_pulse(inside, amplitude, base, xp=np):
+    """``base + amplitude`` where ``inside`` (a boolean array over the nodes), else ``base``."""
+    return xp.where(inside, base + amplitude, base)
+
+
 def profile(spec, x: np.ndarray) -> np.ndarray:
     """An initial profile on nodes x from a case's ``initial.v`` / ``initial.w`` entry."""
     if isinstance(spec, float | int):
         return np.full_like(x, float(spec), dtype=np.float64)
     if spec.kind == "gaussian":
-        # |x - center| / width may overflow (a very narrow or far pulse): it is then inf,
-        # and beyond GAUSSIAN_CUTOFF exp(-z^2) is 0 in double precision anyway, so z is
-        # capped there and nothing overflows.
         with np.errstate(over="ignore"):
-            z = np.abs(x - spec.center) / spec.width
-        z = np.minimum(z, GAUSSIAN_CUTOFF)
-        return spec.base + spec.amplitude * np.exp(-(z**2))
+            return gaussian_pulse(x, spec.center, spec.width, spec.amplitude, spec.base)
     if spec.kind == "box":
         inside = (x >= spec.x[0]) & (x <= spec.x[1])
-        return np.where(inside, spec.base + spec.amplitude, spec.base).astype(np.float64)
+        return box_pulse(inside, spec.amplitude, spec.base).astype(np.float64)
     raise ValueError(f"unknown initial profile kind {spec.kind!r}")
 
 

@@ -1,0 +1,427 @@
+r"""Differentiable runs on torch: the outputs of a case as tensors with gradients.
+
+:func:`trajectory` steps a case with ``solver.backend: torch`` and returns every output
+``v``, ``w`` as one ``(time, node)`` tensor differentiable with respect to the ``wrt``
+values (:mod:`fhnpde.gradients.wrt`) given as tensors. The steps use the node formulas of
+:mod:`fhnpde.schemes` (each written once) on those tensors; nothing is written in place.
+
+- ``explicit``: :func:`~fhnpde.schemes.forward_euler_node`, backpropagated step by step.
+- ``crank-nicolson``: the converged Newton solution ``v*`` of each step comes from the
+  solver's own step (:class:`~fhnpde.solvers.crank_nicolson.ArrayCableSteps`) outside
+  autograd; its derivative follows from the implicit-function rule. With
+  ``F(v*, θ) = 0`` and ``J = ∂F/∂v`` (the Newton matrix, tridiagonal),
+  ``dv*/dθ = -J^{-1} ∂F/∂θ``, attached as ``v = v* + (u - stop_gradient(u))`` with
+  ``u = -J^{-1} F(v*, θ)`` and ``J`` held constant: its value is ``v*`` exactly and its
+  backward pass is one solve with ``J^T`` per step
+  (:class:`~fhnpde.gradients.tridiagonal.TridiagonalSolve`), whatever the number of
+  Newton iterations. (The term ``(∂J^{-1}/∂θ) F`` is dropped: ``F(v*) = 0`` to the
+  Newton tolerance.)
+- ``split`` (exact reaction): the Crank–Nicolson half-steps of the diffusion as
+  differentiable tridiagonal solves (the matrix depends on ``D``), the reaction by
+  :func:`~fhnpde.schemes.euler_point` / :func:`~fhnpde.schemes.rk4_point` substeps.
+- point models (``euler``, ``rk4``, ``crank-nicolson``): the same formulas over the members;
+  the trapezoidal rule's 2x2 Newton solution by the same implicit rule, its correction
+  :func:`~fhnpde.schemes.trapezoid_newton_point` at the converged state.
+
+**Memory.** With ``checkpoint=True`` each output interval is one
+:func:`torch.utils.checkpoint.checkpoint` region: the forward pass keeps only the outputs,
+and the backward pass recomputes one interval's steps at a time, so memory grows with the
+number of outputs plus one interval's steps, not with the number of steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..case import CaseError
+from ..errors import NumericalFailure
+from ..models import reaction_by_code, recovery_by_code
+from ..schemes import (
+    cn_known_part,
+    cn_newton_node,
+    euler_point,
+    forward_euler_node,
+    rk4_point,
+    trapezoid_newton_point,
+    trapezoid_w_affine,
+)
+from ..stimulus import box_pulse, gaussian_pulse
+from .tridiagonal import solve as differentiable_solve
+from .wrt import Target
+
+#: solvers with a differentiable path, by geometry
+GRADIENT_SOLVERS = {"cable": ("explicit", "crank-nicolson", "split"),
+                    "point": ("euler", "rk4", "crank-nicolson")}
+
+
+@dataclass
+class Trajectory:
+    """A differentiable run: ``v``, ``w`` of shape (time, node) or (time, member)."""
+
+    t: np.ndarray
+    x: np.ndarray | None
+    v: torch.Tensor
+    w: torch.Tensor
+
+
+def check_case(case) -> None:
+    """CaseError (one line, naming the key) unless the case can be differentiated."""
+    if case.solver.backend != "torch":
+        raise CaseError(f"gradients need solver.backend: torch ({case.solver.backend} arrays "
+                        "cannot record derivatives); set solver.backend: torch",
+                        key="solver.backend")
+    geometry = "cable" if case.is_cable else "point"
+    valid = GRADIENT_SOLVERS[geometry]
+    if case.solver.method not in valid:
+        raise CaseError(f"{case.solver.method!r} has no differentiable path; with gradients "
+                        f"use one of {', '.join(valid)}", key="solver.method")
+    if case.solver.method == "split" and case.reaction.kind != "exact":
+        raise CaseError(f"a {case.reaction.kind} reaction step cannot be differentiated with "
+                        "respect to the case's parameters; use reaction.kind: exact",
+                        key="reaction.kind")
+
+
+class DifferentiableProblem:
+    """The numbers of a case, those named by ``targets`` as the given tensors (the case
+    itself must already hold their values)."""
+
+    def __init__(self, case, targets: tuple[Target, ...], values: dict[str, torch.Tensor]):
+        from ..driver import build_solver
+
+        self.case = case
+        self.problem, self.solver = build_solver(case)
+        p = self.problem
+        self.dtype = torch.float64
+        self.device = self.solver.device
+        by_kind: dict[str, list[Target]] = {}
+        for t in targets:
+            by_kind.setdefault(t.kind, []).append(t)
+        fam = p.kinetics.family
+        self.code = fam.code
+        given = {t.name: values[t.path] for t in by_kind.get("param", ())}
+        if p.is_cable:
+            self.params = tuple(given.get(name, float(value))
+                                for name, value in zip(fam.params, p.kinetics.values,
+                                                       strict=True))
+        else:  # point: one row of values per member (scalars broadcast)
+            self.params = tuple(given[name] if name in given else self.tensor(value)
+                                for name, value in zip(fam.params, p.kinetics.values,
+                                                       strict=True))
+        diffusion = by_kind.get("diffusion")
+        self.diffusion = values[diffusion[0].path] if diffusion else float(p.diffusion)
+        self.v0 = self.initial("v", [t for t in by_kind.get("initial", ()) if t.name == "v"],
+                               values)
+        self.w0 = self.initial("w", [t for t in by_kind.get("initial", ()) if t.name == "w"],
+                               values)
+        self.amplitudes = {t.index: values[t.path] for t in by_kind.get("stimulus", ())}
+        self._currents: dict[tuple, torch.Tensor] = {}
+
+    def tensor(self, x):
+        return torch.as_tensor(np.asarray(x, dtype=np.float64), dtype=self.dtype,
+                               device=self.device)
+
+    def initial(self, name: str, targets: list[Target], values) -> torch.Tensor:
+        host = self.problem.v0 if name == "v" else self.problem.w0
+        if not targets:
+            return self.tensor(host)
+        spec = getattr(self.case.initial, name)
+        fields = {t.field: values[t.path] for t in targets}
+        size = host.shape[0]
+        if None in fields:  # a constant
+            return fields[None] * torch.ones(size, dtype=self.dtype, device=self.device)
+        import array_api_compat.torch as xp
+
+        num = {f: fields.get(f, getattr(spec, f)) for f in ("amplitude", "base")}
+        if spec.kind == "gaussian":
+            x = self.tensor(self.problem.grid.x)
+            return gaussian_pulse(x, fields.get("center", spec.center),
+                                  fields.get("width", spec.width), num["amplitude"],
+                                  num["base"], xp)
+        x = self.problem.grid.x
+        inside = torch.as_tensor((x >= spec.x[0]) & (x <= spec.x[1]), device=self.device)
+        value = box_pulse(inside, num["amplitude"], num["base"], xp)
+        return value * torch.ones(size, dtype=self.dtype, device=self.device)
+
+    def current(self, t: float) -> torch.Tensor:
+        """I at every node (member) at time t: the case's base current plus the active boxes,
+        their amplitudes the given tensors where named (the sum in the order of
+        :func:`fhnpde.stimulus.node_currents`)."""
+        cur = self.problem.current
+        key = cur.active(t)
+        value = self._currents.get(key)
+        if value is None:
+            if not self.amplitudes:
+                value = self.tensor(cur.current(t))
+            else:
+                value = self.tensor(cur.base)
+                for k, on in enumerate(key):
+                    if on:
+                        amplitude = self.amplitudes.get(k, float(cur.amplitude[k]))
+                        value = value + amplitude * self.tensor(cur.mask_rows[k])
+            self._currents[key] = value
+        return value
+
+    def prepare_currents(self, times) -> None:
+        """Build the current of every distinct set of active boxes at ``times`` now (outside
+        any checkpointed region, so a region's recomputation does not reuse a tensor built
+        inside another one)."""
+        cur = self.problem.current
+        seen = set()
+        for t in times:
+            key = cur.active(float(t))
+            if key not in seen:
+                seen.add(key)
+                self.current(float(t))
+
+
+# --- the steps of each solver, on the differentiable problem ---------------------------------
+
+
+class ExplicitSteps:
+    """Forward Euler (:func:`~fhnpde.schemes.forward_euler_node`)."""
+
+    def __init__(self, dp: DifferentiableProblem):
+        import array_api_compat.torch as xp
+
+        self.dp, self.xp = dp, xp
+        self.inv_dx2 = 1.0 / dp.problem.grid.dx**2
+
+    def query_times(self, t, dt, nsteps):
+        return t + dt * np.arange(nsteps)
+
+    def advance(self, v, w, t, dt, nsteps):
+        dp, grid = self.dp, self.dp.problem.grid
+        for i in range(nsteps):
+            left, right = grid.neighbours(v, self.xp)
+            v, w = forward_euler_node(left, v, right, w, dp.current(t + i * dt), dp.code,
+                                      dp.params, dt, dp.diffusion, self.inv_dx2)
+        return v, w
+
+
+class CrankNicolsonSteps:
+    """Crank–Nicolson: the solver's Newton solve, differentiated by the implicit rule."""
+
+    def __init__(self, dp: DifferentiableProblem):
+        import array_api_compat.torch as xp
+
+        self.dp, self.xp = dp, xp
+        self.solver = dp.solver
+        self.inv_dx2 = 1.0 / dp.problem.grid.dx**2
+        self.recovery = recovery_by_code(dp.code, dp.params)
+
+    def query_times(self, t, dt, nsteps):
+        return t + dt * np.arange(nsteps + 1)
+
+    def advance(self, v, w, t, dt, nsteps):
+        from ..solvers.base import State
+
+        before, k_est = None, 0.0
+        for s in range(nsteps):
+            with torch.no_grad():
+                new, k_est = self.solver.steps.step(State(v.detach(), w.detach()), before,
+                                                    k_est, t + s * dt, dt)
+            before = v.detach()
+            v, w = self.attach(new.v, v, w, t + s * dt, dt)
+        return v, w
+
+    def attach(self, v_star, v0, w0, t, dt):
+        """(v, w) of the step from (v0, w0): the value ``v*``, the derivative of the
+        implicit-function rule (module docstring)."""
+        dp, xp, grid = self.dp, self.xp, self.dp.problem.grid
+        h, p, D = 0.5 * dt, dp.params, dp.diffusion
+        alpha, beta, delta, dfdw = self.recovery
+        f0, g0 = reaction_by_code(dp.code, v0, w0, dp.current(t), p)
+        left, right = grid.neighbours(v0, xp)
+        known = cn_known_part(left, v0, right, f0, h, D, self.inv_dx2)
+        c0, c1 = trapezoid_w_affine(w0, g0, h, alpha, beta, delta)
+        if torch.is_grad_enabled():
+            left, right = grid.neighbours(v_star, xp)
+            residual, jdiag = cn_newton_node(dp.code, left, v_star, right, known, c0, c1,
+                                             dp.current(t + dt), p, dfdw, h, D, self.inv_dx2)
+            from ..operators import solve_with_corners
+
+            lower, diag, upper, top, bottom = (
+                dp.tensor(b) if np.ndim(b) else b for b in self.solver.operator(dt))
+            method = self.solver.method
+
+            def linear_solve(lo, di, up, rhs):
+                return differentiable_solve(lo, di, up, rhs, method)
+
+            update = solve_with_corners(linear_solve, lower, jdiag.detach() + diag, upper,
+                                        top, bottom, -residual, xp)
+            v = v_star + (update - update.detach())
+        else:
+            v = v_star
+        return v, c0 + c1 * v
+
+
+class SplitSteps:
+    """Strang splitting: differentiable Crank–Nicolson half-steps, exact reaction."""
+
+    def __init__(self, dp: DifferentiableProblem):
+        import array_api_compat.torch as xp
+
+        from ..operators import laplacian_bands
+        from ..reaction import EXACT_SCHEMES
+
+        self.dp, self.xp = dp, xp
+        self.bands = laplacian_bands(dp.problem.grid)
+        spec = dp.case.reaction
+        self.scheme_code = EXACT_SCHEMES[spec.scheme][0]
+        self.substeps = int(spec.substeps)
+        self.method = dp.solver.method
+
+    def query_times(self, t, dt, nsteps):
+        return t + dt * (np.arange(nsteps) + 0.5)
+
+    def half_step(self, v, dt):
+        """``(I - τ/2 D L)^{-1} (I + τ/2 D L) v`` with τ = dt/2
+        (:class:`fhnpde.solvers.split.CrankNicolsonDiffusion`)."""
+        from ..operators import solve_with_corners
+
+        dp, xp = self.dp, self.xp
+        s = 0.5 * (0.5 * dt) * dp.diffusion
+        lower, diag, upper, top, bottom = self.bands
+        rhs = v + s * dp.problem.grid.laplacian(v, xp)
+
+        def linear_solve(lo, di, up, b):
+            return differentiable_solve(lo, di, up, b, self.method)
+
+        return solve_with_corners(linear_solve, -s * dp.tensor(lower), 1.0 - s * dp.tensor(diag),
+                                  -s * dp.tensor(upper), -s * top, -s * bottom, rhs, xp)
+
+    def reaction(self, v, w, current, dt):
+        """:class:`fhnpde.reaction.ArrayReaction`'s substeps on the differentiable values."""
+        dp = self.dp
+        h = dt / self.substeps
+        for _ in range(self.substeps):
+            if self.scheme_code == 0:
+                v, w = euler_point(dp.code, v, w, current, dp.params, h)
+            else:
+                v, w = rk4_point(dp.code, v, w, current, current, current, dp.params, h)
+        return v, w
+
+    def advance(self, v, w, t, dt, nsteps):
+        for i in range(nsteps):
+            v = self.half_step(v, dt)
+            v, w = self.reaction(v, w, self.dp.current(t + i * dt + 0.5 * dt), dt)
+            v = self.half_step(v, dt)
+        return v, w
+
+
+class PointSteps:
+    """Forward Euler or RK4 of every member (:mod:`fhnpde.solvers.ode`)."""
+
+    def __init__(self, dp: DifferentiableProblem):
+        self.dp = dp
+        self.rk4 = dp.solver.name == "rk4"
+
+    def query_times(self, t, dt, nsteps):
+        return t + dt * (np.arange(2 * nsteps + 1) / 2.0)
+
+    def advance(self, v, w, t, dt, nsteps):
+        dp = self.dp
+        for i in range(nsteps):
+            s = t + i * dt
+            if self.rk4:
+                v, w = rk4_point(dp.code, v, w, dp.current(s), dp.current(s + 0.5 * dt),
+                                 dp.current(s + dt), dp.params, dt)
+            else:
+                v, w = euler_point(dp.code, v, w, dp.current(s), dp.params, dt)
+        return v, w
+
+
+class TrapezoidPointSteps:
+    """The trapezoidal rule per member: the solver's Newton solve, the implicit rule."""
+
+    def __init__(self, dp: DifferentiableProblem):
+        self.dp = dp
+        self.steps = dp.solver.steps
+
+    def query_times(self, t, dt, nsteps):
+        return t + dt * np.arange(nsteps + 1)
+
+    def advance(self, v, w, t, dt, nsteps):
+        dp = self.dp
+        p_host = tuple(x.detach() for x in dp.params)
+        before, k_est = None, torch.zeros_like(v.detach())
+        for i in range(nsteps):
+            s = t + i * dt
+            with torch.no_grad():
+                v_star, w_star, k_est = self.steps.step(v.detach(), w.detach(), before, k_est,
+                                                        p_host, s, dt)
+            before = (v.detach(), w.detach())
+            if torch.is_grad_enabled():
+                f0, g0 = reaction_by_code(dp.code, v, w, dp.current(s), dp.params)
+                dv, dw = trapezoid_newton_point(dp.code, v_star, w_star, v, w, f0, g0,
+                                                dp.current(s + dt), dp.params, 0.5 * dt)
+                v, w = v_star + (dv - dv.detach()), w_star + (dw - dw.detach())
+            else:
+                v, w = v_star, w_star
+        return v, w
+
+
+def steps_for(dp: DifferentiableProblem):
+    name = dp.solver.name
+    if dp.problem.is_cable:
+        return {"explicit": ExplicitSteps, "crank-nicolson": CrankNicolsonSteps,
+                "split": SplitSteps}[name](dp)
+    return TrapezoidPointSteps(dp) if name == "crank-nicolson" else PointSteps(dp)
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def trajectory(case, targets: tuple[Target, ...] = (), values=None, *,
+               checkpoint: bool = True) -> Trajectory:
+    """Every output of ``case`` as tensors, differentiable with respect to ``values``
+    (``{target.path: 0-d tensor}``; the case must hold their values already, e.g. through
+    :func:`case_with`). ``checkpoint``: recompute each output interval in the backward pass
+    instead of keeping its steps (module docstring)."""
+    from torch.utils.checkpoint import checkpoint as region
+
+    from ..driver import output_times
+
+    check_case(case)
+    values = dict(values or {})
+    dp = DifferentiableProblem(case, targets, values)
+    steps = steps_for(dp)
+    spec = case.time
+    dt, n_steps, per_output = spec.dt, spec.n_steps, spec.steps_per_output
+    times = output_times(n_steps, per_output, dt)
+    starts = np.arange(0, n_steps, per_output)
+    dp.prepare_currents(np.concatenate(
+        [steps.query_times(first * dt, dt, min(per_output, n_steps - first)) for first in starts]
+        or [np.zeros(0)]))
+    differentiable = torch.is_grad_enabled() and any(
+        isinstance(x, torch.Tensor) and x.requires_grad for x in values.values())
+    v, w = dp.v0, dp.w0
+    out_v, out_w = [v], [w]
+    for first in starts:
+        count = int(min(per_output, n_steps - first))
+        t = float(first * dt)
+        if checkpoint and differentiable:
+            v, w = region(steps.advance, v, w, t, dt, count, use_reentrant=False)
+        else:
+            v, w = steps.advance(v, w, t, dt, count)
+        if not bool(torch.isfinite(v.detach()).all() and torch.isfinite(w.detach()).all()):
+            raise NumericalFailure(f"the solution blew up before t = {t + count * dt:g}; lower "
+                                   "time.dt or check the parameters")
+        out_v.append(v)
+        out_w.append(w)
+    x = dp.problem.grid.x if dp.problem.is_cable else None
+    return Trajectory(times, x, torch.stack(out_v), torch.stack(out_w))
+
+
+def case_with(case, targets: tuple[Target, ...], values) -> object:
+    """``case`` with every target's key path set to ``values[path]`` (a number or a 0-d
+    tensor), validated as a whole."""
+    changes = {t.path: float(_number(values[t.path])) for t in targets}
+    return case.with_changes(changes) if changes else case
+
+
+def _number(x):
+    return x.detach() if isinstance(x, torch.Tensor) else x
