@@ -27,6 +27,22 @@ def solve(case, *, store=None, overwrite=False, progress=False, force=False):
     return _solve(case, store=store, overwrite=overwrite, progress=progress, force=force)
 
 
+def gradient(case, loss, wrt, *, checkpoint=True):
+    """A scalar ``loss(run)`` of a run on torch and its gradient with respect to the ``wrt``
+    key paths: ``(loss, {path: gradient})`` (see :func:`fhnpde.gradients.gradient`)."""
+    from .gradients import gradient as _gradient
+
+    return _gradient(case, loss, wrt, checkpoint=checkpoint)
+
+
+def fit(case, data, wrt, start=None, **options):
+    """Fit the ``wrt`` values of a case to recorded data; a FitResult (fitted values, loss
+    history, the fitted case; see :func:`fhnpde.gradients.fit`)."""
+    from .gradients import fit as _fit
+
+    return _fit(case, data, wrt, start, **options)
+
+
 def open_run(path):
     """Open a run's store as an :class:`xarray.Dataset`."""
     from .store import open_run as _open
@@ -42,5 +58,5 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Case", "CaseError", "load_case", "open_run", "run", "solve", "tridiagonal",
-           "__version__"]
+__all__ = ["Case", "CaseError", "fit", "gradient", "load_case", "open_run", "run", "solve",
+           "tridiagonal", "__version__"]

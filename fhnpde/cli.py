@@ -317,6 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="run even if the memory or disk estimate exceeds what is available")
     p.set_defaults(func=cmd_sweep)
+
+    from .gradients.command import add_parser as add_fit_parser
+
+    add_fit_parser(sub, _number)
     return parser
 
 
