@@ -1,9 +1,9 @@
 """Recorded data as a loss: the model's outputs selected at the data's coordinates.
 
 ``data`` is an :class:`xarray.Dataset` (or a store path, opened with
-:func:`fhnpde.open_run`) holding ``v`` (and optionally ``w``) with dims ``(time, x)`` for a
-cable or ``(time, member)`` for a point model. It may be observed at a **subset** of the
-case's output times and nodes: every data time must be one of the case's output times
+:func:`fhnpde.open_run`) holding ``v`` (and optionally ``w``) with dims ``time`` and ``x`` for
+a cable, ``time`` and ``member`` for a point model (in either order). It may be observed at a
+**subset** of the case's output times and nodes: every data time must be one of the case's output times
 (within 1e-6 dt) and every data position one of its nodes (within 1e-6 dx), and the model's
 outputs are *selected* there, not interpolated, so the loss compares like with like and
 adds no interpolation error. Missing observations (NaN) are left out. The loss is
@@ -73,7 +73,7 @@ def observations(case, data, variables=("v",), key: str = "data") -> Observation
             held = ", ".join(map(str, ds.data_vars))
             raise CaseError(f"has no variable {name!r} (it holds {held}); give data with the "
                             "variables fitted", key=key)
-        if tuple(ds[name].dims) != ("time", space):
+        if set(ds[name].dims) != {"time", space}:
             raise CaseError(f"{name} has dims {tuple(ds[name].dims)}, but the case's outputs have "
                             f"('time', {space!r}); give data of the same kind of run", key=key)
     t_data = np.asarray(ds["time"].values, dtype=float)
@@ -99,7 +99,8 @@ def observations(case, data, variables=("v",), key: str = "data") -> Observation
         if members.min(initial=0) < 0 or members.max(initial=0) >= size:
             raise CaseError(f"has members outside 0 .. {size - 1} of the case's ensemble", key=key)
         ni = members.astype(int)
-    values = {name: np.asarray(ds[name].values, dtype=float) for name in variables}
+    values = {name: np.asarray(ds[name].transpose("time", space).values, dtype=float)
+              for name in variables}
     if not any(np.isfinite(v).any() for v in values.values()):
         raise CaseError("holds no finite value of " + ", ".join(variables), key=key)
     return Observations(ti, ni, values)
