@@ -14,7 +14,6 @@ torch = pytest.importorskip("torch", reason="gradients need torch (pip install t
 import fhnpde  # noqa: E402
 from fhnpde.case import CaseError  # noqa: E402
 from fhnpde.gradients import api, data, run, tridiagonal, wrt  # noqa: E402
-
 from tests.helpers import CELL, make_case  # noqa: E402
 
 torch.set_num_threads(1)
@@ -209,7 +208,8 @@ def test_crank_nicolson_backward_solves_once_per_step(monkeypatch):
 def test_gradient_api_and_loss_errors():
     case = divergent("explicit", ("time.t_end", 5.0))
     value, grads = fhnpde.gradient(case, final_mean_square, "a,diffusion")
-    assert set(grads) == {"model.params.a", "model.diffusion"} and value > 0
+    assert set(grads) == {"model.params.a", "model.diffusion"}
+    assert value > 0
     with pytest.raises(TypeError, match="scalar"):
         fhnpde.gradient(case, lambda r: r.v[-1], ["model.params.a"])
     with pytest.raises(CaseError, match="loss must be a function"):

@@ -3,9 +3,9 @@
 ``data`` is an :class:`xarray.Dataset` (or a store path, opened with
 :func:`fhnpde.open_run`) holding ``v`` (and optionally ``w``) with dims ``time`` and ``x`` for
 a cable, ``time`` and ``member`` for a point model (in either order). It may be observed at a
-**subset** of the case's output times and nodes: every data time must be one of the case's output times
-(within 1e-6 dt) and every data position one of its nodes (within 1e-6 dx), and the model's
-outputs are *selected* there, not interpolated, so the loss compares like with like and
+**subset** of the case's output times and nodes: every data time must be one of the case's
+output times (within 1e-6 dt) and every data position one of its nodes (within 1e-6 dx), and
+the model's outputs are *selected* there, not interpolated, so the loss compares like with like and
 adds no interpolation error. Missing observations (NaN) are left out. The loss is
 
 .. math::
