@@ -3,7 +3,7 @@
 
 - :func:`gradient` (``fhnpde.gradient``): a scalar loss of a run and its gradient with
   respect to ``wrt`` key paths of the case (:mod:`.wrt`);
-- :func:`fit` (``fhnpde.fit``): the ``wrt`` values that fit recorded data (:mod:`.fit`);
+- :func:`fit` (``fhnpde.fit``): the ``wrt`` values that fit recorded data (:mod:`.fitting`);
 - :func:`trajectory`: a run's outputs as differentiable tensors (:mod:`.run`);
 - :func:`squared_error`: recorded data as a loss (:mod:`.data`);
 - :func:`solve_tridiagonal`: ``fhnpde.tridiagonal.solve`` with a one-solve backward pass
@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "gradient": ".api", "squared_error": ".data", "FitResult": ".fit", "fit": ".fit",
+    "gradient": ".api", "squared_error": ".data", "FitResult": ".fitting", "fit": ".fitting",
     "Trajectory": ".run", "trajectory": ".run", "TridiagonalSolve": ".tridiagonal",
     "solve_tridiagonal": ".tridiagonal",
 }

@@ -58,7 +58,7 @@ def parse_start(items: list[str]) -> dict[str, float]:
 def cmd_fit(args) -> int:
     from ..case import load_case
     from ..cli import _study_out_dir, _with_source
-    from .fit import fit
+    from .fitting import fit
 
     case = load_case(args.case, args.set)
     start = parse_start(args.start)

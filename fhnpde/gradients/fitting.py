@@ -90,8 +90,10 @@ class Transform:
 
 
 def _bounds(case, targets, bounds) -> dict:
+    from .wrt import full_path
+
     out = {}
-    bounds = dict(bounds or {})
+    bounds = {full_path(case, k): v for k, v in dict(bounds or {}).items()}
     for t in targets:
         lo, hi = CASE_BOUNDS.get((case.model.kinetics, t.name), (None, None)) \
             if t.kind == "param" else (None, None)
