@@ -1,0 +1,338 @@
+"""Gradients through the solvers: what one costs, how much memory, and what a fit takes.
+
+    python benchmarks/gradients.py [--quick] [--only cost,memory,unrolled,fit]
+
+All on torch, CPU, float64, one thread (``torch.set_num_threads(1)``); medians of
+``--repeats`` timed runs after a warm-up. Ratios are measured in the same process, one after
+the other.
+
+- **cost**: one gradient (forward + backward of the mean square of v at the last output with
+  respect to a, eps, D) / one forward run without gradients, for explicit and
+  Crank–Nicolson at nx 801 and 12,801 (the divergent case; explicit at 0.9 of its stability
+  limit, Crank–Nicolson at dt 0.05; ~1,000 and ~400 steps, outputs every 50 steps).
+- **memory**: peak resident memory added by the gradient of the 15,000-step explicit run
+  (cases/divergent.yaml: nx 801, dt 0.02, t_end 300, 301 outputs), with checkpointing per
+  output interval and without, against the memory of the stored outputs (v and w, float64).
+  Each measurement runs in a fresh process (``ru_maxrss`` minus the resident memory just
+  before the gradient, after a warm-up gradient of a short run).
+- **unrolled**: Crank–Nicolson's implicit-function gradient against backpropagation through
+  the unrolled Newton iterations (the naive alternative, written here), same tolerance, no
+  checkpointing: time and peak memory.
+- **fit**: the recovery of tests/test_gradients_fit.py (divergent case, nx 101, dt 0.1,
+  t_end 50; from a = 0.15, eps = 0.02, D = 1.3 to 0.1, 0.01, 1): ``fhnpde.fit`` (L-BFGS-B,
+  exact gradients) against scipy's L-BFGS-B with central finite-difference gradients of the
+  fastest forward run (numba) on the same log-parameters; time until all three are within
+  1e-3 relative.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+import fhnpde  # noqa: E402
+
+WRT = ["model.params.a", "model.params.eps", "model.diffusion"]
+
+
+def divergent(**changes):
+    return fhnpde.load_case(ROOT / "cases" / "divergent.yaml").with_changes(
+        {"solver.backend": "torch", "solver.tridiagonal": "cyclic-reduction", **changes})
+
+
+def final_mean_square(run):
+    return (run.v[-1] ** 2).mean()
+
+
+def timed(fn, repeats):
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def cost_case(method: str, nx: int, quick: bool):
+    dx = 200.0 / (nx - 1)
+    if method == "explicit":
+        dt = float(f"{0.9 * dx * dx / 2:.3g}")
+        steps = 200 if quick else 1000
+    else:
+        dt, steps = 0.05, 100 if quick else 400
+    return divergent(**{"solver.method": method, "domain.nx": nx, "time.dt": dt,
+                        "time.t_end": steps * dt, "time.save_every": 50 * dt})
+
+
+def bench_cost(args):
+    import torch
+
+    from fhnpde.gradients import api, run, wrt
+
+    rows = []
+    for method in ("explicit", "crank-nicolson"):
+        for nx in (801, 12801):
+            case = cost_case(method, nx, args.quick)
+            targets = wrt.resolve(case, WRT)
+
+            def forward(case=case):
+                with torch.no_grad():
+                    run.trajectory(case)
+
+            def gradient(case=case, targets=targets):
+                api.evaluate(case, targets, final_mean_square)
+
+            tf = timed(forward, args.repeats)
+            tg = timed(gradient, args.repeats)
+            rows.append({"method": method, "nx": nx, "dt": case.time.dt,
+                         "steps": case.time.n_steps, "forward_s": tf, "gradient_s": tg,
+                         "ratio": tg / tf})
+            print(f"cost  {method:15s} nx {nx:6d} steps {case.time.n_steps:5d}: forward "
+                  f"{tf:.3f} s, gradient {tg:.3f} s, ratio {tg / tf:.2f}", flush=True)
+    return rows
+
+
+# --- memory: one measurement per fresh process -----------------------------------------------
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def memory_child(kind: str, quick: bool) -> dict:
+    """Run in a child process: the peak memory the gradient adds."""
+    import torch
+
+    torch.set_num_threads(1)
+    from fhnpde.gradients import api, wrt
+
+    if kind.startswith("explicit"):
+        case = divergent(**{"time.t_end": 30.0 if quick else 300.0})  # dt 0.02, nx 801
+    else:
+        case = divergent(**{"solver.method": "crank-nicolson", "time.dt": 0.05,
+                            "time.t_end": 10.0 if quick else 50.0})
+    checkpoint = kind.endswith("checkpoint")
+    small = case.with_changes({"time.t_end": 2.0})
+    loss = final_mean_square
+    if kind.startswith("unrolled"):
+        loss_fn = unrolled_gradient
+    else:
+        def loss_fn(c, cp):
+            return api.evaluate(c, wrt.resolve(c, WRT), loss, checkpoint=cp)
+    loss_fn(small, checkpoint)  # imports, first allocations
+    before = rss_bytes()
+    t0 = time.perf_counter()
+    value, grads = loss_fn(case, checkpoint)
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    n_outputs = len(fhnpde.driver.output_times(case.time.n_steps, case.time.steps_per_output,
+                                               case.time.dt))
+    stored = 2 * 8 * n_outputs * case.domain.nx
+    return {"kind": kind, "steps": case.time.n_steps, "outputs": n_outputs, "nx": case.domain.nx,
+            "stored_bytes": stored, "added_peak_bytes": peak - before, "seconds": seconds,
+            "ratio": (peak - before) / stored, "loss": value, "grads": grads}
+
+
+def measure_memory(kind: str, quick: bool) -> dict:
+    cmd = [sys.executable, __file__, "--child", kind] + (["--quick"] if quick else [])
+    # every tensor in its own mapping (glibc), so the resident size follows the live tensors
+    # instead of a heap that keeps freed blocks
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT),
+           "MALLOC_MMAP_THRESHOLD_": "4096"}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_memory(args):
+    rows = []
+    for kind in ("explicit-checkpoint", "explicit-full"):
+        r = measure_memory(kind, args.quick)
+        rows.append(r)
+        print(f"memory {kind:20s} {r['steps']} steps, {r['outputs']} outputs x nx {r['nx']}: "
+              f"stored {r['stored_bytes'] / 2**20:.1f} MiB, gradient adds "
+              f"{r['added_peak_bytes'] / 2**20:.1f} MiB peak = {r['ratio']:.2f} x stored "
+              f"({r['seconds']:.1f} s)", flush=True)
+    return rows
+
+
+# --- Crank–Nicolson: unrolled Newton, the naive alternative ---------------------------------
+
+
+def unrolled_gradient(case, checkpoint=False):
+    """(loss, grads) by backpropagating through every Newton iteration of every step (the same
+    formulas, tolerance and stopping rule as the solver; nothing detached)."""
+    import array_api_compat.torch as xp
+    import torch
+
+    from fhnpde.gradients.api import leaves
+    from fhnpde.gradients.run import DifferentiableProblem, case_with
+    from fhnpde.gradients.tridiagonal import solve
+    from fhnpde.gradients.wrt import resolve
+    from fhnpde.models import reaction_by_code, recovery_by_code
+    from fhnpde.operators import laplacian_bands
+    from fhnpde.schemes import (
+        cn_known_part,
+        cn_newton_node,
+        newton_error_left,
+        newton_guess,
+        trapezoid_w_affine,
+    )
+
+    targets = resolve(case, WRT)
+    tensors = leaves(targets)
+    case = case_with(case, targets, tensors)
+    dp = DifferentiableProblem(case, targets, tensors)
+    grid, p, D = dp.problem.grid, dp.params, dp.diffusion
+    inv_dx2 = 1.0 / grid.dx**2
+    lower, diag, upper, _, _ = (dp.tensor(b) for b in laplacian_bands(grid))
+    alpha, beta, delta, dfdw = recovery_by_code(dp.code, p)
+    newton = dp.solver.newton
+    dt, h = case.time.dt, 0.5 * case.time.dt
+    v, w = dp.v0, dp.w0
+    per = case.time.steps_per_output
+    for first in range(0, case.time.n_steps, per):
+        before, k_est = None, 0.0
+        for s in range(first, min(first + per, case.time.n_steps)):
+            t = s * dt
+            f0, g0 = reaction_by_code(dp.code, v, w, dp.current(t), p)
+            left, right = grid.neighbours(v, xp)
+            known = cn_known_part(left, v, right, f0, h, D, inv_dx2)
+            c0, c1 = trapezoid_w_affine(w, g0, h, alpha, beta, delta)
+            guess = newton_guess(v, before, newton.extrapolate and before is not None)
+            u, previous = guess, 0.0
+            for _ in range(newton.max_iter):
+                left, right = grid.neighbours(u, xp)
+                residual, jdiag = cn_newton_node(dp.code, left, u, right, known, c0, c1,
+                                                 dp.current(t + dt), p, dfdw, h, D, inv_dx2)
+                scale_d = -h * D
+                update = solve(scale_d * lower, jdiag + scale_d * diag, scale_d * upper,
+                               -residual, dp.solver.method)
+                u = u + update
+                size = float(update.detach().abs().max())
+                scale = max(1.0, float(u.detach().abs().max()))
+                error, k_est = newton_error_left(size, previous, k_est, scale, newton.quadratic)
+                if error <= newton.rtol * scale:
+                    break
+                previous = size
+            before = v
+            v, w = u, c0 + c1 * u
+    value = (v**2).mean()
+    grads = torch.autograd.grad(value, list(tensors.values()))
+    return float(value.detach()), {k: float(g) for k, g in zip(tensors, grads, strict=True)}
+
+
+def bench_unrolled(args):
+    rows = []
+    for kind in ("implicit", "unrolled"):
+        r = measure_memory(f"cn-{kind}" if kind == "implicit" else "unrolled", args.quick)
+        rows.append(r)
+        print(f"cn    {kind:9s} {r['steps']} steps nx {r['nx']}: {r['seconds']:.2f} s, gradient "
+              f"adds {r['added_peak_bytes'] / 2**20:.1f} MiB peak; grads {r['grads']}",
+              flush=True)
+    imp, unr = rows
+    print(f"cn    unrolled / implicit: time {unr['seconds'] / imp['seconds']:.2f}, memory "
+          f"{unr['added_peak_bytes'] / max(imp['added_peak_bytes'], 1):.2f}", flush=True)
+    return rows
+
+
+# --- the fit against finite differences -----------------------------------------------------
+
+
+TRUE = {"model.params.a": 0.1, "model.params.eps": 0.01, "model.diffusion": 1.0}
+START = {"model.params.a": 0.15, "model.params.eps": 0.02, "model.diffusion": 1.3}
+
+
+def worst(values):
+    return max(abs(values[p] / TRUE[p] - 1.0) for p in TRUE)
+
+
+def bench_fit(args):
+    from scipy.optimize import minimize
+
+    case = divergent(**{"time.t_end": 50.0, "time.dt": 0.1, "domain.nx": 101})
+    data = fhnpde.solve(case.with_changes({"solver.backend": "numpy"}))
+    target = data.v.values
+
+    t0 = time.perf_counter()
+    result = fhnpde.fit(case, data, WRT, START)
+    t_exact = time.perf_counter() - t0
+    print(f"fit   exact gradients (torch): {result.iterations} iterations, {result.evaluations} "
+          f"gradients, {t_exact:.2f} s, worst relative error {worst(result.values):.2e}",
+          flush=True)
+
+    fast = case.with_changes({"solver.backend": "numba"})
+    fhnpde.solve(fast)  # compile
+    state = {"runs": 0, "reached": None}
+    t0 = time.perf_counter()
+
+    def loss_of(u):
+        state["runs"] += 1
+        theta = dict(zip(WRT, np.exp(u), strict=True))
+        ds = fhnpde.solve(fast.with_changes({k: float(v) for k, v in theta.items()}))
+        return float(np.mean((ds.v.values - target) ** 2)), theta
+
+    def objective(u):
+        value, theta = loss_of(u)
+        if state["reached"] is None and worst(theta) < 1e-3:
+            state["reached"] = time.perf_counter() - t0
+        grad = np.empty_like(u)
+        for i in range(u.size):
+            e = np.zeros_like(u)
+            e[i] = 1e-6
+            grad[i] = (loss_of(u + e)[0] - loss_of(u - e)[0]) / 2e-6
+        return value, grad
+
+    u0 = np.log([START[p] for p in WRT])
+    fd = minimize(objective, u0, jac=True, method="L-BFGS-B",
+                  options={"maxiter": 100, "ftol": 1e-14, "gtol": 1e-10})
+    t_fd = time.perf_counter() - t0
+    values = dict(zip(WRT, np.exp(fd.x), strict=True))
+    reached = state["reached"]
+    print(f"fit   finite differences (numba, scipy L-BFGS-B): {fd.nit} iterations, "
+          f"{state['runs']} runs, {t_fd:.2f} s in all, worst relative error "
+          f"{worst(values):.2e}, within 1e-3 after "
+          + (f"{reached:.2f} s" if reached is not None else "never"), flush=True)
+    return {"exact_s": t_exact, "exact_iterations": result.iterations,
+            "exact_error": worst(result.values), "fd_s": t_fd, "fd_reached_s": reached,
+            "fd_iterations": int(fd.nit), "fd_runs": state["runs"], "fd_error": worst(values)}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter runs (a smoke test)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", default="cost,memory,unrolled,fit")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(memory_child(args.child, args.quick)))
+        return 0
+    import torch
+
+    torch.set_num_threads(1)
+    print(f"torch {torch.__version__}, {os.cpu_count()} cores, load "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
+    parts = {"cost": bench_cost, "memory": bench_memory, "unrolled": bench_unrolled,
+             "fit": bench_fit}
+    for name in args.only.split(","):
+        parts[name](args)
+    print(f"load at the end {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
