@@ -203,6 +203,100 @@ class ExplicitSteps:
                                       dp.params, dt, dp.diffusion, self.inv_dx2)
         return v, w
 
+    def adjoint(self, v, w, t, dt, nsteps, lam_v, lam_w, captured):
+        r"""The backward pass of ``advance`` without a graph: (dJ/dv, dJ/dw at the interval's
+        start, {id(tensor): dJ/dtensor} for ``captured``) from dJ/d(v, w) at its end.
+
+        The states of the interval are recomputed, then the adjoint of forward Euler runs
+        backwards step by step,
+
+        .. math::
+
+            λ_v^n = λ_v^{n+1} + Δt \big(D L^T λ_v^{n+1} + f_v λ_v^{n+1} + α λ_w^{n+1}\big),
+            \qquad λ_w^n = λ_w^{n+1} + Δt \big(f_w λ_v^{n+1} - β λ_w^{n+1}\big)
+
+        (``f_v`` from :func:`~fhnpde.models.dreaction_dv_by_code`; ``α``, ``β``, ``f_w`` of the
+        affine recovery, :func:`~fhnpde.models.recovery_by_code`), and the parameters',
+        diffusivity's and currents' gradients, ``Δt Σ_n (λ_v^{n+1} ∂f/∂θ + λ_w^{n+1} ∂g/∂θ)``
+        at step n's state, come from one autograd call of the reaction formula on the
+        interval's stacked states.
+        """
+        from ..models import dreaction_dv_by_code
+
+        dp, grid, xp = self.dp, self.dp.problem.grid, self.xp
+        p = tuple(_number(x) for x in dp.params)
+        D = _number(dp.diffusion)
+        with torch.no_grad():
+            states = []
+            for i in range(nsteps):
+                current = dp.current(t + i * dt)
+                states.append((v, w, current))
+                left, right = grid.neighbours(v, xp)
+                v, w = forward_euler_node(left, v, right, w, current.detach(), dp.code, p, dt,
+                                          D, self.inv_dx2)
+            alpha, beta, _, dfdw = (float(x) for x in recovery_by_code(dp.code, p))
+            lam_v = torch.zeros_like(v) if lam_v is None else lam_v
+            lam_w = torch.zeros_like(w) if lam_w is None else lam_w
+            after = []  # λ^{n+1} of every step n
+            for vs, ws, current in reversed(states):
+                after.append((lam_v, lam_w))
+                # the formula of the docstring, in place where nothing else holds the array
+                rate = self.laplacian_transposed(lam_v).mul_(float(D))
+                rate.addcmul_(dreaction_dv_by_code(dp.code, vs, ws, current.detach(), p), lam_v)
+                rate.add_(lam_w, alpha=alpha)
+                lam_v, lam_w = (torch.add(lam_v, rate, alpha=dt),
+                                torch.add(lam_w * (1.0 - dt * beta), lam_v, alpha=dt * dfdw))
+            after.reverse()
+        live = [c for c in captured if c.requires_grad]
+        if not live:
+            return lam_v, lam_w, {}
+        with torch.enable_grad():
+            copies = {id(c): c.detach().requires_grad_() for c in live}
+            params = tuple(copies.get(id(x), _number(x)) for x in dp.params)
+            diffusion = copies.get(id(dp.diffusion), D)
+            V = torch.stack([s[0] for s in states])
+            W = torch.stack([s[1] for s in states])
+            I = torch.stack([copies.get(id(s[2]), s[2].detach()) for s in states])
+            LV = torch.stack([a[0] for a in after])
+            LW = torch.stack([a[1] for a in after])
+            f, g = reaction_by_code(dp.code, V, W, I, params)
+            total = (LV * f).sum() + (LW * g).sum()
+            if id(dp.diffusion) in copies:
+                total = total + diffusion * (LV * grid.laplacian(V, xp)).sum()
+            grads = torch.autograd.grad(dt * total, [copies[id(c)] for c in live],
+                                        allow_unused=True)
+        return lam_v, lam_w, {id(c): g for c, g in zip(live, grads, strict=True)}
+
+    def laplacian_transposed(self, x):
+        """``L^T x`` with the grid's Laplacian ``L`` (the mirror node makes ``L`` unsymmetric
+        at the ends), one sparse matrix-vector product (:func:`transposed_laplacian`)."""
+        if not hasattr(self, "_laplacian_t"):
+            self._laplacian_t = transposed_laplacian(self.dp.problem.grid, x.dtype, x.device)
+        return torch.mv(self._laplacian_t, x)
+
+
+def transposed_laplacian(grid, dtype, device):
+    """``L^T`` as a sparse CSR tensor, from the bands of :func:`fhnpde.operators.laplacian_bands`
+    (row i of ``L`` holds lower[i], diag[i], upper[i] in columns i-1, i, i+1, and the corners
+    ``top = L[0, n-1]``, ``bottom = L[n-1, 0]``)."""
+    from ..operators import laplacian_bands
+
+    lower, diag, upper, top, bottom = laplacian_bands(grid)
+    n = grid.nx
+    i = np.arange(n)
+    rows = np.concatenate([i[1:], i, i[:-1], [0, n - 1]])
+    cols = np.concatenate([i[:-1], i, i[1:], [n - 1, 0]])
+    vals = np.concatenate([lower[1:], diag, upper[:-1], [top, bottom]])
+    keep = vals != 0.0
+    matrix = torch.sparse_coo_tensor(np.stack([cols[keep], rows[keep]]), vals[keep], (n, n),
+                                     dtype=dtype, device=device,  # transposed: (col, row)
+                                     check_invariants=True)
+    import warnings
+
+    with warnings.catch_warnings():  # "sparse CSR tensor support is in beta state"
+        warnings.simplefilter("ignore", UserWarning)
+        return matrix.coalesce().to_sparse_csr()  # CSR: 10x faster products than COO
+
 
 class CrankNicolsonSteps:
     """Crank–Nicolson: the solver's Newton solve, differentiated by the implicit rule."""
@@ -380,7 +474,8 @@ def steps_for(dp: DifferentiableProblem):
 
 
 class IntervalCheckpoint(torch.autograd.Function):
-    """``(v, w) -> steps.advance(v, w, t, dt, count)`` recomputed in the backward pass.
+    """``(v, w) -> steps.advance(v, w, t, dt, count)`` recomputed in the backward pass (by
+    ``steps.adjoint`` where the steps have a backward pass of their own, else by autograd).
 
     ``captured``: the tensors that ``advance`` reads besides ``v`` and ``w`` and that carry
     gradients (parameters, the diffusivity, currents built from stimulus amplitudes); the
@@ -389,16 +484,23 @@ class IntervalCheckpoint(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, advance, t, dt, count, v, w, *captured):
-        ctx.advance = (advance, t, dt, count)
+    def forward(ctx, steps, t, dt, count, v, w, *captured):
+        ctx.advance = (steps, t, dt, count)
         ctx.captured = captured
         ctx.save_for_backward(v, w)
-        return advance(v, w, t, dt, count)
+        return steps.advance(v, w, t, dt, count)
 
     @staticmethod
     def backward(ctx, grad_v, grad_w):
-        advance, t, dt, count = ctx.advance
+        steps, t, dt, count = ctx.advance
         v, w = ctx.saved_tensors
+        adjoint = getattr(steps, "adjoint", None)
+        if adjoint is not None:  # the steps' own backward pass, without a graph
+            grad_v, grad_w, by_id = adjoint(v.detach(), w.detach(), t, dt, count, grad_v,
+                                            grad_w, ctx.captured)
+            return (None, None, None, None, grad_v, grad_w,
+                    *(by_id.get(id(c)) for c in ctx.captured))
+        advance = steps.advance
         with torch.enable_grad():
             v_in = v.detach().requires_grad_()
             w_in = w.detach().requires_grad_()
@@ -448,7 +550,7 @@ def trajectory(case, targets: tuple[Target, ...] = (), values=None, *,
         count = int(min(per_output, n_steps - first))
         t = float(first * dt)
         if checkpoint and differentiable:
-            v, w = IntervalCheckpoint.apply(steps.advance, t, dt, count, v, w, *captured)
+            v, w = IntervalCheckpoint.apply(steps, t, dt, count, v, w, *captured)
         else:
             v, w = steps.advance(v, w, t, dt, count)
         if not bool(torch.isfinite(v.detach()).all() and torch.isfinite(w.detach()).all()):
