@@ -183,6 +183,21 @@ class DifferentiableProblem:
 # --- the steps of each solver, on the differentiable problem ---------------------------------
 
 
+def adjoint_method(method: str, like) -> str:
+    """The tridiagonal method of the differentiable solves: Thomas's compiled sweep for
+    tensors on the CPU where numba is installed (tens of times faster than cyclic reduction
+    as torch operations, e.g. 0.1 ms against 4 ms at nx 12,801), else the case's method. The
+    solves of Crank–Nicolson's implicit rule change no value (their correction enters as
+    ``u - stop_gradient(u)``); the split solver's half-steps differ from the case's method by
+    round-off."""
+    from ..backends import numba_usable
+
+    if like.device.type == "cpu" and numba_usable():
+        return "thomas"
+    return method
+
+
+
 class ExplicitSteps:
     """Forward Euler (:func:`~fhnpde.schemes.forward_euler_node`)."""
 
@@ -343,7 +358,7 @@ class CrankNicolsonSteps:
 
             lower, diag, upper, top, bottom = (
                 dp.tensor(b) if np.ndim(b) else b for b in self.solver.operator(dt))
-            method = self.solver.method
+            method = adjoint_method(self.solver.method, v_star)
 
             def linear_solve(lo, di, up, rhs):
                 return differentiable_solve(lo, di, up, rhs, method)
@@ -370,7 +385,7 @@ class SplitSteps:
         spec = dp.case.reaction
         self.scheme_code = EXACT_SCHEMES[spec.scheme][0]
         self.substeps = int(spec.substeps)
-        self.method = dp.solver.method
+        self.method = adjoint_method(dp.solver.method, dp.v0)
 
     def query_times(self, t, dt, nsteps):
         return t + dt * (np.arange(nsteps) + 0.5)
