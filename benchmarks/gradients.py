@@ -16,13 +16,15 @@ the other.
   Each measurement runs in a fresh process (``ru_maxrss`` minus the resident memory just
   before the gradient, after a warm-up gradient of a short run).
 - **unrolled**: Crank–Nicolson's implicit-function gradient against backpropagation through
-  the unrolled Newton iterations (the naive alternative, written here), same tolerance, no
-  checkpointing: time and peak memory.
+  the unrolled Newton iterations (the naive alternative, written here: the solver's Newton
+  iteration, its tolerance and its tridiagonal method, every operation recorded), no
+  checkpointing: time and peak memory, at dt 0.05 (about one Newton
+  iteration a step) and 0.25 (about two), nx 801, t_end 50.
 - **fit**: the recovery of tests/test_gradients_fit.py (divergent case, nx 101, dt 0.1,
   t_end 50; from a = 0.15, eps = 0.02, D = 1.3 to 0.1, 0.01, 1): ``fhnpde.fit`` (L-BFGS-B,
   exact gradients) against scipy's L-BFGS-B with central finite-difference gradients of the
-  fastest forward run (numba) on the same log-parameters; time until all three are within
-  1e-3 relative.
+  forward run of numba (the fastest here) and of torch (the same backend), on the same
+  log-parameters; time until all three are within 1e-3 relative.
 """
 
 from __future__ import annotations
@@ -122,8 +124,9 @@ def memory_child(kind: str, quick: bool) -> dict:
 
     if kind.startswith("explicit"):
         case = divergent(**{"time.t_end": 30.0 if quick else 300.0})  # dt 0.02, nx 801
-    else:
-        case = divergent(**{"solver.method": "crank-nicolson", "time.dt": 0.05,
+    else:  # cn-implicit-DT, unrolled-DT
+        dt = float(kind.rsplit("-", 1)[1])
+        case = divergent(**{"solver.method": "crank-nicolson", "time.dt": dt,
                             "time.t_end": 10.0 if quick else 50.0})
     checkpoint = kind.endswith("checkpoint")
     small = case.with_changes({"time.t_end": 2.0})
@@ -203,6 +206,7 @@ def unrolled_gradient(case, checkpoint=False):
     newton = dp.solver.newton
     dt, h = case.time.dt, 0.5 * case.time.dt
     v, w = dp.v0, dp.w0
+    iterations = 0
     per = case.time.steps_per_output
     for first in range(0, case.time.n_steps, per):
         before, k_est = None, 0.0
@@ -221,6 +225,7 @@ def unrolled_gradient(case, checkpoint=False):
                 scale_d = -h * D
                 update = solve(scale_d * lower, jdiag + scale_d * diag, scale_d * upper,
                                -residual, dp.solver.method)
+                iterations += 1
                 u = u + update
                 size = float(update.detach().abs().max())
                 scale = max(1.0, float(u.detach().abs().max()))
@@ -232,20 +237,26 @@ def unrolled_gradient(case, checkpoint=False):
             v, w = u, c0 + c1 * u
     value = (v**2).mean()
     grads = torch.autograd.grad(value, list(tensors.values()))
-    return float(value.detach()), {k: float(g) for k, g in zip(tensors, grads, strict=True)}
+    out = {k: float(g) for k, g in zip(tensors, grads, strict=True)}
+    out["newton_per_step"] = iterations / case.time.n_steps
+    return float(value.detach()), out
 
 
 def bench_unrolled(args):
     rows = []
-    for kind in ("implicit", "unrolled"):
-        r = measure_memory(f"cn-{kind}" if kind == "implicit" else "unrolled", args.quick)
-        rows.append(r)
-        print(f"cn    {kind:9s} {r['steps']} steps nx {r['nx']}: {r['seconds']:.2f} s, gradient "
-              f"adds {r['added_peak_bytes'] / 2**20:.1f} MiB peak; grads {r['grads']}",
+    for dt in (0.05, 0.25):
+        imp = measure_memory(f"cn-implicit-{dt}", args.quick)
+        unr = measure_memory(f"unrolled-{dt}", args.quick)
+        rows += [imp, unr]
+        print(f"cn    dt {dt}: {imp['steps']} steps nx {imp['nx']}, Newton "
+              f"{unr['grads']['newton_per_step']:.2f} iterations per step; implicit "
+              f"{imp['seconds']:.2f} s, {imp['added_peak_bytes'] / 2**20:.1f} MiB; unrolled "
+              f"{unr['seconds']:.2f} s, {unr['added_peak_bytes'] / 2**20:.1f} MiB; unrolled / "
+              f"implicit: time {unr['seconds'] / imp['seconds']:.2f}, memory "
+              f"{unr['added_peak_bytes'] / max(imp['added_peak_bytes'], 1):.2f}; largest "
+              "relative difference of the gradients "
+              + f"{max(abs(unr['grads'][k] / imp['grads'][k] - 1) for k in imp['grads']):.1e}",
               flush=True)
-    imp, unr = rows
-    print(f"cn    unrolled / implicit: time {unr['seconds'] / imp['seconds']:.2f}, memory "
-          f"{unr['added_peak_bytes'] / max(imp['added_peak_bytes'], 1):.2f}", flush=True)
     return rows
 
 
@@ -261,8 +272,6 @@ def worst(values):
 
 
 def bench_fit(args):
-    from scipy.optimize import minimize
-
     case = divergent(**{"time.t_end": 50.0, "time.dt": 0.1, "domain.nx": 101})
     data = fhnpde.solve(case.with_changes({"solver.backend": "numpy"}))
     target = data.v.values
@@ -274,16 +283,37 @@ def bench_fit(args):
           f"gradients, {t_exact:.2f} s, worst relative error {worst(result.values):.2e}",
           flush=True)
 
-    fast = case.with_changes({"solver.backend": "numba"})
-    fhnpde.solve(fast)  # compile
+    out = {"exact_s": t_exact, "exact_iterations": result.iterations,
+           "exact_error": worst(result.values)}
+    for backend in ("numba", "torch"):
+        out[backend] = fit_by_differences(case, backend, target)
+    return out
+
+
+def fit_by_differences(case, backend, target):
+    """scipy's L-BFGS-B with central differences of runs on ``backend``."""
+    import torch
+    from scipy.optimize import minimize
+
+    from fhnpde.gradients.run import trajectory
+
+    fast = case.with_changes({"solver.backend": backend})
+
+    def run_v(c):
+        if backend == "torch":
+            with torch.no_grad():
+                return trajectory(c).v.numpy()
+        return fhnpde.solve(c).v.values
+
+    run_v(fast)  # compile
     state = {"runs": 0, "reached": None}
     t0 = time.perf_counter()
 
     def loss_of(u):
         state["runs"] += 1
         theta = dict(zip(WRT, np.exp(u), strict=True))
-        ds = fhnpde.solve(fast.with_changes({k: float(v) for k, v in theta.items()}))
-        return float(np.mean((ds.v.values - target) ** 2)), theta
+        v = run_v(fast.with_changes({k: float(x) for k, x in theta.items()}))
+        return float(np.mean((v - target) ** 2)), theta
 
     def objective(u):
         value, theta = loss_of(u)
@@ -302,13 +332,12 @@ def bench_fit(args):
     t_fd = time.perf_counter() - t0
     values = dict(zip(WRT, np.exp(fd.x), strict=True))
     reached = state["reached"]
-    print(f"fit   finite differences (numba, scipy L-BFGS-B): {fd.nit} iterations, "
+    print(f"fit   finite differences ({backend}, scipy L-BFGS-B): {fd.nit} iterations, "
           f"{state['runs']} runs, {t_fd:.2f} s in all, worst relative error "
           f"{worst(values):.2e}, within 1e-3 after "
           + (f"{reached:.2f} s" if reached is not None else "never"), flush=True)
-    return {"exact_s": t_exact, "exact_iterations": result.iterations,
-            "exact_error": worst(result.values), "fd_s": t_fd, "fd_reached_s": reached,
-            "fd_iterations": int(fd.nit), "fd_runs": state["runs"], "fd_error": worst(values)}
+    return {"fd_s": t_fd, "fd_reached_s": reached, "fd_iterations": int(fd.nit),
+            "fd_runs": state["runs"], "fd_error": worst(values)}
 
 
 def main(argv=None):
