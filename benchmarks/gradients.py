@@ -2,9 +2,10 @@
 
     python benchmarks/gradients.py [--quick] [--only cost,memory,unrolled,fit]
 
-All on torch, CPU, float64, one thread (``torch.set_num_threads(1)``); medians of
-``--repeats`` timed runs after a warm-up. Ratios are measured in the same process, one after
-the other.
+All on torch, CPU, float64, one thread (``torch.set_num_threads(1)``). A cost ratio is the
+median over ``--repeats`` pairs of runs timed back to back (forward, then gradient) after a
+warm-up of each, so that the load of a shared machine changing between the two does not
+enter it.
 
 - **cost**: one gradient (forward + backward of the mean square of v at the last output with
   respect to a, eps, D) / one forward run without gradients, for explicit and
@@ -58,14 +59,23 @@ def final_mean_square(run):
     return (run.v[-1] ** 2).mean()
 
 
-def timed(fn, repeats):
-    fn()
-    times = []
+def timed_pairs(first, second, repeats):
+    """Medians of ``first``'s and ``second``'s times and of their ratio, timed back to back in
+    ``repeats`` pairs after a warm-up of each (so a change of the machine's load between the
+    two measurements does not enter a ratio)."""
+    first()
+    second()
+    a, b = [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        first()
+        t1 = time.perf_counter()
+        second()
+        t2 = time.perf_counter()
+        a.append(t1 - t0)
+        b.append(t2 - t1)
+    return (statistics.median(a), statistics.median(b),
+            statistics.median(y / x for x, y in zip(a, b, strict=True)))
 
 
 def cost_case(method: str, nx: int, quick: bool):
@@ -97,13 +107,13 @@ def bench_cost(args):
             def gradient(case=case, targets=targets):
                 api.evaluate(case, targets, final_mean_square)
 
-            tf = timed(forward, args.repeats)
-            tg = timed(gradient, args.repeats)
+            tf, tg, ratio = timed_pairs(forward, gradient, args.repeats)
             rows.append({"method": method, "nx": nx, "dt": case.time.dt,
                          "steps": case.time.n_steps, "forward_s": tf, "gradient_s": tg,
-                         "ratio": tg / tf})
+                         "ratio": ratio})
             print(f"cost  {method:15s} nx {nx:6d} steps {case.time.n_steps:5d}: forward "
-                  f"{tf:.3f} s, gradient {tg:.3f} s, ratio {tg / tf:.2f}", flush=True)
+                  f"{tf:.3f} s, gradient {tg:.3f} s (medians), ratio {ratio:.2f} (median of "
+                  f"{args.repeats} back-to-back pairs)", flush=True)
     return rows
 
 

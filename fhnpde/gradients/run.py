@@ -231,10 +231,10 @@ class ExplicitSteps:
             \qquad λ_w^n = λ_w^{n+1} + Δt \big(f_w λ_v^{n+1} - β λ_w^{n+1}\big)
 
         (``f_v`` from :func:`~fhnpde.models.dreaction_dv_by_code`; ``α``, ``β``, ``f_w`` of the
-        affine recovery, :func:`~fhnpde.models.recovery_by_code`), and the parameters',
-        diffusivity's and currents' gradients, ``Δt Σ_n (λ_v^{n+1} ∂f/∂θ + λ_w^{n+1} ∂g/∂θ)``
-        at step n's state, come from one autograd call of the reaction formula on the
-        interval's stacked states.
+        affine recovery, :func:`~fhnpde.models.recovery_by_code`); the diffusivity's gradient
+        is ``Δt Σ_n (L^T λ_v^{n+1})·v^n``, and the parameters' and currents' gradients,
+        ``Δt Σ_n (λ_v^{n+1} ∂f/∂θ + λ_w^{n+1} ∂g/∂θ)`` at step n's state, come from one
+        autograd call of the reaction formula on the interval's stacked states.
         """
         from ..models import dreaction_dv_by_code
 
@@ -253,34 +253,39 @@ class ExplicitSteps:
             lam_v = torch.zeros_like(v) if lam_v is None else lam_v
             lam_w = torch.zeros_like(w) if lam_w is None else lam_w
             after = []  # λ^{n+1} of every step n
+            # dJ/dD = Δt Σ_n λ_v^{n+1}·(L v^n) = Δt Σ_n (L^T λ_v^{n+1})·v^n: L^T λ is at hand
+            wants_d = isinstance(dp.diffusion, torch.Tensor) and dp.diffusion.requires_grad
+            grad_d = torch.zeros((), dtype=v.dtype, device=v.device)
             for vs, ws, current in reversed(states):
                 after.append((lam_v, lam_w))
                 # the formula of the docstring, in place where nothing else holds the array
-                rate = self.laplacian_transposed(lam_v).mul_(float(D))
+                rate = self.laplacian_transposed(lam_v)
+                if wants_d:
+                    grad_d += torch.dot(rate, vs)
+                rate.mul_(float(D))
                 rate.addcmul_(dreaction_dv_by_code(dp.code, vs, ws, current.detach(), p), lam_v)
                 rate.add_(lam_w, alpha=alpha)
                 lam_v, lam_w = (torch.add(lam_v, rate, alpha=dt),
                                 torch.add(lam_w * (1.0 - dt * beta), lam_v, alpha=dt * dfdw))
             after.reverse()
-        live = [c for c in captured if c.requires_grad]
+        out = {id(dp.diffusion): dt * grad_d} if wants_d else {}
+        live = [c for c in captured if c.requires_grad and id(c) not in out]
         if not live:
-            return lam_v, lam_w, {}
+            return lam_v, lam_w, out
         with torch.enable_grad():
             copies = {id(c): c.detach().requires_grad_() for c in live}
             params = tuple(copies.get(id(x), _number(x)) for x in dp.params)
-            diffusion = copies.get(id(dp.diffusion), D)
             V = torch.stack([s[0] for s in states])
             W = torch.stack([s[1] for s in states])
             I = torch.stack([copies.get(id(s[2]), s[2].detach()) for s in states])
-            LV = torch.stack([a[0] for a in after])
-            LW = torch.stack([a[1] for a in after])
             f, g = reaction_by_code(dp.code, V, W, I, params)
-            total = (LV * f).sum() + (LW * g).sum()
-            if id(dp.diffusion) in copies:
-                total = total + diffusion * (LV * grid.laplacian(V, xp)).sum()
+            total = (torch.stack([a[0] for a in after]) * f).sum()
+            if isinstance(g, torch.Tensor) and g.requires_grad:
+                total = total + (torch.stack([a[1] for a in after]) * g).sum()
             grads = torch.autograd.grad(dt * total, [copies[id(c)] for c in live],
                                         allow_unused=True)
-        return lam_v, lam_w, {id(c): g for c, g in zip(live, grads, strict=True)}
+        out.update((id(c), g) for c, g in zip(live, grads, strict=True))
+        return lam_v, lam_w, out
 
     def laplacian_transposed(self, x):
         """``L^T x`` with the grid's Laplacian ``L`` (the mirror node makes ``L`` unsymmetric
