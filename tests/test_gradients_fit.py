@@ -156,3 +156,14 @@ def test_cli_fit_bad_input_is_one_line_and_exit_2(fit_files, capsys, args, text)
     err = capsys.readouterr().err
     assert text in err
     assert err.count("\n") == 1
+
+
+def test_registering_fit_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, fhnpde, fhnpde.gradients, fhnpde.gradients.command, fhnpde.cli; "
+            "fhnpde.cli.build_parser(); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).parents[1]).stdout.strip()
+    assert out == "False"
