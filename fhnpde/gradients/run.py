@@ -55,6 +55,8 @@ from ..stimulus import box_pulse, gaussian_pulse
 from .tridiagonal import solve as differentiable_solve
 from .wrt import Target
 
+#: values per autograd call of the explicit adjoint's parameter gradients (ExplicitSteps)
+ADJOINT_CHUNK = 2**16
 #: solvers with a differentiable path, by geometry
 GRADIENT_SOLVERS = {"cable": ("explicit", "crank-nicolson", "split"),
                     "point": ("euler", "rk4", "crank-nicolson")}
@@ -272,19 +274,29 @@ class ExplicitSteps:
         live = [c for c in captured if c.requires_grad and id(c) not in out]
         if not live:
             return lam_v, lam_w, out
-        with torch.enable_grad():
-            copies = {id(c): c.detach().requires_grad_() for c in live}
-            params = tuple(copies.get(id(x), _number(x)) for x in dp.params)
-            V = torch.stack([s[0] for s in states])
-            W = torch.stack([s[1] for s in states])
-            I = torch.stack([copies.get(id(s[2]), s[2].detach()) for s in states])
-            f, g = reaction_by_code(dp.code, V, W, I, params)
-            total = (torch.stack([a[0] for a in after]) * f).sum()
-            if isinstance(g, torch.Tensor) and g.requires_grad:
-                total = total + (torch.stack([a[1] for a in after]) * g).sum()
-            grads = torch.autograd.grad(dt * total, [copies[id(c)] for c in live],
+        copies = {id(c): c.detach().requires_grad_() for c in live}
+        params = tuple(copies.get(id(x), _number(x)) for x in dp.params)
+        totals = [None] * len(live)
+        # steps in chunks of about 2**16 values: one autograd call per chunk, on arrays that
+        # stay in the caches (one call on a long cable's whole interval was 10x slower)
+        chunk = max(1, ADJOINT_CHUNK // max(1, v.shape[-1]))
+        for first in range(0, nsteps, chunk):
+            part = range(first, min(first + chunk, nsteps))
+            with torch.enable_grad():
+                f, g = reaction_by_code(
+                    dp.code, torch.stack([states[n][0] for n in part]),
+                    torch.stack([states[n][1] for n in part]),
+                    torch.stack([copies.get(id(states[n][2]), states[n][2].detach())
+                                 for n in part]), params)
+                total = (torch.stack([after[n][0] for n in part]) * f).sum()
+                if isinstance(g, torch.Tensor) and g.requires_grad:
+                    total = total + (torch.stack([after[n][1] for n in part]) * g).sum()
+            grads = torch.autograd.grad(total, [copies[id(c)] for c in live],
                                         allow_unused=True)
-        out.update((id(c), g) for c, g in zip(live, grads, strict=True))
+            totals = [t if g is None else (g if t is None else t + g)
+                      for t, g in zip(totals, grads, strict=True)]
+        out.update((id(c), None if t is None else dt * t)
+                   for c, t in zip(live, totals, strict=True))
         return lam_v, lam_w, out
 
     def laplacian_transposed(self, x):
