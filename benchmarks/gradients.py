@@ -14,8 +14,10 @@ enter it.
 - **memory**: peak resident memory added by the gradient of the 15,000-step explicit run
   (cases/divergent.yaml: nx 801, dt 0.02, t_end 300, 301 outputs), with checkpointing per
   output interval and without, against the memory of the stored outputs (v and w, float64).
-  Each measurement runs in a fresh process (``ru_maxrss`` minus the resident memory just
-  before the gradient, after a warm-up gradient of a short run).
+  Each measurement runs in a fresh process: the peak of the resident anonymous memory
+  (``RssAnon``, sampled every millisecond) minus its value just before the gradient, after a
+  warm-up gradient of a short run; every tensor in a mapping of its own, so that freed memory
+  leaves the count.
 - **unrolled**: Crank–Nicolson's implicit-function gradient against backpropagation through
   the unrolled Newton iterations (the naive alternative, written here: the solver's Newton
   iteration, its tolerance and its tridiagonal method, every operation recorded), no
@@ -33,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -120,9 +121,39 @@ def bench_cost(args):
 # --- memory: one measurement per fresh process -----------------------------------------------
 
 
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def anonymous_bytes() -> int:
+    """The process's resident anonymous memory (``RssAnon``: the heap and mappings of
+    tensors, not the pages of its libraries, which a loaded machine may evict and fault in
+    again at any time)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no RssAnon in /proc/self/status")
+
+
+class PeakSampler:
+    """The largest :func:`anonymous_bytes` seen every millisecond while the block runs (the
+    kernel keeps no peak of it; torch releases the GIL in its operations)."""
+
+    def __enter__(self):
+        import threading
+
+        self.peak = anonymous_bytes()
+        self.stop = threading.Event()
+
+        def sample():
+            while not self.stop.wait(0.001):
+                self.peak = max(self.peak, anonymous_bytes())
+
+        self.thread = threading.Thread(target=sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        self.peak = max(self.peak, anonymous_bytes())
 
 
 def memory_child(kind: str, quick: bool) -> dict:
@@ -147,11 +178,12 @@ def memory_child(kind: str, quick: bool) -> dict:
         def loss_fn(c, cp):
             return api.evaluate(c, wrt.resolve(c, WRT), loss, checkpoint=cp)
     loss_fn(small, checkpoint)  # imports, first allocations
-    before = rss_bytes()
+    before = anonymous_bytes()
     t0 = time.perf_counter()
-    value, grads = loss_fn(case, checkpoint)
+    with PeakSampler() as sampler:
+        value, grads = loss_fn(case, checkpoint)
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = sampler.peak
     n_outputs = len(fhnpde.driver.output_times(case.time.n_steps, case.time.steps_per_output,
                                                case.time.dt))
     stored = 2 * 8 * n_outputs * case.domain.nx
