@@ -167,3 +167,12 @@ def test_registering_fit_imports_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).parents[1]).stdout.strip()
     assert out == "False"
+
+
+def test_fit_trace_follows_the_iterations():
+    case = divergent().with_changes({"time.t_end": 10.0})
+    result = fhnpde.fit(case, recorded(case), ["a"], {"a": 0.12}, max_iter=5)
+    assert len(result.trace) == result.iterations
+    times = [t for t, _ in result.trace]
+    assert times == sorted(times)
+    assert result.trace[-1][1]["model.params.a"] == pytest.approx(result.values["model.params.a"])

@@ -37,8 +37,9 @@ CASE_BOUNDS = {("nagumo", "a"): (0.0, 1.0)}
 @dataclass
 class FitResult:
     """What :func:`fit` found: ``values`` (path -> fitted value), the ``loss`` there,
-    ``history`` (the loss at the start and after every iteration), ``case`` (the case
-    with the fitted values) and the work done."""
+    ``history`` (the loss at the start and after every iteration), ``trace`` (the values
+    after every iteration and when), ``case`` (the case with the fitted values) and the work
+    done."""
 
     values: dict[str, float]
     start: dict[str, float]
@@ -51,6 +52,8 @@ class FitResult:
     message: str
     case: Any
     gradient: dict[str, float] = field(default_factory=dict)
+    #: (seconds since the start, values) after every iteration
+    trace: list[tuple[float, dict[str, float]]] = field(default_factory=list)
 
     def table(self) -> str:
         """The fitted values as a small text table."""
@@ -178,6 +181,11 @@ def fit(case, data, wrt, start: Mapping[str, float] | None = None, *, method: st
     scale = loss0 if loss0 > 0 else 1.0
     history = [loss0]
     wall = time.perf_counter()
+    trace: list[tuple[float, dict[str, float]]] = []
+
+    def theta_of(u) -> dict[str, float]:
+        return {t.path: tr.to_theta(float(x))
+                for t, tr, x in zip(targets, transforms, u, strict=True)}
     bar = _progress(progress, max_iter)
     if method == "lbfgs":
         from scipy.optimize import minimize
@@ -190,6 +198,7 @@ def fit(case, data, wrt, start: Mapping[str, float] | None = None, *, method: st
 
         def step_done(intermediate_result):
             history.append(float(intermediate_result.fun) * scale)
+            trace.append((time.perf_counter() - wall, theta_of(intermediate_result.x)))
             _tick(bar, history[-1])
 
         result = minimize(scaled, u0, jac=True, method="L-BFGS-B", bounds=u_bounds,
@@ -198,8 +207,9 @@ def fit(case, data, wrt, start: Mapping[str, float] | None = None, *, method: st
         u_best, iterations = result.x, int(result.nit)
         success, message = bool(result.success), str(result.message)
     else:
-        u_best, iterations, success, message = _adam(objective, u0, u_bounds, int(max_iter),
-                                                     lr, history, bar)
+        u_best, iterations, success, message = _adam(
+            objective, u0, u_bounds, int(max_iter), lr, history, bar,
+            lambda u: trace.append((time.perf_counter() - wall, theta_of(u))))
     if bar is not None:
         bar.close()
     final, grads = objective(np.asarray(u_best))
@@ -207,11 +217,11 @@ def fit(case, data, wrt, start: Mapping[str, float] | None = None, *, method: st
               for t, tr, x in zip(targets, transforms, u_best, strict=True)}
     return FitResult(values, begin, final, history, iterations, counter["evaluations"],
                      time.perf_counter() - wall, success, message,
-                     case_with(case, targets, values), {p: float(g) for p, g in
-                                                        zip(paths, grads, strict=True)})
+                     case_with(case, targets, values),
+                     {p: float(g) for p, g in zip(paths, grads, strict=True)}, trace)
 
 
-def _adam(objective, u0, u_bounds, max_iter, lr, history, bar):
+def _adam(objective, u0, u_bounds, max_iter, lr, history, bar, record):
     import torch
 
     u = torch.tensor(u0, dtype=torch.float64, requires_grad=True)
@@ -231,6 +241,7 @@ def _adam(objective, u0, u_bounds, max_iter, lr, history, bar):
         with torch.no_grad():
             u.copy_(torch.clamp(u, lo, hi))
         history.append(value)
+        record(u.detach().numpy())
         _tick(bar, value)
     value, _ = objective(u.detach().numpy())
     if math.isfinite(value) and value < best:
