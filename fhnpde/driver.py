@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .backends import to_numpy
+from .backends import CompileClock, to_numpy
 from .case import Case, CaseError
 from .errors import BlowUp, NumericalFailure  # noqa: F401 - re-exported
 from .solvers.base import Solver, State
@@ -140,8 +140,56 @@ class WallClockLimit(Observer):
             raise StopRun(f"wall-clock limit of {self.seconds:g} s reached")
 
 
-def integrate(solver: Solver, state: State, case: Case, observers=()) -> Result:
-    """Step ``solver`` from t = 0 to ``time.t_end``, calling observers at output times."""
+class RunClock:
+    """Where a run's wall time goes, as the store's ``stats`` report it:
+
+    - ``startup_s``: from the clock's start (the call of :func:`run_case` or
+      :func:`fhnpde.solve`) to the time loop: resource checks, building the problem and the
+      solver (importing numba and the kernel modules), creating the store;
+    - ``compile_s``: numba loading cached kernels or compiling them, wherever it happens (the
+      first load of a process also builds numba's target context; see
+      :class:`fhnpde.backends.CompileClock`);
+    - ``wall_time_s``: the time loop alone (steps and outputs).
+
+    The three do not overlap: ``compile_s`` is taken out of the other two.
+    """
+
+    def __init__(self):
+        self.t0 = _time.perf_counter()
+        self.compile = CompileClock()
+        self.loop_t0 = self.loop_compile0 = None
+
+    def __enter__(self) -> RunClock:
+        self.compile.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.compile.__exit__(*exc)
+
+    def loop_starts(self) -> None:
+        self.compile.listen()  # numba may have been imported while the solver was built
+        self.loop_t0, self.loop_compile0 = _time.perf_counter(), self.compile.seconds
+
+    def times(self) -> dict[str, float]:
+        """``startup_s``, ``compile_s``, ``wall_time_s`` so far (the loop ends now)."""
+        end = _time.perf_counter()
+        loop_t0 = end if self.loop_t0 is None else self.loop_t0
+        before = self.compile.seconds if self.loop_compile0 is None else self.loop_compile0
+        in_loop = self.compile.seconds - before
+        return {"wall_time_s": round(max(0.0, end - loop_t0 - in_loop), 6),
+                "startup_s": round(max(0.0, loop_t0 - self.t0 - before), 6),
+                "compile_s": round(self.compile.seconds, 6)}
+
+
+def integrate(solver: Solver, state: State, case: Case, observers=(), *,
+              clock: RunClock | None = None) -> Result:
+    """Step ``solver`` from t = 0 to ``time.t_end``, calling observers at output times.
+
+    ``clock``: the :class:`RunClock` started where the run started (a new one otherwise,
+    whose start-up is then the observers' start alone)."""
+    if clock is None:
+        with RunClock() as clock:
+            return integrate(solver, state, case, observers, clock=clock)
     spec = case.time
     dt = spec.dt
     n_steps, per_output = spec.n_steps, spec.steps_per_output
@@ -153,7 +201,6 @@ def integrate(solver: Solver, state: State, case: Case, observers=()) -> Result:
     started = []
     status, message, exit_status = "running", "", 1
     step = 0
-    wall0 = _time.perf_counter()
     try:
         for obs in observers:
             # a signal while an observer starts (the store being renamed into place) is held
@@ -161,6 +208,7 @@ def integrate(solver: Solver, state: State, case: Case, observers=()) -> Result:
             with signals.deferred():
                 obs.start(info)
                 started.append(obs)
+        clock.loop_starts()
         stored = solver.output_state(state)
         for obs in observers:
             obs.output(0.0, stored)
@@ -185,13 +233,12 @@ def integrate(solver: Solver, state: State, case: Case, observers=()) -> Result:
         status, message = "interrupted", f"interrupted at t = {step * dt:g}{why}"
         exit_status = signals.exit_status(exc)
     finally:
-        wall = _time.perf_counter() - wall0
         size = int(np.shape(state.v)[-1]) if np.ndim(state.v) else 1
         stats = {
             "steps": int(step),
             "dt": float(dt),
             "t_reached": float(step * dt),
-            "wall_time_s": round(wall, 6),
+            **clock.times(),
             "node_updates": int(step) * size,
             **solver.stats(),
         }
@@ -322,14 +369,15 @@ def run_case(case: Case, *, out=None, overwrite=False, quiet=True, observers=(),
     from .store import prepare_path
 
     key = "--out" if out else "output.path"
-    # before build_solver: building the problem allocates the nodes (or members) already
-    check_run(case, out or case.output.path, force=force, path_key=key)
-    problem, solver = build_solver(case)
-    path = prepare_path(out or case.output.path, overwrite, key=key)
-    writer = store_writer(case, problem, solver, path, overwrite=overwrite, key=key)
-    state = solver.init()
-    result = integrate(solver, state, case,
-                       [BlowUpGuard(), *observers, writer, ProgressBar(quiet)])
+    with RunClock() as clock:
+        # before build_solver: building the problem allocates the nodes (or members) already
+        check_run(case, out or case.output.path, force=force, path_key=key)
+        problem, solver = build_solver(case)
+        path = prepare_path(out or case.output.path, overwrite, key=key)
+        writer = store_writer(case, problem, solver, path, overwrite=overwrite, key=key)
+        state = solver.init()
+        result = integrate(solver, state, case,
+                           [BlowUpGuard(), *observers, writer, ProgressBar(quiet)], clock=clock)
     result.path = str(path)
     result.final_status_error = writer.final_status_error
     if writer.error is not None and result.status == "complete":
