@@ -240,6 +240,39 @@ class CompileClock:
         event.register("numba:compiler_lock", self._listener)
 
 
+@cache
+def numba_target() -> None:
+    """Build numba's CPU target context once, without importing ``scipy.linalg``.
+
+    numba builds its target context (every typing and lowering registry it has) at the first
+    compiled call of a process, even one that loads a cached kernel; building it imports
+    :mod:`numba.np.arraymath`, whose import-time check that a BLAS exists imports
+    ``scipy.linalg.cython_blas`` and with it the whole of ``scipy.linalg`` (about half of
+    the build, measured: docs/performance.md). No fhnpde kernel calls BLAS, and where scipy
+    is installed that BLAS exists, so the check is answered with a placeholder module that
+    is removed right after: a later ``np.dot`` in someone else's numba code imports the real
+    one (numba imports it again before each use). Without scipy numba checks as usual.
+    The build holds numba's compiler lock, so :class:`CompileClock` counts it as kernel
+    loading, where it would fall otherwise.
+    """
+    import sys
+    import types
+
+    from numba.core.compiler_lock import global_compiler_lock
+    from numba.core.registry import cpu_target
+
+    name = "scipy.linalg.cython_blas"
+    placeholder = None
+    if name not in sys.modules and importlib.util.find_spec("scipy") is not None:
+        placeholder = sys.modules[name] = types.ModuleType(name)
+    try:
+        with global_compiler_lock:
+            cpu_target.target_context.refresh()
+    finally:
+        if placeholder is not None and sys.modules.get(name) is placeholder:
+            del sys.modules[name]
+
+
 def kernels(module: str = "fhnpde.solvers.explicit_numba"):
     """A module of compiled kernels (imports numba on first use), e.g.
     ``fhnpde.solvers.crank_nicolson_numba``; the default is the explicit solver's.
@@ -268,6 +301,7 @@ def kernels(module: str = "fhnpde.solvers.explicit_numba"):
     _tolerate_cache_write_errors(loaded)
     for clock in _OPEN_CLOCKS:
         clock.listen()
+    numba_target()
     return loaded
 
 
