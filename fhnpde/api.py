@@ -62,8 +62,15 @@ def solve(case: Case | Mapping[str, Any] | str | Path, *, store: str | Path | No
     The Dataset's attributes hold ``status`` (``complete | failed | interrupted``), ``stats``
     and the resolved case; a failed run's message is in ``attrs["message"]``.
     """
-    from .driver import (BlowUpGuard, ProgressBar, RunClock, build_solver, integrate, run_case,
-                         run_layout)
+    from .driver import (
+        BlowUpGuard,
+        ProgressBar,
+        RunClock,
+        build_solver,
+        integrate,
+        run_case,
+        run_layout,
+    )
     from .store import MemoryRecorder, open_run
 
     case = as_case(case)
