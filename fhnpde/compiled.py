@@ -44,6 +44,8 @@ FORMULAS = (
     schemes.cn_known_part,
     schemes.cn_newton_node,
     schemes.trapezoid_newton_point,
+    schemes.staggered_w_step,
+    schemes.linear_cn_node,
     refinement.cover_range,
     refinement.balance_strides,
     refinement.grade_active,

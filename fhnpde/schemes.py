@@ -159,3 +159,23 @@ def trapezoid_newton_point(code, v, w, v0, w0, f0, g0, I1, p, half_dt):
     j22 = 1.0 + half_dt * beta
     det = j11 * j22 - j12 * j21
     return (r2 * j12 - r1 * j22) / det, (r1 * j21 - r2 * j11) / det
+
+
+# --- the linearly implicit, staggered Crank–Nicolson step (NEURON's) ----------------------
+
+
+def staggered_w_step(w, v, tau, alpha, beta, delta):
+    """The recovery over ``tau`` with ``v`` held: the trapezoidal rule for the affine
+    ``w_t = alpha v - beta w + delta``, ``w' = w + tau (alpha v - beta (w + w') / 2 + delta)``.
+    The same formula with ``-tau`` is its exact inverse."""
+    h = 0.5 * tau
+    return (w * (1.0 - h * beta) + tau * (alpha * v + delta)) / (1.0 + h * beta)
+
+
+def linear_cn_node(code, v_left, v, v_right, w, I, p, dt, diffusivity, inv_dx2):
+    """Right-hand side and the reaction part of the diagonal at one node of the linearly
+    implicit Crank–Nicolson step ``(1 - (Δt/2)(D L + f_v)) (v' - v) = Δt (D L v + f(v, w, I))``
+    (the diffusion part of the diagonal, ``-(Δt/2) D L_ii``, is constant and added apart)."""
+    f, _ = reaction_by_code(code, v, w, I, p)
+    rhs = dt * (diffusivity * second_difference(v_left, v, v_right, inv_dx2) + f)
+    return rhs, 1.0 - 0.5 * dt * dreaction_dv_by_code(code, v, w, I, p)
