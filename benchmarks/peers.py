@@ -10,8 +10,9 @@ v = exp(-((x - 100) / 5)^2), w = 0, to t = 300. For each it prints
   t = 200; the reference is fhnpde's Crank–Nicolson on nx = 6401 at dt = 0.025, whose own
   error is printed (its distance to nx = 3201 at dt = 0.05, about 4x its own error);
 - **compute (warm)**: the time stepping alone, measured inside the process (fhnpde: the
-  store's ``stats.wall_time_s``, which includes writing its 301 outputs; the peers: their
-  run calls);
+  store's ``stats.wall_time_s - stats.output_s``, the time loop without writing its outputs,
+  which is printed apart, by default every 100 time units as the peers keep theirs,
+  ``--save-every``; the peers: their run calls, which keep two profiles in memory);
 - **whole process**: the command from start to exit, a warm kernel cache assumed (each
   contender runs once before timing; nrnivmodl's build is kept in a temporary folder), and
   the CPU time (user + system) of that process, which a loaded machine inflates less.
@@ -191,6 +192,7 @@ class Contender:
         self.whole: list[float] = []
         self.cpu: list[float] = []
         self.compute: list[float] = []
+        self.output: list[float] = []
         self.error = float("nan")
 
     def run(self, reference) -> None:
@@ -205,7 +207,8 @@ class Contender:
         if done.returncode != 0:
             raise RuntimeError(f"{self.label} failed:\n{done.stderr[-2000:]}")
         if self.store is not None:
-            fronts, compute = fhnpde_result(self.store)
+            fronts, compute, output = fhnpde_result(self.store)
+            self.output.append(output)
         else:
             out = json.loads(done.stdout.strip().splitlines()[-1])
             fronts, compute = out["fronts"], out["compute_s"]
@@ -222,7 +225,8 @@ def fhnpde_result(store: Path):
     times = np.asarray(group["time"][:])
     x = np.asarray(group["x"][:])
     fronts = [crossings(group["v"][int(np.argmin(abs(times - t)))], x) for t in SAMPLES]
-    return fronts, float(group.attrs["stats"]["wall_time_s"])
+    stats = group.attrs["stats"]
+    return fronts, stats["wall_time_s"] - stats["output_s"], stats["output_s"]
 
 
 def reference_fronts(nx: int, dt: float):
@@ -270,7 +274,8 @@ def contenders(args, out: Path) -> list[Contender]:
         store = out / f"fhnpde_{method}_{dt}.zarr"
         cmd = [sys.executable, "-m", "fhnpde", "run", str(CASE), "--quiet", "--overwrite",
                "--out", str(store), "--set", f"domain.nx={args.nx}", "--set",
-               f"solver.method={method}", "--set", f"time.dt={dt}"]
+               f"solver.method={method}", "--set", f"time.dt={dt}", "--set",
+               f"time.save_every={args.save_every}"]
         found.append(Contender("fhnpde " + method, f"fhnpde {method} dt {dt}", cmd, store))
     me = [sys.executable, str(Path(__file__).resolve()), "--nx", str(args.nx), "--child"]
     mech = neuron_mechanism() if args.neuron else None
@@ -299,6 +304,9 @@ def main() -> None:
     ap.add_argument("--neuron", nargs="*", type=float, default=[0.5, 0.25, 0.125])
     ap.add_argument("--bdf", nargs="*", type=float, default=[1e-3, 1e-4])
     ap.add_argument("--targets", nargs="*", type=float, default=[])
+    ap.add_argument("--save-every", type=float, default=100.0,
+                    help="fhnpde's output interval (100: the outputs the peers keep; the "
+                         "case file's 1.0 writes 301 profiles)")
     ap.add_argument("--child", choices=["neuron", "bdf"], help=argparse.SUPPRESS)
     ap.add_argument("--setting", type=float, help=argparse.SUPPRESS)
     ap.add_argument("--mech", help=argparse.SUPPRESS)
@@ -325,16 +333,18 @@ def main() -> None:
             c.whole.clear()
             c.cpu.clear()
             c.compute.clear()
+            c.output.clear()
         for _ in range(args.repeats):
             for c in found:
                 c.run(reference)
     print(f"\ndivergent cable, nx {args.nx}, t_end {T_END:g}: medians of {args.repeats} "
           f"interleaved runs; load average {load[0]:.2f} before, {os.getloadavg()[0]:.2f} "
           f"after, {os.cpu_count()} CPUs")
-    print("| contender | front error | compute (warm) | whole process | its CPU time |\n"
-          "|---|---|---|---|---|")
+    print("| contender | front error | compute (warm) | writing outputs | whole process | "
+          "its CPU time |\n|---|---|---|---|---|---|")
     for c in found:
-        print(f"| {c.label} | {c.error:.3g} | {statistics.median(c.compute):.4f} s | "
+        out = f"{statistics.median(c.output):.4f} s" if c.output else "-"
+        print(f"| {c.label} | {c.error:.3g} | {statistics.median(c.compute):.4f} s | {out} | "
               f"{statistics.median(c.whole):.3f} s | {statistics.median(c.cpu):.3f} s |")
     for target in args.targets:
         print(f"\nfastest setting with error <= {target:g}:")
