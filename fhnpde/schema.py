@@ -31,7 +31,7 @@ from .errors import CaseError, KeyedError, key_part, quote
 from .keys import set_key_path, validation_error_to_case_error
 
 POINT_METHODS = ("euler", "rk4", "crank-nicolson")
-CABLE_METHODS = ("explicit", "adaptive", "crank-nicolson", "split", "staggered-cn")
+CABLE_METHODS = ("explicit", "adaptive", "crank-nicolson", "split", "staggered-cn", "sdirk3")
 BACKENDS = ("numpy", "numba", "cupy", "torch")
 TRIDIAGONAL_METHODS = ("thomas", "cyclic-reduction", "scipy")
 

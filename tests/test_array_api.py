@@ -15,7 +15,7 @@ from fhnpde.store import MemoryRecorder
 xps = pytest.importorskip("array_api_strict", reason="array-api-strict is a dev dependency")
 
 # (case file, solver, overrides): each registered solver whose array path is array code
-CABLE = ["explicit", "adaptive", "crank-nicolson", "split", "staggered-cn"]
+CABLE = ["explicit", "adaptive", "crank-nicolson", "split", "staggered-cn", "sdirk3"]
 POINT = ["euler", "rk4", "crank-nicolson"]
 RUNS = [
     *[("divergent.yaml", m, ["time.t_end=5", "time.save_every=1"]) for m in CABLE],
@@ -26,7 +26,7 @@ RUNS = [
 
 
 def case_for(cases_dir, name, method, sets, backend):
-    implicit = ("crank-nicolson", "split", "staggered-cn")
+    implicit = ("crank-nicolson", "split", "staggered-cn", "sdirk3")
     extra = ["time.dt=0.1"] if method in implicit and "cell" not in name else []
     return load_case(cases_dir / name, [*sets, *extra, f"solver.method={method}",
                                         f"solver.backend={backend}",
