@@ -97,7 +97,6 @@ class ArraySdirkSteps(ArrayPath):
     """SDIRK steps as array code on ``xp`` with any tridiagonal method."""
 
     def advance(self, state, t, dt, nsteps):
-        s = self.solver
         v, w = state.v, state.w
         slope = None
         self.k_est = 0.0  # Newton's constant, measured within the call (as the kernel's)
