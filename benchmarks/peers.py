@@ -194,6 +194,7 @@ class Contender:
         self.compute: list[float] = []
         self.output: list[float] = []
         self.error = float("nan")
+        self.failed = ""
 
     def run(self, reference) -> None:
         import resource
@@ -204,8 +205,10 @@ class Contender:
         whole = time.perf_counter() - t0
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         self.cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
-        if done.returncode != 0:
-            raise RuntimeError(f"{self.label} failed:\n{done.stderr[-2000:]}")
+        if done.returncode != 0:  # a blow-up, a failed solve: in the table as failed
+            self.failed = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "?"
+            self.whole.append(whole)
+            return
         if self.store is not None:
             fronts, compute, output = fhnpde_result(self.store)
             self.output.append(output)
@@ -343,6 +346,9 @@ def main() -> None:
     print("| contender | front error | compute (warm) | writing outputs | whole process | "
           "its CPU time |\n|---|---|---|---|---|---|")
     for c in found:
+        if c.failed:
+            print(f"| {c.label} | failed: {c.failed[:80]} | | | | |")
+            continue
         out = f"{statistics.median(c.output):.4f} s" if c.output else "-"
         print(f"| {c.label} | {c.error:.3g} | {statistics.median(c.compute):.4f} s | {out} | "
               f"{statistics.median(c.whole):.3f} s | {statistics.median(c.cpu):.3f} s |")
@@ -350,7 +356,7 @@ def main() -> None:
         print(f"\nfastest setting with error <= {target:g}:")
         best = {}
         for c in found:
-            if c.error <= target:
+            if not c.failed and c.error <= target:
                 cur = best.get(c.family)
                 if cur is None or statistics.median(c.compute) < statistics.median(cur.compute):
                     best[c.family] = c
