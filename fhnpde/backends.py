@@ -190,7 +190,8 @@ class CompileClock:
     of them, so a time loop can report its own time without the kernel loading inside its
     first step. It imports nothing: it listens once numba is imported (already, or later
     through :func:`kernels`); compiling by a numba imported some other way during the clock
-    is not seen.
+    is not seen. numba's events are process-wide: a compile in another thread while the
+    clock is open is counted too.
     """
 
     def __init__(self):
