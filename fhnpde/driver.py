@@ -257,7 +257,7 @@ def build_solver(case: Case, *, namespace=None, device=None):
 
     try:
         problem = build_problem(case)
-        geometry = "cable" if problem.is_cable else "point"
+        geometry = problem.geometry
         cls = solver_class(case.solver.method, geometry)
         options = dataclasses.replace(solver_options(case), namespace=namespace, device=device)
         if getattr(cls, "uses_reaction", False):
