@@ -230,6 +230,7 @@ def solver_options(case: Case):
     return SolverOptions(
         backend=spec.backend,
         tridiagonal=spec.tridiagonal,
+        diffusion=spec.diffusion,
         newton=NewtonOptions(float(newton.rtol), int(newton.max_iter), newton.predictor,
                              newton.stop),
         adaptive=AdaptiveOptions(**{f: float(getattr(adaptive, f))

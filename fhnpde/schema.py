@@ -332,6 +332,7 @@ class SolverSpec(_Strict):
     method: str
     backend: str = "numba"
     tridiagonal: str = "thomas"
+    diffusion: str | None = None  # split's diffusion substep: cn (cable default) | adi (sheet)
     force: bool = False
     newton: NewtonSpec = Field(default_factory=NewtonSpec)
     adaptive: AdaptiveSpec = Field(default_factory=AdaptiveSpec)
@@ -350,6 +351,19 @@ class SolverSpec(_Strict):
     @classmethod
     def _known_tridiagonal(cls, v: str) -> str:
         return _one_of(v, TRIDIAGONAL_METHODS, "tridiagonal method", "methods")
+
+    @field_validator("diffusion")
+    @classmethod
+    def _known_diffusion(cls, v: str | None) -> str | None:
+        return v if v is None else _one_of(v, ("cn", "adi"), "diffusion substep", "substeps")
+
+    @model_validator(mode="after")
+    def _diffusion_only_for_split(self) -> SolverSpec:
+        if self.diffusion is not None and self.method != "split":
+            raise KeyedError("diffusion", f"{self.diffusion!r} is the split solver's diffusion "
+                             f"substep, but the method is {self.method}; remove it or use "
+                             "method: split")
+        return self
 
 
 class ExactReactionSpec(_Strict):

@@ -23,8 +23,7 @@ from fhnpde.models import Kinetics
 from fhnpde.solvers import OptionError, Problem, SolverOptions
 from fhnpde.solvers.split import PeacemanRachfordADI, SheetStrangSplit, StrangSplit
 from fhnpde.stimulus import AppliedCurrent
-
-from helpers import SMALL_CABLE, fitted_order, make_case
+from tests.helpers import SMALL_CABLE, fitted_order, make_case
 
 NAGUMO = {"k": 1.0, "a": 0.1, "eps": 0.01, "gamma": 0.5}
 OFF = {"k": 0.0, "a": 0.1, "eps": 0.0, "gamma": 0.5}  # reaction off: pure diffusion
@@ -243,3 +242,20 @@ def test_diffusion_option_errors():
         SheetStrangSplit(sheet, SolverOptions(diffusion="cn"))
     with pytest.raises(OptionError, match="'crank' cannot be used"):
         SheetStrangSplit(sheet, SolverOptions(diffusion="crank"))
+
+
+def test_case_diffusion_key_errors_name_the_key():
+    from fhnpde.errors import CaseError
+
+    with pytest.raises(CaseError, match="use cn") as info:
+        build_solver(make_case(SMALL_CABLE, "solver.method=split", "solver.diffusion=adi"))
+    assert info.value.key == "solver.diffusion"
+    with pytest.raises(CaseError, match="valid substeps: cn, adi") as info:
+        make_case(SMALL_CABLE, "solver.method=split", "solver.diffusion=foo")
+    assert info.value.key == "solver.diffusion"
+    with pytest.raises(CaseError, match="the method is explicit") as info:
+        make_case(SMALL_CABLE, "solver.diffusion=cn")
+    assert info.value.key == "solver.diffusion"
+    _, solver = build_solver(make_case(SMALL_CABLE, "solver.method=split",
+                                       "solver.diffusion=cn"))
+    assert solver.diffusion_scheme == "cn"

@@ -138,5 +138,5 @@ def diffusion_scheme(name: str | None, geometry: str) -> str:
                       f"{' or '.join(valid)}", option="diffusion")
 
 
-__all__ = ["ARRAY_METHODS", "DIFFUSION_SCHEMES", "diffusion_scheme", "tridiagonal_method", "AdaptiveOptions", "NewtonOptions",
-           "OptionError", "ReactionOptions", "SolverOptions"]
+__all__ = ["ARRAY_METHODS", "DIFFUSION_SCHEMES", "diffusion_scheme", "tridiagonal_method",
+           "AdaptiveOptions", "NewtonOptions", "OptionError", "ReactionOptions", "SolverOptions"]

@@ -22,8 +22,8 @@ IV.1):
 Second order in time when both sub-steps are at least second order (RK4 substeps; Euler
 substeps make it first order, with an error constant that shrinks with ``reaction.substeps``),
 second order in space (three-point Laplacian, mirror-node boundary). No stability limit from
-the diffusion (Crank–Nicolson and Peaceman–Rachford are unconditionally stable); the reaction sub-step is explicit, so its
-substep must resolve the kinetics.
+the diffusion (Crank–Nicolson and Peaceman–Rachford are unconditionally stable); the reaction
+sub-step is explicit, so its substep must resolve the kinetics.
 """
 
 from __future__ import annotations
