@@ -284,7 +284,7 @@ def build_solver(case: Case, *, namespace=None, device=None):
 
 def run_layout(case: Case, problem, solver):
     """The names, dims and attributes of a run's outputs (:class:`fhnpde.store.RunLayout`)."""
-    from .store import RunLayout, x_attrs
+    from .store import RunLayout, sheet_coord_attrs, x_attrs
     from .version import __version__
 
     attrs = {
@@ -294,7 +294,11 @@ def run_layout(case: Case, problem, solver):
         "title": case.name,
         "description": case.description,
     }
-    if problem.is_cable:
+    if problem.is_sheet:
+        coords = {"x": ("x", problem.grid.x, sheet_coord_attrs("x")),
+                  "y": ("y", problem.grid.y, sheet_coord_attrs("y"))}
+        kind = "sheet"
+    elif problem.is_cable:
         coords = {"x": ("x", problem.grid.x, x_attrs())}
         kind = "cable"
     else:

@@ -42,6 +42,13 @@ def second_difference(v_left, v, v_right, inv_dx2):
     return (v_left - 2.0 * v + v_right) * inv_dx2
 
 
+def five_point(v_left, v_right, v_below, v_above, v, inv_dx2, inv_dy2):
+    """The five-point Laplacian of a sheet: the second difference along x plus the one
+    along y (``below``/``above``: the neighbours at y - dy and y + dy). Second order."""
+    return (second_difference(v_left, v, v_right, inv_dx2)
+            + second_difference(v_below, v, v_above, inv_dy2))
+
+
 def ghost_indices(n: int, boundary: str, boundary_order: int) -> tuple[int, int]:
     """(index read left of node 0, index read right of node n-1) of ``n`` nodes: the
     boundary treatment of the module docstring, shared by uniform and non-uniform grids."""
@@ -191,8 +198,13 @@ class SheetGrid:
         gx, gy = self.axes
         left, right = gx.neighbours(v, xp)
         below, above = neighbours_along_rows(v, gy.ghosts, xp)
-        return (second_difference(left, v, right, 1.0 / gx.dx**2)
-                + second_difference(below, v, above, 1.0 / gy.dx**2))
+        return five_point(left, right, below, above, v, 1.0 / gx.dx**2, 1.0 / gy.dx**2)
+
+    def neighbours(self, v, xp=np):
+        """(left, right, below, above): each node's four neighbours, the edges read
+        through each direction's ghost indices."""
+        left, right = self.axes[0].neighbours(v, xp)
+        return (left, right, *neighbours_along_rows(v, self.axes[1].ghosts, xp))
 
     @cached_property
     def weights(self) -> np.ndarray:

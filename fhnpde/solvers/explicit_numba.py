@@ -1,4 +1,4 @@
-"""numba kernels of the explicit cable solver (:mod:`fhnpde.solvers.explicit`).
+"""numba kernels of the explicit cable and sheet solvers (:mod:`fhnpde.solvers.explicit`).
 
 Imported only with the numba backend, through ``fhnpde.backends.kernels(...)``. The node
 update is :func:`fhnpde.schemes.forward_euler_node`, registered as jitable by
@@ -10,7 +10,7 @@ from __future__ import annotations
 from numba import njit, prange
 
 from ..compiled import PARALLEL_MIN_NODES
-from ..schemes import forward_euler_node
+from ..schemes import forward_euler_node, forward_euler_sheet_node
 
 
 @njit(cache=True)
@@ -87,10 +87,91 @@ def explicit_advance_serial(code, v, w, current, p, dt, diffusivity, inv_dx2, g0
         out_w[:] = a_w
 
 
+# --- sheets: the five-point stencil, threaded over rows ----------------------------------
+
+
+@njit(cache=True)
+def sheet_row(code, v, w, current, p, dt, diffusivity, inv_dx2, inv_dy2, gx0, gxn, vb, va,
+              out_v, out_w):
+    """One row of a sheet: ``v``, ``w``, ``current``, ``out_*`` are the row (1-D), ``vb``,
+    ``va`` the rows below and above it (ghost rows at the edges); the end nodes read their
+    outer neighbour through the x ghost indices. The interior is one plain loop over
+    contiguous 1-D rows, which LLVM vectorises."""
+    n = v.shape[0]
+    for i in range(1, n - 1):
+        out_v[i], out_w[i] = forward_euler_sheet_node(
+            v[i - 1], v[i + 1], vb[i], va[i], v[i], w[i], current[i], code, p, dt, diffusivity,
+            inv_dx2, inv_dy2)
+    out_v[0], out_w[0] = forward_euler_sheet_node(
+        v[gx0], v[1], vb[0], va[0], v[0], w[0], current[0], code, p, dt, diffusivity,
+        inv_dx2, inv_dy2)
+    out_v[n - 1], out_w[n - 1] = forward_euler_sheet_node(
+        v[n - 2], v[gxn], vb[n - 1], va[n - 1], v[n - 1], w[n - 1], current[n - 1], code, p,
+        dt, diffusivity, inv_dx2, inv_dy2)
+
+
+@njit(cache=True)
+def sheet_rows(code, v, w, current, p, dt, diffusivity, inv_dx2, inv_dy2, gx0, gxn, gy0, gyn,
+               lo, hi, out_v, out_w):
+    """Rows ``lo <= j < hi`` of a sheet ``(ny, nx)``; rows 0 and ny - 1 read the row
+    beyond the edge through the y ghost indices."""
+    ny = v.shape[0]
+    for j in range(lo, hi):
+        below = gy0 if j == 0 else j - 1
+        above = gyn if j == ny - 1 else j + 1
+        sheet_row(code, v[j], w[j], current[j], p, dt, diffusivity, inv_dx2, inv_dy2, gx0,
+                  gxn, v[below], v[above], out_v[j], out_w[j])
+
+
+@njit(cache=True)
+def sheet_step_serial(code, v, w, current, p, dt, diffusivity, inv_dx2, inv_dy2, gx0, gxn,
+                      gy0, gyn, out_v, out_w):
+    sheet_rows(code, v, w, current, p, dt, diffusivity, inv_dx2, inv_dy2, gx0, gxn, gy0, gyn,
+               0, v.shape[0], out_v, out_w)
+
+
+@njit(cache=True, parallel=True)
+def sheet_step_parallel(code, v, w, current, p, dt, diffusivity, inv_dx2, inv_dy2, gx0, gxn,
+                        gy0, gyn, out_v, out_w):
+    """Contiguous blocks of rows shared out over the threads (as the cable's blocks of
+    nodes: each row a plain vectorised loop); every node's update is the serial formula, so
+    the result is bit for bit the serial kernel's."""
+    ny = v.shape[0]
+    blocks = min(BLOCKS, ny)
+    for b in prange(blocks):
+        lo = b * ny // blocks
+        hi = (b + 1) * ny // blocks
+        sheet_rows(code, v, w, current, p, dt, diffusivity, inv_dx2, inv_dy2, gx0, gxn, gy0,
+                   gyn, lo, hi, out_v, out_w)
+
+
+@njit(cache=True, nogil=True)
+def sheet_advance_serial(code, v, w, current, p, dt, diffusivity, inv_dx2, inv_dy2, gx0, gxn,
+                         gy0, gyn, nsteps, out_v, out_w):
+    """``nsteps`` serial steps of a sheet with a fixed current (as
+    :func:`explicit_advance_serial`: v, w are scratch; the result lands in out_v, out_w)."""
+    a_v, a_w, b_v, b_w = v, w, out_v, out_w
+    for _ in range(nsteps):
+        sheet_step_serial(code, a_v, a_w, current, p, dt, diffusivity, inv_dx2, inv_dy2, gx0,
+                          gxn, gy0, gyn, b_v, b_w)
+        a_v, b_v = b_v, a_v
+        a_w, b_w = b_w, a_w
+    if nsteps % 2 == 0:
+        out_v[:] = a_v
+        out_w[:] = a_w
+
+
+def sheet_step_kernel(n: int):
+    """The serial sheet kernel below PARALLEL_MIN_NODES nodes, the threaded one above."""
+    return sheet_step_parallel if n >= PARALLEL_MIN_NODES else sheet_step_serial
+
+
 def explicit_step_kernel(n: int):
     """The serial kernel for small cables, the threaded one beyond PARALLEL_MIN_NODES."""
     return explicit_step_parallel if n >= PARALLEL_MIN_NODES else explicit_step_serial
 
 
 __all__ = ["PARALLEL_MIN_NODES", "explicit_advance_serial", "explicit_rows",
-           "explicit_step_kernel", "explicit_step_parallel", "explicit_step_serial"]
+           "explicit_step_kernel", "explicit_step_parallel", "explicit_step_serial",
+           "sheet_advance_serial", "sheet_step_kernel", "sheet_step_parallel",
+           "sheet_step_serial"]
