@@ -95,6 +95,15 @@ class UniformGrid:
     def dx(self) -> float:
         return self.length / (self.nx if self.periodic else self.nx - 1)
 
+    @property
+    def shape(self) -> tuple[int]:
+        """(nx,): the shape of a field on the cable."""
+        return (self.nx,)
+
+    @property
+    def size(self) -> int:
+        return self.nx
+
     @cached_property
     def x(self) -> np.ndarray:
         return np.arange(self.nx) * self.dx

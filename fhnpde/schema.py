@@ -542,8 +542,8 @@ class Case(_Strict):
             geometry = self.geometry
             methods = SHEET_METHODS if self.is_sheet else CABLE_METHODS
             if method not in methods:
-                what = ("solves point models" if method in POINT_METHODS
-                        else "does not solve sheets")
+                what = ("does not solve sheets" if method in CABLE_METHODS
+                        else "solves point models")
                 raise KeyedError(
                     "solver.method",
                     f"{method!r} {what}; for a {geometry} use one of {', '.join(methods)}",
