@@ -54,7 +54,7 @@ def residual(lower, diag, upper, x, rhs, axis):
 
 @pytest.mark.parametrize("method", HOST_METHODS)
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 64, 257])
-@pytest.mark.parametrize("batch", [1, 3, 4, 9, 130])
+@pytest.mark.parametrize("batch", [1, 3, 4, 9, 130, 300])  # 300 x 257: threaded
 def test_shared_factorization_over_rows_and_columns(method, n, batch):
     """Rows (B, n), columns (n, B) through axis=-2, and out=: all equal the reference."""
     rng = np.random.default_rng(n * 1000 + batch)

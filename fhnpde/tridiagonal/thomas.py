@@ -429,20 +429,25 @@ def _substitute_four(r, l, cp, d, x, j):
         x[j + 3, i] = y3
 
 
+@numba.njit(**_JIT)
+def _substitute_shared_range(r, l, cp, d, x, j, end):
+    """Systems j .. end-1 of d (nsys, n) with the one factorisation (r, l, cp), four at a time."""
+    while j + 4 <= end:
+        _substitute_four(r, l, cp, d, x, j)
+        j += 4
+    while j < end:
+        _substitute_system(r, l, cp, d[j], x[j])
+        j += 1
+
+
 @numba.njit(**_JIT, parallel=True)
 def _substitute_shared(r, l, cp, d, x, nchunks):
     """Every row of d (nsys, n) solved with the one factorisation (r, l, cp) of shape (n,):
-    nchunks contiguous chunks of systems, one per thread, four systems at a time."""
+    nchunks contiguous chunks of systems, one per thread."""
     nsys = x.shape[0]
     for chunk in numba.prange(nchunks):
-        j = chunk * nsys // nchunks
-        end = (chunk + 1) * nsys // nchunks
-        while j + 4 <= end:
-            _substitute_four(r, l, cp, d, x, j)
-            j += 4
-        while j < end:
-            _substitute_system(r, l, cp, d[j], x[j])
-            j += 1
+        _substitute_shared_range(r, l, cp, d, x, chunk * nsys // nchunks,
+                                 (chunk + 1) * nsys // nchunks)
 
 
 @numba.njit(**_JIT)
@@ -464,6 +469,17 @@ def _substitute_columns(r, l, cp, d, x, o, k0, k1):
             x[o, i, k] = x[o, i, k] - ci * x[o, i + 1, k]
 
 
+@numba.njit(**_JIT)
+def _substitute_blocks(r, l, cp, d, x, width, first, last):
+    """Blocks first .. last-1 of ``width`` columns of d (outer, n, inner)."""
+    inner = d.shape[2]
+    per = (inner + width - 1) // width
+    for blk in range(first, last):
+        o = blk // per
+        k0 = (blk % per) * width
+        _substitute_columns(r, l, cp, d, x, o, k0, min(k0 + width, inner))
+
+
 @numba.njit(**_JIT, parallel=True)
 def _substitute_strided(r, l, cp, d, x, width):
     """Systems along axis 1 of d (outer, n, inner), one shared factorisation: blocks of
@@ -473,9 +489,12 @@ def _substitute_strided(r, l, cp, d, x, width):
     outer, n, inner = d.shape
     per = (inner + width - 1) // width
     for blk in numba.prange(outer * per):
-        o = blk // per
-        k0 = (blk % per) * width
-        _substitute_columns(r, l, cp, d, x, o, k0, min(k0 + width, inner))
+        _substitute_blocks(r, l, cp, d, x, width, blk, blk + 1)
+
+
+# Unknowns below which a batched solve runs on one thread (a parallel region costs more than
+# it saves there, and much more when the cores are shared with other work).
+PARALLEL_MIN_UNKNOWNS = 65_536
 
 
 def strided_width(inner: int, outer: int, threads: int) -> int:
@@ -571,8 +590,12 @@ class ThomasFactorization(Factorization):
             )
         d = as_rows(np, rhs, batch_shape, n)
         if nsys and self.shared and d.shape[0] == nsys:
-            chunks = min(max(1, nsys // 4), numba.get_num_threads())
-            _substitute_shared(*(f[0] for f in factors), d, x, chunks)
+            shared = tuple(f[0] for f in factors)
+            if nsys * n < PARALLEL_MIN_UNKNOWNS:
+                _substitute_shared_range(*shared, d, x, 0, nsys)
+            else:
+                chunks = min(max(1, nsys // 4), numba.get_num_threads())
+                _substitute_shared(*shared, d, x, chunks)
         elif nsys:
             _substitute_batch(*factors, d, x)
         return _shaped(x, out, batch_shape + (n,))
@@ -586,8 +609,12 @@ class ThomasFactorization(Factorization):
         x = _output(out, (outer, self.n, inner), self.dtype)
         if d.size:
             factors = (self.reciprocal_pivots, self.scaled_lower, self.modified_upper)
-            width = strided_width(inner, outer, numba.get_num_threads())
-            _substitute_strided(*(f[0] for f in factors), d, x, width)
+            shared = tuple(f[0] for f in factors)
+            if d.size < PARALLEL_MIN_UNKNOWNS:
+                _substitute_blocks(*shared, d, x, inner, 0, outer)
+            else:
+                width = strided_width(inner, outer, numba.get_num_threads())
+                _substitute_strided(*shared, d, x, width)
         return _shaped(x, out, shape)
 
 
