@@ -461,6 +461,7 @@ def plot_sweep(ds, out: Path) -> Path:
 
     status = np.asarray(ds["status"].values)
     prop = np.asarray(ds["propagated"].values).astype(float)
+    prop[prop < 0] = np.nan  # -1: not measured (sheet members)
     speed = np.asarray(ds["speed"].values, dtype=float)
     speed = np.where(prop > 0, speed, np.nan)
     # outcome: 0 no propagation, 1 propagated, 2 failed, 3 pending
