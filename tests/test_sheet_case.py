@@ -166,3 +166,48 @@ def test_the_cli_exits_2_on_a_bad_sheet_key(tmp_path):
     assert proc.returncode == 2
     assert "domain.nx: must be a pair [x, y] like length" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.fixture
+def sheet_store(tmp_path):
+    from fhnpde.driver import run_case
+
+    path = tmp_path / "sheet.zarr"
+    run_case(make_case(SHEET, f"output.path={path}", "time.save_every=0.25"))
+    return path
+
+
+def test_plot_draws_snapshots_and_a_gif_movie(sheet_store, tmp_path):
+    from PIL import Image
+
+    from fhnpde.plotting import plot_store
+
+    png, gif = tmp_path / "s.png", tmp_path / "s.gif"
+    assert plot_store(sheet_store, png, movie=gif) == png
+    assert Image.open(png).size[0] > 400
+    with Image.open(gif) as movie:
+        assert movie.n_frames == 5  # one frame per output: t = 0, 0.25, ..., 1
+        first = np.asarray(movie.convert("L"))
+        movie.seek(4)
+        last = np.asarray(movie.convert("L"))
+    assert np.abs(first.astype(int) - last).max() > 10  # the frames differ: v changed
+
+
+def test_movie_errors_are_one_line_and_exit_2(sheet_store, tmp_path):
+    from fhnpde.plotting import plot_store
+
+    with pytest.raises(CaseError, match=r"--movie: .*has extension \.avi; an animation is "
+                                        r"written as \.gif or \.mp4"):
+        plot_store(sheet_store, tmp_path / "s.png", movie=tmp_path / "s.avi")
+    from fhnpde.driver import run_case
+
+    cable = tmp_path / "cable.zarr"
+    run_case(make_case(SMALL_CABLE, f"output.path={cable}"))
+    with pytest.raises(CaseError, match="--movie: animations are drawn of sheet stores"):
+        plot_store(cable, tmp_path / "c.png", movie=tmp_path / "c.gif")
+    proc = subprocess.run([sys.executable, "-m", "fhnpde", "plot", str(sheet_store), "--movie",
+                           str(tmp_path / "x.webm")], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "--movie" in proc.stderr
