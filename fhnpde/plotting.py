@@ -132,9 +132,13 @@ def plot_sheet(ds, out: Path, snapshots: int = 6) -> Path:
                                                   min(4.0 * aspect, 8.0) * rows + 0.6),
                              squeeze=False, constrained_layout=True)
     lo, hi = _colour_range(v)
+    tip = spiral_tip_or_none(ds)
     for ax, k in zip(axes.flat, pick, strict=False):
         im = ax.imshow(v[k], origin="lower", extent=_extent(x, y), vmin=lo, vmax=hi,
                        cmap="viridis", interpolation="nearest")
+        if tip is not None:  # the tip's path so far, and where it is now
+            ax.plot(tip.x.values[: k + 1], tip.y.values[: k + 1], color="red", lw=0.8)
+            ax.plot(tip.x.values[k], tip.y.values[k], "o", color="red", ms=3)
         ax.set_title(f"t = {t[k]:.4g}", fontsize=9)
         ax.set_xlabel("x")
         ax.set_ylabel("y")
@@ -144,6 +148,15 @@ def plot_sheet(ds, out: Path, snapshots: int = 6) -> Path:
     fig.suptitle(f"{ds.attrs.get('title', '')}: v on the sheet ({y.size} x {x.size} nodes)",
                  fontsize=10)
     return _save(fig, out, 100)
+
+
+def spiral_tip_or_none(ds):
+    """The spiral tip of a sheet run (:func:`fhnpde.analysis.spiral_tip`, isolines at the
+    middle of each field's range) when it turns at least once, else None (no spiral)."""
+    from .analysis import spiral_tip
+
+    tip = spiral_tip(ds)
+    return tip if float(tip.turns) >= 1.0 else None
 
 
 def _extent(x, y):

@@ -94,3 +94,22 @@ def test_cell_crossings_single_cell():
     v = np.array([[0.0, 1.0], [0.0, 1.0]]) - 0.25
     w = np.array([[0.0, 0.0], [1.0, 1.0]]) - 0.75
     np.testing.assert_allclose(cell_crossings(v, w, 0.0, 0.0), [[0.75, 0.25]], atol=1e-15)
+
+
+def test_sheet_plot_draws_the_tip_of_a_spiral_only(tmp_path):
+    """plot_sheet overlays the tip's path when a tip turns at least once (the synthetic
+    spiral), and nothing on a field without one."""
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed")
+    from fhnpde.plotting import plot_sheet, spiral_tip_or_none
+
+    period = 9.7
+    times = np.linspace(0, 3 * period, 3 * 16, endpoint=False)
+    x = y = np.linspace(0.0, 30.0, 61)
+    ds = sheet(times, x, y, spiral_field)
+    tip = spiral_tip_or_none(ds)
+    assert tip is not None
+    assert float(tip.turns) > 2.5
+    out = plot_sheet(ds, tmp_path / "spiral.png")
+    assert out.stat().st_size > 1000
+    flat = sheet(times, x, y, lambda t, x, y: (np.cos(x - t) + 0 * y, np.sin(x - t) + 0 * y))
+    assert spiral_tip_or_none(flat) is None
