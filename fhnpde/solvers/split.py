@@ -71,9 +71,10 @@ class ImplicitLaplacian:
             u[0], u[-1] = self.gamma, self.bottom
             self.z = self.factorization.solve(placed(u))
 
-    def solve(self, rhs, axis: int = -1):
-        """The solution of ``(I - s L) x = rhs`` along ``axis`` (-1 or -2)."""
-        y = self.factorization.solve(rhs, axis=axis)
+    def solve(self, rhs, axis: int = -1, out=None):
+        """The solution of ``(I - s L) x = rhs`` along ``axis`` (-1 or -2); ``out``: a
+        numpy array to write it into (numpy rhs only)."""
+        y = self.factorization.solve(rhs, axis=axis, out=out)
         if not self.corners:
             return y
         # per system, x = y - f z with f = (v.y) / (1 + v.z); f keeps the solved axis (length 1)
@@ -81,7 +82,11 @@ class ImplicitLaplacian:
         first, last = y[(..., slice(0, 1), *rest)], y[(..., slice(-1, None), *rest)]
         z = self.z
         f = corner_factor(first, last, z[0], z[-1], self.top, self.gamma)
-        return y - f * self.xp.reshape(z, (z.shape[0],) + (1,) * len(rest))
+        z = self.xp.reshape(z, (z.shape[0],) + (1,) * len(rest))
+        if out is None:
+            return y - f * z
+        out -= f * z
+        return out
 
 
 class CrankNicolsonDiffusion:
@@ -126,6 +131,13 @@ class PeacemanRachfordADI:
         self.gx, self.gy = grid.axes
         self.along_x = ImplicitLaplacian(self.gx, self.scale, method, xp, device)
         self.along_y = ImplicitLaplacian(self.gy, self.scale, method, xp, device)
+        # numpy arrays and Thomas: the explicit parts as numba kernels into kept buffers
+        self.kernels = None
+        if xp is np and method == "thomas":
+            from ..backends import kernels
+
+            self.kernels = kernels("fhnpde.solvers.adi_numba")
+            self.buffers = (np.empty(grid.shape), np.empty(grid.shape))
 
     def second_difference_y(self, v):
         below, above = neighbours_along_rows(v, self.gy.ghosts, self.xp)
@@ -133,8 +145,15 @@ class PeacemanRachfordADI:
 
     def __call__(self, v):
         s = self.scale
-        half = self.along_x.solve(v + s * self.second_difference_y(v), axis=-1)
-        return self.along_y.solve(half + s * self.gx.laplacian(half, self.xp), axis=-2)
+        if self.kernels is None:  # array code on any namespace
+            half = self.along_x.solve(v + s * self.second_difference_y(v), axis=-1)
+            return self.along_y.solve(half + s * self.gx.laplacian(half, self.xp), axis=-2)
+        explicit, rhs, half = self.kernels.explicit_half, *self.buffers
+        v = np.ascontiguousarray(v, dtype=np.float64)
+        explicit(-2, v, s, 1.0 / self.gy.dx**2, self.gy.ghosts, rhs)
+        self.along_x.solve(rhs, axis=-1, out=half)
+        explicit(-1, half, s, 1.0 / self.gx.dx**2, self.gx.ghosts, rhs)
+        return self.along_y.solve(rhs, axis=-2, out=np.empty(self.grid.shape))
 
 
 @register
