@@ -94,11 +94,12 @@ def reaction_parallel(code, scheme, v, w, current, params, dt, substeps, nchunks
 def reaction_advance(code, scheme, v, w, current, params, dt, substeps, out_v, out_w):
     """Advance every node's (v, w) by ``substeps`` Euler (scheme 0) or RK4 (1) steps over dt,
     the current held at ``current``; serial for short cables, threaded beyond
-    PARALLEL_MIN_NODES nodes (or for any ensemble-sized work of many substeps)."""
-    n = v.shape[0]
-    if n * substeps >= PARALLEL_MIN_NODES:
-        import numba
+    PARALLEL_MIN_NODES nodes (or for any ensemble-sized work of many substeps) when numba
+    has more than one thread (a parallel region on one thread only adds its start-up)."""
+    import numba
 
+    n = v.shape[0]
+    if n * substeps >= PARALLEL_MIN_NODES and numba.get_num_threads() > 1:
         reaction_parallel(code, scheme, v, w, current, params, dt, substeps,
                           numba.get_num_threads() * 4, out_v, out_w)
     else:

@@ -58,10 +58,11 @@ def explicit_x_threaded(v, s, inv_d2, g0, gn, out, nchunks):
 
 def explicit_half(axis: int, v, s: float, inv_d2: float, ghosts, out) -> None:
     """``out = v + s d2 v`` along ``axis`` (-1: x, -2: y) of the sheet field v (ny, nx);
-    threaded over blocks of rows from PARALLEL_MIN_NODES nodes on."""
+    threaded over blocks of rows from PARALLEL_MIN_NODES nodes on (with more than one
+    numba thread)."""
     g0, gn = ghosts
     ny = v.shape[0]
-    if v.size < PARALLEL_MIN_NODES:
+    if v.size < PARALLEL_MIN_NODES or numba.get_num_threads() == 1:
         rows = explicit_x_rows if axis == -1 else explicit_y_rows
         rows(v, s, inv_d2, g0, gn, out, 0, ny)
     else:

@@ -493,7 +493,8 @@ def _substitute_strided(r, l, cp, d, x, width):
 
 
 # Unknowns below which a batched solve runs on one thread (a parallel region costs more than
-# it saves there, and much more when the cores are shared with other work).
+# it saves there, and much more when the cores are shared with other work); with one numba
+# thread the serial loops run whatever the size.
 PARALLEL_MIN_UNKNOWNS = 65_536
 
 
@@ -591,7 +592,7 @@ class ThomasFactorization(Factorization):
         d = as_rows(np, rhs, batch_shape, n)
         if nsys and self.shared and d.shape[0] == nsys:
             shared = tuple(f[0] for f in factors)
-            if nsys * n < PARALLEL_MIN_UNKNOWNS:
+            if nsys * n < PARALLEL_MIN_UNKNOWNS or numba.get_num_threads() == 1:
                 _substitute_shared_range(*shared, d, x, 0, nsys)
             else:
                 chunks = min(max(1, nsys // 4), numba.get_num_threads())
@@ -610,7 +611,7 @@ class ThomasFactorization(Factorization):
         if d.size:
             factors = (self.reciprocal_pivots, self.scaled_lower, self.modified_upper)
             shared = tuple(f[0] for f in factors)
-            if d.size < PARALLEL_MIN_UNKNOWNS:
+            if d.size < PARALLEL_MIN_UNKNOWNS or numba.get_num_threads() == 1:
                 _substitute_blocks(*shared, d, x, inner, 0, outer)
             else:
                 width = strided_width(inner, outer, numba.get_num_threads())
