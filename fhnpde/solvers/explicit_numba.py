@@ -91,36 +91,28 @@ def explicit_advance_serial(code, v, w, current, p, dt, diffusivity, inv_dx2, g0
 
 
 @njit(cache=True)
-def sheet_row(code, v, w, current, p, dt, diffusivity, inv_dx2, inv_dy2, gx0, gxn, vb, va,
-              out_v, out_w):
-    """One row of a sheet: ``v``, ``w``, ``current``, ``out_*`` are the row (1-D), ``vb``,
-    ``va`` the rows below and above it (ghost rows at the edges); the end nodes read their
-    outer neighbour through the x ghost indices. The interior is one plain loop over
-    contiguous 1-D rows, which LLVM vectorises."""
-    n = v.shape[0]
-    for i in range(1, n - 1):
-        out_v[i], out_w[i] = forward_euler_sheet_node(
-            v[i - 1], v[i + 1], vb[i], va[i], v[i], w[i], current[i], code, p, dt, diffusivity,
-            inv_dx2, inv_dy2)
-    out_v[0], out_w[0] = forward_euler_sheet_node(
-        v[gx0], v[1], vb[0], va[0], v[0], w[0], current[0], code, p, dt, diffusivity,
-        inv_dx2, inv_dy2)
-    out_v[n - 1], out_w[n - 1] = forward_euler_sheet_node(
-        v[n - 2], v[gxn], vb[n - 1], va[n - 1], v[n - 1], w[n - 1], current[n - 1], code, p,
-        dt, diffusivity, inv_dx2, inv_dy2)
-
-
-@njit(cache=True)
 def sheet_rows(code, v, w, current, p, dt, diffusivity, inv_dx2, inv_dy2, gx0, gxn, gy0, gyn,
                lo, hi, out_v, out_w):
-    """Rows ``lo <= j < hi`` of a sheet ``(ny, nx)``; rows 0 and ny - 1 read the row
-    beyond the edge through the y ghost indices."""
-    ny = v.shape[0]
+    """Rows ``lo <= j < hi`` of a sheet ``(ny, nx)``: rows 0 and ny - 1 read the row beyond
+    the edge through the y ghost indices, the end nodes of each row their outer neighbour
+    through the x ghost indices. The interior of a row is one plain loop over 2-D indices,
+    which LLVM vectorises (measured, 101 x 101 and 401 x 401 sheets: 0.8-1.0e9 node-updates
+    a second on one thread, where 1-D row views cost 0.2-0.7e9 in reference counting and
+    flat indices ``k +- nx`` 0.15e9, unvectorised)."""
+    ny, n = v.shape
     for j in range(lo, hi):
-        below = gy0 if j == 0 else j - 1
-        above = gyn if j == ny - 1 else j + 1
-        sheet_row(code, v[j], w[j], current[j], p, dt, diffusivity, inv_dx2, inv_dy2, gx0,
-                  gxn, v[below], v[above], out_v[j], out_w[j])
+        jb = gy0 if j == 0 else j - 1
+        ja = gyn if j == ny - 1 else j + 1
+        for i in range(1, n - 1):
+            out_v[j, i], out_w[j, i] = forward_euler_sheet_node(
+                v[j, i - 1], v[j, i + 1], v[jb, i], v[ja, i], v[j, i], w[j, i], current[j, i],
+                code, p, dt, diffusivity, inv_dx2, inv_dy2)
+        out_v[j, 0], out_w[j, 0] = forward_euler_sheet_node(
+            v[j, gx0], v[j, 1], v[jb, 0], v[ja, 0], v[j, 0], w[j, 0], current[j, 0], code, p,
+            dt, diffusivity, inv_dx2, inv_dy2)
+        out_v[j, n - 1], out_w[j, n - 1] = forward_euler_sheet_node(
+            v[j, n - 2], v[j, gxn], v[jb, n - 1], v[ja, n - 1], v[j, n - 1], w[j, n - 1],
+            current[j, n - 1], code, p, dt, diffusivity, inv_dx2, inv_dy2)
 
 
 @njit(cache=True)

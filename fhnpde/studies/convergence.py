@@ -90,14 +90,14 @@ class ConvergenceResult:
         ]
         if self.dt_rule:
             lines.append(f"dt rule: {self.dt_rule}")
-        head = f"{'level':>5} {'dt':>11} {'dx':>10} {'nx':>7} {'rmse':>11} {'order':>6} " \
+        head = f"{'level':>5} {'dt':>11} {'dx':>10} {'nx':>9} {'rmse':>11} {'order':>6} " \
                f"{'max error':>11} {'order':>6}"
         lines += ["", head, "-" * len(head)]
         for lv in self.levels:
             lines.append(
                 f"{lv.level:>5} {lv.dt:>11.4e} "
                 f"{(f'{lv.dx:.4e}' if lv.dx is not None else '-'):>10} "
-                f"{_fmt_nx(lv.nx):>7} {lv.rmse:>11.4e} "
+                f"{_fmt_nx(lv.nx):>9} {lv.rmse:>11.4e} "
                 f"{_fmt_order(lv.order_rmse):>6} {lv.max_error:>11.4e} "
                 f"{_fmt_order(lv.order_max):>6}"
             )
