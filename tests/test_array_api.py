@@ -17,7 +17,7 @@ xps = pytest.importorskip("array_api_strict", reason="array-api-strict is a dev 
 # (case file, solver, overrides): each registered solver whose array path is array code
 CABLE = ["explicit", "adaptive", "crank-nicolson", "split"]
 POINT = ["euler", "rk4", "crank-nicolson"]
-SHEET = ["explicit"]
+SHEET = ["explicit", "split"]
 RUNS = [
     *[("sheet_planar.yaml", m, ["domain.nx=[41, 31]", "time.t_end=5", "time.save_every=1"])
       for m in SHEET],
