@@ -399,7 +399,9 @@ class SolverSpec(_Strict):
     method: str
     backend: str = "numba"
     tridiagonal: str = "thomas"
-    diffusion: str | None = None  # split's diffusion substep: cn (cable default) | adi (sheet)
+    # split's diffusion substep: cn (cable default) | adi (sheet); left out of dumps when
+    # unset, so a case that does not name it dumps (and fingerprints) as before the key existed
+    diffusion: str | None = Field(default=None, exclude_if=lambda v: v is None)
     force: bool = False
     newton: NewtonSpec = Field(default_factory=NewtonSpec)
     adaptive: AdaptiveSpec = Field(default_factory=AdaptiveSpec)
