@@ -33,6 +33,13 @@ is printed.
 
     python benchmarks/sheet_peers.py [--t-end 50] [--fhnpde 51 101 201 401]
                                      [--pypde 50 100 200 400] [--repeats 3]
+
+Measured (py-pde 0.59.0, 2 shared cores at load average 6-7, the defaults): front errors of
+the two ladders agree grid for grid (1.18 / 1.27, 0.264 / 0.260, 0.0622 / 0.0636,
+0.0156 / 0.0150); at equal error fhnpde steps 5.0-7.2x faster (15.9x on the coarsest grid)
+and runs end to end 10.2-20.5x faster (fhnpde 4.2-6.8 s, py-pde 69-87 s, most of it
+compiling its generated code in every process). The stepping target (10x) is not met:
+both step with a compiled loop; fhnpde's moves its bytes at the memory's speed.
 """
 
 from __future__ import annotations
