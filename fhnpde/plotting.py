@@ -121,18 +121,19 @@ def plot_sheet(ds, out: Path, snapshots: int = 6) -> Path:
     """A grid of snapshots of ``v`` on a sheet: ``snapshots`` outputs equally spaced in
     time (first and last included), one colour scale for all."""
     plt = _plt()
-    v = np.asarray(ds["v"].values)
     t = np.asarray(ds["time"].values)
     x, y = np.asarray(ds["x"].values), np.asarray(ds["y"].values)
     pick = np.unique(np.linspace(0, t.size - 1, min(t.size, snapshots)).round().astype(int))
+    v = np.full((t.size, *ds["v"].shape[1:]), np.nan)  # only the snapshots are read
+    v[pick] = np.asarray(ds["v"].isel(time=pick).values)
     cols = min(3, pick.size)
     rows = -(-pick.size // cols)
     aspect = (y[-1] - y[0]) / max(x[-1] - x[0], 1e-300)
     fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols + 1.0,
                                                   min(4.0 * aspect, 8.0) * rows + 0.6),
                              squeeze=False, constrained_layout=True)
-    lo, hi = _colour_range(v)
-    tip = spiral_tip_or_none(ds)
+    lo, hi = _colour_range(ds["v"])
+    tip = spiral_tip_or_none(ds)  # reads one output at a time
     for ax, k in zip(axes.flat, pick, strict=False):
         im = ax.imshow(v[k], origin="lower", extent=_extent(x, y), vmin=lo, vmax=hi,
                        cmap="viridis", interpolation="nearest")
@@ -167,10 +168,12 @@ def _extent(x, y):
 
 
 def _colour_range(v):
-    finite = v[np.isfinite(v)]
-    if finite.size == 0:
+    """(min, max) of a field over all its outputs (an xarray variable: reduced chunk by
+    chunk, without holding it whole), widened when it is constant; NaN (outputs never
+    written) is skipped."""
+    lo, hi = float(v.min()), float(v.max())
+    if not (np.isfinite(lo) and np.isfinite(hi)):
         return 0.0, 1.0
-    lo, hi = float(finite.min()), float(finite.max())
     return (lo, hi) if hi > lo else (lo - 0.5, hi + 0.5)
 
 
@@ -209,7 +212,7 @@ def sheet_movie(ds, out: Path, *, fps: int = 10, progress: bool = True, stream=N
     t = np.asarray(ds["time"].values)
     x, y = np.asarray(ds["x"].values), np.asarray(ds["y"].values)
     first = np.asarray(v[0].values)
-    lo, hi = _colour_range(np.asarray(v.values))
+    lo, hi = _colour_range(v)
     aspect = (y[-1] - y[0]) / max(x[-1] - x[0], 1e-300)
     fig, ax = plt.subplots(figsize=(6.0, min(6.0 * aspect, 8.0) + 0.6), constrained_layout=True)
     im = ax.imshow(first, origin="lower", extent=_extent(x, y), vmin=lo, vmax=hi,
@@ -267,15 +270,16 @@ def plot_store(path, out=None, movie=None) -> Path:
     if ds.attrs.get("layout") == "sweep":
         # the picture needs the summaries, not the fields a sweep may keep
         ds = ds.drop_vars([n for n in ("v", "w") if n in ds.data_vars])
+    if sheet:  # read snapshot by snapshot, frame by frame: a sheet's history may be large
+        with reading(path):
+            picture = plot_sheet(ds, out)
+            if movie is not None:
+                sheet_movie(ds, movie)
+        return picture
     with reading(path):
         ds = ds.load()
     if ds.attrs.get("layout") == "sweep":
         return plot_sweep(ds, out)
-    if sheet:
-        picture = plot_sheet(ds, out)
-        if movie is not None:
-            sheet_movie(ds, movie)
-        return picture
     if "x" in ds.dims:
         return plot_cable(ds, out)
     return plot_point(ds, out)

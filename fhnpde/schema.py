@@ -23,6 +23,7 @@ from pydantic import (
     Tag,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -223,6 +224,18 @@ class BoxProfile(_Strict):
     def sheet_keys(self) -> list[str]:
         return ["y"] if self.y is not None else []
 
+    @model_serializer(mode="wrap")
+    def _dump_without_unset_y(self, handler):
+        return _without_none_y(handler(self))
+
+
+def _without_none_y(data):
+    """A box's dump without ``y: null``: a cable case dumps (and fingerprints) as it did
+    before sheets existed."""
+    if isinstance(data, dict) and data.get("y", 0) is None:
+        data.pop("y")
+    return data
+
 
 def _ordered_ranges(spec, *keys: str) -> None:
     for key in keys:
@@ -254,6 +267,10 @@ class BoxStimulus(_Strict):
     y: Pair | None = None
     t: OpenPair = Field(default_factory=lambda: [0.0, None])
     amplitude: FiniteFloat
+
+    @model_serializer(mode="wrap")
+    def _dump_without_unset_y(self, handler):
+        return _without_none_y(handler(self))
 
     @model_validator(mode="after")
     def _ordered(self) -> BoxStimulus:
