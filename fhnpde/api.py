@@ -41,7 +41,7 @@ def _check_memory(case: Case, force: bool) -> None:
     from .resources import F8, check, ensemble_members, estimate_run, n_outputs
 
     estimate = estimate_run(case, store=False)
-    size = case.domain.nx if case.is_cable else ensemble_members(case)
+    size = case.domain.size if case.is_cable else ensemble_members(case)
     kept = 2 * 2 * F8 * n_outputs(case.time) * size  # v and w: the list and the final array
     estimate = dataclasses.replace(
         estimate, memory=estimate.memory + kept,

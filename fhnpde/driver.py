@@ -286,6 +286,7 @@ def solver_options(case: Case):
     return SolverOptions(
         backend=spec.backend,
         tridiagonal=spec.tridiagonal,
+        diffusion=spec.diffusion,
         newton=NewtonOptions(float(newton.rtol), int(newton.max_iter), newton.predictor,
                              newton.stop),
         adaptive=AdaptiveOptions(**{f: float(getattr(adaptive, f))
@@ -313,7 +314,7 @@ def build_solver(case: Case, *, namespace=None, device=None):
 
     try:
         problem = build_problem(case)
-        geometry = "cable" if problem.is_cable else "point"
+        geometry = problem.geometry
         cls = solver_class(case.solver.method, geometry)
         options = dataclasses.replace(solver_options(case), namespace=namespace, device=device)
         if getattr(cls, "uses_reaction", False):
@@ -339,7 +340,7 @@ def build_solver(case: Case, *, namespace=None, device=None):
 
 def run_layout(case: Case, problem, solver):
     """The names, dims and attributes of a run's outputs (:class:`fhnpde.store.RunLayout`)."""
-    from .store import RunLayout, x_attrs
+    from .store import RunLayout, sheet_coord_attrs, x_attrs
     from .version import __version__
 
     attrs = {
@@ -349,7 +350,11 @@ def run_layout(case: Case, problem, solver):
         "title": case.name,
         "description": case.description,
     }
-    if problem.is_cable:
+    if problem.is_sheet:
+        coords = {"x": ("x", problem.grid.x, sheet_coord_attrs("x")),
+                  "y": ("y", problem.grid.y, sheet_coord_attrs("y"))}
+        kind = "sheet"
+    elif problem.is_cable:
         coords = {"x": ("x", problem.grid.x, x_attrs())}
         kind = "cable"
     else:
