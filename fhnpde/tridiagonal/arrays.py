@@ -192,6 +192,11 @@ class Factorization(ABC):
     def _solve_along(self, rhs, axis: int, batch_shape, out):
         """Systems along ``axis`` (not the last): by moving it last and back (a method with
         a strided sweep overrides this)."""
+        if placement_of(rhs) == "cuda":
+            raise ValueError(
+                f"solving along axis {axis} needs cupy or host arrays; numba device arrays "
+                "are solved along their last axis only: move the axis there on the device first"
+            )
         xp = self.xp
         x = xp.moveaxis(self.solve(xp.moveaxis(rhs, axis, -1)), -1, axis)
         if out is None:
@@ -214,7 +219,8 @@ class StoredMatrixFactorization(Factorization):
     """For methods without a separate factor step: keep the validated matrix, solve from it."""
 
     def __init__(self, method: str, solve_fn, lower, diag, upper, batch_shape, xp=np) -> None:
-        super().__init__(diag.shape[-1], batch_shape, diag.dtype, xp)
+        # tuple(): the CUDA simulator's device-array shape refuses negative indices
+        super().__init__(tuple(diag.shape)[-1], batch_shape, diag.dtype, xp)
         self.method = method
         self._solve_fn = solve_fn
         self._matrix = (lower, diag, upper)
