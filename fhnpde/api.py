@@ -41,7 +41,7 @@ def _check_memory(case: Case, force: bool) -> None:
     from .resources import F8, check, ensemble_members, estimate_run, n_outputs
 
     estimate = estimate_run(case, store=False)
-    size = case.domain.nx if case.is_cable else ensemble_members(case)
+    size = case.domain.size if case.is_cable else ensemble_members(case)
     kept = 2 * 2 * F8 * n_outputs(case.time) * size  # v and w: the list and the final array
     estimate = dataclasses.replace(
         estimate, memory=estimate.memory + kept,
@@ -62,7 +62,15 @@ def solve(case: Case | Mapping[str, Any] | str | Path, *, store: str | Path | No
     The Dataset's attributes hold ``status`` (``complete | failed | interrupted``), ``stats``
     and the resolved case; a failed run's message is in ``attrs["message"]``.
     """
-    from .driver import BlowUpGuard, ProgressBar, build_solver, integrate, run_case, run_layout
+    from .driver import (
+        BlowUpGuard,
+        ProgressBar,
+        RunClock,
+        build_solver,
+        integrate,
+        run_case,
+        run_layout,
+    )
     from .store import MemoryRecorder, open_run
 
     case = as_case(case)
@@ -72,13 +80,15 @@ def solve(case: Case | Mapping[str, Any] | str | Path, *, store: str | Path | No
         if result.message:
             ds.attrs["message"] = result.message
         return ds
-    _check_memory(case, force)
-    problem, solver = build_solver(case)
-    recorder = MemoryRecorder(run_layout(case, problem, solver))
     import numpy as np
 
-    with np.errstate(over="ignore", invalid="ignore"):  # the guard reports a blow-up
-        result = integrate(solver, solver.init(), case,
-                           [BlowUpGuard(), recorder, ProgressBar(not progress)])
+    with RunClock() as clock:
+        _check_memory(case, force)
+        problem, solver = build_solver(case)
+        recorder = MemoryRecorder(run_layout(case, problem, solver))
+        with np.errstate(over="ignore", invalid="ignore"):  # the guard reports a blow-up
+            result = integrate(solver, solver.init(), case,
+                               [BlowUpGuard(), recorder, ProgressBar(not progress)],
+                               clock=clock)
     extra = {"message": result.message} if result.message else {}
     return recorder.dataset(**extra)

@@ -175,6 +175,110 @@ def prune_kernel_caches(folder, keep: int) -> None:
         shutil.rmtree(p, ignore_errors=True)
 
 
+#: the open :class:`CompileClock` objects (a clock opened before numba was imported starts
+#: counting once :func:`kernels` imports it)
+_OPEN_CLOCKS: list[CompileClock] = []
+
+
+class CompileClock:
+    """Seconds numba spends loading cached kernels or compiling them while the clock is open.
+
+    numba loads (or compiles) a kernel at its first call with new argument types, and the
+    first load of a process also builds numba's target context; every such load and compile
+    holds numba's compiler lock, whose start and end numba announces as
+    ``numba:compiler_lock`` events (:mod:`numba.core.event`). The clock sums the outermost
+    of them, so a time loop can report its own time without the kernel loading inside its
+    first step. It imports nothing: it listens once numba is imported (already, or later
+    through :func:`kernels`); compiling by a numba imported some other way during the clock
+    is not seen. numba's events are process-wide: a compile in another thread while the
+    clock is open is counted too.
+    """
+
+    def __init__(self):
+        self.seconds = 0.0
+        self._listener = None
+
+    def __enter__(self) -> CompileClock:
+        _OPEN_CLOCKS.append(self)
+        self.listen()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _OPEN_CLOCKS.remove(self)
+        if self._listener is not None:
+            from numba.core import event
+
+            event.unregister("numba:compiler_lock", self._listener)
+            self._listener = None
+
+    def listen(self) -> None:
+        """Start listening if numba has been imported since the clock opened."""
+        import sys
+
+        if self._listener is not None or "numba.core.event" not in sys.modules:
+            return
+        from time import perf_counter
+
+        from numba.core import event
+
+        clock = self
+
+        class Listener(event.Listener):
+            depth = 0
+            t0 = 0.0
+
+            def on_start(self, ev):
+                if self.depth == 0:
+                    self.t0 = perf_counter()
+                self.depth += 1
+
+            def on_end(self, ev):
+                self.depth -= 1
+                if self.depth == 0:
+                    clock.seconds += perf_counter() - self.t0
+
+        self._listener = Listener()
+        event.register("numba:compiler_lock", self._listener)
+
+
+@cache
+def numba_target() -> None:
+    """Build numba's CPU target context once, without importing ``scipy.linalg``.
+
+    numba builds its target context (every typing and lowering registry it has) at the first
+    compiled call of a process, even one that loads a cached kernel; building it imports
+    :mod:`numba.np.arraymath`, whose import-time check that a BLAS exists imports
+    ``scipy.linalg.cython_blas`` and with it the whole of ``scipy.linalg`` (about half of
+    the build, measured: docs/performance.md). No fhnpde kernel calls BLAS, and where scipy
+    is installed that BLAS exists, so the check is answered with a placeholder module that
+    is removed right after: a later ``np.dot`` in someone else's numba code imports the real
+    one (numba imports it again before each use). Without scipy numba checks as usual.
+    The build holds numba's compiler lock, so :class:`CompileClock` counts it as kernel
+    loading, where it would fall otherwise; so does the first typing of an array argument,
+    which imports ``numpy.ma`` (numba checks for masked arrays) outside the lock at a
+    kernel's first call otherwise (measured 0.03-0.17 s, charged to the time loop).
+    """
+    import sys
+    import types
+
+    from numba.core.compiler_lock import global_compiler_lock
+    from numba.core.registry import cpu_target
+
+    name = "scipy.linalg.cython_blas"
+    placeholder = None
+    if name not in sys.modules and importlib.util.find_spec("scipy") is not None:
+        placeholder = sys.modules[name] = types.ModuleType(name)
+    try:
+        with global_compiler_lock:
+            cpu_target.target_context.refresh()
+            from numba import typeof
+
+            typeof(np.empty(0))
+    finally:
+        if placeholder is not None and sys.modules.get(name) is placeholder:
+            del sys.modules[name]
+
+
 def kernels(module: str = "fhnpde.solvers.explicit_numba"):
     """A module of compiled kernels (imports numba on first use), e.g.
     ``fhnpde.solvers.crank_nicolson_numba``; the default is the explicit solver's.
@@ -201,6 +305,9 @@ def kernels(module: str = "fhnpde.solvers.explicit_numba"):
     finally:
         config.CACHE_DIR = previous
     _tolerate_cache_write_errors(loaded)
+    for clock in _OPEN_CLOCKS:
+        clock.listen()
+    numba_target()
     return loaded
 
 

@@ -46,6 +46,7 @@ from .schema import (  # noqa: F401 - re-exported
     MAX_COUNT,
     MAX_DIFFUSION_NUMBER,
     POINT_METHODS,
+    SHEET_METHODS,
     TINY,
     TRIDIAGONAL_METHODS,
     AdaptiveSpec,

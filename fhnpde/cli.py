@@ -76,8 +76,10 @@ def cmd_info(args) -> int:
 def cmd_plot(args) -> int:
     from .plotting import plot_store
 
-    out = plot_store(args.store, args.out)
+    out = plot_store(args.store, args.out, movie=args.movie)
     print(out)
+    if args.movie:
+        print(args.movie)
     return EXIT_OK
 
 
@@ -247,10 +249,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="versions and usable backends")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("plot", help="space-time picture and profiles (PNG) of a store")
+    p = sub.add_parser("plot", help="space-time picture and profiles (PNG) of a store; "
+                                    "snapshots (and --movie) of a sheet")
     p.add_argument("store", help="a store written by python -m fhnpde run or sweep")
     p.add_argument("--out", help="picture path; its extension picks the format: .png, .pdf, "
                                  ".svg, ... (default: the store's path with .png)")
+    p.add_argument("--movie", metavar="OUT.gif|mp4",
+                   help="sheets: also write an animation of v, one frame per output (.gif; "
+                        ".mp4 needs ffmpeg)")
     p.set_defaults(func=cmd_plot)
 
     # The studies' ranges are checked by the studies themselves (fhnpde.studies), for the

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .backends import to_numpy
+from .backends import CompileClock, to_numpy
 from .case import Case, CaseError
 from .errors import BlowUp, NumericalFailure  # noqa: F401 - re-exported
 from .solvers.base import Solver, State
@@ -140,8 +140,69 @@ class WallClockLimit(Observer):
             raise StopRun(f"wall-clock limit of {self.seconds:g} s reached")
 
 
-def integrate(solver: Solver, state: State, case: Case, observers=()) -> Result:
-    """Step ``solver`` from t = 0 to ``time.t_end``, calling observers at output times."""
+class RunClock:
+    """Where a run's wall time goes, as the store's ``stats`` report it:
+
+    - ``startup_s``: from the clock's start (the call of :func:`run_case` or
+      :func:`fhnpde.solve`) to the time loop: resource checks, building the problem and the
+      solver (importing numba and the kernel modules), creating the store;
+    - ``compile_s``: numba loading cached kernels or compiling them, wherever it happens (the
+      first load of a process also builds numba's target context; see
+      :class:`fhnpde.backends.CompileClock`);
+    - ``wall_time_s``: the time loop alone (steps and outputs), of which ``output_s`` went
+      to the observers at the output times (writing the store, the blow-up guard): the
+      stepping alone is ``wall_time_s - output_s``.
+
+    The three do not overlap: ``compile_s`` is taken out of the other two.
+    """
+
+    def __init__(self):
+        self.t0 = _time.perf_counter()
+        self.compile = CompileClock()
+        self.loop_t0 = self.loop_compile0 = None
+        self.output = 0.0  # seconds in the observers' output calls (of the loop's time)
+
+    def __enter__(self) -> RunClock:
+        self.compile.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.compile.__exit__(*exc)
+
+    def loop_starts(self) -> None:
+        self.compile.listen()  # numba may have been imported while the solver was built
+        self.loop_t0, self.loop_compile0 = _time.perf_counter(), self.compile.seconds
+
+    def times(self) -> dict[str, float]:
+        """``startup_s``, ``compile_s``, ``wall_time_s`` so far (the loop ends now)."""
+        end = _time.perf_counter()
+        loop_t0 = end if self.loop_t0 is None else self.loop_t0
+        before = self.compile.seconds if self.loop_compile0 is None else self.loop_compile0
+        in_loop = self.compile.seconds - before
+        return {"wall_time_s": round(max(0.0, end - loop_t0 - in_loop), 6),
+                "output_s": round(self.output, 6),
+                "startup_s": round(max(0.0, loop_t0 - self.t0 - before), 6),
+                "compile_s": round(self.compile.seconds, 6)}
+
+    def outputs(self, observers, t, state) -> None:
+        """Hand ``state`` at time ``t`` to every observer, timed as ``output_s``."""
+        t0 = _time.perf_counter()
+        try:
+            for obs in observers:
+                obs.output(t, state)
+        finally:
+            self.output += _time.perf_counter() - t0
+
+
+def integrate(solver: Solver, state: State, case: Case, observers=(), *,
+              clock: RunClock | None = None) -> Result:
+    """Step ``solver`` from t = 0 to ``time.t_end``, calling observers at output times.
+
+    ``clock``: the :class:`RunClock` started where the run started (a new one otherwise,
+    whose start-up is then the observers' start alone)."""
+    if clock is None:
+        with RunClock() as clock:
+            return integrate(solver, state, case, observers, clock=clock)
     spec = case.time
     dt = spec.dt
     n_steps, per_output = spec.n_steps, spec.steps_per_output
@@ -153,7 +214,6 @@ def integrate(solver: Solver, state: State, case: Case, observers=()) -> Result:
     started = []
     status, message, exit_status = "running", "", 1
     step = 0
-    wall0 = _time.perf_counter()
     try:
         for obs in observers:
             # a signal while an observer starts (the store being renamed into place) is held
@@ -161,9 +221,8 @@ def integrate(solver: Solver, state: State, case: Case, observers=()) -> Result:
             with signals.deferred():
                 obs.start(info)
                 started.append(obs)
-        stored = solver.output_state(state)
-        for obs in observers:
-            obs.output(0.0, stored)
+        clock.loop_starts()
+        clock.outputs(observers, 0.0, solver.output_state(state))
         # one advance call covers an output interval, in blocks of at most BLOCK_UPDATES
         # node updates, so a signal (handled between calls) stops even a run with one
         # output interval of 5e9 steps within about a second
@@ -174,9 +233,7 @@ def integrate(solver: Solver, state: State, case: Case, observers=()) -> Result:
                 k = min(target - step, block)
                 state = solver.advance(state, step * dt, dt, k)
                 step += k
-            stored = solver.output_state(state)
-            for obs in observers:
-                obs.output(step * dt, stored)
+            clock.outputs(observers, step * dt, solver.output_state(state))
         status, exit_status = "complete", 0
     except (NumericalFailure, StoreWriteError, PivotError) as exc:
         status, message = "failed", str(exc)
@@ -185,13 +242,12 @@ def integrate(solver: Solver, state: State, case: Case, observers=()) -> Result:
         status, message = "interrupted", f"interrupted at t = {step * dt:g}{why}"
         exit_status = signals.exit_status(exc)
     finally:
-        wall = _time.perf_counter() - wall0
         size = int(np.shape(state.v)[-1]) if np.ndim(state.v) else 1
         stats = {
             "steps": int(step),
             "dt": float(dt),
             "t_reached": float(step * dt),
-            "wall_time_s": round(wall, 6),
+            **clock.times(),
             "node_updates": int(step) * size,
             **solver.stats(),
         }
@@ -230,6 +286,7 @@ def solver_options(case: Case):
     return SolverOptions(
         backend=spec.backend,
         tridiagonal=spec.tridiagonal,
+        diffusion=spec.diffusion,
         newton=NewtonOptions(float(newton.rtol), int(newton.max_iter), newton.predictor,
                              newton.stop),
         adaptive=AdaptiveOptions(**{f: float(getattr(adaptive, f))
@@ -257,7 +314,7 @@ def build_solver(case: Case, *, namespace=None, device=None):
 
     try:
         problem = build_problem(case)
-        geometry = "cable" if problem.is_cable else "point"
+        geometry = problem.geometry
         cls = solver_class(case.solver.method, geometry)
         options = dataclasses.replace(solver_options(case), namespace=namespace, device=device)
         if getattr(cls, "uses_reaction", False):
@@ -283,7 +340,7 @@ def build_solver(case: Case, *, namespace=None, device=None):
 
 def run_layout(case: Case, problem, solver):
     """The names, dims and attributes of a run's outputs (:class:`fhnpde.store.RunLayout`)."""
-    from .store import RunLayout, x_attrs
+    from .store import RunLayout, sheet_coord_attrs, x_attrs
     from .version import __version__
 
     attrs = {
@@ -293,7 +350,11 @@ def run_layout(case: Case, problem, solver):
         "title": case.name,
         "description": case.description,
     }
-    if problem.is_cable:
+    if problem.is_sheet:
+        coords = {"x": ("x", problem.grid.x, sheet_coord_attrs("x")),
+                  "y": ("y", problem.grid.y, sheet_coord_attrs("y"))}
+        kind = "sheet"
+    elif problem.is_cable:
         coords = {"x": ("x", problem.grid.x, x_attrs())}
         kind = "cable"
     else:
@@ -322,14 +383,15 @@ def run_case(case: Case, *, out=None, overwrite=False, quiet=True, observers=(),
     from .store import prepare_path
 
     key = "--out" if out else "output.path"
-    # before build_solver: building the problem allocates the nodes (or members) already
-    check_run(case, out or case.output.path, force=force, path_key=key)
-    problem, solver = build_solver(case)
-    path = prepare_path(out or case.output.path, overwrite, key=key)
-    writer = store_writer(case, problem, solver, path, overwrite=overwrite, key=key)
-    state = solver.init()
-    result = integrate(solver, state, case,
-                       [BlowUpGuard(), *observers, writer, ProgressBar(quiet)])
+    with RunClock() as clock:
+        # before build_solver: building the problem allocates the nodes (or members) already
+        check_run(case, out or case.output.path, force=force, path_key=key)
+        problem, solver = build_solver(case)
+        path = prepare_path(out or case.output.path, overwrite, key=key)
+        writer = store_writer(case, problem, solver, path, overwrite=overwrite, key=key)
+        state = solver.init()
+        result = integrate(solver, state, case,
+                           [BlowUpGuard(), *observers, writer, ProgressBar(quiet)], clock=clock)
     result.path = str(path)
     result.final_status_error = writer.final_status_error
     if writer.error is not None and result.status == "complete":

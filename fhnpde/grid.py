@@ -15,6 +15,11 @@ written once for the interior and the ends alike:
   ``v_x(0) ~ (v_0 - v_{-1}) / dx = 0``. First order: it turns a second-order scheme into a
   first-order one and is kept only to demonstrate that.
 - ``periodic``: ``v_{-1} = v_{n-1}``, ``v_n = v_0``.
+
+A sheet (:class:`SheetGrid`, DESIGN section 9) is the product of two such grids, one per
+direction; its fields are arrays ``(..., ny, nx)`` (C order, x fastest) and its Laplacian is
+the five-point stencil, the sum of each direction's second difference read through that
+direction's ghost indices.
 """
 
 from __future__ import annotations
@@ -35,6 +40,13 @@ DX_MAX = math.sqrt(1.0 / sys.float_info.min)
 def second_difference(v_left, v, v_right, inv_dx2):
     """(v_{i-1} - 2 v_i + v_{i+1}) / dx^2: the three-point Laplacian, second order."""
     return (v_left - 2.0 * v + v_right) * inv_dx2
+
+
+def five_point(v_left, v_right, v_below, v_above, v, inv_dx2, inv_dy2):
+    """The five-point Laplacian of a sheet: the second difference along x plus the one
+    along y (``below``/``above``: the neighbours at y - dy and y + dy). Second order."""
+    return (second_difference(v_left, v, v_right, inv_dx2)
+            + second_difference(v_below, v, v_above, inv_dy2))
 
 
 def ghost_indices(n: int, boundary: str, boundary_order: int) -> tuple[int, int]:
@@ -83,6 +95,15 @@ class UniformGrid:
     def dx(self) -> float:
         return self.length / (self.nx if self.periodic else self.nx - 1)
 
+    @property
+    def shape(self) -> tuple[int]:
+        """(nx,): the shape of a field on the cable."""
+        return (self.nx,)
+
+    @property
+    def size(self) -> int:
+        return self.nx
+
     @cached_property
     def x(self) -> np.ndarray:
         return np.arange(self.nx) * self.dx
@@ -114,3 +135,94 @@ class UniformGrid:
 
     def integral(self, v) -> float:
         return float(np.sum(self.weights * np.asarray(v), axis=-1))
+
+
+def neighbours_along_rows(v, ghosts: tuple[int, int], xp=np):
+    """(v_{j-1}, v_{j+1}) for every node along the second-to-last axis (y of a sheet), the
+    first and last rows read through ``ghosts``."""
+    g0, gn = ghosts
+    below = xp.concat([v[..., g0 : g0 + 1, :], v[..., :-1, :]], axis=-2)
+    above = xp.concat([v[..., 1:, :], v[..., gn : gn + 1, :]], axis=-2)
+    return below, above
+
+
+@dataclass(frozen=True)
+class SheetGrid:
+    """A uniform 2-D grid: the product of the cable grids of x and y (DESIGN section 9).
+
+    ``length`` and ``nx`` are pairs ``(along x, along y)``; fields on it are arrays
+    ``(..., ny, nx)``, C order, x fastest. One boundary treatment holds on all four edges.
+    """
+
+    length: tuple[float, float]
+    nx: tuple[int, int]
+    boundary: str = "neumann"
+    boundary_order: int = 2
+
+    def __post_init__(self):
+        if len(self.length) != 2 or len(self.nx) != 2:
+            raise ValueError(f"a sheet needs a length and a node count per direction, got "
+                             f"length = {self.length!r}, nx = {self.nx!r}")
+        object.__setattr__(self, "length", (float(self.length[0]), float(self.length[1])))
+        object.__setattr__(self, "nx", (int(self.nx[0]), int(self.nx[1])))
+        self.axes  # noqa: B018 -- each direction validates itself (boundary, nodes, dx)
+
+    @cached_property
+    def axes(self) -> tuple[UniformGrid, UniformGrid]:
+        """(grid along x, grid along y): the cable grids of the two directions."""
+        return tuple(UniformGrid(length, n, self.boundary, self.boundary_order)
+                     for length, n in zip(self.length, self.nx, strict=True))
+
+    @property
+    def periodic(self) -> bool:
+        return self.boundary == "periodic"
+
+    @property
+    def dx(self) -> float:
+        return self.axes[0].dx
+
+    @property
+    def dy(self) -> float:
+        return self.axes[1].dx
+
+    @property
+    def x(self) -> np.ndarray:
+        return self.axes[0].x
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.axes[1].x
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(ny, nx): the shape of a field on the sheet."""
+        return self.nx[1], self.nx[0]
+
+    @property
+    def size(self) -> int:
+        return self.nx[0] * self.nx[1]
+
+    def laplacian(self, v, xp=np):
+        """The five-point Laplacian ``d2x v + d2y v``, each direction through its ghosts."""
+        gx, gy = self.axes
+        left, right = gx.neighbours(v, xp)
+        below, above = neighbours_along_rows(v, gy.ghosts, xp)
+        return five_point(left, right, below, above, v, 1.0 / gx.dx**2, 1.0 / gy.dx**2)
+
+    def neighbours(self, v, xp=np):
+        """(left, right, below, above): each node's four neighbours, the edges read
+        through each direction's ghost indices."""
+        left, right = self.axes[0].neighbours(v, xp)
+        return (left, right, *neighbours_along_rows(v, self.axes[1].ghosts, xp))
+
+    @cached_property
+    def weights(self) -> np.ndarray:
+        """Quadrature weights ``(ny, nx)``: the outer product of the axes' weights (the
+        product trapezoidal rule with no-flux edges), against which pure diffusion with the
+        mirror-node stencil conserves ``sum(weights * v)`` exactly."""
+        return np.outer(self.axes[1].weights, self.axes[0].weights)
+
+    def integral(self, v):
+        """The integral of ``v`` over the sheet (a float, or one per leading index)."""
+        total = np.sum(self.weights * np.asarray(v), axis=(-2, -1))
+        return float(total) if np.ndim(total) == 0 else total

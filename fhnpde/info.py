@@ -7,8 +7,8 @@ import platform
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-PACKAGES = ("numpy", "scipy", "numba", "xarray", "zarr", "pydantic", "matplotlib", "torch",
-            "onnxruntime", "cupy-cuda12x", "cupy", "tensorrt", "dask", "distributed")
+PACKAGES = ("numpy", "scipy", "numba", "xarray", "zarr", "pydantic", "matplotlib", "pillow",
+            "torch", "onnxruntime", "cupy-cuda12x", "cupy", "tensorrt", "dask", "distributed")
 
 
 def _version(name: str) -> str | None:

@@ -1,5 +1,6 @@
-"""Pictures of runs: space-time images and profiles (cables), trajectories and phase planes
-(point ensembles). matplotlib is imported here only, with the non-interactive Agg backend.
+"""Pictures of runs: space-time images and profiles (cables), a grid of snapshots and an
+animation (sheets), trajectories and phase planes (point ensembles). matplotlib is imported
+here only, with the non-interactive Agg backend.
 """
 
 from __future__ import annotations
@@ -116,8 +117,140 @@ def plot_point(ds, out: Path, max_members: int = 40) -> Path:
     return _save(fig, out, 110)
 
 
-def plot_store(path, out=None) -> Path:
-    """Draw a run or sweep store to a picture (default: ``<store>.png`` beside it).
+def plot_sheet(ds, out: Path, snapshots: int = 6) -> Path:
+    """A grid of snapshots of ``v`` on a sheet: ``snapshots`` outputs equally spaced in
+    time (first and last included), one colour scale for all."""
+    plt = _plt()
+    t = np.asarray(ds["time"].values)
+    x, y = np.asarray(ds["x"].values), np.asarray(ds["y"].values)
+    pick = np.unique(np.linspace(0, t.size - 1, min(t.size, snapshots)).round().astype(int))
+    v = np.full((t.size, *ds["v"].shape[1:]), np.nan)  # only the snapshots are read
+    v[pick] = np.asarray(ds["v"].isel(time=pick).values)
+    cols = min(3, pick.size)
+    rows = -(-pick.size // cols)
+    aspect = (y[-1] - y[0]) / max(x[-1] - x[0], 1e-300)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols + 1.0,
+                                                  min(4.0 * aspect, 8.0) * rows + 0.6),
+                             squeeze=False, constrained_layout=True)
+    lo, hi = _colour_range(ds["v"])
+    tip = spiral_tip_or_none(ds)  # reads one output at a time
+    for ax, k in zip(axes.flat, pick, strict=False):
+        im = ax.imshow(v[k], origin="lower", extent=_extent(x, y), vmin=lo, vmax=hi,
+                       cmap="viridis", interpolation="nearest")
+        if tip is not None:  # the tip's path so far, and where it is now
+            ax.plot(tip.x.values[: k + 1], tip.y.values[: k + 1], color="red", lw=0.8)
+            ax.plot(tip.x.values[k], tip.y.values[k], "o", color="red", ms=3)
+        ax.set_title(f"t = {t[k]:.4g}", fontsize=9)
+        ax.set_xlabel("x")
+        ax.set_ylabel("y")
+    for ax in axes.flat[pick.size:]:
+        ax.set_visible(False)
+    fig.colorbar(im, ax=axes, label="v", shrink=0.8)
+    fig.suptitle(f"{ds.attrs.get('title', '')}: v on the sheet ({y.size} x {x.size} nodes)",
+                 fontsize=10)
+    return _save(fig, out, 100)
+
+
+def spiral_tip_or_none(ds):
+    """The spiral tip of a sheet run (:func:`fhnpde.analysis.spiral_tip`, isolines at the
+    middle of each field's range) when it turns at least once, else None (no spiral)."""
+    from .analysis import spiral_tip
+
+    tip = spiral_tip(ds)
+    return tip if float(tip.turns) >= 1.0 else None
+
+
+def _extent(x, y):
+    """imshow's extent with each node at the centre of its pixel."""
+    hx = 0.5 * (x[1] - x[0]) if x.size > 1 else 0.5
+    hy = 0.5 * (y[1] - y[0]) if y.size > 1 else 0.5
+    return (x[0] - hx, x[-1] + hx, y[0] - hy, y[-1] + hy)
+
+
+def _colour_range(v):
+    """(min, max) of a field over all its outputs (an xarray variable: reduced chunk by
+    chunk, without holding it whole), widened when it is constant; NaN (outputs never
+    written) is skipped."""
+    lo, hi = float(v.min()), float(v.max())
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return 0.0, 1.0
+    return (lo, hi) if hi > lo else (lo - 0.5, hi + 0.5)
+
+
+MOVIE_FORMATS = {"gif": "pillow", "mp4": "ffmpeg"}
+
+
+def check_movie_out(out, key: str = "--movie") -> Path:
+    """The animation's path: ``.gif`` (matplotlib's pillow writer) or ``.mp4`` (its ffmpeg
+    writer, when ffmpeg is found), in a folder that can be written; CaseError otherwise."""
+    from matplotlib import animation
+
+    text = str(out)
+    ext = Path(text).suffix[1:].lower()
+    if ext not in MOVIE_FORMATS:
+        what = f"extension .{ext}" if ext else "no extension"
+        raise CaseError(f"{text[:80]} has {what}; an animation is written as .gif or .mp4",
+                        key=key)
+    if not animation.writers.is_available(MOVIE_FORMATS[ext]):
+        need = "ffmpeg on the PATH" if ext == "mp4" else "the pillow package"
+        raise CaseError(f"writing .{ext} needs {need}, which matplotlib does not find here; "
+                        f"install it or write a .{'gif' if ext == 'mp4' else 'mp4'}", key=key)
+    # the folder checks of a picture, with the movie's extension taken as writable
+    return check_out(out, key=key, formats=(ext,))
+
+
+def sheet_movie(ds, out: Path, *, fps: int = 10, progress: bool = True, stream=None) -> Path:
+    """An animation of ``v`` on a sheet, one frame per output (matplotlib.animation), with a
+    progress bar on ``stream`` (stderr) while it renders when that is a terminal."""
+    import sys
+
+    from matplotlib import animation
+
+    plt = _plt()
+    stream = stream or sys.stderr
+    v = ds["v"]
+    t = np.asarray(ds["time"].values)
+    x, y = np.asarray(ds["x"].values), np.asarray(ds["y"].values)
+    first = np.asarray(v[0].values)
+    lo, hi = _colour_range(v)
+    aspect = (y[-1] - y[0]) / max(x[-1] - x[0], 1e-300)
+    fig, ax = plt.subplots(figsize=(6.0, min(6.0 * aspect, 8.0) + 0.6), constrained_layout=True)
+    im = ax.imshow(first, origin="lower", extent=_extent(x, y), vmin=lo, vmax=hi,
+                   cmap="viridis", interpolation="nearest")
+    fig.colorbar(im, ax=ax, label="v")
+    title = ax.set_title(f"{ds.attrs.get('title', '')}  t = {t[0]:.4g}", fontsize=9)
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+
+    def frame(k):
+        im.set_data(np.asarray(v[k].values))
+        title.set_text(f"{ds.attrs.get('title', '')}  t = {t[k]:.4g}")
+        return im, title
+
+    anim = animation.FuncAnimation(fig, frame, frames=t.size, blit=False)
+    ext = out.suffix[1:].lower()
+    writer = animation.writers[MOVIE_FORMATS[ext]](fps=fps)
+    bar = None
+    if progress and getattr(stream, "isatty", lambda: False)():
+        from tqdm import tqdm
+
+        bar = tqdm(total=t.size, unit="frame", desc=f"rendering {out.name}", file=stream)
+    try:
+        anim.save(out, writer=writer,
+                  progress_callback=(lambda i, n: bar.update(1)) if bar is not None else None)
+    except OSError as exc:
+        raise CaseError(f"cannot write {out} ({exc.strerror or exc}); choose a writable path "
+                        "with free space", key="--movie") from None
+    finally:
+        if bar is not None:
+            bar.close()
+        plt.close(fig)
+    return out
+
+
+def plot_store(path, out=None, movie=None) -> Path:
+    """Draw a run or sweep store to a picture (default: ``<store>.png`` beside it) and, for
+    a sheet with ``movie`` (a ``.gif`` or ``.mp4`` path), an animation.
 
     The store's metadata is checked first (:func:`fhnpde.store.open_run`), then the
     picture's path (:func:`check_out`), both before any data is read; a chunk that does not
@@ -128,9 +261,21 @@ def plot_store(path, out=None) -> Path:
 
     ds = open_run(path)
     out = check_out(out if out is not None else default_out(path))
+    sheet = "y" in ds.dims and ds.attrs.get("layout") != "sweep"
+    if movie is not None:
+        if not sheet:
+            raise CaseError(f"animations are drawn of sheet stores (v over time, y, x); "
+                            f"{path} is not one: leave out --movie", key="--movie")
+        movie = check_movie_out(movie)
     if ds.attrs.get("layout") == "sweep":
         # the picture needs the summaries, not the fields a sweep may keep
         ds = ds.drop_vars([n for n in ("v", "w") if n in ds.data_vars])
+    if sheet:  # read snapshot by snapshot, frame by frame: a sheet's history may be large
+        with reading(path):
+            picture = plot_sheet(ds, out)
+            if movie is not None:
+                sheet_movie(ds, movie)
+        return picture
     with reading(path):
         ds = ds.load()
     if ds.attrs.get("layout") == "sweep":
@@ -155,10 +300,10 @@ def picture_formats() -> list[str]:
     return sorted(FigureCanvasBase.get_supported_filetypes())
 
 
-def check_out(out, key: str = "--out") -> Path:
+def check_out(out, key: str = "--out", formats=None) -> Path:
     """The picture's path, checked before any work: its extension names a format matplotlib
-    writes, its folder exists or can be made, and a file can be created there. CaseError
-    naming ``out`` and what to do otherwise."""
+    writes (or one of ``formats``), its folder exists or can be made, and a file can be
+    created there. CaseError naming ``out`` and what to do otherwise."""
     text = str(out)
     if "\x00" in text:
         raise CaseError(f"{text!r} contains a NUL byte; give a file name such as plot.png",
@@ -168,7 +313,7 @@ def check_out(out, key: str = "--out") -> Path:
     if text.endswith(("/", os.sep)):
         raise CaseError(f"{shown} names a folder; give a file name in it, e.g. "
                         f"{p / 'plot.png'}", key=key)
-    formats = picture_formats()
+    formats = list(formats) if formats is not None else picture_formats()
     ext = p.suffix[1:].lower()
     if ext not in formats:
         what = f"extension .{ext}" if ext else "no extension"
@@ -333,6 +478,7 @@ def plot_sweep(ds, out: Path) -> Path:
 
     status = np.asarray(ds["status"].values)
     prop = np.asarray(ds["propagated"].values).astype(float)
+    prop[prop < 0] = np.nan  # -1: not measured (sheet members)
     speed = np.asarray(ds["speed"].values, dtype=float)
     speed = np.where(prop > 0, speed, np.nan)
     # outcome: 0 no propagation, 1 propagated, 2 failed, 3 pending

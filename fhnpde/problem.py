@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .case import Case, CaseError
-from .grid import UniformGrid
+from .grid import SheetGrid, UniformGrid
 from .models import Kinetics
 from .solvers.base import Problem
 from .stimulus import AppliedCurrent, profile
@@ -70,8 +70,20 @@ def sample_ensemble(case: Case) -> dict[str, np.ndarray]:
 
 
 def build_problem(case: Case) -> Problem:
-    """Kinetics, grid, currents and initial state of a case."""
+    """Kinetics, grid, currents and initial state of a case (on a sheet: a
+    :class:`~fhnpde.grid.SheetGrid`, ``(ny, nx)`` initial fields and currents)."""
     params = dict(case.model.params)
+    if case.is_sheet:
+        d = case.domain
+        grid = SheetGrid(d.length, d.nx, d.boundary, d.boundary_order)
+        kinetics = Kinetics.create(case.model.kinetics, params)
+        gx, gy = grid.axes
+        v0 = profile(case.initial.v, grid.x, grid.y)
+        w0 = profile(case.initial.w, grid.x, grid.y)
+        current = AppliedCurrent(case.stimuli, grid.x, 0.0, grid.size,
+                                 gx.length if grid.periodic else None, grid.y,
+                                 gy.length if grid.periodic else None)
+        return Problem(kinetics, case.model.diffusion, grid, current, v0, w0)
     if case.domain is not None:
         d = case.domain
         grid = UniformGrid(d.length, d.nx, d.boundary, d.boundary_order)

@@ -103,6 +103,13 @@ CABLE_WORK: dict[str, dict[str, int]] = {
     # the Laplacian's bands and -(dt/2) D L's (6), out buffers and the fused kernel's
     # Newton work (residual, Jacobian, Thomas's sweep) or the array code's temporaries.
     "crank-nicolson": {"numba": 20, "array": 24},
+    # the same bands (6), out buffers and the kernel's current, matrix diagonal, right-hand
+    # side, solution and corner vectors (numba) or the array code's temporaries.
+    "staggered-cn": {"numba": 15, "array": 17},
+    # the same bands (6), out buffers, the kernel's stage work (known part, w's map, current,
+    # guess, K1 of v and w, the last slope, 6 rows of Newton and Thomas scratch), or the
+    # array code's stages and temporaries.
+    "sdirk3": {"numba": 21, "array": 30},
     # with every node active (the worst case): the compact active arrays, spacings,
     # interpolation to the base grid (its positions, offsets and one row's temporaries,
     # the peak of the numba path) and the choice of the active set (the array form's

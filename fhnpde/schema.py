@@ -23,6 +23,7 @@ from pydantic import (
     Tag,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -31,7 +32,8 @@ from .errors import CaseError, KeyedError, key_part, quote
 from .keys import set_key_path, validation_error_to_case_error
 
 POINT_METHODS = ("euler", "rk4", "crank-nicolson")
-CABLE_METHODS = ("explicit", "adaptive", "crank-nicolson", "split")
+CABLE_METHODS = ("explicit", "adaptive", "crank-nicolson", "split", "staggered-cn", "sdirk3")
+SHEET_METHODS = ("explicit", "split")
 BACKENDS = ("numpy", "numba", "cupy", "torch")
 TRIDIAGONAL_METHODS = ("thomas", "cyclic-reduction", "scipy")
 
@@ -53,6 +55,10 @@ MAX_COUNT = 2**53  # the largest count of steps or nodes a float still counts ex
 # dx^2 and 1/dx^2 are normal floats exactly when dx lies in [DX_MIN, DX_MAX].
 DX_MIN, DX_MAX = grid.DX_MIN, grid.DX_MAX
 Count = Annotated[int, Field(ge=1, le=MAX_COUNT)]
+NodeCount = Annotated[int, Field(ge=3, le=MAX_COUNT)]
+# a sheet's lengths and node counts: [along x, along y]
+PositivePair = Annotated[list[PositiveFloat], Field(min_length=2, max_length=2)]
+NodePair = Annotated[list[NodeCount], Field(min_length=2, max_length=2)]
 # Beyond this D dt / dx^2, 1 + D dt / dx^2 (the diagonal of the Crank–Nicolson and split
 # diffusion matrices) no longer holds its 1: the Neumann matrix factorises to a zero pivot.
 MAX_DIFFUSION_NUMBER = 2.0**52
@@ -108,8 +114,10 @@ class ModelSpec(_Strict):
 
 
 class DomainSpec(_Strict):
-    length: PositiveFloat
-    nx: Annotated[int, Field(ge=3, le=MAX_COUNT)]
+    """A cable (``length``, ``nx`` numbers) or a sheet (both pairs ``[x, y]``, DESIGN §9)."""
+
+    length: PositiveFloat | PositivePair
+    nx: NodeCount | NodePair
     boundary: Literal["neumann", "periodic"] = "neumann"
     boundary_order: Literal[1, 2] = Field(
         default=2,
@@ -120,49 +128,120 @@ class DomainSpec(_Strict):
     )
 
     @property
+    def is_sheet(self) -> bool:
+        return isinstance(self.nx, list)
+
+    @property
+    def lengths(self) -> tuple[float, ...]:
+        """(length,) of a cable, (along x, along y) of a sheet."""
+        return tuple(self.length) if self.is_sheet else (self.length,)
+
+    @property
+    def counts(self) -> tuple[int, ...]:
+        """(nx,) of a cable, (nodes along x, nodes along y) of a sheet."""
+        return tuple(self.nx) if self.is_sheet else (self.nx,)
+
+    @property
+    def spacings(self) -> tuple[float, ...]:
+        """The node spacing of each direction (as :attr:`fhnpde.grid.UniformGrid.dx`)."""
+        ring = self.boundary == "periodic"
+        return tuple(length / (n if ring else n - 1)
+                     for length, n in zip(self.lengths, self.counts, strict=True))
+
+    @property
     def dx(self) -> float:
-        """The node spacing (as :attr:`fhnpde.grid.UniformGrid.dx`)."""
-        return self.length / (self.nx if self.boundary == "periodic" else self.nx - 1)
+        """The node spacing along x (as :attr:`fhnpde.grid.UniformGrid.dx`)."""
+        return self.spacings[0]
+
+    @property
+    def size(self) -> int:
+        """Nodes of the grid (of a sheet: nx * ny)."""
+        return math.prod(self.counts)
 
     @model_validator(mode="after")
     def _representable_spacing(self) -> DomainSpec:
-        dx = self.dx
-        if not DX_MIN <= dx <= DX_MAX:
-            formula = "length / nx" if self.boundary == "periodic" else "length / (nx - 1)"
+        if isinstance(self.length, list) != self.is_sheet:
+            pair, number = ("length", "nx") if isinstance(self.length, list) else ("nx", "length")
             raise KeyedError(
-                "length", f"{self.length:g} with nx = {self.nx} gives the node spacing dx = "
-                f"{formula} = {dx:.3g}; the schemes divide by dx^2, which a float holds only "
-                f"for dx between {DX_MIN:.3g} and {DX_MAX:.3g}: change domain.length or "
-                "domain.nx"
+                number, f"must be a pair [x, y] like {pair} (pairs make a sheet), or make "
+                f"{pair} a number for a cable"
             )
+        for axis, (length, n, dx) in enumerate(
+                zip(self.lengths, self.counts, self.spacings, strict=True)):
+            if not DX_MIN <= dx <= DX_MAX:
+                formula = "length / nx" if self.boundary == "periodic" else "length / (nx - 1)"
+                name = ("dx", "dy")[axis] if self.is_sheet else "dx"
+                raise KeyedError(
+                    f"length.{axis}" if self.is_sheet else "length",
+                    f"{length:g} with nx = {n} gives the node spacing {name} = {formula} = "
+                    f"{dx:.3g}; the schemes divide by {name}^2, which a float holds only for "
+                    f"{name} between {DX_MIN:.3g} and {DX_MAX:.3g}: change domain.length or "
+                    "domain.nx"
+                )
         return self
 
 
 class GaussianProfile(_Strict):
+    """``base + amplitude exp(-|r - center|^2 / width^2)``. On a sheet ``center`` is
+    ``[x, y]`` (a round or, with ``width: [wx, wy]``, elliptic pulse) or a number: a stripe
+    across all y, the cable's pulse on every row."""
+
     kind: Literal["gaussian"]
-    center: FiniteFloat
-    width: PositiveFloat
+    center: FiniteFloat | Pair
+    width: PositiveFloat | PositivePair
     amplitude: FiniteFloat = 1.0
     base: FiniteFloat = 0.0
 
     @model_validator(mode="after")
     def _finite_peak(self) -> GaussianProfile:
+        if isinstance(self.width, list) and not isinstance(self.center, list):
+            raise KeyedError("width", "a pair [wx, wy] needs center as a pair [x, y]; give one "
+                              "width for a stripe across y")
         _finite_sum("amplitude", self.base, self.amplitude)
         return self
 
+    def sheet_keys(self) -> list[str]:
+        """Keys given that only a sheet understands (a y extent)."""
+        return [k for k in ("center", "width") if isinstance(getattr(self, k), list)]
+
 
 class BoxProfile(_Strict):
+    """``base + amplitude`` on ``x in [x0, x1]`` (and on a sheet ``y in [y0, y1]``; without
+    ``y`` all y), ``base`` elsewhere."""
+
     kind: Literal["box"]
     x: Pair
+    y: Pair | None = None
     amplitude: FiniteFloat = 1.0
     base: FiniteFloat = 0.0
 
     @model_validator(mode="after")
     def _ordered(self) -> BoxProfile:
-        if self.x[1] < self.x[0]:
-            raise KeyedError("x", f"must be [start, end] with start <= end, got {list(self.x)}")
+        _ordered_ranges(self, "x", "y")
         _finite_sum("amplitude", self.base, self.amplitude)
         return self
+
+    def sheet_keys(self) -> list[str]:
+        return ["y"] if self.y is not None else []
+
+    @model_serializer(mode="wrap")
+    def _dump_without_unset_y(self, handler):
+        return _without_none_y(handler(self))
+
+
+def _without_none_y(data):
+    """A box's dump without ``y: null``: a cable case dumps (and fingerprints) as it did
+    before sheets existed."""
+    if isinstance(data, dict) and data.get("y", 0) is None:
+        data.pop("y")
+    return data
+
+
+def _ordered_ranges(spec, *keys: str) -> None:
+    for key in keys:
+        pair = getattr(spec, key)
+        if pair is not None and pair[1] < pair[0]:
+            raise KeyedError(key, f"must be [start, end] with start <= end, got {list(pair)}")
 
 
 def _finite_sum(key: str, base: float, amplitude: float) -> None:
@@ -180,17 +259,22 @@ class InitialSpec(_Strict):
 
 
 class BoxStimulus(_Strict):
-    """Applied current ``amplitude`` on x in [x0, x1] (inclusive) for t in [t0, t1)."""
+    """Applied current ``amplitude`` on x in [x0, x1] (inclusive; on a sheet also y in
+    [y0, y1], all y without ``y``) for t in [t0, t1)."""
 
     kind: Literal["box"] = "box"
     x: Pair | None = None
+    y: Pair | None = None
     t: OpenPair = Field(default_factory=lambda: [0.0, None])
     amplitude: FiniteFloat
 
+    @model_serializer(mode="wrap")
+    def _dump_without_unset_y(self, handler):
+        return _without_none_y(handler(self))
+
     @model_validator(mode="after")
     def _ordered(self) -> BoxStimulus:
-        if self.x is not None and self.x[1] < self.x[0]:
-            raise KeyedError("x", f"must be [start, end] with start <= end, got {list(self.x)}")
+        _ordered_ranges(self, "x", "y")
         if self.t[0] is None:
             raise KeyedError("t", "needs a start time: [t0, t1] or [t0, null]")
         if self.t[1] is not None and self.t[1] < self.t[0]:
@@ -332,6 +416,9 @@ class SolverSpec(_Strict):
     method: str
     backend: str = "numba"
     tridiagonal: str = "thomas"
+    # split's diffusion substep: cn (cable default) | adi (sheet); left out of dumps when
+    # unset, so a case that does not name it dumps (and fingerprints) as before the key existed
+    diffusion: str | None = Field(default=None, exclude_if=lambda v: v is None)
     force: bool = False
     newton: NewtonSpec = Field(default_factory=NewtonSpec)
     adaptive: AdaptiveSpec = Field(default_factory=AdaptiveSpec)
@@ -350,6 +437,19 @@ class SolverSpec(_Strict):
     @classmethod
     def _known_tridiagonal(cls, v: str) -> str:
         return _one_of(v, TRIDIAGONAL_METHODS, "tridiagonal method", "methods")
+
+    @field_validator("diffusion")
+    @classmethod
+    def _known_diffusion(cls, v: str | None) -> str | None:
+        return v if v is None else _one_of(v, ("cn", "adi"), "diffusion substep", "substeps")
+
+    @model_validator(mode="after")
+    def _diffusion_only_for_split(self) -> SolverSpec:
+        if self.diffusion is not None and self.method != "split":
+            raise KeyedError("diffusion", f"{self.diffusion!r} is the split solver's diffusion "
+                             f"substep, but the method is {self.method}; remove it or use "
+                             "method: split")
+        return self
 
 
 class ExactReactionSpec(_Strict):
@@ -442,23 +542,39 @@ class Case(_Strict):
 
     @property
     def is_cable(self) -> bool:
+        """True for a spatial case (a cable or a sheet): there is a domain."""
         return self.domain is not None
+
+    @property
+    def is_sheet(self) -> bool:
+        return self.domain is not None and self.domain.is_sheet
+
+    @property
+    def geometry(self) -> str:
+        """The solver registry's geometry: "point", "cable" or "sheet"."""
+        return "sheet" if self.is_sheet else "cable" if self.domain is not None else "point"
 
     @model_validator(mode="after")
     def _consistent(self) -> Case:
         method = self.solver.method
         if self.domain is not None:
-            if method not in CABLE_METHODS:
+            geometry = self.geometry
+            methods = SHEET_METHODS if self.is_sheet else CABLE_METHODS
+            if method not in methods:
+                what = ("does not solve sheets" if method in CABLE_METHODS
+                        else "solves point models")
                 raise KeyedError(
                     "solver.method",
-                    f"{method!r} solves point models; for a cable use one of "
-                    f"{', '.join(CABLE_METHODS)}",
+                    f"{method!r} {what}; for a {geometry} use one of {', '.join(methods)}",
                 )
             if self.ensemble is not None:
                 raise KeyedError("ensemble", "is for point (0-D) cases; remove it or the domain")
             for i, stim in enumerate(self.stimuli):
                 if stim.x is None:
-                    raise KeyedError(f"stimuli.{i}.x", "is required on a cable: give [x0, x1]")
+                    raise KeyedError(f"stimuli.{i}.x",
+                                     f"is required on a {geometry}: give [x0, x1]")
+            if not self.is_sheet:
+                self._check_no_y()
             self._check_diffusion()
             if method == "adaptive":
                 self._check_adaptive()
@@ -475,8 +591,10 @@ class Case(_Strict):
                         f"initial.{key}", "must be a number for a point case (no domain)"
                     )
             for i, stim in enumerate(self.stimuli):
-                if stim.x is not None:
-                    raise KeyedError(f"stimuli.{i}.x", "has no meaning without a domain; remove it")
+                for key in ("x", "y"):
+                    if getattr(stim, key) is not None:
+                        raise KeyedError(f"stimuli.{i}.{key}",
+                                         "has no meaning without a domain; remove it")
             if self.ensemble is not None:
                 allowed = {"I", "v0", "w0", *models.family(self.model.kinetics).params}
                 for key in self.ensemble.vary:
@@ -511,13 +629,28 @@ class Case(_Strict):
         self._check_current()
         return self
 
+    def _check_no_y(self) -> None:
+        """A y extent (a ``y`` range, a pair ``center`` or ``width``) only means something
+        on a sheet."""
+        fix = "remove it, or make the domain a sheet (domain.length and domain.nx as pairs)"
+        for var in ("v", "w"):
+            spec = getattr(self.initial, var)
+            for key in getattr(spec, "sheet_keys", list)():
+                raise KeyedError(f"initial.{var}.{key}",
+                                 f"{'is a y range' if key == 'y' else 'is a pair [x, y]'} on a "
+                                 f"cable; {fix}")
+        for i, stim in enumerate(self.stimuli):
+            if stim.y is not None:
+                raise KeyedError(f"stimuli.{i}.y", f"is a y range on a cable; {fix}")
+
     def _check_diffusion(self) -> None:
         """D / dx^2 and the explicit limit dx^2 / (2 D) must be normal floats, and the
-        diffusion number D dt / dx^2 at most :data:`MAX_DIFFUSION_NUMBER`."""
+        diffusion number D dt / dx^2 at most :data:`MAX_DIFFUSION_NUMBER` (on a sheet, with
+        the smaller of dx and dy)."""
         D = self.model.diffusion
         if D == 0.0:
             return
-        dx = self.domain.dx
+        dx = min(self.domain.spacings)
         dx2 = dx * dx
         rate, limit = D / dx2, dx2 / (2.0 * D)
         if not (_is_normal(rate) and _is_normal(limit)):

@@ -7,7 +7,8 @@ node, registered as jitable by :mod:`fhnpde.compiled`. No module here imports a 
 the kernels depend on the formulas and the solvers on both, never the other way round.
 
 - forward Euler with the three-point Laplacian, uniform (:func:`forward_euler_node`) and
-  non-uniform (:func:`adaptive_euler_node`);
+  non-uniform (:func:`adaptive_euler_node`), and with the five-point Laplacian of a sheet
+  (:func:`forward_euler_sheet_node`);
 - forward Euler and classical RK4 for the kinetics alone (:func:`euler_point`,
   :func:`rk4_point`; the RK4 weights once, :func:`rk4_combine`);
 - the trapezoidal rule (Crank–Nicolson) and its Newton iteration: see
@@ -16,7 +17,7 @@ the kernels depend on the formulas and the solvers on both, never the other way 
 
 from __future__ import annotations
 
-from .grid import second_difference
+from .grid import five_point, second_difference
 from .models import dreaction_dv_by_code, reaction_by_code, recovery_by_code
 from .nonuniform import second_derivative
 
@@ -30,6 +31,14 @@ def forward_euler_node(v_left, v, v_right, w, I, code, p, dt, diffusivity, inv_d
         v + dt * (diffusivity * second_difference(v_left, v, v_right, inv_dx2) + dv),
         w + dt * dw,
     )
+
+
+def forward_euler_sheet_node(v_left, v_right, v_below, v_above, v, w, I, code, p, dt,
+                             diffusivity, inv_dx2, inv_dy2):
+    """One forward-Euler step of node values on a sheet (the five-point Laplacian)."""
+    dv, dw = reaction_by_code(code, v, w, I, p)
+    lap = five_point(v_left, v_right, v_below, v_above, v, inv_dx2, inv_dy2)
+    return v + dt * (diffusivity * lap + dv), w + dt * dw
 
 
 def adaptive_euler_node(v_left, v, v_right, w, I, code, p, dt, diffusivity, h_left, h_right):
@@ -159,3 +168,23 @@ def trapezoid_newton_point(code, v, w, v0, w0, f0, g0, I1, p, half_dt):
     j22 = 1.0 + half_dt * beta
     det = j11 * j22 - j12 * j21
     return (r2 * j12 - r1 * j22) / det, (r1 * j21 - r2 * j11) / det
+
+
+# --- the linearly implicit, staggered Crank–Nicolson step (NEURON's) ----------------------
+
+
+def staggered_w_step(w, v, tau, alpha, beta, delta):
+    """The recovery over ``tau`` with ``v`` held: the trapezoidal rule for the affine
+    ``w_t = alpha v - beta w + delta``, ``w' = w + tau (alpha v - beta (w + w') / 2 + delta)``.
+    The same formula with ``-tau`` is its exact inverse."""
+    h = 0.5 * tau
+    return (w * (1.0 - h * beta) + tau * (alpha * v + delta)) / (1.0 + h * beta)
+
+
+def linear_cn_node(code, v_left, v, v_right, w, I, p, dt, diffusivity, inv_dx2):
+    """Right-hand side and the reaction part of the diagonal at one node of the linearly
+    implicit Crank–Nicolson step ``(1 - (Δt/2)(D L + f_v)) (v' - v) = Δt (D L v + f(v, w, I))``
+    (the diffusion part of the diagonal, ``-(Δt/2) D L_ii``, is constant and added apart)."""
+    f, _ = reaction_by_code(code, v, w, I, p)
+    rhs = dt * (diffusivity * second_difference(v_left, v, v_right, inv_dx2) + f)
+    return rhs, 1.0 - 0.5 * dt * dreaction_dv_by_code(code, v, w, I, p)

@@ -7,6 +7,11 @@ cell average of the discontinuous forcing: applying the full amplitude to every 
 position lies inside the box would misplace the box edges by up to dx/2, an O(dx) error that
 makes a second-order scheme first order on stimulated cases. A box narrower than dx still
 delivers its full charge, to the one or two nodes it overlaps.
+
+On a sheet (DESIGN section 9) a box is ``x in [x0, x1]`` and ``y in [y0, y1]`` (all y when
+the case gives no ``y``); a node's control volume is the product of its x and y cells, so
+its weight is the product of the two coverages, and profiles and currents are arrays
+``(ny, nx)``.
 """
 
 from __future__ import annotations
@@ -74,15 +79,21 @@ def _overlap(lo, hi, x0, x1):
     return np.clip(np.minimum(hi, x1) - np.maximum(lo, x0), 0.0, None)
 
 
+def _scaled_distance(x, center, width, xp=np):
+    """|x - center| / width, capped at GAUSSIAN_CUTOFF (any array namespace ``xp``).
+
+    It may overflow (a very narrow or far pulse): it is then inf, and beyond GAUSSIAN_CUTOFF
+    exp(-z^2) is 0 in double precision anyway, so z is capped there and nothing overflows.
+    """
+    with np.errstate(over="ignore"):
+        z = xp.abs(x - center) / width
+    return xp.minimum(z, GAUSSIAN_CUTOFF)
+
+
 def gaussian_pulse(x, center, width, amplitude, base, xp=np):
     """``base + amplitude exp(-((x - center) / width)^2)`` on nodes x (any array namespace;
-    the numbers may be arrays of it, e.g. torch tensors to differentiate).
-
-    |x - center| / width may overflow (a very narrow or far pulse): it is then inf, and
-    beyond GAUSSIAN_CUTOFF exp(-z^2) is 0 in double precision anyway, so z is capped there
-    and nothing overflows."""
-    z = xp.minimum(xp.abs(x - center) / width, GAUSSIAN_CUTOFF)
-    return base + amplitude * xp.exp(-(z**2))
+    the numbers may be arrays of it, e.g. torch tensors to differentiate)."""
+    return base + amplitude * xp.exp(-(_scaled_distance(x, center, width, xp) ** 2))
 
 
 def box_pulse(inside, amplitude, base, xp=np):
@@ -90,13 +101,27 @@ def box_pulse(inside, amplitude, base, xp=np):
     return xp.where(inside, base + amplitude, base)
 
 
-def profile(spec, x: np.ndarray) -> np.ndarray:
-    """An initial profile on nodes x from a case's ``initial.v`` / ``initial.w`` entry."""
+def profile(spec, x: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
+    """An initial profile on nodes x (a cable) or on the sheet of nodes ``(y, x)`` (an array
+    ``(ny, nx)``) from a case's ``initial.v`` / ``initial.w`` entry."""
+    if y is not None:
+        shape = (np.size(y), np.size(x))
+        if isinstance(spec, float | int) or not (spec.kind == "box" and spec.y is not None
+                                                 or isinstance(getattr(spec, "center", 0), list)):
+            # a number, or a profile of x alone: the cable's profile on every row
+            return np.ascontiguousarray(np.broadcast_to(profile(spec, x), shape))
+        if spec.kind == "gaussian":
+            wx, wy = spec.width if isinstance(spec.width, list) else (spec.width, spec.width)
+            zx = _scaled_distance(np.asarray(x), spec.center[0], wx)
+            zy = _scaled_distance(np.asarray(y), spec.center[1], wy)
+            return spec.base + spec.amplitude * np.exp(-(zy[:, None] ** 2 + zx[None, :] ** 2))
+        inside = (((x >= spec.x[0]) & (x <= spec.x[1]))[None, :]
+                  & ((y >= spec.y[0]) & (y <= spec.y[1]))[:, None])
+        return np.where(inside, spec.base + spec.amplitude, spec.base).astype(np.float64)
     if isinstance(spec, float | int):
         return np.full_like(x, float(spec), dtype=np.float64)
     if spec.kind == "gaussian":
-        with np.errstate(over="ignore"):
-            return gaussian_pulse(x, spec.center, spec.width, spec.amplitude, spec.base)
+        return gaussian_pulse(x, spec.center, spec.width, spec.amplitude, spec.base)
     if spec.kind == "box":
         inside = (x >= spec.x[0]) & (x <= spec.x[1])
         return box_pulse(inside, spec.amplitude, spec.base).astype(np.float64)
@@ -104,7 +129,8 @@ def profile(spec, x: np.ndarray) -> np.ndarray:
 
 
 class AppliedCurrent:
-    """I(x, t) (cable) or I(t) per member (point model) from a case's stimuli.
+    """I(x, t) (cable), I(x, y, t) (sheet, with ``y``) or I(t) per member (point model) from
+    a case's stimuli.
 
     ``base`` is a steady current (a point ensemble's per-member ``I``); ``current(t)``
     returns an array that is reused while the set of active boxes does not change, so the
@@ -113,8 +139,11 @@ class AppliedCurrent:
     """
 
     def __init__(self, stimuli, x: np.ndarray | None, base, size: int,
-                 periodic_length: float | None = None):
+                 periodic_length: float | None = None, y: np.ndarray | None = None,
+                 y_periodic_length: float | None = None):
         self.size = size
+        #: the shape of the current: (size,), or (ny, nx) on a sheet
+        self.shape = (np.size(y), np.size(x)) if y is not None else (size,)
         self.t0 = np.array([s.t[0] for s in stimuli], dtype=np.float64)
         self.t1 = np.array(
             [s.t[1] if s.t[1] is not None else -math.inf for s in stimuli], dtype=np.float64
@@ -123,14 +152,19 @@ class AppliedCurrent:
         extents = [s.x if s.x is not None else (math.nan, math.nan) for s in stimuli]
         self.x0 = np.array([e[0] for e in extents], dtype=np.float64)
         self.x1 = np.array([e[1] for e in extents], dtype=np.float64)
-        if x is not None:
+        if y is not None:  # a sheet: each node's cell is the product of its x and y cells
+            self.masks = [np.outer(np.ones(np.size(y)) if s.y is None
+                                   else coverage(y, s.y[0], s.y[1], y_periodic_length),
+                                   coverage(x, s.x[0], s.x[1], periodic_length))
+                          for s in stimuli]
+        elif x is not None:
             self.masks = [coverage(x, s.x[0], s.x[1], periodic_length) for s in stimuli]
         else:
             self.masks = [np.ones(size) for _ in stimuli]
-        self.base = np.broadcast_to(np.asarray(base, dtype=np.float64), (size,)).copy()
-        # the masks as one C-contiguous (boxes, size) array, as the kernels take them
+        self.base = np.broadcast_to(np.asarray(base, dtype=np.float64), self.shape).copy()
+        # the masks as one C-contiguous (boxes, *shape) array, as the kernels take them
         self.mask_rows = (np.ascontiguousarray(np.stack(self.masks)) if self.masks
-                          else np.zeros((0, size)))
+                          else np.zeros((0, *self.shape)))
         self._key: tuple | None = None
         self._value = self.base
 
@@ -178,7 +212,7 @@ class AppliedCurrent:
     def current(self, t: float) -> np.ndarray:
         key = self.active(t)
         if key != self._key:
-            value = np.empty(self.size)
+            value = np.empty(self.shape)
             node_currents(t, self.base, self.mask_rows, self.t0, self.t1, self.amplitude, value)
             self._key, self._value = key, value
         return self._value

@@ -1,6 +1,7 @@
 """The run store: an xarray Dataset in zarr, appended along ``time`` while a run goes on.
 
-Layout (DESIGN §7): cable runs have ``v``, ``w`` over ``(time, x)``; point runs over
+Layout (DESIGN §7): cable runs have ``v``, ``w`` over ``(time, x)``, sheet runs over
+``(time, y, x)`` (DESIGN §9; coordinates ``x`` and ``y``); point runs over
 ``(member, time)`` with the varied inputs as coordinates on ``member``. Attributes:
 ``fhnpde_version``, ``case`` (the resolved case as YAML), ``solver``, ``status``
 (``running | complete | failed | interrupted``) and ``stats`` (a mapping).
@@ -148,29 +149,43 @@ def x_attrs() -> dict:
     return {"units": "1", "long_name": "position along the cable"}
 
 
+def sheet_coord_attrs(axis: str) -> dict:
+    """The attributes of a sheet's ``x`` or ``y`` coordinate (node positions)."""
+    return {"units": "1", "long_name": f"position along {axis} on the sheet"}
+
+
 class RunLayout:
     """What a run's outputs are called and how they are shaped (DESIGN §7): one description
     serves the zarr store (:class:`StoreWriter`) and the in-memory Dataset
     (:class:`MemoryRecorder`, ``fhnpde.solve``), so the two cannot drift apart.
 
-    ``kind``: ``cable`` (dims ``(time, x)``) or ``point`` (``(member, time)``, the varied inputs
-    as coordinates on ``member``). ``coords``: name -> (dim, values, attrs). ``attrs``: the
-    root attributes. ``extras``: name -> (dims after ``time``, attrs with an optional
-    ``dtype``) for further per-output variables (e.g. ``active_nodes``).
+    ``kind``: ``cable`` (dims ``(time, x)``), ``sheet`` (``(time, y, x)``) or ``point``
+    (``(member, time)``, the varied inputs as coordinates on ``member``). ``coords``: name ->
+    (dim, values, attrs). ``attrs``: the root attributes. ``extras``: name -> (dims after
+    ``time``, attrs with an optional ``dtype``) for further per-output variables (e.g.
+    ``active_nodes``).
     """
 
     def __init__(self, kind: str, coords: dict, attrs: dict, extras: dict | None = None):
-        if kind not in ("cable", "point"):
-            raise ValueError(f"unknown layout {kind!r}; valid: cable, point")
+        if kind not in ("cable", "sheet", "point"):
+            raise ValueError(f"unknown layout {kind!r}; valid: cable, sheet, point")
         self.kind = kind
         self.coords = coords
         self.attrs = attrs
         self.extras = dict(extras or {})
-        self.size = len(coords["x"][1]) if kind == "cable" else len(coords["member"][1])
+        #: the shape of one output of ``v`` (or ``w``): (nodes,), (ny, nx) or (members,)
+        self.field_shape = tuple(len(coords[d][1]) for d in self.field_dims if d != "time")
+        self.size = int(np.prod(self.field_shape))
 
     @property
-    def field_dims(self) -> tuple[str, str]:
-        return ("time", "x") if self.kind == "cable" else ("member", "time")
+    def field_dims(self) -> tuple[str, ...]:
+        return {"cable": ("time", "x"), "sheet": ("time", "y", "x"),
+                "point": ("member", "time")}[self.kind]
+
+    @property
+    def along_time(self) -> bool:
+        """True when ``time`` is the first dim of the fields (cables and sheets)."""
+        return self.kind != "point"
 
     def field_attrs(self, name: str) -> dict:
         attrs = field_attrs(name)
@@ -182,7 +197,7 @@ class RunLayout:
     def extra_shape(self, name: str) -> tuple[int, ...]:
         """The shape of one output of an extra variable."""
         dims = self.extras[name][0]
-        return tuple(self.size if d in ("x", "member") else 1 for d in dims)
+        return tuple(len(self.coords[d][1]) if d in self.coords else 1 for d in dims)
 
     def extra_dtype(self, name: str) -> str:
         return self.extras[name][1].get("dtype", "f8")
@@ -202,7 +217,7 @@ class RunLayout:
         coords["time"] = xr.Variable(("time",), times, time_attrs())
         data = {}
         for name, values in (("v", v), ("w", w)):
-            values = np.asarray(values, dtype="f8").reshape(n, self.size)
+            values = np.asarray(values, dtype="f8").reshape(n, *self.field_shape)
             if self.kind == "point":
                 values = values.T
             attrs_v = {k: a for k, a in self.field_attrs(name).items() if k != "coordinates"}
@@ -290,8 +305,8 @@ class StoreWriter:
         self.chunk = chunk
         self.flush_seconds = flush_seconds
         self._times: list[float] = []
-        self._v = np.empty((chunk, self.size))
-        self._w = np.empty((chunk, self.size))
+        self._v = np.empty((chunk, *layout.field_shape))
+        self._w = np.empty((chunk, *layout.field_shape))
         self._extra: dict[str, list] = {k: [] for k in self.extras}
         self._group = None
         self._lock = None
@@ -412,8 +427,8 @@ class StoreWriter:
         group.create_array("time", shape=(0,), chunks=(self.chunk,), dtype="f8",
                            dimension_names=["time"], fill_value=np.nan,
                            attributes=time_attrs())
-        if lay.kind == "cable":
-            shape, chunks = (0, self.size), (self.chunk, self.size)
+        if lay.along_time:
+            shape, chunks = (0, *lay.field_shape), (self.chunk, *lay.field_shape)
         else:
             shape, chunks = (self.size, 0), (self.size, self.chunk)
         for name in ("v", "w"):
@@ -430,7 +445,8 @@ class StoreWriter:
         """Every array along ``time`` to ``n`` outputs."""
         g = self._group
         for name in ("v", "w"):
-            g[name].resize((n, self.size) if self.layout.kind == "cable" else (self.size, n))
+            g[name].resize((n, *self.layout.field_shape) if self.layout.along_time
+                           else (self.size, n))
         for name in self.extras:
             g[name].resize((n, *g[name].shape[1:]))
         g["time"].resize((n,))
@@ -469,7 +485,7 @@ class StoreWriter:
         g = self._group
         stop = start + n
         self._resize_all(stop)
-        if self.layout.kind == "cable":
+        if self.layout.along_time:
             for name, buf in (("v", self._v), ("w", self._w)):
                 g[name][start:stop] = buf[:n]
         else:

@@ -218,6 +218,8 @@ class StoreInfo:
         if self.attrs.get("layout") == "sweep":
             return "sweep"
         v = self.arrays.get("v")
+        if v is not None and "y" in v.dims:
+            return "sheet"
         return "cable" if v is not None and "x" in v.dims else "point"
 
 

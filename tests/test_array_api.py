@@ -15,9 +15,12 @@ from fhnpde.store import MemoryRecorder
 xps = pytest.importorskip("array_api_strict", reason="array-api-strict is a dev dependency")
 
 # (case file, solver, overrides): each registered solver whose array path is array code
-CABLE = ["explicit", "adaptive", "crank-nicolson", "split"]
+CABLE = ["explicit", "adaptive", "crank-nicolson", "split", "staggered-cn", "sdirk3"]
 POINT = ["euler", "rk4", "crank-nicolson"]
+SHEET = ["explicit", "split"]
 RUNS = [
+    *[("sheet_planar.yaml", m, ["domain.nx=[41, 31]", "time.t_end=5", "time.save_every=1"])
+      for m in SHEET],
     *[("divergent.yaml", m, ["time.t_end=5", "time.save_every=1"]) for m in CABLE],
     *[("impulse_train.yaml", m, ["time.t_end=20", "time.save_every=5"]) for m in CABLE],
     *[("cell_ensemble.yaml", m, ["time.t_end=5", "time.save_every=1"]) for m in POINT],
@@ -26,7 +29,8 @@ RUNS = [
 
 
 def case_for(cases_dir, name, method, sets, backend):
-    extra = ["time.dt=0.1"] if method in ("crank-nicolson", "split") and "cell" not in name else []
+    implicit = ("crank-nicolson", "split", "staggered-cn", "sdirk3")
+    extra = ["time.dt=0.1"] if method in implicit and "cell" not in name else []
     return load_case(cases_dir / name, [*sets, *extra, f"solver.method={method}",
                                         f"solver.backend={backend}",
                                         "solver.tridiagonal=cyclic-reduction"])
@@ -43,7 +47,8 @@ def test_every_registered_solver_is_covered():
     from fhnpde.solvers import REGISTRY, load_all
 
     load_all()
-    covered = {("cable", m) for m in CABLE} | {("point", m) for m in POINT}
+    covered = ({("cable", m) for m in CABLE} | {("point", m) for m in POINT}
+               | {("sheet", m) for m in SHEET})
     assert set(REGISTRY) == covered
 
 

@@ -410,6 +410,19 @@ SIMULATED = textwrap.dedent(
                    method="cyclic-reduction")
     assert hasattr(dev, "copy_to_host")
     assert np.allclose(dev.copy_to_host(), x, rtol=1e-13, atol=1e-13)
+    # a factorisation of device arrays, reused; another axis is refused in one sentence
+    fac = td.factorize(*(cuda.to_device(v) for v in (lo, di, up)), method="cyclic-reduction")
+    assert np.allclose(fac.solve(cuda.to_device(d)).copy_to_host(), x, rtol=1e-13, atol=1e-13)
+    try:
+        fac.solve(cuda.to_device(np.ascontiguousarray(d.T)), axis=-2)
+    except ValueError as e:
+        assert "last axis" in str(e), e
+    else:
+        raise AssertionError("axis=-2 on device arrays was not refused")
+    # host arrays through the CUDA method solve along another axis
+    xt = td.factorize(lo, di, up, method="cyclic-reduction-cuda").solve(
+        np.ascontiguousarray(d.T), axis=-2)
+    assert np.allclose(np.asarray(xt).T, x, rtol=1e-13, atol=1e-13)
     # a zero pivot (even row 2 of system 1 divides at the first level)
     di = np.full((3, n), 3.0); di[1, 2] = 0.0
     for opts in ({}, {"shared_bytes": 0}):

@@ -13,7 +13,7 @@ from .options import (
     SolverOptions,
 )
 
-_MODULES = ("ode", "explicit", "adaptive", "crank_nicolson", "split")
+_MODULES = ("ode", "explicit", "adaptive", "crank_nicolson", "split", "staggered", "sdirk")
 
 
 def load_all() -> None:

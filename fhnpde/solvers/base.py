@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..backends import namespace
-from ..grid import UniformGrid
+from ..grid import SheetGrid, UniformGrid
 from ..models import Kinetics
 from ..stimulus import AppliedCurrent
 from .options import SolverOptions
@@ -45,14 +45,15 @@ class Problem:
     """What a case describes, in numbers: kinetics, geometry, currents, initial state.
 
     ``kinetics`` parameters are scalars for a cable and arrays over members for a point
-    ensemble; ``members`` holds the varied inputs of an ensemble (name -> array). It holds
+    ensemble; ``members`` holds the varied inputs of an ensemble (name -> array). On a sheet
+    ``grid`` is a :class:`~fhnpde.grid.SheetGrid` and ``v0``, ``w0`` are ``(ny, nx)``. It holds
     numbers only, not the case it was built from: nothing past
     :func:`fhnpde.driver.build_solver` reads the case schema.
     """
 
     kinetics: Kinetics
     diffusion: float
-    grid: UniformGrid | None
+    grid: UniformGrid | SheetGrid | None
     current: AppliedCurrent
     v0: np.ndarray
     w0: np.ndarray
@@ -60,17 +61,28 @@ class Problem:
 
     @property
     def is_cable(self) -> bool:
+        """True for a spatial problem (a cable or a sheet): there is a grid."""
         return self.grid is not None
 
     @property
+    def is_sheet(self) -> bool:
+        return isinstance(self.grid, SheetGrid)
+
+    @property
+    def geometry(self) -> str:
+        """The registry's geometry: "point", "cable" or "sheet"."""
+        return "sheet" if self.is_sheet else "cable" if self.grid is not None else "point"
+
+    @property
     def size(self) -> int:
-        return int(self.v0.shape[0])
+        """Members of an ensemble, nodes along a cable, nodes of a sheet."""
+        return int(self.grid.size) if self.is_sheet else int(self.v0.shape[0])
 
 
 class Solver(ABC):
     """One time-stepping scheme. Never writes files, prints or sleeps.
 
-    Subclasses set ``name``, ``geometry`` ("cable" or "point") and ``order`` and register
+    Subclasses set ``name``, ``geometry`` ("cable", "sheet" or "point") and ``order`` and register
     themselves with :func:`register`.
     """
 

@@ -8,6 +8,11 @@
 
 Order 1 in time, 2 in space (with the mirror-node boundary). Stable for
 ``dt <= dx^2 / (2 D)`` (the diffusion part; von Neumann analysis of the heat equation).
+
+On a sheet (DESIGN section 9) the Laplacian is the five-point stencil
+``(v_{i-1,j} - 2 v_{ij} + v_{i+1,j}) / dx^2 + (v_{i,j-1} - 2 v_{ij} + v_{i,j+1}) / dy^2``;
+its most negative eigenvalue is ``-4 / dx^2 - 4 / dy^2`` (the checkerboard mode), so forward
+Euler is stable for ``dt <= dx^2 dy^2 / (2 D (dx^2 + dy^2))`` (with dx = dy: dx^2 / (4 D)).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backends import kernels
-from ..schemes import forward_euler_node
+from ..schemes import forward_euler_node, forward_euler_sheet_node
 from .base import ArrayPath, Order, State, SteppedSolver, register
 
 KERNELS = "fhnpde.solvers.explicit_numba"
@@ -24,6 +29,14 @@ KERNELS = "fhnpde.solvers.explicit_numba"
 def diffusion_limit(dx: float, diffusivity: float) -> float | None:
     """dx^2 / (2 D), the forward-Euler limit of the three-point Laplacian."""
     return None if diffusivity == 0 else dx * dx / (2.0 * diffusivity)
+
+
+def sheet_diffusion_limit(dx: float, dy: float, diffusivity: float) -> float | None:
+    """dx^2 dy^2 / (2 D (dx^2 + dy^2)), the forward-Euler limit of the five-point
+    Laplacian."""
+    if diffusivity == 0:
+        return None
+    return 1.0 / (2.0 * diffusivity * (1.0 / (dx * dx) + 1.0 / (dy * dy)))
 
 
 class ArraySteps(ArrayPath):
@@ -91,3 +104,75 @@ class ExplicitSolver(SteppedSolver):
     def limit_formula(self):
         return "dx^2 / (2 D)"
 
+
+
+class SheetArraySteps(ArrayPath):
+    """The array path on a sheet: :func:`~fhnpde.schemes.forward_euler_sheet_node` on whole
+    ``(ny, nx)`` arrays of the namespace ``xp``."""
+
+    def advance(self, state, t, dt, nsteps):
+        s, xp = self.solver, self.xp
+        problem = s.problem
+        v, w = state.v, state.w
+        for i in range(nsteps):
+            left, right, below, above = problem.grid.neighbours(v, xp)
+            current = s.asarray(problem.current.current(t + i * dt))
+            v, w = forward_euler_sheet_node(left, right, below, above, v, w, current, s.code,
+                                            s.params, dt, problem.diffusion, s.inv_dx2,
+                                            s.inv_dy2)
+        return State(v, w)
+
+
+class SheetCompiledSteps:
+    """The numba path on a sheet: small sheets run whole runs of steps with an unchanging
+    current in one call, large ones one call a step threaded over blocks of rows."""
+
+    def __init__(self, solver):
+        self.solver = solver
+        self.kernels = kernels(KERNELS)
+
+    def advance(self, state, t, dt, nsteps):
+        s, k = self.solver, self.kernels
+        problem = s.problem
+        (gx0, gxn), (gy0, gyn) = (axis.ghosts for axis in problem.grid.axes)
+        v, w = state.v.copy(), state.w.copy()
+        out_v, out_w = np.empty_like(v), np.empty_like(w)
+        args = (s.params, dt, problem.diffusion, s.inv_dx2, s.inv_dy2, gx0, gxn, gy0, gyn)
+        if v.size < k.PARALLEL_MIN_NODES:
+            for first, count in problem.current.segments(t, dt, nsteps):
+                current = problem.current.current(t + first * dt)
+                k.sheet_advance_serial(s.code, v, w, current, *args, count, out_v, out_w)
+                v, out_v = out_v, v
+                w, out_w = out_w, w
+            return State(v, w)
+        for i in range(nsteps):
+            current = problem.current.current(t + i * dt)
+            k.sheet_step_parallel(s.code, v, w, current, *args, out_v, out_w)
+            v, out_v = out_v, v
+            w, out_w = out_w, w
+        return State(v, w)
+
+
+@register
+class ExplicitSheetSolver(SteppedSolver):
+    """Forward Euler with the five-point Laplacian on a sheet (see the module docstring)."""
+
+    name = "explicit"
+    geometry = "sheet"
+    order = Order(time=1, space=2)
+
+    def __init__(self, problem, options=None):
+        super().__init__(problem, options)
+        self.inv_dx2 = 1.0 / problem.grid.dx**2
+        self.inv_dy2 = 1.0 / problem.grid.dy**2
+        self.params = tuple(float(x) for x in problem.kinetics.values)
+        self.code = problem.kinetics.family.code
+        self.steps = (SheetCompiledSteps(self) if self.backend == "numba"
+                      else SheetArraySteps(self))
+
+    def stability_limit(self, dt):
+        grid = self.problem.grid
+        return sheet_diffusion_limit(grid.dx, grid.dy, self.problem.diffusion)
+
+    def limit_formula(self):
+        return "dx^2 dy^2 / (2 D (dx^2 + dy^2))"

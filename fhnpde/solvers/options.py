@@ -89,6 +89,9 @@ class SolverOptions:
     adaptive: AdaptiveOptions = field(default_factory=AdaptiveOptions)
     exact: ReactionOptions = field(default_factory=ReactionOptions)
     reaction: Any = None
+    #: the split solver's diffusion substep: "cn" (Crank–Nicolson, cables) or "adi"
+    #: (Peaceman–Rachford, sheets); None: the geometry's own
+    diffusion: str | None = None
     #: the array namespace and device of the array path (None: the backend's, e.g. numpy;
     #: the tests set ``array_api_strict`` on a non-CPU device here)
     namespace: Any = None
@@ -113,5 +116,27 @@ def tridiagonal_method(method: str, backend: str, xp=None) -> str:
     return method
 
 
-__all__ = ["ARRAY_METHODS", "tridiagonal_method", "AdaptiveOptions", "NewtonOptions",
-           "OptionError", "ReactionOptions", "SolverOptions"]
+#: the split solver's diffusion substeps by geometry, the first the default
+DIFFUSION_SCHEMES = {"cable": ("cn",), "sheet": ("adi",)}
+
+
+def diffusion_scheme(name: str | None, geometry: str) -> str:
+    """The split solver's diffusion substep on ``geometry`` (None: its default), or an
+    OptionError (option ``diffusion``) saying which one fits."""
+    valid = DIFFUSION_SCHEMES[geometry]
+    if name is None:
+        return valid[0]
+    if name in valid:
+        return name
+    if name == "adi":
+        why = "alternating-direction implicit needs a sheet (domain.length, domain.nx as pairs)"
+    elif name == "cn":
+        why = "Crank-Nicolson in 2-D is not implemented (its matrix is not tridiagonal)"
+    else:
+        why = "it is not a diffusion substep"
+    raise OptionError(f"{name!r} cannot be used on a {geometry}: {why}; use "
+                      f"{' or '.join(valid)}", option="diffusion")
+
+
+__all__ = ["ARRAY_METHODS", "DIFFUSION_SCHEMES", "diffusion_scheme", "tridiagonal_method",
+           "AdaptiveOptions", "NewtonOptions", "OptionError", "ReactionOptions", "SolverOptions"]

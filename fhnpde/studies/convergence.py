@@ -31,8 +31,10 @@ from .runs import (
     RATIO_RANGE,
     case_with,
     check_run_length,
+    every_kth_node,
     geometry_of,
     grid_of,
+    nodes_of,
     refined_nx,
     run_to_end,
     step_count,
@@ -47,7 +49,7 @@ class ConvergenceLevel:
     h: float
     dt: float
     dx: float | None
-    nx: int | None
+    nx: int | list[int] | None  # a sheet's [nx, ny]
     steps: int
     rmse: float
     max_error: float
@@ -88,14 +90,14 @@ class ConvergenceResult:
         ]
         if self.dt_rule:
             lines.append(f"dt rule: {self.dt_rule}")
-        head = f"{'level':>5} {'dt':>11} {'dx':>10} {'nx':>7} {'rmse':>11} {'order':>6} " \
+        head = f"{'level':>5} {'dt':>11} {'dx':>10} {'nx':>9} {'rmse':>11} {'order':>6} " \
                f"{'max error':>11} {'order':>6}"
         lines += ["", head, "-" * len(head)]
         for lv in self.levels:
             lines.append(
                 f"{lv.level:>5} {lv.dt:>11.4e} "
                 f"{(f'{lv.dx:.4e}' if lv.dx is not None else '-'):>10} "
-                f"{(lv.nx if lv.nx is not None else '-')!s:>7} {lv.rmse:>11.4e} "
+                f"{_fmt_nx(lv.nx):>9} {lv.rmse:>11.4e} "
                 f"{_fmt_order(lv.order_rmse):>6} {lv.max_error:>11.4e} "
                 f"{_fmt_order(lv.order_max):>6}"
             )
@@ -115,10 +117,17 @@ class ConvergenceResult:
             for lv in self.levels:
                 writer.writerow([lv.level, f"{lv.h:.10g}", f"{lv.dt:.10g}",
                                  "" if lv.dx is None else f"{lv.dx:.10g}",
-                                 "" if lv.nx is None else lv.nx, lv.steps,
+                                 _fmt_nx(lv.nx, ""), lv.steps,
                                  f"{lv.rmse:.6e}", _csv_order(lv.order_rmse),
                                  f"{lv.max_error:.6e}", _csv_order(lv.order_max)])
         return path
+
+
+def _fmt_nx(nx, missing: str = "-") -> str:
+    """``nx`` of a cable, ``nx x ny`` of a sheet."""
+    if nx is None:
+        return missing
+    return "x".join(str(n) for n in nx) if isinstance(nx, list | tuple) else str(nx)
 
 
 def _fmt_order(p: float) -> str:
@@ -176,7 +185,8 @@ def convergence_study(
         raise CaseError(f"--reference must be self or scipy, got {reference!r}")
     geometry = geometry_of(case)
     if vary == "dx" and geometry == "point":
-        raise CaseError("--vary dx needs a cable: this case has no domain; use --vary dt")
+        raise CaseError("--vary dx needs a cable or a sheet: this case has no domain; use "
+                        "--vary dt")
     t_end = float(case.time.t_end if t_end is None else t_end)
     if not (t_end > 0 and math.isfinite(t_end)):
         raise CaseError(f"--t-end must be a finite number > 0, got {t_end}")
@@ -210,35 +220,37 @@ def convergence_study(
     dt_fine = base.time.dt / float(ratio) ** (k if vary == "dt" else q * k)
     check_run_length(t_end, dt_fine, "--levels", f"the finest run (level {k})")
     if vary == "dx":
-        nx_fine = refined_nx(base.domain.nx, base.domain.boundary, ratio**k)
+        nx_fine = nodes_of(refined_nx(base.domain.nx, base.domain.boundary, ratio**k))
         if nx_fine > MAX_NODES:
             raise CaseError(f"the finest grid (level {k}) would have {nx_fine:.3g} nodes, more "
                             f"than {MAX_NODES:.0e}; lower --levels or --ratio", key="--levels")
     cases = [_level_case(base, vary, k, ratio, t_end, q) for k in range(levels)]
     results = []
     for k, c in enumerate(cases):
-        say(f"level {k}: dt = {c.time.dt:.4g}" + (f", nx = {c.domain.nx}" if c.domain else ""))
+        say(f"level {k}: dt = {c.time.dt:.4g}"
+            + (f", nx = {_fmt_nx(c.domain.nx)}" if c.domain else ""))
         results.append(run_to_end(c))
 
     ref_level = levels + 1
     ref_case = _level_case(base, vary, ref_level, ratio, t_end, q)
     if reference == "self":
         say(f"reference: {built.name}, dt = {ref_case.time.dt:.4g}"
-            + (f", nx = {ref_case.domain.nx}" if ref_case.domain else ""))
+            + (f", nx = {_fmt_nx(ref_case.domain.nx)}" if ref_case.domain else ""))
         v_ref, _ = run_to_end(ref_case)
         h_ref = ref_case.time.dt if vary == "dt" else grid_of(ref_case).dx
         ref_text = (f"the same solver two levels finer ({vary} = {h_ref:.4g}"
                     + (f", dt = {ref_case.time.dt:.4g}" if vary == "dx" else "") + ")")
-    elif geometry == "cable":
+    elif geometry in ("cable", "sheet"):
         h_ref = 0.0
         if vary == "dx":
-            say(f"reference: method of lines (BDF) on nx = {ref_case.domain.nx}")
+            nx_ref = _fmt_nx(ref_case.domain.nx)
+            say(f"reference: method of lines (BDF) on nx = {nx_ref}")
             v_ref, _ = method_of_lines_reference(ref_case)
             ref_text = (f"scipy solve_ivp (BDF, rtol 1e-10) on the method of lines with "
-                        f"nx = {ref_case.domain.nx} (dx = {grid_of(ref_case).dx:.4g}), "
+                        f"nx = {nx_ref} (dx = {grid_of(ref_case).dx:.4g}), "
                         "two levels finer than the finest level")
         else:
-            say(f"reference: method of lines (BDF) on nx = {base.domain.nx}")
+            say(f"reference: method of lines (BDF) on nx = {_fmt_nx(base.domain.nx)}")
             v_ref, _ = method_of_lines_reference(base)
             ref_text = ("scipy solve_ivp (BDF, rtol 1e-10) on the method of lines with the "
                         "same grid (the exact solution in time of the semi-discrete system)")
@@ -251,8 +263,7 @@ def convergence_study(
     rows = []
     for k, (c, (v, _w)) in enumerate(zip(cases, results, strict=True)):
         if vary == "dx":
-            stride = ratio ** (ref_level - k)
-            sub = v_ref[::stride][: v.size]
+            sub = every_kth_node(v_ref, ratio ** (ref_level - k), v.shape)
             h = grid_of(c).dx
         else:
             sub = v_ref

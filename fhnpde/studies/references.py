@@ -1,7 +1,8 @@
 """Independent references for the convergence study (``--reference scipy``).
 
-- cables: the method of lines with fhnpde's own spatial operator
-  (:meth:`fhnpde.grid.UniformGrid.laplacian`, boundary treatment included), integrated by
+- cables and sheets: the method of lines with fhnpde's own spatial operator
+  (:meth:`fhnpde.grid.UniformGrid.laplacian`, :meth:`fhnpde.grid.SheetGrid.laplacian`,
+  boundary treatment included), integrated by
   ``scipy.integrate.solve_ivp`` (BDF with the sparse Jacobian pattern, rtol 1e-10);
 - point models: ``solve_ivp`` (DOP853, rtol 1e-12), member by member.
 
@@ -24,14 +25,16 @@ def _switch_times(problem, t_end: float) -> list[float]:
 
 
 def laplacian_sparsity(grid):
-    """Sparsity pattern (scipy CSR, 0/1) of ``v -> laplacian(v)`` on ``grid``, ghosts included."""
+    """Sparsity pattern (scipy CSR, 0/1) of ``v -> laplacian(v)`` on ``grid`` (a cable or a
+    sheet, its nodes in C order), ghosts included."""
     from scipy import sparse
 
-    i = np.arange(grid.nx)
-    left, right = grid.neighbours(i)
-    rows = np.concatenate([i, i, i])
-    cols = np.concatenate([i, left, right])
-    pattern = sparse.coo_matrix((np.ones(rows.size), (rows, cols)), shape=(grid.nx, grid.nx))
+    n = grid.size
+    i = np.arange(n).reshape(grid.shape)
+    neighbours = grid.neighbours(i)
+    rows = np.concatenate([i.ravel()] * (1 + len(neighbours)))
+    cols = np.concatenate([i.ravel(), *(j.ravel() for j in neighbours)])
+    pattern = sparse.coo_matrix((np.ones(rows.size), (rows, cols)), shape=(n, n))
     pattern = pattern.tocsr()
     pattern.data[:] = 1.0
     return pattern
@@ -62,27 +65,28 @@ def method_of_lines_reference(
     grid = problem.grid
     if grid is None:
         raise CaseError("the method-of-lines reference needs a domain", key="domain")
-    n = grid.nx
+    n, shape = grid.size, grid.shape
     kinetics = problem.kinetics
     diffusion = problem.diffusion
     eye = sparse.identity(n, format="csr")
     pattern = sparse.bmat([[laplacian_sparsity(grid) + eye, eye], [eye, eye]], format="csr")
-    y = np.concatenate([problem.v0, problem.w0]).astype(float)
+    y = np.concatenate([problem.v0.ravel(), problem.w0.ravel()]).astype(float)
     bounds = _switch_times(problem, case.time.t_end)
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-        current = np.array(problem.current.current(0.5 * (a + b)), dtype=float)
+        current = np.array(problem.current.current(0.5 * (a + b)), dtype=float).ravel()
 
         def rhs(t, y, current=current):
             v, w = y[:n], y[n:]
             dv, dw = kinetics.reaction(v, w, current)
-            return np.concatenate([diffusion * grid.laplacian(v) + dv, dw])
+            lap = grid.laplacian(v.reshape(shape)).ravel()
+            return np.concatenate([diffusion * lap + dv, dw])
 
         sol = solve_ivp(rhs, (a, b), y, method="BDF", rtol=rtol, atol=atol,
                         jac_sparsity=pattern)
         if not sol.success:
             raise RuntimeError(f"solve_ivp (BDF) failed on [{a}, {b}]: {sol.message}")
         y = sol.y[:, -1]
-    return y[:n].copy(), y[n:].copy()
+    return y[:n].reshape(shape).copy(), y[n:].reshape(shape).copy()
 
 
 def point_reference(

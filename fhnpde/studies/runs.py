@@ -55,12 +55,28 @@ def case_with(case: Case, changes: dict[str, Any]) -> Case:
 
 
 def geometry_of(case: Case) -> str:
-    return "cable" if case.is_cable else "point"
+    """"point", "cable" or "sheet" (the solver registry's geometry of the case)."""
+    return case.geometry
 
 
-def refined_nx(nx: int, boundary: str, factor: int) -> int:
-    """Nodes of a grid ``factor`` times finer that holds every node of the ``nx`` grid."""
+def refined_nx(nx, boundary: str, factor: int):
+    """Nodes of a grid ``factor`` times finer that holds every node of the ``nx`` grid (a
+    sheet's ``[nx, ny]``: each direction refined)."""
+    if isinstance(nx, list | tuple):
+        return [refined_nx(n, boundary, factor) for n in nx]
     return nx * factor if boundary == "periodic" else (nx - 1) * factor + 1
+
+
+def nodes_of(nx) -> int:
+    """Nodes of a grid of ``nx`` (a number, or a sheet's ``[nx, ny]``)."""
+    return math.prod(nx) if isinstance(nx, list | tuple) else int(nx)
+
+
+def every_kth_node(v: np.ndarray, stride: int, shape: tuple[int, ...]) -> np.ndarray:
+    """The nodes of a ``stride`` times coarser grid of ``shape`` held by the fine field
+    ``v`` (a cable's or a sheet's: every direction strided)."""
+    picked = v[(slice(None, None, stride),) * v.ndim]
+    return picked[tuple(slice(0, n) for n in shape)]
 
 
 def step_count(t_end: float, dt: float) -> int:
@@ -103,7 +119,10 @@ def run_to_end(case: Case, *, check: bool = True) -> tuple[np.ndarray, np.ndarra
 
 
 def grid_of(case: Case):
-    from ..grid import UniformGrid
+    """The case's grid: a :class:`~fhnpde.grid.UniformGrid` or, for a sheet, a
+    :class:`~fhnpde.grid.SheetGrid`."""
+    from ..grid import SheetGrid, UniformGrid
 
     d = case.domain
-    return UniformGrid(d.length, d.nx, d.boundary, d.boundary_order)
+    cls = SheetGrid if d.is_sheet else UniformGrid
+    return cls(d.length, d.nx, d.boundary, d.boundary_order)

@@ -39,9 +39,14 @@ def grid_scale_oscillation(v: np.ndarray, span: int = 4) -> float:
     both local extrema, which no resolved smooth profile has); its amplitude is
     ``min(|d_{i-1}|, |d_i|, |d_{i+1}|)``. Only runs of at least ``span`` consecutive zigzag
     nodes count (an unstable mode is a wave packet many nodes long; a lone kink at the edge
-    of a box-shaped source is not). Returns the largest amplitude in those runs.
+    of a box-shaped source is not). Returns the largest amplitude in those runs. On a sheet
+    ``(ny, nx)``: the largest over its rows and its columns.
     """
-    d = np.diff(np.asarray(v, dtype=float), axis=-1)
+    v = np.asarray(v, dtype=float)
+    if v.ndim == 2:
+        lines = [*v, *v.T]
+        return max(grid_scale_oscillation(line, span) for line in lines)
+    d = np.diff(v, axis=-1)
     if d.size < 3:
         return 0.0
     zig = (d[:-2] * d[1:-1] < 0) & (d[1:-1] * d[2:] < 0)
@@ -105,11 +110,12 @@ class StabilityResult:
 
 
 def _yardstick(case: Case) -> float | None:
-    """dx^2 / (2 D) on the case's grid (None for point cases or D = 0)."""
+    """The explicit limit on the case's grid: dx^2 / (2 D) on a cable, dx^2 dy^2 / (2 D
+    (dx^2 + dy^2)) on a sheet (None for point cases or D = 0)."""
     if case.domain is None or case.model.diffusion == 0:
         return None
-    dx = grid_of(case).dx
-    return dx * dx / (2.0 * case.model.diffusion)
+    rate = sum(1.0 / (h * h) for h in case.domain.spacings)
+    return 1.0 / (2.0 * case.model.diffusion * rate)
 
 
 def probe_stability(
@@ -241,12 +247,14 @@ class StabilityStudy:
     cap_factor: float
     rtol: float
     results: list[StabilityResult]
+    limit_formula: str = "dx^2/(2D)"  # of the explicit limit: dx^2 dy^2/(2D(dx^2+dy^2)) on sheets
 
     def report(self) -> str:
         lines = [f"stability of {self.case_name}: t_end = {self.t_end:g}"
                  + (f", dx = {self.dx:g}, D = {self.diffusion:g}" if self.dx else "")]
         if self.explicit_limit is not None:
-            lines.append(f"explicit limit dx^2/(2D) = {self.explicit_limit:.6g}; search capped at "
+            lines.append(f"explicit limit {self.limit_formula} = {self.explicit_limit:.6g}; "
+                         "search capped at "
                          f"{self.cap_factor:g} x = {self.cap_factor * self.explicit_limit:.6g}; "
                          f"bisection to {100 * self.rtol:g}%")
         head = (f"{'solver':<16} {'largest stable dt':>18} {'first unstable dt':>18} "
@@ -334,4 +342,5 @@ def stability_study(
         case_name=case.name, dx=grid_of(case).dx if case.domain else None,
         diffusion=case.model.diffusion, t_end=float(case.time.t_end if t_end is None else t_end),
         explicit_limit=_yardstick(case), cap_factor=cap_factor, rtol=rtol, results=results,
+        limit_formula="dx^2 dy^2/(2D(dx^2+dy^2))" if case.is_sheet else "dx^2/(2D)",
     )

@@ -37,8 +37,12 @@ on the workers:
   pulse never crossed that window or crossed it within fewer than two outputs;
 - ``t_arrival``: first output time at which :math:`d \\ge s_{far} - edge` (NaN if never);
 - ``t_reached``, ``steps``, ``wall_time_s``: how far and how fast the member ran;
-- ``v``, ``w`` over ``(member, time, x)`` (cables) or ``(member, time, cell)`` (point
-  cases), only with ``keep: fields``.
+- ``v``, ``w`` over ``(member, time, x)`` (cables), ``(member, time, y, x)`` (sheets) or
+  ``(member, time, cell)`` (point cases), only with ``keep: fields``.
+
+Sheet members: a front on a sheet has no one direction and far end, so ``propagated``,
+``speed`` and ``t_arrival`` are not measured (-1, NaN, NaN; the store's ``summaries_note``
+says so) and ``pulses`` counts the upstrokes of the node with the most, as for point cases.
 
 The source is the position of the largest initial v when it exceeds ``threshold``, else
 the centre of the first stimulus box, else the cable's centre. Peaks are those of

@@ -25,7 +25,7 @@ from .store import (
     write_region,
     write_template,
 )
-from .summaries import CableSummary, FieldRecorder, PointSummary
+from .summaries import CableSummary, FieldRecorder, PointSummary, SheetSummary
 
 
 def warm_worker(case: Case) -> None:
@@ -57,12 +57,15 @@ def run_member(store: str, index: int, case: Case, threshold: float, edge: float
 
     wall0 = _time.perf_counter()
     problem, solver = build_solver(case)
-    summary = (CableSummary(threshold, edge) if problem.is_cable else PointSummary(threshold))
+    summary = (SheetSummary(threshold) if problem.is_sheet
+               else CableSummary(threshold, edge) if problem.is_cable
+               else PointSummary(threshold))
     observers = [BlowUpGuard(), summary]
     if keep_fields:
         t = case.time
         n_out = len(output_times(t.n_steps, t.steps_per_output, t.dt))
-        recorder = FieldRecorder(n_out, problem.size if not problem.is_cable else problem.grid.nx)
+        recorder = FieldRecorder(n_out, problem.grid.shape if problem.is_cable
+                                 else (problem.size,))
         observers.append(recorder)
     try:
         result = integrate(solver, solver.init(), case, observers)

@@ -234,25 +234,30 @@ def _member_case(base: dict, values: dict[str, Any], i: int, n: int, source: str
     return case
 
 
-def member_layout(case: Case) -> tuple[np.ndarray, tuple[str, np.ndarray]]:
-    """Output times and the per-output axis (``x`` nodes or ``cell`` indices) of a case."""
+def member_layout(case: Case) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Output times and the per-output axes of a case, dim -> values in the fields' order:
+    ``x`` nodes (cable), ``y`` and ``x`` nodes (sheet) or ``cell`` indices (point)."""
     from ..driver import output_times
     from ..problem import build_problem
 
     t = case.time
     times = output_times(t.n_steps, t.steps_per_output, t.dt)
     problem = build_problem(case)
+    if problem.is_sheet:
+        return times, {"y": problem.grid.y, "x": problem.grid.x}
     if problem.is_cable:
-        return times, ("x", problem.grid.x)
-    return times, ("cell", np.arange(problem.size))
+        return times, {"x": problem.grid.x}
+    return times, {"cell": np.arange(problem.size)}
 
 
 def _check_same_shapes(cases: list[Case], values: dict, source: str) -> None:
-    times0, (dim0, axis0) = member_layout(cases[0])
+    times0, axes0 = member_layout(cases[0])
     for i, case in enumerate(cases[1:], start=1):
-        times, (dim, axis) = member_layout(case)
-        if (dim != dim0 or times.shape != times0.shape or axis.shape != axis0.shape
-                or not np.allclose(times, times0) or not np.allclose(axis, axis0)):
+        times, axes = member_layout(case)
+        if (list(axes) != list(axes0) or times.shape != times0.shape
+                or any(axes[d].shape != axes0[d].shape for d in axes)
+                or not np.allclose(times, times0)
+                or not all(np.allclose(axes[d], axes0[d]) for d in axes)):
             member = describe_member({k: v[i] for k, v in values.items()})
             raise CaseError(
                 "keep: fields needs every member on the same nodes and output times, but "

@@ -17,7 +17,7 @@ import numpy as np
 import yaml
 
 from ..case import CaseError
-from ..store import field_attrs, field_time_chunk, time_attrs, x_attrs
+from ..store import field_attrs, field_time_chunk, sheet_coord_attrs, time_attrs, x_attrs
 from .spec import Sweep, member_layout
 
 STATUS_CODES = {"pending": 0, "complete": 1, "failed": 2}
@@ -35,8 +35,10 @@ def variable_dtype(name: str):
 ATTRS = {
     "status": {"long_name": "member status", "flag_values": [0, 1, 2],
                "flag_meanings": "pending complete failed"},
-    "propagated": {"long_name": "a pulse reached the far end of the cable (1) or not (0)"},
-    "pulses": {"long_name": "largest number of pulses at once (cable) or of upstrokes (point)"},
+    "propagated": {"long_name": "a pulse reached the far end of the cable (1) or not (0); -1: "
+                                "not measured (a sheet)"},
+    "pulses": {"long_name": "largest number of pulses at once (cable) or of upstrokes (point; "
+                            "sheet: at one node)"},
     "speed": {"long_name": "measured conduction speed", "units": "1"},
     "t_arrival": {"long_name": "time the first pulse reached the far end", "units": "1"},
     "t_reached": {"long_name": "time the member's run reached", "units": "1"},
@@ -62,16 +64,18 @@ def template(sweep: Sweep):
         fill = 0 if np.issubdtype(dtype, np.integer) else np.nan
         data[name] = ("member", da.full(n, fill, dtype=dtype, chunks=1), ATTRS[name])
     if sweep.spec.keep == "fields":
-        times, (dim, axis) = member_layout(sweep.cases[0])
+        times, axes = member_layout(sweep.cases[0])
         coords["time"] = ("time", times, time_attrs())
-        if dim == "x":
-            coords["x"] = ("x", axis, x_attrs())
-        else:
-            coords["cell"] = ("cell", axis, {"long_name": "cell of a point ensemble"})
-        tchunk = field_time_chunk(times.size, axis.size)
+        sheet = "y" in axes
+        for dim, axis in axes.items():
+            attrs = (sheet_coord_attrs(dim) if sheet else x_attrs() if dim == "x"
+                     else {"long_name": "cell of a point ensemble"})
+            coords[dim] = (dim, axis, attrs)
+        shape = tuple(axis.size for axis in axes.values())
+        tchunk = field_time_chunk(times.size, int(np.prod(shape)))
         for name in ("v", "w"):
-            arr = da.full((n, times.size, axis.size), np.nan, chunks=(1, tchunk, axis.size))
-            data[name] = (("member", "time", dim), arr, field_attrs(name))
+            arr = da.full((n, times.size, *shape), np.nan, chunks=(1, tchunk, *shape))
+            data[name] = (("member", "time", *axes), arr, field_attrs(name))
     attrs = {
         "fhnpde_version": __version__,
         "layout": "sweep",
@@ -85,6 +89,10 @@ def template(sweep: Sweep):
         "members": n,
         "status": "running",
     }
+    if any(case.is_sheet for case in sweep.cases):
+        from .summaries import SHEET_NOTE
+
+        attrs["summaries_note"] = SHEET_NOTE
     return xr.Dataset(data, coords=coords, attrs=attrs)
 
 

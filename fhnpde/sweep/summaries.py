@@ -121,12 +121,35 @@ class PointSummary:
         return {"propagated": 0, "pulses": pulses, "speed": math.nan, "t_arrival": math.nan}
 
 
-class FieldRecorder:
-    """Observer: keeps v and w of every output of one member (for ``keep: fields``)."""
+#: why some summaries of a sheet member are not measured (a store attribute of the sweep)
+SHEET_NOTE = ("propagated, speed and t_arrival are measured from the pulse peaks along a "
+              "cable; for sheet members they are not measured: speed and t_arrival are NaN, "
+              "propagated is -1; pulses counts the largest number of upstrokes at one node")
 
-    def __init__(self, n_outputs: int, size: int):
-        self.v = np.full((n_outputs, size), np.nan)
-        self.w = np.full((n_outputs, size), np.nan)
+
+class SheetSummary(PointSummary):
+    """Observer for sheet members: the upstrokes of v through ``threshold`` at every node
+    (``pulses``: the most at one node). The cable's front summaries (propagation to the far
+    end, speed, arrival) have no single direction on a sheet: not measured
+    (:data:`SHEET_NOTE`)."""
+
+    def output(self, t, state) -> None:
+        from ..backends import to_numpy
+
+        super().output(t, type(state)(np.ravel(to_numpy(state.v)), None))
+
+    def values(self) -> dict:
+        return {**super().values(), "propagated": -1}
+
+
+class FieldRecorder:
+    """Observer: keeps v and w of every output of one member (for ``keep: fields``);
+    ``shape`` is one output's: (nodes,), (ny, nx) or (members,)."""
+
+    def __init__(self, n_outputs: int, shape: int | tuple[int, ...]):
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        self.v = np.full((n_outputs, *shape), np.nan)
+        self.w = np.full((n_outputs, *shape), np.nan)
         self.k = 0
 
     def start(self, info) -> None:
@@ -135,8 +158,8 @@ class FieldRecorder:
     def output(self, t, state) -> None:
         from ..backends import to_numpy
 
-        self.v[self.k] = to_numpy(state.v)
-        self.w[self.k] = to_numpy(state.w)
+        self.v[self.k] = np.reshape(to_numpy(state.v), self.v.shape[1:])
+        self.w[self.k] = np.reshape(to_numpy(state.w), self.w.shape[1:])
         self.k += 1
 
     def finish(self, status, stats) -> None:

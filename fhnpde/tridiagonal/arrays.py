@@ -135,9 +135,19 @@ class Factorization(ABC):
         self.dtype = np.dtype(dtype) if isinstance(dtype, np.dtype | type) else dtype
         self.xp = xp
 
-    def solve(self, rhs: ArrayLike) -> ArrayLike:
+    def solve(self, rhs: ArrayLike, *, axis: int = -1, out: ArrayLike | None = None) -> ArrayLike:
         """Solve ``A x = rhs``; rhs has shape (..., n), its batch axes broadcast with the
-        matrix's."""
+        matrix's.
+
+        ``axis``: the axis of rhs the systems run along (default the last). Another axis, e.g.
+        ``axis=-2`` for the columns of a C-order (ny, nx) array, is solved in place of a
+        transpose: the other axes, in order, are the batch axes broadcast with the matrix's.
+        With one shared matrix and method ``"thomas"`` the sweep runs down the rows of the
+        array, vectorised over the columns (no transposed copy).
+        ``out``: an array shaped like the solution (rhs's shape when the matrix's batch
+        axes add none) and of the factorisation's dtype to write x into, and return; reusing
+        one saves the first-touch page faults of a fresh array every solve.
+        """
         if placement_of(rhs) == "cuda":
             shape = tuple(rhs.shape)
         else:
@@ -145,18 +155,54 @@ class Factorization(ABC):
             if rhs.dtype != self.dtype:
                 rhs = self.xp.astype(rhs, self.dtype)
             shape = tuple(rhs.shape)
-        if len(shape) == 0 or shape[-1] != self.n:
-            raise ValueError(
-                f"rhs must have shape (..., {self.n}) for this factorisation, got {shape}"
-            )
+        ndim = len(shape)
+        if ndim == 0:
+            raise ValueError(f"rhs must have shape (..., {self.n}) for this factorisation, got ()")
+        if not -ndim <= axis < ndim:
+            raise ValueError(f"axis {axis} is out of range for rhs of shape {shape}")
+        axis = axis % ndim
+        if shape[axis] != self.n:
+            where = f"(..., {self.n})" if axis == ndim - 1 else f"{self.n} along axis {axis}"
+            raise ValueError(f"rhs must have shape {where} for this factorisation, got {shape}")
+        batch = shape[:axis] + shape[axis + 1 :]
         try:
-            batch_shape = tuple(np.broadcast_shapes(self.batch_shape, shape[:-1]))
+            batch_shape = tuple(np.broadcast_shapes(self.batch_shape, batch))
         except ValueError:
             raise ValueError(
-                f"rhs batch axes {shape[:-1]} do not broadcast with the factorised matrices' "
+                f"rhs batch axes {batch} do not broadcast with the factorised matrices' "
                 f"batch axes {self.batch_shape}"
             ) from None
-        return self._solve(rhs, batch_shape)
+        if out is not None:
+            if batch_shape != batch or tuple(out.shape) != shape or out.dtype != self.dtype:
+                raise ValueError(
+                    f"out must have shape {batch_shape[:axis] + (self.n,) + batch_shape[axis:]} "
+                    f"and dtype {self.dtype}, got {tuple(out.shape)} {out.dtype}"
+                )
+        if axis != ndim - 1:
+            return self._solve_along(rhs, axis, batch_shape, out)
+        if out is None:
+            return self._solve(rhs, batch_shape)
+        return self._solve_into(rhs, batch_shape, out)
+
+    def _solve_into(self, rhs: ArrayLike, batch_shape: tuple[int, ...], out: ArrayLike):
+        """Solve into ``out`` (a method that can write there directly overrides this)."""
+        out[...] = self._solve(rhs, batch_shape)
+        return out
+
+    def _solve_along(self, rhs, axis: int, batch_shape, out):
+        """Systems along ``axis`` (not the last): by moving it last and back (a method with
+        a strided sweep overrides this)."""
+        if placement_of(rhs) == "cuda":
+            raise ValueError(
+                f"solving along axis {axis} needs cupy or host arrays; numba device arrays "
+                "are solved along their last axis only: move the axis there on the device first"
+            )
+        xp = self.xp
+        x = xp.moveaxis(self.solve(xp.moveaxis(rhs, axis, -1)), -1, axis)
+        if out is None:
+            return x
+        out[...] = x
+        return out
 
     @abstractmethod
     def _solve(self, rhs: ArrayLike, batch_shape: tuple[int, ...]) -> ArrayLike:
@@ -173,7 +219,8 @@ class StoredMatrixFactorization(Factorization):
     """For methods without a separate factor step: keep the validated matrix, solve from it."""
 
     def __init__(self, method: str, solve_fn, lower, diag, upper, batch_shape, xp=np) -> None:
-        super().__init__(diag.shape[-1], batch_shape, diag.dtype, xp)
+        # tuple(): the CUDA simulator's device-array shape refuses negative indices
+        super().__init__(tuple(diag.shape)[-1], batch_shape, diag.dtype, xp)
         self.method = method
         self._solve_fn = solve_fn
         self._matrix = (lower, diag, upper)

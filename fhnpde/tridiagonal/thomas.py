@@ -382,13 +382,6 @@ def _substitute_system(r, l, cp, d, x):
         x[i] = y
 
 
-@numba.njit(**_JIT)
-def _substitute_one(r, l, cp, d):
-    x = np.empty(d.shape[0], dtype=d.dtype)
-    _substitute_system(r, l, cp, d, x)
-    return x
-
-
 @numba.njit(**_JIT, parallel=True)
 def _substitute_batch(r, l, cp, d, x):
     nsys = x.shape[0]
@@ -396,6 +389,121 @@ def _substitute_batch(r, l, cp, d, x):
         jf = j if r.shape[0] > 1 else j - j
         jd = j if d.shape[0] > 1 else j - j  # same int type as j
         _substitute_system(r[jf], l[jf], cp[jf], d[jd], x[j])
+
+
+@numba.njit(**_JIT)
+def _substitute_four(r, l, cp, d, x, j):
+    """Systems j .. j+3 with one shared factorisation: four independent recurrences per row,
+    so the sweep runs at the throughput of loads and multiply-adds, not at the latency of one
+    chain (one system's forward and backward chains are one multiply-add deep per row)."""
+    n = d.shape[1]
+    r0 = r[0]
+    y0 = d[j, 0] * r0
+    y1 = d[j + 1, 0] * r0
+    y2 = d[j + 2, 0] * r0
+    y3 = d[j + 3, 0] * r0
+    x[j, 0] = y0
+    x[j + 1, 0] = y1
+    x[j + 2, 0] = y2
+    x[j + 3, 0] = y3
+    for i in range(1, n):
+        ri = r[i]
+        li = l[i]
+        y0 = d[j, i] * ri - li * y0
+        y1 = d[j + 1, i] * ri - li * y1
+        y2 = d[j + 2, i] * ri - li * y2
+        y3 = d[j + 3, i] * ri - li * y3
+        x[j, i] = y0
+        x[j + 1, i] = y1
+        x[j + 2, i] = y2
+        x[j + 3, i] = y3
+    for i in range(n - 2, -1, -1):
+        ci = cp[i]
+        y0 = x[j, i] - ci * y0
+        y1 = x[j + 1, i] - ci * y1
+        y2 = x[j + 2, i] - ci * y2
+        y3 = x[j + 3, i] - ci * y3
+        x[j, i] = y0
+        x[j + 1, i] = y1
+        x[j + 2, i] = y2
+        x[j + 3, i] = y3
+
+
+@numba.njit(**_JIT)
+def _substitute_shared_range(r, l, cp, d, x, j, end):
+    """Systems j .. end-1 of d (nsys, n) with the one factorisation (r, l, cp), four at a time."""
+    while j + 4 <= end:
+        _substitute_four(r, l, cp, d, x, j)
+        j += 4
+    while j < end:
+        _substitute_system(r, l, cp, d[j], x[j])
+        j += 1
+
+
+@numba.njit(**_JIT, parallel=True)
+def _substitute_shared(r, l, cp, d, x, nchunks):
+    """Every row of d (nsys, n) solved with the one factorisation (r, l, cp) of shape (n,):
+    nchunks contiguous chunks of systems, one per thread."""
+    nsys = x.shape[0]
+    for chunk in numba.prange(nchunks):
+        _substitute_shared_range(r, l, cp, d, x, chunk * nsys // nchunks,
+                                 (chunk + 1) * nsys // nchunks)
+
+
+@numba.njit(**_JIT)
+def _substitute_columns(r, l, cp, d, x, o, k0, k1):
+    """Columns k0 .. k1-1 of block o of d (outer, n, inner): the systems run down axis 1, so
+    each row of the recurrences is a contiguous, vectorisable loop over the columns."""
+    n = d.shape[1]
+    r0 = r[0]
+    for k in range(k0, k1):
+        x[o, 0, k] = d[o, 0, k] * r0
+    for i in range(1, n):
+        ri = r[i]
+        li = l[i]
+        for k in range(k0, k1):
+            x[o, i, k] = d[o, i, k] * ri - li * x[o, i - 1, k]
+    for i in range(n - 2, -1, -1):
+        ci = cp[i]
+        for k in range(k0, k1):
+            x[o, i, k] = x[o, i, k] - ci * x[o, i + 1, k]
+
+
+@numba.njit(**_JIT)
+def _substitute_blocks(r, l, cp, d, x, width, first, last):
+    """Blocks first .. last-1 of ``width`` columns of d (outer, n, inner)."""
+    inner = d.shape[2]
+    per = (inner + width - 1) // width
+    for blk in range(first, last):
+        o = blk // per
+        k0 = (blk % per) * width
+        _substitute_columns(r, l, cp, d, x, o, k0, min(k0 + width, inner))
+
+
+@numba.njit(**_JIT, parallel=True)
+def _substitute_strided(r, l, cp, d, x, width):
+    """Systems along axis 1 of d (outer, n, inner), one shared factorisation: blocks of
+    ``width`` columns shared among the threads. Each sweep streams whole row segments (wide
+    blocks measured fastest: narrow ones, kept in cache between the forward and the backward
+    sweep, stride across a page per row)."""
+    outer, n, inner = d.shape
+    per = (inner + width - 1) // width
+    for blk in numba.prange(outer * per):
+        _substitute_blocks(r, l, cp, d, x, width, blk, blk + 1)
+
+
+# Unknowns below which a batched solve runs on one thread (a parallel region costs more than
+# it saves there, and much more when the cores are shared with other work); with one numba
+# thread the serial loops run whatever the size.
+PARALLEL_MIN_UNKNOWNS = 65_536
+
+
+def strided_width(inner: int, outer: int, threads: int) -> int:
+    """Columns per block of the strided sweep: the columns split into as few blocks as give
+    every thread one (a multiple of 8 columns, at least 8, at most ``inner``)."""
+    blocks = max(1, -(-threads // max(outer, 1)))
+    width = -(-inner // blocks)
+    return min(inner, max(8, -(-width // 8) * 8))
 
 
 # -- registry entry points -------------------------------------------------------------------
@@ -460,23 +568,68 @@ class ThomasFactorization(Factorization):
         self.scaled_lower = l
         self.modified_upper = cp
 
+    @property
+    def shared(self) -> bool:
+        """True when one matrix serves every system of the batch."""
+        return self.reciprocal_pivots.shape[0] == 1
+
     def _solve(self, rhs, batch_shape):
+        return self._solve_into(rhs, batch_shape, None)
+
+    def _solve_into(self, rhs, batch_shape, out):
         n = self.n
         nsys = math.prod(batch_shape)
         factors = (self.reciprocal_pivots, self.scaled_lower, self.modified_upper)
+        x = _output(out, (nsys, n), self.dtype)
         if nsys == 1:
-            x = _substitute_one(*(f[0] for f in factors), _flat(rhs))
-            return x.reshape(batch_shape + (n,))
+            _substitute_system(*(f[0] for f in factors), _flat(rhs), x[0])
+            return _shaped(x, out, batch_shape + (n,))
         if self.batch_shape and math.prod(self.batch_shape) > 1 and self.batch_shape != batch_shape:
             # partly broadcast factors, e.g. (2, 1) against rhs (1, 4): materialise them
             factors = tuple(
                 as_rows(np, f.reshape(self.batch_shape + (n,)), batch_shape, n) for f in factors
             )
         d = as_rows(np, rhs, batch_shape, n)
-        x = np.empty((nsys, n), dtype=self.dtype)
-        if nsys:
+        if nsys and self.shared and d.shape[0] == nsys:
+            shared = tuple(f[0] for f in factors)
+            if nsys * n < PARALLEL_MIN_UNKNOWNS or numba.get_num_threads() == 1:
+                _substitute_shared_range(*shared, d, x, 0, nsys)
+            else:
+                chunks = min(max(1, nsys // 4), numba.get_num_threads())
+                _substitute_shared(*shared, d, x, chunks)
+        elif nsys:
             _substitute_batch(*factors, d, x)
-        return x.reshape(batch_shape + (n,))
+        return _shaped(x, out, batch_shape + (n,))
+
+    def _solve_along(self, rhs, axis, batch_shape, out):
+        if not self.shared or type(rhs) is not np.ndarray:
+            return super()._solve_along(rhs, axis, batch_shape, out)
+        shape = tuple(rhs.shape)
+        outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])
+        d = np.ascontiguousarray(rhs).reshape(outer, self.n, inner)
+        x = _output(out, (outer, self.n, inner), self.dtype)
+        if d.size:
+            factors = (self.reciprocal_pivots, self.scaled_lower, self.modified_upper)
+            shared = tuple(f[0] for f in factors)
+            if d.size < PARALLEL_MIN_UNKNOWNS or numba.get_num_threads() == 1:
+                _substitute_blocks(*shared, d, x, inner, 0, outer)
+            else:
+                width = strided_width(inner, outer, numba.get_num_threads())
+                _substitute_strided(*shared, d, x, width)
+        return _shaped(x, out, shape)
+
+
+def _output(out, shape, dtype):
+    """``out`` viewed as ``shape`` (it must be C-contiguous), or a fresh array."""
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if type(out) is not np.ndarray or not out.flags.c_contiguous:
+        raise ValueError("out must be a C-contiguous numpy array for method 'thomas'")
+    return out.reshape(shape)
+
+
+def _shaped(x, out, shape):
+    return x.reshape(shape) if out is None else out
 
 
 def factorize(lower, diag, upper, batch_shape):

@@ -1,0 +1,282 @@
+"""fhnpde's explicit sheet solver against py-pde's explicit solver (numba) on the planar case:
+time to the same front error, end to end and stepping only.
+
+The case is ``cases/sheet_planar.yaml`` (Nagumo, D = 1, a 100 x 100 no-flux sheet) with a
+smooth start, ``v0 = exp(-(x/4)^2)`` across the whole height (a box would put its edges
+between nodes and cells differently on the two grids, a first-order offset of the front),
+run to ``--t-end`` (default 50). Its *front error* is the distance between the position of
+the plane front (the last crossing of v = 0.5 along x of the row average, linearly
+interpolated) and that of a reference: ``scipy.integrate.solve_ivp`` (BDF, rtol 1e-10) on
+the method of lines of the 1-D cable of the same case with 16x finer spacing (nothing
+depends on y, so the sheet's front is the cable's); its own error is estimated against 8x
+finer.
+
+Each solver runs a ladder of grids, halving the spacing, with dt = 0.8 x its explicit limit
+dx^2 / (4 D) (rounded down to divide t_end / 10):
+
+- fhnpde ``explicit`` (numba), nodes at both edges (dx = L / (n - 1), mirror-node
+  edges): stepping only = ``solver.advance`` over the run after a one-step warm-up (the
+  compiled kernels come from numba's cache), no store; end to end = ``python -m fhnpde run``
+  in a fresh process (interpreter, imports, kernels from numba's cache, filled by one
+  unmeasured run first as after a user's first run; the zarr store with 11 outputs).
+- py-pde ``EulerSolver`` (``backend="numba"``, fixed dt) on a ``CartesianGrid`` of n cells
+  (cell centres, dx = L / n, Neumann edges via ghost cells), the PDE given as expressions:
+  stepping only = the second call of its stepper (the first compiles); end to end = a fresh
+  process that imports py-pde, builds the PDE and runs it (py-pde compiles per process).
+
+Both run on one thread (``NUMBA_NUM_THREADS=1``); a stepping time is the median of
+``--repeats`` timings, each over enough runs to last 0.2 s. Time to the same error: each
+ladder's time against its front error, interpolated linearly in log-log, at every error of
+either ladder that both ladders span; printed with the ratios py-pde / fhnpde (target:
+>= 10x end to end and stepping only). py-pde is optional: without it only fhnpde's ladder
+is printed.
+
+    python benchmarks/sheet_peers.py [--t-end 50] [--fhnpde 51 101 201 401]
+                                     [--pypde 50 100 200 400] [--repeats 3]
+
+Measured (py-pde 0.59.0, 2 shared cores at load average 6-7, the defaults): front errors of
+the two ladders agree grid for grid (1.18 / 1.27, 0.264 / 0.260, 0.0622 / 0.0636,
+0.0156 / 0.0150); at equal error fhnpde steps 5.0-7.2x faster (15.9x on the coarsest grid)
+and runs end to end 10.2-20.5x faster (fhnpde 4.2-6.8 s, py-pde 69-87 s, most of it
+compiling its generated code in every process). The stepping target (10x) is not met:
+both step with a compiled loop; fhnpde's moves its bytes at the memory's speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CASE = ROOT / "cases" / "sheet_planar.yaml"
+LENGTH = 100.0
+WIDTH = 4.0  # v0 = exp(-(x / WIDTH)^2)
+PARAMS = {"k": 1.0, "a": 0.1, "eps": 0.01, "gamma": 0.5}
+START = f"initial.v={{kind: gaussian, center: 0.0, width: {WIDTH}, amplitude: 1.0}}"
+
+
+def front(x: np.ndarray, v_rows: np.ndarray) -> float:
+    """Position of the plane front: the last crossing of v = 0.5 of the row average."""
+    from fhnpde.plotting import level_crossings
+
+    profile = v_rows.mean(axis=0) if v_rows.ndim == 2 else v_rows
+    crossings = level_crossings(profile, x, 0.5)
+    return float(crossings[-1]) if crossings.size else float("nan")
+
+
+def steps_for(dx: float, t_end: float) -> tuple[float, int]:
+    """dt = 0.8 x dx^2 / (4 D), rounded down to divide t_end / 10 (the outputs' spacing)."""
+    n = 10 * int(np.ceil(t_end / (0.8 * dx * dx / 4.0) / 10))
+    return t_end / n, n
+
+
+# --- the reference ------------------------------------------------------------------------
+
+
+def reference_front(t_end: float, nx: int) -> float:
+    from fhnpde.case import load_case
+    from fhnpde.studies.references import method_of_lines_reference
+
+    case = load_case(CASE, [START, "domain.length=100.0", f"domain.nx={nx}",
+                            f"time.t_end={t_end}", "time.save_every=null", "time.dt=0.01"])
+    v, _ = method_of_lines_reference(case)
+    return front(np.linspace(0.0, LENGTH, nx), v)
+
+
+# --- fhnpde ---------------------------------------------------------------------------------
+
+
+def fhnpde_sets(n: int, t_end: float) -> list[str]:
+    dt, _ = steps_for(LENGTH / (n - 1), t_end)
+    return [START, f"domain.nx=[{n}, {n}]", f"time.t_end={t_end}", f"time.dt={dt!r}",
+            f"time.save_every={t_end / 10!r}", "solver.backend=numba"]
+
+
+def timed(run, repeats: int) -> float:
+    """Median over ``repeats`` of the seconds ``run()`` takes, each timing over enough calls
+    to last 0.2 s (short runs are below the timer's and the scheduler's noise)."""
+    t0 = time.perf_counter()
+    run()
+    once = time.perf_counter() - t0
+    inner = max(1, int(0.2 / max(once, 1e-6)))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            run()
+        times.append((time.perf_counter() - t0) / inner)
+    return statistics.median(times)
+
+
+def fhnpde_stepping(n: int, t_end: float, repeats: int) -> tuple[float, float]:
+    """(seconds of solver.advance over the run, front position)."""
+    from fhnpde.case import load_case
+    from fhnpde.driver import build_solver
+
+    case = load_case(CASE, fhnpde_sets(n, t_end))
+    problem, solver = build_solver(case)
+    solver.advance(solver.init(), 0.0, case.time.dt, 1)  # kernels loaded
+    final = {}
+
+    def run():
+        final["v"] = solver.advance(solver.init(), 0.0, case.time.dt, case.time.n_steps).v
+
+    return timed(run, repeats), front(problem.grid.x, np.asarray(final["v"]))
+
+
+def fhnpde_end_to_end(n: int, t_end: float, repeats: int, warm: bool = True) -> float:
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "fhnpde", "run", str(CASE), "--overwrite", "--quiet",
+               "--out", str(Path(tmp) / "run.zarr")]
+        for s in fhnpde_sets(n, t_end):
+            cmd += ["--set", s]
+        if warm:  # numba's cache of the kernels filled, as after a user's first run
+            subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+# --- py-pde ---------------------------------------------------------------------------------
+
+
+def pypde_run(n: int, t_end: float, stepping_repeats: int) -> dict:
+    """Build and run the case in py-pde (in this process); the stepping times of the
+    stepper's second and later calls, the front position and the total time."""
+    t_all = time.perf_counter()
+    import pde
+
+    grid = pde.CartesianGrid([[0.0, LENGTH], [0.0, LENGTH]], [n, n])
+    x = grid.axes_coords[0]
+    eq = pde.PDE({"v": "laplace(v) + k * (v * (1 - v) * (v - a) - w)",
+                  "w": "eps * (v - gamma * w)"}, consts=PARAMS, bc={"derivative": 0})
+    v0 = np.exp(-((x / WIDTH) ** 2))[:, None] * np.ones((1, n))
+    state = pde.FieldCollection([pde.ScalarField(grid, v0), pde.ScalarField(grid, 0.0)])
+    dt, _ = steps_for(LENGTH / n, t_end)
+    solver = pde.EulerSolver(eq, backend="numba", adaptive=False)
+    stepper = solver.make_stepper(state, dt=dt)
+    final = {"run": state.copy()}
+    stepper(final["run"], 0.0, t_end)  # compiles, then steps
+    total = time.perf_counter() - t_all
+
+    def run():
+        final["run"] = state.copy()
+        stepper(final["run"], 0.0, t_end)
+
+    stepping = timed(run, stepping_repeats) if stepping_repeats else None
+    # py-pde's data are [x, y]: rows of constant y are its columns
+    return {"first_run_total": total, "stepping": stepping,
+            "front": front(x, final["run"][0].data.T), "dt": dt}
+
+
+def pypde_end_to_end(n: int, t_end: float, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, __file__, "--pypde-worker", str(n), str(t_end)],
+                       check=True, capture_output=True, cwd=ROOT)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+# --- report -----------------------------------------------------------------------------
+
+
+def time_at(rows: list[dict], error: float, key: str) -> float | None:
+    """The time a solver needs for a front error of ``error``: its ladder's time against
+    error, interpolated linearly in log-log (None outside the ladder's errors)."""
+    pts = sorted((r["error"], r[key]) for r in rows)
+    e = np.log([p[0] for p in pts])
+    t = np.log([p[1] for p in pts])
+    if not e[0] <= np.log(error) <= e[-1]:
+        return None
+    return float(np.exp(np.interp(np.log(error), e, t)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--t-end", type=float, default=50.0)
+    ap.add_argument("--fhnpde", type=int, nargs="+", default=[51, 101, 201, 401],
+                    help="nodes along each side of fhnpde's ladder")
+    ap.add_argument("--pypde", type=int, nargs="+", default=[50, 100, 200, 400],
+                    help="cells along each side of py-pde's ladder")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--pypde-worker", nargs=2, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.pypde_worker:
+        pypde_run(int(args.pypde_worker[0]), float(args.pypde_worker[1]), 0)
+        return
+    t_end = args.t_end
+    load = os.getloadavg()[0]
+    print(f"planar case, smooth start, t_end = {t_end:g}; NUMBA_NUM_THREADS = "
+          f"{os.environ['NUMBA_NUM_THREADS']}; load average {load:.1f} on {os.cpu_count()} "
+          "CPUs")
+    x_ref = reference_front(t_end, 3201)
+    x_check = reference_front(t_end, 1601)
+    print(f"reference front at t = {t_end:g}: x = {x_ref:.6f} (cable, BDF, dx = "
+          f"{LENGTH / 3200:g}; at twice that dx: {x_check:.6f}, a difference of "
+          f"{abs(x_ref - x_check):.1e})")
+    rows_f = []
+    for n in args.fhnpde:
+        step, pos = fhnpde_stepping(n, t_end, args.repeats)
+        e2e = fhnpde_end_to_end(n, t_end, args.repeats)
+        rows_f.append({"n": n, "dx": LENGTH / (n - 1), "dt": steps_for(LENGTH / (n - 1),
+                                                                       t_end)[0],
+                       "error": abs(pos - x_ref), "stepping": step, "end_to_end": e2e})
+    rows_p = []
+    if importlib.util.find_spec("pde") is None:
+        print("py-pde is not installed here: only fhnpde's ladder is shown")
+    else:
+        import pde
+
+        print(f"py-pde {pde.__version__}")
+        for n in args.pypde:
+            r = pypde_run(n, t_end, args.repeats)
+            e2e = pypde_end_to_end(n, t_end, args.repeats)
+            rows_p.append({"n": n, "dx": LENGTH / n, "dt": r["dt"],
+                           "error": abs(r["front"] - x_ref), "stepping": r["stepping"],
+                           "end_to_end": e2e})
+    print(f"\n{'solver':>8} {'grid':>9} {'dx':>8} {'dt':>9} {'front error':>12} "
+          f"{'stepping s':>11} {'end-to-end s':>13}")
+    for name, rows in (("fhnpde", rows_f), ("py-pde", rows_p)):
+        for r in rows:
+            print(f"{name:>8} {r['n']:>4}x{r['n']:<4} {r['dx']:>8.4f} {r['dt']:>9.5f} "
+                  f"{r['error']:>12.3e} {r['stepping']:>11.4f} {r['end_to_end']:>13.2f}")
+    if rows_p:
+        print("\ntime to the same front error (each ladder's time against error, interpolated "
+              "in log-log; errors that both ladders span)")
+        print(f"{'front error':>12} {'stepping: fhnpde':>17} {'py-pde':>8} {'ratio':>7} "
+              f"{'end to end: fhnpde':>19} {'py-pde':>8} {'ratio':>7}")
+        targets = sorted({r["error"] for r in rows_f + rows_p}, reverse=True)
+        for target in targets:
+            cells = [f"{target:>12.3e}"]
+            for key, width in (("stepping", 17), ("end_to_end", 19)):
+                f, p = time_at(rows_f, target, key), time_at(rows_p, target, key)
+                if f is None or p is None:
+                    break
+                cells.append(f"{f:>{width}.4f} {p:>8.3f} {p / f:>6.1f}x")
+            if len(cells) == 3:
+                print(" ".join(cells))
+        print("(target: py-pde / fhnpde >= 10x, end to end and stepping only)")
+    print(json.dumps({"fhnpde": rows_f, "pypde": rows_p, "reference": x_ref}))
+
+
+if __name__ == "__main__":
+    main()

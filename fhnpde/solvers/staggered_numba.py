@@ -1,0 +1,94 @@
+"""numba kernel of the staggered, linearly implicit Crank–Nicolson solver
+(:mod:`fhnpde.solvers.staggered`).
+
+Imported only with the numba backend, through ``fhnpde.backends.kernels(...)``. The node
+formulas are those of :mod:`fhnpde.schemes` (registered as jitable by
+:mod:`fhnpde.compiled`), the tridiagonal sweep that of :mod:`fhnpde.tridiagonal.thomas`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ..compiled import JIT_NUMPY_ERRORS
+from ..operators import corner_factor, corner_shift
+from ..schemes import linear_cn_node, staggered_w_step
+from ..stimulus import node_currents
+from ..tridiagonal.thomas import thomas_system
+from .crank_nicolson_numba import boxes_switch
+
+
+@njit(**JIT_NUMPY_ERRORS)
+def staggered_cable_advance(code, v, w, base, masks, t0s, t1s, amps, params, recovery, t, dt,
+                            nsteps, diffusivity, inv_dx2, g0, gn, op_lower, op_diag, op_upper,
+                            top, bottom, out_v, out_w):
+    """``nsteps`` staggered Crank–Nicolson steps of a cable; result in out_v/out_w.
+
+    ``w`` is moved half a step ahead at the start and back at the end (exact inverses), so
+    the state in and out is ``(v, w)`` at one time. ``op_*``, ``top``, ``bottom``: bands and
+    corners of ``-(dt/2) D L``. Returns ``(status, step, row, pivot)``: status 0 done, 2 a
+    zero or non-finite pivot at ``row`` in step ``step``.
+    """
+    n = v.shape[0]
+    h = 0.5 * dt
+    p = (params[0], params[1], params[2], params[3])
+    alpha, beta, delta = recovery[0], recovery[1], recovery[2]
+    periodic = top != 0.0 or bottom != 0.0
+    vn, wh = out_v, out_w
+    for i in range(n):
+        vn[i] = v[i]
+        wh[i] = staggered_w_step(w[i], v[i], h, alpha, beta, delta)
+    im = np.empty(n)
+    jd = np.empty(n)
+    rhs = np.empty(n)
+    x = np.empty(n)
+    z = np.empty(n)
+    u = np.zeros(n)
+    scratch = np.empty(n)
+    previous_ts = t
+    for step in range(nsteps):
+        ts = t + step * dt
+        # the current at the step's midpoint, recomputed only when the active boxes change
+        if step == 0 or boxes_switch(previous_ts + h, ts + h, t0s, t1s):
+            node_currents(ts + h, base, masks, t0s, t1s, amps, im)
+        previous_ts = ts
+        r, d = linear_cn_node(code, vn[g0], vn[0], vn[1], wh[0], im[0], p, dt, diffusivity,
+                              inv_dx2)
+        rhs[0] = r
+        jd[0] = d + op_diag[0]
+        for i in range(1, n - 1):
+            r, d = linear_cn_node(code, vn[i - 1], vn[i], vn[i + 1], wh[i], im[i], p, dt,
+                                  diffusivity, inv_dx2)
+            rhs[i] = r
+            jd[i] = d + op_diag[i]
+        r, d = linear_cn_node(code, vn[n - 2], vn[n - 1], vn[gn], wh[n - 1], im[n - 1], p, dt,
+                              diffusivity, inv_dx2)
+        rhs[n - 1] = r
+        jd[n - 1] = d + op_diag[n - 1]
+        if periodic:  # Sherman–Morrison (fhnpde.operators)
+            gamma, jd[0], jd[n - 1] = corner_shift(jd[0], jd[n - 1], top, bottom)
+            row, piv = thomas_system(op_lower, jd, op_upper, rhs, x, scratch)
+            if row >= 0:
+                return 2, step, row, piv
+            u[0] = gamma
+            u[n - 1] = bottom
+            row, piv = thomas_system(op_lower, jd, op_upper, u, z, scratch)
+            if row >= 0:
+                return 2, step, row, piv
+            fact = corner_factor(x[0], x[n - 1], z[0], z[n - 1], top, gamma)
+            for i in range(n):
+                x[i] -= fact * z[i]
+        else:
+            row, piv = thomas_system(op_lower, jd, op_upper, rhs, x, scratch)
+            if row >= 0:
+                return 2, step, row, piv
+        for i in range(n):
+            vn[i] += x[i]
+            wh[i] = staggered_w_step(wh[i], vn[i], dt, alpha, beta, delta)
+    for i in range(n):
+        wh[i] = staggered_w_step(wh[i], vn[i], -h, alpha, beta, delta)
+    return 0, nsteps, -1, 0.0
+
+
+__all__ = ["staggered_cable_advance"]
