@@ -78,6 +78,10 @@ def check_case(case) -> None:
         raise CaseError(f"gradients need solver.backend: torch ({case.solver.backend} arrays "
                         "cannot record derivatives); set solver.backend: torch",
                         key="solver.backend")
+    if getattr(case, "is_sheet", False):
+        raise CaseError("gradients through sheets (2-D domains) are not implemented yet; "
+                        "differentiate a cable (domain.nx a single number) or a point model",
+                        key="domain.nx")
     geometry = "cable" if case.is_cable else "point"
     valid = GRADIENT_SOLVERS[geometry]
     if case.solver.method not in valid:
