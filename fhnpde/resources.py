@@ -118,6 +118,9 @@ CABLE_WORK: dict[str, dict[str, int]] = {
 #: more (the neighbours below and above, and the second direction's difference).
 SHEET_WORK: dict[str, dict[str, int]] = {
     "explicit": {"numba": 5, "array": 11},
+    # ADI split (main's, measured on 1001 x 1001 sheets: 12.5 and 19.0 arrays per node in
+    # all, the same count as explicit's 10.1 and 17.0 in all with these factors)
+    "split": {"numba": 6, "array": 13},
 }
 
 #: Work arrays per member of each point solver, beyond the state it is handed.
