@@ -1,29 +1,33 @@
 """Data scarcity on Problem A: PINN vs DDNN with 10 / 100 / 1,000 training points, many seeds.
 
-    .venv/bin/python benchmarks/surrogates_data_scarcity.py [--seeds 20] [--sizes 10 100 1000]
-        [--iterations 20000] [--out runs/surrogates/scarcity]
+    .venv/bin/python benchmarks/surrogates_data_scarcity.py [--seeds 20] [--first-seed 0]
+        [--sizes 10 100 1000] [--iterations 2000] [--finish 2500] [--finish-tol 0.01]
+        [--finish-window 500] [--out runs/surrogates/scarcity]
         [--figure docs/img/surrogates-scarcity-curves.png]
 
 The protocol (docs/surrogates.md, "Data scarcity: PINN vs DDNN"):
 
-- Seed s (0 .. seeds-1) of size N draws N training points of the Problem A trajectory
-  (stratified times on the solver's grid, surrogates.data.trajectory_points, data seed
-  100 + s) and initialises the network with torch seed s; the DDNN and the PINN of seed s
-  get the same points and the same initial weights.
+- Seed s of size N draws N training points of the Problem A trajectory (stratified times
+  on the solver's grid, surrogates.data.trajectory_points, data seed 100 + s) and
+  initialises the network with torch seed s; the DDNN and the PINN of seed s get the same
+  points and the same initial weights.
 - Nothing else is seen in training: no validation set drives the learning rate or picks a
-  checkpoint. Both train full-batch Adam for the same fixed budget under the same fixed
-  schedule (lr held, then decayed 100x), and the final weights are the result. The PINN
-  adds the physics residual at 512 fresh collocation times per iteration and the initial
-  state, as in the project's trainer (surrogates.train.Objective).
+  checkpoint. Both train in two phases with the same settings: full-batch Adam for
+  --iterations under a fixed schedule (lr held, then decayed 100x; the PINN's physics
+  residual at 512 fresh collocation times per iteration, as surrogates.train.Objective),
+  then full-batch L-BFGS per member in float64 (the PINN's collocation times fixed, 1,024
+  stratified) until the member's convergence test holds or --finish iterations
+  (surrogates.ensemble.FinishSpec). The final weights are the result.
 - The test set is the dense trajectory at the 2,500 midpoints t = (k + 1/2) 0.01 of the
   training grid (RK4 at dt 0.005): disjoint from every training set by construction, and
   used only to measure the MAE (and to draw the curves, never to choose anything).
-- All seeds of one (size, model) train as one batched ensemble (surrogates.ensemble), on
-  one thread with deterministic algorithms: the same command gives the same numbers.
+- All seeds of one (size, model) run the Adam phase as one batched ensemble
+  (surrogates.ensemble), on one thread with deterministic algorithms: the same command
+  gives the same numbers.
 
-Writes OUT/results.md (the table), OUT/results.json (per-seed errors and statistics),
-OUT/curves.csv (training loss and test MAE every --record-every iterations, per member)
-and the figure of the training curves.
+Writes OUT/results.md (the tables), OUT/results.json (per-seed errors, convergence and
+statistics), OUT/curves.csv (both phases: training loss, its parts, the gradient and the
+test MAE, per member) and the figure of the training curves.
 """
 
 from __future__ import annotations
@@ -54,8 +58,8 @@ from surrogates.ensemble import (
 
 KINDS = ("ddnn", "pinn")
 WIDTHS = [32, 32, 32]
-ADAM_ITERATIONS = 5000
-FINISH = FinishSpec(max_iterations=4000, window=500, tol=1e-2, collocation=1024)
+ADAM_ITERATIONS = 2000
+FINISH = FinishSpec(max_iterations=2500, window=500, tol=1e-2, collocation=1024)
 
 
 def problem_config(dt: float | None = None):
@@ -238,7 +242,7 @@ def main() -> None:
                     help="converged when the loss fell by less than this fraction over the "
                     "last --finish-window L-BFGS iterations (0: run the whole --finish)")
     ap.add_argument("--finish-window", type=int, default=FINISH.window)
-    ap.add_argument("--record-every", type=int, default=250)
+    ap.add_argument("--record-every", type=int, default=100)
     ap.add_argument("--out", default="runs/surrogates/scarcity")
     ap.add_argument("--figure", default="docs/img/surrogates-scarcity-curves.png")
     ap.add_argument("--report-only", action="store_true",
