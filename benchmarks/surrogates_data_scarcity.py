@@ -228,6 +228,58 @@ def plot_curves(path: Path, curves: list[tuple], sizes: list[int]) -> None:
     plt.close(fig)
 
 
+def stop_at(iterations: np.ndarray, loss: np.ndarray, budget: int, window: int,
+            tol: float) -> int:
+    """Index of the record where the finishing phase stops under FinishSpec's plateau test
+    with ``budget`` L-BFGS iterations (the records are those of a run without the test)."""
+    for k, it in enumerate(iterations):
+        if it >= budget:
+            return k
+        back = np.nonzero(iterations <= it - window)[0]
+        if len(back) and 1.0 - min(loss[k], loss[back[-1]]) / loss[back[-1]] < tol:
+            return k
+    return len(iterations) - 1
+
+
+def budget_check(out: Path, budget: int, window: int, tol: float) -> str:
+    """From a run with --finish-tol 0 (every member runs the whole --finish): the test MAE
+    each member would have with the protocol's stop at ``budget`` and at twice that, and at
+    the end of the run; per cell, the medians and the change of the median."""
+    import csv
+
+    rows: dict = {}
+    with open(out / "curves.csv") as fh:
+        for r in csv.DictReader(fh):
+            if r["phase"] == "lbfgs":
+                rows.setdefault((r["model"], int(r["points"]), int(r["member"])), []).append(
+                    (int(r["iteration"]), float(r["train_loss"]), float(r["test_mae"])))
+    lines = [f"| points | model | median MAE, stop at {budget} | median MAE, stop at "
+             f"{2 * budget} | change of the median | median MAE at the run's end "
+             "(iteration) | members stopped by the test at "
+             f"{budget} / {2 * budget} |", "| ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+    cells = sorted({(k[1], k[0]) for k in rows})
+    for size, kind in cells:
+        one, two, end, conv1, conv2, last = [], [], [], 0, 0, 0
+        for (kd, sz, _), rec in sorted(rows.items()):
+            if (kd, sz) != (kind, size):
+                continue
+            a = np.asarray(rec)
+            its = a[:, 0] - a[0, 0]
+            k1 = stop_at(its, a[:, 1], budget, window, tol)
+            k2 = stop_at(its, a[:, 1], 2 * budget, window, tol)
+            one.append(a[k1, 2])
+            two.append(a[k2, 2])
+            end.append(a[-1, 2])
+            conv1 += its[k1] < budget
+            conv2 += its[k2] < 2 * budget
+            last = int(its[-1])
+        m1, m2 = np.median(one), np.median(two)
+        lines.append(f"| {size} | {kind.upper()} | {fmt(m1)} | {fmt(m2)} | {m2 / m1 - 1:+.3f} "
+                     f"| {fmt(float(np.median(end)))} ({last}) | {conv1}/{len(one)} / "
+                     f"{conv2}/{len(one)} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=20)
@@ -247,7 +299,14 @@ def main() -> None:
     ap.add_argument("--figure", default="docs/img/surrogates-scarcity-curves.png")
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite OUT/results.md from OUT/results.json without training")
+    ap.add_argument("--budget-check", type=int, metavar="BUDGET",
+                    help="from OUT/curves.csv of a run with --finish-tol 0: the test MAE with "
+                    "the protocol's stop at BUDGET and at 2 BUDGET L-BFGS iterations")
     args = ap.parse_args()
+    if args.budget_check:
+        print(budget_check(Path(args.out), args.budget_check, args.finish_window,
+                           FINISH.tol))
+        return
     if args.report_only:
         results = json.loads((Path(args.out) / "results.json").read_text())
         print(report(results, results["protocol"]["sizes"], Path(args.out)))
