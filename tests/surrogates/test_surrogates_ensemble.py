@@ -184,7 +184,8 @@ def test_finishing_reaches_the_least_squares_minimum():
         got = np.stack([ens.weights[0][e, :, 0].detach().numpy(),
                         ens.biases[0][e].detach().numpy()])
         np.testing.assert_allclose(got, coef, atol=1e-7)
-        assert fin[e].converged and fin[e].iterations[-1] < 200
+        assert fin[e].converged
+        assert fin[e].iterations[-1] < 200
         assert fin[e].total[-1] <= fin[e].total[0]
 
 
@@ -199,7 +200,8 @@ def test_finishing_stops_on_the_budget_or_the_plateau():
     ens = BatchedMLP([member("ddnn", WIDTHS, 25.0, y, 2)])
     short = finish_ensemble(ens, "ddnn", t[None], y[None], _problem_plain(),
                             FinishSpec(max_iterations=10, window=5, chunk=5, tol=0.0))[0]
-    assert short.reason == "budget" and not short.converged
+    assert short.reason == "budget"
+    assert not short.converged
     assert short.iterations == [0, 5, 10]
     assert short.total[-1] < 0.5 * short.total[0]
     # continuing from there: stops on the plateau test, its last window fell by < tol
