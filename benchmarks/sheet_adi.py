@@ -2,6 +2,7 @@
 
     python benchmarks/sheet_adi.py study [--out DIR] [--part all|levels|pairs]
     python benchmarks/sheet_adi.py speed [--repeats 1]  # 512 x 512 sheet, time at equal error
+    python benchmarks/sheet_adi.py planar [--repeats 3]  # the plane wave on 512 x 512, likewise
 
 ``study``: ``cases/spiral.yaml`` (Winfree's FitzHugh medium, S1-S2 cross-field start, 150 x
 150) by ADI-split at (dx, dt) = (1, 0.2), (0.5, 0.1), (0.25, 0.05) (both halved: the scheme
@@ -20,18 +21,35 @@ whole run without outputs (median of ``--repeats``), and the end-to-end time of
 ``fhnpde.solve`` (one thread: NUMBA_NUM_THREADS=1 unless set; the machine's load is
 printed). The speed-up at equal error: explicit at 0.9 x its limit against the cheapest
 ADI-split run (dt >= 0.05) whose period error is no larger.
+
+``planar``: ``cases/sheet_planar.yaml`` (nagumo kinetics, a plane wave in +x) on a 512 x 512
+sheet (length 100, dx = dy = 100/511) to t = 60; error: the front position (the last
+down-crossing of v = 0.5 along x, linear between nodes) at t = 60 against the method of
+lines on the cable of the same x-grid (512 nodes) integrated by scipy's BDF at rtol 1e-11
+(``fhnpde.studies.references``): the data do not depend on y, so every row of the sheet is
+that cable (to round-off, tested for both solvers) and the reference has the solvers' own
+spatial operator: the error compared is the time stepping's alone. Explicit runs at 0.9 x
+its limit dx^2 / (4 D); ADI-split's step: from dt = 2 down by halves to the first whose
+front error is no larger than explicit's, then the largest such dt = 60 / n by bisection on
+n (on the cable's split solver, which is ADI-split on y-independent data; the chosen dt is
+then run on the sheet). Timings interleaved, median of ``--repeats``: stepping (the solver
+alone over the whole run) and end to end (``fhnpde.solve``), with one numba thread and with
+numba's default (all cores), switched by ``numba.set_num_threads`` in the same process (so
+this part leaves NUMBA_NUM_THREADS unset).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+if sys.argv[1:2] != ["planar"]:  # planar times one thread and the default in one run
+    os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
@@ -150,19 +168,145 @@ def speed(repeats: int) -> None:
         print("no ADI-split run (dt >= 0.05) reached explicit's error")
 
 
+PLANAR = ROOT / "cases" / "sheet_planar.yaml"
+
+
+def front_position(v, x) -> np.ndarray:
+    """Per row of v (..., nx): the last down-crossing of v = 0.5 along x, linear between
+    nodes (the leading edge of a pulse running in +x)."""
+    v = np.atleast_2d(v)
+    out = np.empty(v.shape[0])
+    for j, row in enumerate(v):
+        above = row >= 0.5
+        i = np.nonzero(above[:-1] & ~above[1:])[0][-1]
+        out[j] = x[i] + (0.5 - row[i]) / (row[i + 1] - row[i]) * (x[i + 1] - x[i])
+    return out
+
+
+def planar(repeats: int) -> None:
+    import numba
+
+    from fhnpde.driver import build_solver
+    from fhnpde.studies.references import method_of_lines_reference
+
+    nodes, t_end, length = 512, 60.0, 100.0
+    dx = length / (nodes - 1)
+    limit = dx**2 / 4.0  # dx^2 dy^2 / (2 D (dx^2 + dy^2)), D = 1, dx = dy
+    default_threads = numba.config.NUMBA_NUM_THREADS
+    print(f"planar wave, 512 x 512 sheet, dx = {dx:.5f}, explicit limit {limit:.6f}, t_end "
+          f"{t_end}; load average {' '.join(f'{a:.2f}' for a in os.getloadavg())}, "
+          f"{os.cpu_count()} cores, numba default threads {default_threads}", flush=True)
+    base = fhnpde.load_case(PLANAR).with_changes(
+        {"time.t_end": t_end, "time.save_every": t_end})
+    sheet = base.with_changes({"domain.nx": [nodes, nodes]})
+    cable = base.with_changes({"domain.length": length, "domain.nx": nodes})
+
+    def case_of(grid, method, n):
+        sets = {"time.dt": t_end / n, "solver.method": method}
+        if method != "split":
+            sets["solver.diffusion"] = None
+        return grid.with_changes(sets)
+
+    x = np.linspace(0.0, length, nodes)
+    t0 = time.perf_counter()
+    v_ref, _ = method_of_lines_reference(cable, rtol=1e-11, atol=1e-13)
+    ref = float(front_position(v_ref, x)[0])
+    v_chk, _ = method_of_lines_reference(cable, rtol=1e-10, atol=1e-12)
+    print(f"reference front {ref:.9f} (BDF rtol 1e-11; rtol 1e-10 differs by "
+          f"{abs(front_position(v_chk, x)[0] - ref):.1e}), {time.perf_counter() - t0:.1f} s",
+          flush=True)
+
+    def error(ds) -> tuple[float, float]:  # worst row's |front - ref|, spread over rows
+        f = front_position(ds.v.values[-1], x)
+        return float(np.max(np.abs(f - ref))), float(np.ptp(f))
+
+    n_explicit = int(np.ceil(t_end / (0.9 * limit)))
+    target, _ = error(run(case_of(cable, "explicit", n_explicit), None)[0])
+    print(f"explicit, cable, dt {t_end / n_explicit:.6f} ({t_end / n_explicit / limit:.3f} x "
+          f"limit): front error {target:.3e}", flush=True)
+
+    scan = {}
+
+    def split_error(n: int) -> float:
+        if n not in scan:
+            scan[n] = error(run(case_of(cable, "split", n), None)[0])[0]
+            print(f"  split, cable, dt {t_end / n:.5f}: front error {scan[n]:.3e}", flush=True)
+        return scan[n]
+
+    n = 30  # dt = 2, then halves
+    while split_error(n) > target:
+        n *= 2
+    fail, ok = n // 2, n
+    while ok - fail > 1:  # the largest dt = t_end / n with error <= target
+        mid = (fail + ok) // 2
+        if split_error(mid) <= target:
+            ok = mid
+        else:
+            fail = mid
+    n_split = ok
+
+    runs = {"explicit": case_of(sheet, "explicit", n_explicit),
+            "ADI-split": case_of(sheet, "split", n_split)}
+    errors = {}
+    for name, case in runs.items():  # accuracy on the sheet; also compiles, touches
+        errors[name] = error(run(case, None)[0])
+    solvers = {}
+    for name, case in runs.items():
+        _, solvers[name] = build_solver(case)
+        solvers[name].advance(solvers[name].init(), 0.0, case.time.dt, 2)
+
+    threads = [1] if default_threads == 1 else [1, default_threads]
+    times = {(name, th, what): [] for name in runs for th in threads
+             for what in ("step", "e2e")}
+    for _ in range(repeats):  # interleaved: each repeat runs every combination once
+        for th in threads:
+            numba.set_num_threads(th)
+            for name, case in runs.items():
+                solver = solvers[name]
+                t0 = time.perf_counter()
+                solver.advance(solver.init(), 0.0, case.time.dt, case.time.n_steps)
+                times[name, th, "step"].append(time.perf_counter() - t0)
+                times[name, th, "e2e"].append(run(case, None)[1])
+    numba.set_num_threads(default_threads)
+    print(f"load average after {' '.join(f'{a:.2f}' for a in os.getloadavg())}")
+    print("\n| method | dt | dt / limit | steps | front error | row spread | threads | "
+          "ms/step | stepping s | end to end s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    med = {k: statistics.median(v) for k, v in times.items()}
+    for th in threads:
+        for name, case in runs.items():
+            steps = case.time.n_steps
+            print(f"| {name} | {case.time.dt:.6f} | {case.time.dt / limit:.2f} | {steps} | "
+                  f"{errors[name][0]:.3e} | {errors[name][1]:.1e} | {th} | "
+                  f"{med[name, th, 'step'] / steps * 1e3:.2f} | {med[name, th, 'step']:.2f} | "
+                  f"{med[name, th, 'e2e']:.2f} |")
+    for th in threads:
+        print(f"{th} thread(s), median of {repeats}: ADI-split at dt {t_end / n_split:.5f} is "
+              f"{med['explicit', th, 'step'] / med['ADI-split', th, 'step']:.2f}x faster "
+              f"stepping, {med['explicit', th, 'e2e'] / med['ADI-split', th, 'e2e']:.2f}x end "
+              f"to end, than explicit at 0.9 x its limit, at front error <= explicit's "
+              f"(ratios of the medians; per repeat stepping ratios "
+              + ", ".join(f"{e / a:.2f}" for e, a in zip(times['explicit', th, 'step'],
+                                                          times['ADI-split', th, 'step'],
+                                                          strict=True)) + ")")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=("study", "speed"))
+    ap.add_argument("what", choices=("study", "speed", "planar"))
     ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="timing repeats (median): speed 1, planar 3 unless given")
     ap.add_argument("--part", choices=("all", "levels", "pairs"), default="all",
                     help="study: the dx/dt levels, the explicit/ADI pairs, or both")
     args = ap.parse_args()
     if args.what == "study":
         with tempfile.TemporaryDirectory() as tmp:
             study(args.out or Path(tmp), args.part)
+    elif args.what == "speed":
+        speed(args.repeats or 1)
     else:
-        speed(args.repeats)
+        planar(args.repeats or 3)
 
 
 if __name__ == "__main__":

@@ -1,29 +1,33 @@
 """Data scarcity on Problem A: PINN vs DDNN with 10 / 100 / 1,000 training points, many seeds.
 
-    .venv/bin/python benchmarks/surrogates_data_scarcity.py [--seeds 20] [--sizes 10 100 1000]
-        [--iterations 20000] [--out runs/surrogates/scarcity]
+    .venv/bin/python benchmarks/surrogates_data_scarcity.py [--seeds 20] [--first-seed 0]
+        [--sizes 10 100 1000] [--iterations 2000] [--finish 1500] [--finish-tol 0.01]
+        [--finish-window 500] [--out runs/surrogates/scarcity]
         [--figure docs/img/surrogates-scarcity-curves.png]
 
 The protocol (docs/surrogates.md, "Data scarcity: PINN vs DDNN"):
 
-- Seed s (0 .. seeds-1) of size N draws N training points of the Problem A trajectory
-  (stratified times on the solver's grid, surrogates.data.trajectory_points, data seed
-  100 + s) and initialises the network with torch seed s; the DDNN and the PINN of seed s
-  get the same points and the same initial weights.
+- Seed s of size N draws N training points of the Problem A trajectory (stratified times
+  on the solver's grid, surrogates.data.trajectory_points, data seed 100 + s) and
+  initialises the network with torch seed s; the DDNN and the PINN of seed s get the same
+  points and the same initial weights.
 - Nothing else is seen in training: no validation set drives the learning rate or picks a
-  checkpoint. Both train full-batch Adam for the same fixed budget under the same fixed
-  schedule (lr held, then decayed 100x), and the final weights are the result. The PINN
-  adds the physics residual at 512 fresh collocation times per iteration and the initial
-  state, as in the project's trainer (surrogates.train.Objective).
+  checkpoint. Both train in two phases with the same settings: full-batch Adam for
+  --iterations under a fixed schedule (lr held, then decayed 100x; the PINN's physics
+  residual at 512 fresh collocation times per iteration, as surrogates.train.Objective),
+  then full-batch L-BFGS per member in float64 (the PINN's collocation times fixed, 1,024
+  stratified) until the member's convergence test holds or --finish iterations
+  (surrogates.ensemble.FinishSpec). The final weights are the result.
 - The test set is the dense trajectory at the 2,500 midpoints t = (k + 1/2) 0.01 of the
   training grid (RK4 at dt 0.005): disjoint from every training set by construction, and
   used only to measure the MAE (and to draw the curves, never to choose anything).
-- All seeds of one (size, model) train as one batched ensemble (surrogates.ensemble), on
-  one thread with deterministic algorithms: the same command gives the same numbers.
+- All seeds of one (size, model) run the Adam phase as one batched ensemble
+  (surrogates.ensemble), on one thread with deterministic algorithms: the same command
+  gives the same numbers.
 
-Writes OUT/results.md (the table), OUT/results.json (per-seed errors and statistics),
-OUT/curves.csv (training loss and test MAE every --record-every iterations, per member)
-and the figure of the training curves.
+Writes OUT/results.md (the tables), OUT/results.json (per-seed errors, convergence and
+statistics), OUT/curves.csv (both phases: training loss, its parts, the gradient and the
+test MAE, per member) and the figure of the training curves.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,21 +48,18 @@ from surrogates.config import SampleSpec, load_config
 from surrogates.data import solve_trajectories, trajectory_points
 from surrogates.ensemble import (
     BatchedMLP,
+    FinishSpec,
     Problem,
     TrainSpec,
+    finish_ensemble,
     member,
-    plateau_change,
     train_ensemble,
 )
-from surrogates.models import predict
 
 KINDS = ("ddnn", "pinn")
 WIDTHS = [32, 32, 32]
-# converged: at the held learning rate, the training loss fell by less than this fraction
-# over the last fifth of that phase (the decay that follows only removes Adam's noise), or
-# the final loss is below FLOOR (the points interpolated to float32 resolution)
-CONVERGED = 0.25
-FLOOR = 1e-8
+ADAM_ITERATIONS = 2000
+FINISH = FinishSpec(max_iterations=1500, window=500, tol=1e-2, collocation=1024)
 
 
 def problem_config(dt: float | None = None):
@@ -83,19 +85,25 @@ def test_set(cfg) -> tuple[np.ndarray, np.ndarray, float]:
     return times[1::2], np.stack([v[0, 1::2], w[0, 1::2]], 1), gap
 
 
-def training_sets(cfg, size: int, seeds: int) -> tuple[np.ndarray, np.ndarray]:
+def training_sets(cfg, size: int, seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
     xs, ys = [], []
-    for s in range(seeds):
+    for s in seeds:
         x, y = trajectory_points(cfg, SampleSpec(size=size, seed=100 + s))
         xs.append(x[:, 0])
         ys.append(y)
     return np.stack(xs), np.stack(ys)
 
 
-def test_errors(models, t_test: np.ndarray, y_test: np.ndarray) -> list[dict[str, float]]:
+def test_errors(model: BatchedMLP, t_test: np.ndarray, y_test: np.ndarray
+                ) -> list[dict[str, float]]:
+    """Every member's errors on the test set, in the model's precision (float64 after the
+    finishing phase)."""
+    dtype = model.in_scale.dtype
+    with torch.no_grad():
+        pred = model(torch.as_tensor(t_test, dtype=dtype)).numpy()
     out = []
-    for m in models:
-        err = np.abs(predict(m, t_test[:, None]) - y_test)
+    for e in range(model.size):
+        err = np.abs(pred[e] - y_test)
         out.append({"mae": float(err.mean()), "mae_v": float(err[:, 0].mean()),
                     "mae_w": float(err[:, 1].mean()), "max_v": float(err[:, 0].max())})
     return out
@@ -124,58 +132,92 @@ def table(results: dict, sizes: list[int]) -> str:
 
 
 def convergence_table(results: dict, sizes: list[int]) -> str:
-    lines = ["| points | model | converged | median loss drop, end of held lr | median loss "
-             "drop, last fifth | median test-MAE change, last fifth | final train loss "
-             "(median) | wall s |",
-             "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| points | model | converged | by L-BFGS's own test | L-BFGS iterations "
+             "(median [max]) | final loss (median) | final max abs gradient (median) "
+             "| loss drop, last window (median) | test-MAE change, last window (median) "
+             "| Adam s | L-BFGS s |",
+             "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for size in sizes:
         for kind in KINDS:
             r = results["runs"][f"{kind}-{size}"]
-            held = np.asarray(r["loss_drop_held_phase"])
-            done = (held < CONVERGED) | (np.asarray(r["final_loss"]) < FLOOR)
+            f = r["finish"]
+            n = len(f["reason"])
+            its = np.asarray(f["iterations"])
             lines.append(
-                f"| {size} | {kind.upper()} | {int(np.sum(done))}/{len(held)} "
-                f"| {np.median(held):.3f} | {np.median(r['loss_drop_last_fifth']):.3f} "
-                f"| {np.median(r['mae_change_last_fifth']):+.3f} "
-                f"| {fmt(float(np.median(r['final_loss'])))} | {r['wall_s']:.0f} |")
+                f"| {size} | {kind.upper()} "
+                f"| {sum(x != 'budget' for x in f['reason'])}/{n} "
+                f"| {sum(x == 'lbfgs' for x in f['reason'])}/{n} "
+                f"| {np.median(its):.0f} [{its.max()}] "
+                f"| {fmt(float(np.median(f['final_loss'])))} "
+                f"| {fmt(float(np.median(f['final_grad'])))} "
+                f"| {fmt(float(np.median(f['loss_drop_window'])))} "
+                f"| {np.median(f['mae_change_window']):+.4f} "
+                f"| {r['adam_s']:.0f} | {r['finish_s']:.0f} |")
     return "\n".join(lines)
 
 
-def write_curves(path: Path, curves: list[tuple[str, int, object]]) -> None:
-    rows = ["model,points,iteration,lr,member,train_loss,data_loss,physics_loss,ic_loss,"
-            "test_mae"]
-    for kind, size, h in curves:
+def window_change(iterations: list[int], values: list[float], window: int) -> float:
+    """values[-1] / (the value ``window`` iterations before the end) - 1."""
+    back = [i for i, it in enumerate(iterations) if it <= iterations[-1] - window]
+    return values[-1] / values[back[-1] if back else 0] - 1.0
+
+
+def write_curves(path: Path, curves: list[tuple]) -> None:
+    """Both phases of every member: Adam every --record-every iterations (the PINN's loss at
+    that iteration's fresh collocation times), then L-BFGS every chunk (fixed collocation);
+    ``iteration`` counts on from the Adam budget through the L-BFGS iterations."""
+    rows = ["model,points,phase,iteration,lr,member,train_loss,data_loss,physics_loss,ic_loss,"
+            "max_abs_grad,test_mae"]
+    for kind, size, h, fin in curves:
         total, data, phys, ic, mae = (h.array(n) for n in
                                       ("total", "data", "physics", "ic", "monitor"))
         for i, it in enumerate(h.iterations):
             for e in range(total.shape[1]):
-                rows.append(f"{kind},{size},{it},{h.lr[i]:.3e},{e},{total[i, e]:.6e},"
-                            f"{data[i, e]:.6e},{phys[i, e]:.6e},{ic[i, e]:.6e},"
+                rows.append(f"{kind},{size},adam,{it},{h.lr[i]:.3e},{e},{total[i, e]:.6e},"
+                            f"{data[i, e]:.6e},{phys[i, e]:.6e},{ic[i, e]:.6e},,"
                             f"{mae[i, e]:.6e}")
+        start = h.iterations[-1]
+        for e, r in enumerate(fin):
+            for i, it in enumerate(r.iterations):
+                rows.append(f"{kind},{size},lbfgs,{start + it},,{e},{r.total[i]:.6e},"
+                            f"{r.data[i]:.6e},{r.physics[i]:.6e},{r.ic[i]:.6e},"
+                            f"{r.grad[i]:.3e},{r.monitor[i]:.6e}")
     path.write_text("\n".join(rows) + "\n")
 
 
-def plot_curves(path: Path, curves: list[tuple[str, int, object]], sizes: list[int]) -> None:
+def plot_curves(path: Path, curves: list[tuple], sizes: list[int]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, len(sizes), figsize=(4.2 * len(sizes), 6.4), sharex=True,
+    fig, axes = plt.subplots(2, len(sizes), figsize=(4.4 * len(sizes), 6.6), sharex="col",
                              squeeze=False)
     colours = {"ddnn": "tab:blue", "pinn": "tab:red"}
-    for kind, size, h in curves:
+    for kind, size, h, fin in curves:
         col = sizes.index(size)
+        start = h.iterations[-1]
         it = np.asarray(h.iterations)
+        end = max(r.iterations[-1] for r in fin)
+        grid = np.arange(0, end + 1, max(1, end // 200))
         for row, name in enumerate(("total", "monitor")):
             ax = axes[row, col]
             vals = h.array(name)
             ax.semilogy(it, vals, color=colours[kind], alpha=0.12, lw=0.6)
-            ax.semilogy(it, np.median(vals, 1), color=colours[kind], lw=2,
-                        label=f"{kind.upper()} (median)")
+            held = []
+            for r in fin:
+                y = np.asarray(getattr(r, name), float)
+                ax.semilogy(start + np.asarray(r.iterations), y, color=colours[kind],
+                            alpha=0.12, lw=0.6)
+                # a member that stopped keeps its final value in the median
+                held.append(np.exp(np.interp(grid, r.iterations, np.log(np.maximum(y, 1e-300)))))
+            ax.semilogy(np.concatenate([it, start + grid]),
+                        np.concatenate([np.median(vals, 1), np.median(held, 0)]),
+                        color=colours[kind], lw=2, label=f"{kind.upper()} (median)")
+            ax.axvline(start, color="0.5", ls="--", lw=0.8)
     for col, size in enumerate(sizes):
         axes[0, col].set_title(f"{size} training points")
-        axes[1, col].set_xlabel("iteration")
+        axes[1, col].set_xlabel("iteration (Adam, then L-BFGS after the dashed line)")
     axes[0, 0].set_ylabel("training loss (normalised)")
     axes[1, 0].set_ylabel("test MAE (reported only)")
     axes[0, 0].legend(loc="upper right", fontsize=8)
@@ -186,18 +228,85 @@ def plot_curves(path: Path, curves: list[tuple[str, int, object]], sizes: list[i
     plt.close(fig)
 
 
+def stop_at(iterations: np.ndarray, loss: np.ndarray, budget: int, window: int,
+            tol: float) -> int:
+    """Index of the record where the finishing phase stops under FinishSpec's plateau test
+    with ``budget`` L-BFGS iterations (the records are those of a run without the test)."""
+    for k, it in enumerate(iterations):
+        if it >= budget:
+            return k
+        back = np.nonzero(iterations <= it - window)[0]
+        if len(back) and 1.0 - min(loss[k], loss[back[-1]]) / loss[back[-1]] < tol:
+            return k
+    return len(iterations) - 1
+
+
+def budget_check(out: Path, budget: int, window: int, tol: float) -> str:
+    """From a run with --finish-tol 0 (every member runs the whole --finish): the test MAE
+    each member would have with the protocol's stop at ``budget`` and at twice that, and at
+    the end of the run; per cell, the medians and the change of the median."""
+    import csv
+
+    rows: dict = {}
+    with open(out / "curves.csv") as fh:
+        for r in csv.DictReader(fh):
+            if r["phase"] == "lbfgs":
+                rows.setdefault((r["model"], int(r["points"]), int(r["member"])), []).append(
+                    (int(r["iteration"]), float(r["train_loss"]), float(r["test_mae"])))
+    lines = [f"| points | model | median MAE, stop at {budget} | median MAE, stop at "
+             f"{2 * budget} | change of the median | median MAE at the run's end "
+             "(iteration) | members stopped by the test at "
+             f"{budget} / {2 * budget} |", "| ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+    cells = sorted({(k[1], k[0]) for k in rows})
+    for size, kind in cells:
+        one, two, end, conv1, conv2, last = [], [], [], 0, 0, 0
+        for (kd, sz, _), rec in sorted(rows.items()):
+            if (kd, sz) != (kind, size):
+                continue
+            a = np.asarray(rec)
+            its = a[:, 0] - a[0, 0]
+            k1 = stop_at(its, a[:, 1], budget, window, tol)
+            k2 = stop_at(its, a[:, 1], 2 * budget, window, tol)
+            one.append(a[k1, 2])
+            two.append(a[k2, 2])
+            end.append(a[-1, 2])
+            conv1 += its[k1] < budget
+            conv2 += its[k2] < 2 * budget
+            last = int(its[-1])
+        m1, m2 = np.median(one), np.median(two)
+        lines.append(f"| {size} | {kind.upper()} | {fmt(m1)} | {fmt(m2)} | {m2 / m1 - 1:+.3f} "
+                     f"| {fmt(float(np.median(end)))} ({last}) | {conv1}/{len(one)} / "
+                     f"{conv2}/{len(one)} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
-    ap.add_argument("--iterations", type=int, default=20000)
+    ap.add_argument("--iterations", type=int, default=ADAM_ITERATIONS,
+                    help="Adam iterations (the first phase)")
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--record-every", type=int, default=250)
+    ap.add_argument("--finish", type=int, default=FINISH.max_iterations,
+                    help="most L-BFGS iterations per member (the finishing phase)")
+    ap.add_argument("--finish-tol", type=float, default=FINISH.tol,
+                    help="converged when the loss fell by less than this fraction over the "
+                    "last --finish-window L-BFGS iterations (0: run the whole --finish)")
+    ap.add_argument("--finish-window", type=int, default=FINISH.window)
+    ap.add_argument("--record-every", type=int, default=100)
     ap.add_argument("--out", default="runs/surrogates/scarcity")
     ap.add_argument("--figure", default="docs/img/surrogates-scarcity-curves.png")
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite OUT/results.md from OUT/results.json without training")
+    ap.add_argument("--budget-check", type=int, metavar="BUDGET",
+                    help="from OUT/curves.csv of a run with --finish-tol 0: the test MAE with "
+                    "the protocol's stop at BUDGET and at 2 BUDGET L-BFGS iterations")
     args = ap.parse_args()
+    if args.budget_check:
+        print(budget_check(Path(args.out), args.budget_check, args.finish_window,
+                           FINISH.tol))
+        return
     if args.report_only:
         results = json.loads((Path(args.out) / "results.json").read_text())
         print(report(results, results["protocol"]["sizes"], Path(args.out)))
@@ -215,43 +324,60 @@ def main() -> None:
                       collocation=cfg.model.pinn.collocation)
     spec = TrainSpec(iterations=args.iterations, lr=args.lr, warm_fraction=0.5,
                      final_factor=1e-2, record_every=args.record_every, seed=12345)
-    tt, yt = torch.as_tensor(t_test, dtype=torch.float32), torch.as_tensor(y_test,
-                                                                          dtype=torch.float32)
+    finish = replace(FINISH, max_iterations=args.finish, tol=args.finish_tol,
+                     window=args.finish_window)
+    tt = torch.as_tensor(t_test, dtype=torch.float64)
+    yt = torch.as_tensor(y_test, dtype=torch.float64)
 
     def monitor(model):
-        return (model(tt) - yt).abs().mean((1, 2)).numpy()
+        dtype = model.in_scale.dtype
+        return (model(tt.to(dtype)) - yt.to(dtype)).abs().mean((1, 2)).numpy()
 
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     results: dict = {"protocol": {
-        "problem": "A", "seeds": args.seeds, "sizes": args.sizes, "widths": WIDTHS,
+        "problem": "A", "seeds": seeds, "sizes": args.sizes, "widths": WIDTHS,
         "activation": "tanh", "iterations": args.iterations, "lr": args.lr,
         "schedule": "held for 50 %, then exponential decay to 1 % of lr",
         "collocation": problem.collocation, "data_seeds": "100 + s", "init_seeds": "s",
         "collocation_seed": spec.seed, "test_points": len(t_test),
-        "test_reference_gap": gap, "converged_if_loss_drop_below": CONVERGED,
-        "converged_if_final_loss_below": FLOOR,
+        "test_reference_gap": gap, "finish": asdict(finish),
         "torch": torch.__version__}, "runs": {}, "stats": {}}
     curves = []
     for size in args.sizes:
-        x, y = training_sets(cfg, size, args.seeds)
+        x, y = training_sets(cfg, size, seeds)
         for kind in KINDS:
             t0 = time.perf_counter()
-            model = BatchedMLP([member(kind, WIDTHS, d.t_end, y[s], s)
-                                for s in range(args.seeds)])
+            model = BatchedMLP([member(kind, WIDTHS, d.t_end, y[i], s)
+                                for i, s in enumerate(seeds)])
             hist = train_ensemble(model, kind, x, y, problem, spec, monitor=monitor)
-            wall = time.perf_counter() - t0
-            errors = test_errors(model.to_surrogates(kind), t_test, y_test)
-            mae_curve = hist.array("monitor")
-            k = max(1, round(0.2 * (len(mae_curve) - 1)))
+            adam_errors = test_errors(model, t_test, y_test)
+            t1 = time.perf_counter()
+            fin = finish_ensemble(model, kind, x, y, problem, finish, monitor=monitor)
+            t2 = time.perf_counter()
+            errors = test_errors(model, t_test, y_test)
+            w = finish.window
             results["runs"][f"{kind}-{size}"] = {
-                "wall_s": wall, "errors": errors,
-                "final_loss": hist.array("total")[-1].tolist(),
-                "loss_drop_held_phase": plateau_change(hist, 0.2, until=spec.hold).tolist(),
-                "loss_drop_last_fifth": plateau_change(hist, 0.2).tolist(),
-                "mae_change_last_fifth": (mae_curve[-1] / mae_curve[-1 - k] - 1).tolist()}
+                "adam_s": t1 - t0, "finish_s": t2 - t1, "errors": errors,
+                "adam_errors": adam_errors,
+                "adam_final_loss": hist.array("total")[-1].tolist(),
+                "finish": {
+                    "reason": [r.reason for r in fin],
+                    "iterations": [r.iterations[-1] for r in fin],
+                    "evaluations": [r.evaluations for r in fin],
+                    "final_loss": [r.total[-1] for r in fin],
+                    "final_grad": [r.grad[-1] for r in fin],
+                    "loss_drop_window": [-window_change(r.iterations, r.total, w)
+                                         for r in fin],
+                    "mae_change_window": [window_change(r.iterations, r.monitor, w)
+                                          for r in fin]}}
             torch.save(model.state_dict(), out / f"{kind}-{size}.pt")
-            curves.append((kind, size, hist))
-            print(f"{kind} {size}: median test MAE "
-                  f"{np.median([e['mae'] for e in errors]):.3e} ({wall:.0f} s)", flush=True)
+            curves.append((kind, size, hist, fin))
+            print(f"{kind} {size}: median test MAE after Adam "
+                  f"{np.median([e['mae'] for e in adam_errors]):.3e}, after L-BFGS "
+                  f"{np.median([e['mae'] for e in errors]):.3e}; converged "
+                  f"{sum(r.converged for r in fin)}/{len(fin)} "
+                  f"({t1 - t0:.0f} s + {t2 - t1:.0f} s)", flush=True)
+            (out / "results.json").write_text(json.dumps(results, indent=1))
         pinn = [e["mae"] for e in results["runs"][f"pinn-{size}"]["errors"]]
         ddnn = [e["mae"] for e in results["runs"][f"ddnn-{size}"]["errors"]]
         results["stats"][str(size)] = compare_errors(pinn, ddnn)
@@ -266,7 +392,8 @@ def report(results: dict, sizes: list[int], out: Path) -> str:
     """The two tables, also written to OUT/results.md."""
     p = results["protocol"]
     text = (table(results, sizes) + "\n\n" + convergence_table(results, sizes)
-            + f"\n\n{p['seeds']} seeds, {p['iterations']} iterations; wall "
+            + f"\n\nseeds {p['seeds'][0]} .. {p['seeds'][-1]}, {p['iterations']} Adam "
+            f"iterations, then L-BFGS {p['finish']}; wall "
             f"{results['wall_s']:.0f} s; test reference gap (dt vs dt/2) "
             f"{p['test_reference_gap']:.1e}\n")
     (out / "results.md").write_text(text)

@@ -21,6 +21,13 @@ for Problem A (inputs ``[t]``):
 with du/dt propagated forward through the network alongside the values (exact, and
 cheaper than a second autograd pass because t is the only input). Collocation times are
 drawn per iteration from one generator shared by all members (uniform in [0, t_end]).
+
+After Adam, :func:`finish_ensemble` finishes every member with full-batch L-BFGS (strong
+Wolfe line search) in float64, one member at a time, on the same losses with the PINN's
+collocation times fixed (:class:`FinishSpec` states when a member counts as converged).
+Members are optimised one at a time, not as one batched problem: a line search on the
+summed loss would give all members one step length, and batching does not pay here (a
+20-member PINN evaluation costs as much as 20 single ones on one thread: compute-bound).
 """
 
 from __future__ import annotations
@@ -292,3 +299,170 @@ def plateau_change(history: History, fraction: float = 0.2, name: str = "total",
     before = values[:-k].min(0)
     late = values[-k:].min(0)
     return 1.0 - np.minimum(late, before) / np.maximum(before, 1e-30)
+
+
+# -- the finishing phase: full-batch L-BFGS, one member at a time ----------------------------
+
+
+@dataclass
+class FinishSpec:
+    """L-BFGS after Adam, per member, in ``dtype``, on a fixed loss.
+
+    The loss of a PINN member is the Adam phase's with the collocation times fixed:
+    ``collocation`` stratified times in [0, t_end] (one uniform draw per stratum, from
+    ``seed``), the same for every member, so the objective is deterministic (L-BFGS's line
+    search needs that). A member is *converged* when L-BFGS stops by its own tests (largest
+    gradient component <= ``grad_tol``, or no change in the loss or the weights), or when its
+    loss fell by less than ``tol`` (relative) over the last ``window`` iterations; it stops
+    there. ``max_iterations`` bounds every member's L-BFGS (then it is not converged).
+    """
+
+    max_iterations: int = 4000
+    window: int = 500
+    tol: float = 1e-2
+    chunk: int = 50
+    history: int = 50
+    collocation: int = 2048
+    grad_tol: float = 1e-9
+    seed: int = 54321
+    dtype: str = "float64"
+
+    def __post_init__(self) -> None:
+        if min(self.window, self.max_iterations, self.chunk) < 1:
+            raise ValueError("window, max_iterations and chunk must be positive")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"FinishSpec.dtype is float32 or float64, not {self.dtype!r}")
+
+
+@dataclass
+class MemberFinish:
+    """One member's L-BFGS: records every ``chunk`` iterations, and how it ended."""
+
+    iterations: list[int] = field(default_factory=list)
+    total: list[float] = field(default_factory=list)
+    data: list[float] = field(default_factory=list)
+    physics: list[float] = field(default_factory=list)
+    ic: list[float] = field(default_factory=list)
+    grad: list[float] = field(default_factory=list)
+    monitor: list[float] = field(default_factory=list)
+    evaluations: int = 0
+    reason: str = "budget"
+
+    @property
+    def converged(self) -> bool:
+        return self.reason != "budget"
+
+
+def fixed_collocation(spec: FinishSpec, t_end: float) -> torch.Tensor:
+    """The finishing phase's collocation times: one uniform draw in each of ``collocation``
+    equal strata of [0, t_end] (float64)."""
+    gen = torch.Generator().manual_seed(spec.seed)
+    n = spec.collocation
+    u = torch.rand(n, generator=gen, dtype=torch.float64)
+    return (torch.arange(n, dtype=torch.float64) + u) * (t_end / n)
+
+
+def select(model: BatchedMLP, e: int) -> BatchedMLP:
+    """Member ``e`` alone, as a one-member BatchedMLP holding copies of its tensors."""
+    sub = BatchedMLP.__new__(BatchedMLP)
+    nn.Module.__init__(sub)
+    sub.widths = list(model.widths)
+    sub.weights = nn.ParameterList([nn.Parameter(w[e:e + 1].detach().clone())
+                                    for w in model.weights])
+    sub.biases = nn.ParameterList([nn.Parameter(b[e:e + 1].detach().clone())
+                                   for b in model.biases])
+    for name in ("in_offset", "in_scale", "out_offset", "out_scale"):
+        sub.register_buffer(name, getattr(model, name)[e:e + 1].clone())
+    return sub
+
+
+def relative_drop(iterations: Sequence[int], values: Sequence[float], window: int) -> float:
+    """1 - values[-1] / (the value at the last record at least ``window`` iterations before):
+    how much the last ``window`` iterations lowered the loss (inf until there is such a
+    record; 0 for a zero loss)."""
+    back = [i for i, it in enumerate(iterations) if it <= iterations[-1] - window]
+    if not back:
+        return math.inf
+    before = values[back[-1]]
+    return 1.0 - min(values[-1], before) / before if before > 0 else 0.0
+
+
+def finish_member(sub: BatchedMLP, kind: str, x: torch.Tensor, y: torch.Tensor,
+                  problem: Problem, spec: FinishSpec, collocation: torch.Tensor | None,
+                  monitor: Callable[[BatchedMLP], np.ndarray] | None = None) -> MemberFinish:
+    """L-BFGS (strong-Wolfe line search) on one member, in place."""
+    fscale = field_scale(problem, y) if kind == "pinn" else None
+    opt = torch.optim.LBFGS(sub.parameters(), lr=1.0, max_iter=spec.chunk,
+                            max_eval=4 * spec.chunk, tolerance_grad=spec.grad_tol,
+                            tolerance_change=1e-300, history_size=spec.history,
+                            line_search_fn="strong_wolfe")
+    rec = MemberFinish()
+    evals = [0]
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        loss = member_losses(sub, kind, x, y, problem, collocation, fscale).total.sum()
+        loss.backward()
+        evals[0] += 1
+        return loss
+
+    def record(it: int) -> None:
+        parts = member_losses(sub, kind, x, y, problem, collocation, fscale)
+        opt.zero_grad(set_to_none=True)
+        parts.total.sum().backward()
+        grad = max(float(p.grad.abs().max()) for p in sub.parameters())
+        opt.zero_grad(set_to_none=True)
+        rec.iterations.append(it)
+        for name in ("total", "data", "physics", "ic"):
+            getattr(rec, name).append(float(getattr(parts, name).detach()[0]))
+        rec.grad.append(grad)
+        if monitor is not None:
+            with torch.no_grad():
+                rec.monitor.append(float(np.asarray(monitor(sub))[0]))
+
+    done = 0
+    record(0)
+    while done < spec.max_iterations:
+        before_iter, before_evals = opt.state[opt._params[0]].get("n_iter", 0), evals[0]
+        opt.param_groups[0]["max_iter"] = min(spec.chunk, spec.max_iterations - done)
+        opt.step(closure)
+        state = opt.state[opt._params[0]]
+        ran = state.get("n_iter", 0) - before_iter
+        done = state.get("n_iter", 0)
+        record(done)
+        if not math.isfinite(rec.total[-1]):
+            raise RuntimeError(f"a member's loss is not finite after {done} L-BFGS iterations")
+        if (ran < opt.param_groups[0]["max_iter"]
+                and evals[0] - before_evals < 4 * spec.chunk):
+            rec.reason = "lbfgs"  # stopped by its own tests: gradient or no progress
+            break
+        if relative_drop(rec.iterations, rec.total, spec.window) < spec.tol:
+            rec.reason = "plateau"
+            break
+    rec.evaluations = evals[0]
+    return rec
+
+
+def finish_ensemble(model: BatchedMLP, kind: str, x: np.ndarray, y: np.ndarray,
+                    problem: Problem, spec: FinishSpec,
+                    monitor: Callable[[BatchedMLP], np.ndarray] | None = None
+                    ) -> list[MemberFinish]:
+    """L-BFGS on every member in turn, in ``spec.dtype``; ``model`` is converted to it and
+    receives the finished weights. Members are optimised one at a time so that each line
+    search sees that member's loss alone (a line search on the summed loss would move
+    every member by one shared step length)."""
+    dtype = getattr(torch, spec.dtype)
+    model.to(dtype)
+    xt = torch.as_tensor(np.asarray(x), dtype=dtype)
+    yt = torch.as_tensor(np.asarray(y), dtype=dtype)
+    colloc = fixed_collocation(spec, problem.t_end).to(dtype) if kind == "pinn" else None
+    out = []
+    for e in range(model.size):
+        sub = select(model, e)
+        out.append(finish_member(sub, kind, xt[e:e + 1], yt[e:e + 1], problem, spec, colloc,
+                                 monitor))
+        with torch.no_grad():
+            for big, small in zip(list(model.weights) + list(model.biases),
+                                  list(sub.weights) + list(sub.biases), strict=True):
+                big[e] = small[0]
+    return out

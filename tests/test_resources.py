@@ -91,7 +91,8 @@ def test_every_registered_solver_has_measured_work_factors():
 
     solver_class("explicit", "cable")  # loads every solver module, so all are registered
     for geometry, name in REGISTRY:
-        table = resources.CABLE_WORK if geometry == "cable" else resources.POINT_WORK
+        table = {"cable": resources.CABLE_WORK, "sheet": resources.SHEET_WORK,
+                 "point": resources.POINT_WORK}[geometry]
         assert set(table.get(name, {})) == {"numba", "array"}, (geometry, name)
 
 

@@ -159,3 +159,97 @@ def test_plateau_change_tells_a_flat_curve_from_a_falling_one():
     early = plateau_change(h, fraction=0.2, until=50)
     assert early[0] == pytest.approx(1 - (1 / 6) / (1 / 5))
     assert early[1] == 0.0
+
+
+def _linear_members(seeds):
+    """Members without hidden layers: the data loss is linear least squares in the weights."""
+    return [member("ddnn", [], 25.0, _points(s)[1], s) for s in seeds]
+
+
+def test_finishing_reaches_the_least_squares_minimum():
+    from surrogates.ensemble import FinishSpec, finish_ensemble
+
+    seeds = [0, 1]
+    sets = [_points(s) for s in seeds]
+    ens = BatchedMLP(_linear_members(seeds))
+    x = np.stack([t for t, _ in sets])
+    y = np.stack([y for _, y in sets])
+    spec = FinishSpec(max_iterations=200, window=20, chunk=5, tol=1e-9, grad_tol=1e-12)
+    fin = finish_ensemble(ens, "ddnn", x, y, _problem_plain(), spec)
+    assert ens.weights[0].dtype == torch.float64
+    for e, (t, yy) in enumerate(sets):
+        tn = (t - ens.in_offset[e, 0].item()) / ens.in_scale[e, 0].item()
+        target = (yy - ens.out_offset[e].numpy()) / ens.out_scale[e].numpy()
+        coef, *_ = np.linalg.lstsq(np.stack([tn, np.ones_like(tn)], 1), target, rcond=None)
+        got = np.stack([ens.weights[0][e, :, 0].detach().numpy(),
+                        ens.biases[0][e].detach().numpy()])
+        np.testing.assert_allclose(got, coef, atol=1e-7)
+        assert fin[e].converged
+        assert fin[e].iterations[-1] < 200
+        assert fin[e].total[-1] <= fin[e].total[0]
+
+
+def _problem_plain():
+    return Problem(Kinetics.create("nagumo", {}), 0.1, (0.5, 0.0), 25.0, collocation=32)
+
+
+def test_finishing_stops_on_the_budget_or_the_plateau():
+    from surrogates.ensemble import FinishSpec, finish_ensemble
+
+    t, y = _points(2)
+    ens = BatchedMLP([member("ddnn", WIDTHS, 25.0, y, 2)])
+    short = finish_ensemble(ens, "ddnn", t[None], y[None], _problem_plain(),
+                            FinishSpec(max_iterations=10, window=5, chunk=5, tol=0.0))[0]
+    assert short.reason == "budget"
+    assert not short.converged
+    assert short.iterations == [0, 5, 10]
+    assert short.total[-1] < 0.5 * short.total[0]
+    # continuing from there: stops on the plateau test, its last window fell by < tol
+    rest = finish_ensemble(ens, "ddnn", t[None], y[None], _problem_plain(),
+                           FinishSpec(max_iterations=3000, window=100, chunk=25,
+                                      tol=1e-2))[0]
+    assert rest.converged, rest.reason
+    last = rest.iterations[-1]
+    assert last < 3000
+    before = rest.total[rest.iterations.index(last - 100)]
+    assert rest.total[-1] > 0.99 * before
+    assert rest.total[-1] < 1e-3 * short.total[0]
+
+
+@pytest.mark.parametrize("kind", ["ddnn", "pinn"])
+def test_finishing_treats_each_member_alone(tmp_path, kind):
+    """A member finished inside an ensemble ends where it ends finished on its own."""
+    from surrogates.ensemble import FinishSpec, finish_ensemble
+
+    cfg = _config(tmp_path, kind)
+    seeds = [3, 4]
+    sets = [_points(s) for s in seeds]
+    x, y = np.stack([t for t, _ in sets]), np.stack([y for _, y in sets])
+    spec = FinishSpec(max_iterations=30, window=10, chunk=10, tol=0.0, collocation=64)
+    ens = BatchedMLP([member(kind, WIDTHS, 25.0, yy, s) for s, (_, yy) in zip(seeds, sets,
+                                                                             strict=True)])
+    fin = finish_ensemble(ens, kind, x, y, _problem(cfg), spec)
+    alone = BatchedMLP([member(kind, WIDTHS, 25.0, sets[1][1], seeds[1])])
+    fin1 = finish_ensemble(alone, kind, x[1:], y[1:], _problem(cfg), spec)
+    assert fin[1].total == pytest.approx(fin1[0].total, rel=1e-12)
+    for a, b in zip(ens.parameters(), alone.parameters(), strict=True):
+        assert torch.allclose(a[1], b[0], atol=1e-12)
+    assert not torch.allclose(ens.weights[0][0], ens.weights[0][1])
+
+
+def test_fixed_collocation_has_one_time_per_stratum():
+    from surrogates.ensemble import FinishSpec, fixed_collocation
+
+    t = fixed_collocation(FinishSpec(collocation=50, seed=3), 25.0)
+    assert t.dtype == torch.float64
+    assert torch.equal(torch.floor(t / 0.5), torch.arange(50, dtype=torch.float64))
+    assert torch.equal(t, fixed_collocation(FinishSpec(collocation=50, seed=3), 25.0))
+
+
+def test_relative_drop_over_a_window():
+    from surrogates.ensemble import relative_drop
+
+    its = [0, 10, 20, 30, 40]
+    assert relative_drop(its, [4.0, 2.0, 1.0, 1.0, 1.0], 20) == 0.0
+    assert relative_drop(its, [4.0, 3.0, 2.0, 1.5, 1.0], 20) == pytest.approx(0.5)
+    assert relative_drop(its, [4.0, 3.0, 2.0, 1.5, 1.0], 50) == float("inf")
