@@ -98,7 +98,13 @@ def newton_failure(t: float, dt: float, iterations: int, update: float,
 
 
 class NewtonCounters:
-    """Newton iterations per step, kept in ``solver.counters`` for the store's stats."""
+    """Newton iterations per step, kept in ``solver.counters`` for the store's stats; sets
+    ``self.newton`` (the options of Newton's method) after the solver's own set-up."""
+
+    def __init__(self, problem, options=None):
+        super().__init__(problem, options)
+        self.newton = self.options.newton
+        self.counters.update(newton_iterations=0, newton_steps=0, newton_max_per_step=0)
 
     def count_newton(self, total: int, steps: int, most: int) -> None:
         """Add ``total`` iterations over ``steps`` (member-)steps, at most ``most`` in one."""
@@ -117,8 +123,45 @@ class NewtonCounters:
 # --- cable ----------------------------------------------------------------------------------
 
 
+class TridiagonalCable(SteppedSolver):
+    """Set-up shared by the implicit cable solvers (Crank–Nicolson, staggered CN, SDIRK):
+    tridiagonal method, ``1/dx²``, kinetics, Laplacian bands and the operator
+    ``-theta Δt D L``. Subclasses name ``theta`` and build their steps in
+    :meth:`compiled_steps` (backend numba with tridiagonal thomas) or :meth:`array_steps`.
+    """
+
+    geometry = "cable"
+    #: the implicit operator is ``-theta Δt D L``
+    theta: float = 0.5
+
+    def __init__(self, problem, options=None):
+        super().__init__(problem, options)
+        self.method = tridiagonal_method(self.options.tridiagonal, self.backend, self.xp)
+        self.inv_dx2 = 1.0 / problem.grid.dx**2
+        self.code = problem.kinetics.family.code
+        self.params = tuple(float(x) for x in problem.kinetics.values)
+        self.recovery = tuple(float(x) for x in recovery_by_code(self.code, self.params))
+        self.lap = laplacian_bands(problem.grid)
+        compiled = self.backend == "numba" and self.method == "thomas"
+        self.steps = self.compiled_steps() if compiled else self.array_steps()
+
+    def compiled_steps(self):
+        raise NotImplementedError
+
+    def array_steps(self):
+        raise NotImplementedError
+
+    def operator(self, dt):
+        """Bands and corners of ``-theta Δt D L`` (constant over a run at fixed dt)."""
+        if getattr(self, "_op_dt", None) != dt:
+            scale = -self.theta * dt * self.problem.diffusion
+            self._op = tuple(scale * b for b in self.lap)
+            self._op_dt = dt
+        return self._op
+
+
 @register
-class CrankNicolsonCable(NewtonCounters, SteppedSolver):
+class CrankNicolsonCable(NewtonCounters, TridiagonalCable):
     """Crank–Nicolson with Newton on a uniform cable; tridiagonal solves by
     ``options.tridiagonal``.
 
@@ -129,31 +172,14 @@ class CrankNicolsonCable(NewtonCounters, SteppedSolver):
     """
 
     name = "crank-nicolson"
-    geometry = "cable"
     order = Order(time=2, space=2)
+    theta = 0.5
 
-    def __init__(self, problem, options=None):
-        super().__init__(problem, options)
-        self.method = tridiagonal_method(self.options.tridiagonal, self.backend, self.xp)
-        self.inv_dx2 = 1.0 / problem.grid.dx**2
-        self.code = problem.kinetics.family.code
-        self.params = tuple(float(x) for x in problem.kinetics.values)
-        self.recovery = tuple(float(x) for x in recovery_by_code(self.code, self.params))
-        self.lap = laplacian_bands(problem.grid)
-        self.newton = self.options.newton
-        self.counters.update(newton_iterations=0, newton_steps=0, newton_max_per_step=0)
-        fused = self.backend == "numba" and self.method == "thomas"
-        self.steps = CompiledCableSteps(self) if fused else ArrayCableSteps(self)
+    def compiled_steps(self):
+        return CompiledCableSteps(self)
 
-    def operator(self, dt):
-        """Bands and corners of ``-(Δt/2) D L`` (constant over a run at fixed dt)."""
-        if getattr(self, "_op_dt", None) != dt:
-            scale = -0.5 * dt * self.problem.diffusion
-            lower, diag, upper, top, bottom = self.lap
-            self._op = (scale * lower, scale * diag, scale * upper, scale * top, scale * bottom)
-            self._op_dt = dt
-        return self._op
-
+    def array_steps(self):
+        return ArrayCableSteps(self)
 
 
 class ArrayCableSteps(ArrayPath):
@@ -268,8 +294,6 @@ class CrankNicolsonPoint(NewtonCounters, PointSolver):
 
     def __init__(self, problem, options=None):
         super().__init__(problem, options)
-        self.newton = self.options.newton
-        self.counters.update(newton_iterations=0, newton_steps=0, newton_max_per_step=0)
         if self.backend != "numba":
             self.steps = ArrayPointSteps(self)
 

@@ -37,12 +37,10 @@ import numpy as np
 
 from ..backends import kernels
 from ..errors import NumericalFailure
-from ..models import recovery_by_code
-from ..operators import laplacian_bands, solve_with_corners
+from ..operators import solve_with_corners
 from ..schemes import cn_newton_node, newton_error_left, trapezoid_w_affine
-from .base import ArrayPath, Order, State, SteppedSolver, register
-from .crank_nicolson import NewtonCounters
-from .options import tridiagonal_method
+from .base import ArrayPath, Order, State, register
+from .crank_nicolson import NewtonCounters, TridiagonalCable
 
 KERNELS = "fhnpde.solvers.sdirk_numba"
 
@@ -59,7 +57,7 @@ def stage_failure(t: float, dt: float, detail: str) -> NumericalFailure:
 
 
 @register
-class SdirkCable(NewtonCounters, SteppedSolver):
+class SdirkCable(NewtonCounters, TridiagonalCable):
     """Two-stage, third-order SDIRK on a uniform cable (Newton + tridiagonal per stage).
 
     With backend numba and tridiagonal thomas whole runs of steps go through one compiled
@@ -68,29 +66,15 @@ class SdirkCable(NewtonCounters, SteppedSolver):
     """
 
     name = "sdirk3"
-    geometry = "cable"
     order = Order(time=3, space=2)
 
-    def __init__(self, problem, options=None):
-        super().__init__(problem, options)
-        self.method = tridiagonal_method(self.options.tridiagonal, self.backend, self.xp)
-        self.inv_dx2 = 1.0 / problem.grid.dx**2
-        self.code = problem.kinetics.family.code
-        self.params = tuple(float(x) for x in problem.kinetics.values)
-        self.recovery = tuple(float(x) for x in recovery_by_code(self.code, self.params))
-        self.lap = laplacian_bands(problem.grid)
-        self.newton = self.options.newton
-        self.counters.update(newton_iterations=0, newton_steps=0, newton_max_per_step=0)
-        compiled = self.backend == "numba" and self.method == "thomas"
-        self.steps = CompiledSdirkSteps(self) if compiled else ArraySdirkSteps(self)
+    theta = GAMMA
 
-    def operator(self, dt):
-        """Bands and corners of ``-γ Δt D L`` (constant over a run at fixed dt)."""
-        if getattr(self, "_op_dt", None) != dt:
-            scale = -GAMMA * dt * self.problem.diffusion
-            self._op = tuple(scale * b for b in self.lap)
-            self._op_dt = dt
-        return self._op
+    def compiled_steps(self):
+        return CompiledSdirkSteps(self)
+
+    def array_steps(self):
+        return ArraySdirkSteps(self)
 
 
 class ArraySdirkSteps(ArrayPath):

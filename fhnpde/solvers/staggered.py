@@ -40,11 +40,10 @@ import numpy as np
 
 from ..backends import kernels
 from ..errors import NumericalFailure
-from ..models import recovery_by_code
-from ..operators import laplacian_bands, solve_with_corners
+from ..operators import solve_with_corners
 from ..schemes import linear_cn_node, staggered_w_step
-from .base import ArrayPath, Order, State, SteppedSolver, register
-from .options import tridiagonal_method
+from .base import ArrayPath, Order, State, register
+from .crank_nicolson import TridiagonalCable
 
 KERNELS = "fhnpde.solvers.staggered_numba"
 
@@ -57,7 +56,7 @@ def pivot_failure(t: float, detail: str) -> NumericalFailure:
 
 
 @register
-class StaggeredCrankNicolson(SteppedSolver):
+class StaggeredCrankNicolson(TridiagonalCable):
     """NEURON's staggered, linearly implicit Crank–Nicolson on a uniform cable.
 
     With backend numba and tridiagonal thomas whole runs of steps go through one compiled
@@ -66,27 +65,15 @@ class StaggeredCrankNicolson(SteppedSolver):
     """
 
     name = "staggered-cn"
-    geometry = "cable"
     order = Order(time=2, space=2)
 
-    def __init__(self, problem, options=None):
-        super().__init__(problem, options)
-        self.method = tridiagonal_method(self.options.tridiagonal, self.backend, self.xp)
-        self.inv_dx2 = 1.0 / problem.grid.dx**2
-        self.code = problem.kinetics.family.code
-        self.params = tuple(float(x) for x in problem.kinetics.values)
-        self.recovery = tuple(float(x) for x in recovery_by_code(self.code, self.params))
-        self.lap = laplacian_bands(problem.grid)
-        compiled = self.backend == "numba" and self.method == "thomas"
-        self.steps = CompiledStaggeredSteps(self) if compiled else ArrayStaggeredSteps(self)
+    theta = 0.5
 
-    def operator(self, dt):
-        """Bands and corners of ``-(Δt/2) D L`` (constant over a run at fixed dt)."""
-        if getattr(self, "_op_dt", None) != dt:
-            scale = -0.5 * dt * self.problem.diffusion
-            self._op = tuple(scale * b for b in self.lap)
-            self._op_dt = dt
-        return self._op
+    def compiled_steps(self):
+        return CompiledStaggeredSteps(self)
+
+    def array_steps(self):
+        return ArrayStaggeredSteps(self)
 
 
 class ArrayStaggeredSteps(ArrayPath):
