@@ -56,30 +56,41 @@ class ArraySteps(ArrayPath):
 
 
 class CompiledSteps:
-    """The numba path (:mod:`fhnpde.solvers.explicit_numba`): short cables run whole runs of
-    steps with an unchanging current in one call, long ones one threaded call a step."""
+    """The numba path: runs shorter than the threading threshold go in whole runs of
+    steps with an unchanging current, one serial call each; long ones one threaded call a
+    step. The kernels are named by ``serial`` and ``parallel``; :meth:`kernel_args` gives
+    the arguments after ``(code, v, w, current)``."""
+
+    serial = "explicit_advance_serial"
+    parallel = "explicit_step_parallel"
 
     def __init__(self, solver):
         self.solver = solver
         self.kernels = kernels(KERNELS)
 
+    def kernel_args(self, dt):
+        s = self.solver
+        g0, gn = s.problem.grid.ghosts
+        return (s.params, dt, s.problem.diffusion, s.inv_dx2, g0, gn)
+
     def advance(self, state, t, dt, nsteps):
         s, k = self.solver, self.kernels
         problem = s.problem
-        g0, gn = problem.grid.ghosts
         v, w = state.v.copy(), state.w.copy()
         out_v, out_w = np.empty_like(v), np.empty_like(w)
-        args = (s.params, dt, problem.diffusion, s.inv_dx2, g0, gn)
+        args = self.kernel_args(dt)
         if v.size < k.PARALLEL_MIN_NODES:
+            serial = getattr(k, self.serial)
             for first, count in problem.current.segments(t, dt, nsteps):
                 current = problem.current.current(t + first * dt)
-                k.explicit_advance_serial(s.code, v, w, current, *args, count, out_v, out_w)
+                serial(s.code, v, w, current, *args, count, out_v, out_w)
                 v, out_v = out_v, v
                 w, out_w = out_w, w
             return State(v, w)
+        parallel = getattr(k, self.parallel)
         for i in range(nsteps):
             current = problem.current.current(t + i * dt)
-            k.explicit_step_parallel(s.code, v, w, current, *args, out_v, out_w)
+            parallel(s.code, v, w, current, *args, out_v, out_w)
             v, out_v = out_v, v
             w, out_w = out_w, w
         return State(v, w)
@@ -91,12 +102,15 @@ class ExplicitSolver(SteppedSolver):
     geometry = "cable"
     order = Order(time=1, space=2)
 
+    compiled_steps, array_steps = CompiledSteps, ArraySteps
+
     def __init__(self, problem, options=None):
         super().__init__(problem, options)
         self.inv_dx2 = 1.0 / problem.grid.dx**2
         self.params = tuple(float(x) for x in problem.kinetics.values)
         self.code = problem.kinetics.family.code
-        self.steps = CompiledSteps(self) if self.backend == "numba" else ArraySteps(self)
+        self.steps = (self.compiled_steps(self) if self.backend == "numba"
+                      else self.array_steps(self))
 
     def stability_limit(self, dt):
         return diffusion_limit(self.problem.grid.dx, self.problem.diffusion)
@@ -123,52 +137,29 @@ class SheetArraySteps(ArrayPath):
         return State(v, w)
 
 
-class SheetCompiledSteps:
-    """The numba path on a sheet: small sheets run whole runs of steps with an unchanging
-    current in one call, large ones one call a step threaded over blocks of rows."""
+class SheetCompiledSteps(CompiledSteps):
+    """The numba path on a sheet: as :class:`CompiledSteps`, the large sheets' calls threaded
+    over blocks of rows."""
 
-    def __init__(self, solver):
-        self.solver = solver
-        self.kernels = kernels(KERNELS)
+    serial = "sheet_advance_serial"
+    parallel = "sheet_step_parallel"
 
-    def advance(self, state, t, dt, nsteps):
-        s, k = self.solver, self.kernels
-        problem = s.problem
-        (gx0, gxn), (gy0, gyn) = (axis.ghosts for axis in problem.grid.axes)
-        v, w = state.v.copy(), state.w.copy()
-        out_v, out_w = np.empty_like(v), np.empty_like(w)
-        args = (s.params, dt, problem.diffusion, s.inv_dx2, s.inv_dy2, gx0, gxn, gy0, gyn)
-        if v.size < k.PARALLEL_MIN_NODES:
-            for first, count in problem.current.segments(t, dt, nsteps):
-                current = problem.current.current(t + first * dt)
-                k.sheet_advance_serial(s.code, v, w, current, *args, count, out_v, out_w)
-                v, out_v = out_v, v
-                w, out_w = out_w, w
-            return State(v, w)
-        for i in range(nsteps):
-            current = problem.current.current(t + i * dt)
-            k.sheet_step_parallel(s.code, v, w, current, *args, out_v, out_w)
-            v, out_v = out_v, v
-            w, out_w = out_w, w
-        return State(v, w)
+    def kernel_args(self, dt):
+        s = self.solver
+        (gx0, gxn), (gy0, gyn) = (axis.ghosts for axis in s.problem.grid.axes)
+        return (s.params, dt, s.problem.diffusion, s.inv_dx2, s.inv_dy2, gx0, gxn, gy0, gyn)
 
 
 @register
-class ExplicitSheetSolver(SteppedSolver):
+class ExplicitSheetSolver(ExplicitSolver):
     """Forward Euler with the five-point Laplacian on a sheet (see the module docstring)."""
 
-    name = "explicit"
     geometry = "sheet"
-    order = Order(time=1, space=2)
+    compiled_steps, array_steps = SheetCompiledSteps, SheetArraySteps
 
     def __init__(self, problem, options=None):
-        super().__init__(problem, options)
-        self.inv_dx2 = 1.0 / problem.grid.dx**2
         self.inv_dy2 = 1.0 / problem.grid.dy**2
-        self.params = tuple(float(x) for x in problem.kinetics.values)
-        self.code = problem.kinetics.family.code
-        self.steps = (SheetCompiledSteps(self) if self.backend == "numba"
-                      else SheetArraySteps(self))
+        super().__init__(problem, options)
 
     def stability_limit(self, dt):
         grid = self.problem.grid
