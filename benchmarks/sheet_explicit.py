@@ -25,41 +25,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import numba
 import numpy as np
-from numba import njit, prange
+from triad import median_time, triad_bandwidth
 
 from fhnpde.backends import kernels
 
 _kernels = kernels()
 
 BYTES_PER_NODE = 40
-BYTES_PER_TRIAD = 24
-
-
-@njit(parallel=True, cache=True)
-def triad(a, b, c, s):
-    for i in prange(a.shape[0]):
-        a[i] = b[i] + s * c[i]
-
-
-def median_time(fn, repeats: int, inner: int) -> float:
-    fn()  # warm-up (compilation, page faults)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        times.append((time.perf_counter() - t0) / inner)
-    return statistics.median(times)
-
-
-def triad_bandwidth(repeats: int, n: int = 2**25) -> float:
-    rng = np.random.default_rng(0)
-    a, b, c = np.empty(n), rng.random(n), rng.random(n)
-    return BYTES_PER_TRIAD * n / median_time(lambda: triad(a, b, c, 3.0), repeats, 3)
 
 
 def step_rate(n: int, repeats: int, kernel) -> float:

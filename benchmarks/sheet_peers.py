@@ -58,6 +58,7 @@ from pathlib import Path
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
+from triad import median_time  # noqa: E402  (numba after NUMBA_NUM_THREADS)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -112,14 +113,7 @@ def timed(run, repeats: int) -> float:
     t0 = time.perf_counter()
     run()
     once = time.perf_counter() - t0
-    inner = max(1, int(0.2 / max(once, 1e-6)))
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            run()
-        times.append((time.perf_counter() - t0) / inner)
-    return statistics.median(times)
+    return median_time(run, repeats, inner=max(1, int(0.2 / max(once, 1e-6))), warm=False)
 
 
 def fhnpde_stepping(n: int, t_end: float, repeats: int) -> tuple[float, float]:

@@ -28,39 +28,15 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 
 import numba
 import numpy as np
-from numba import njit, prange
+from triad import median_time, triad_bandwidth
 
 from fhnpde import tridiagonal as td
 from fhnpde.tridiagonal import thomas
 
 BYTES_PER_UNKNOWN = 16
-BYTES_PER_TRIAD = 24
-
-
-@njit(parallel=True, cache=True)
-def triad(a, b, c, s):
-    for i in prange(a.shape[0]):
-        a[i] = b[i] + s * c[i]
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()  # warm-up: compilation, page faults of reused buffers
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def triad_bandwidth(repeats: int, n: int = 2**25) -> float:
-    rng = np.random.default_rng(0)
-    a, b, c = np.empty(n), rng.random(n), rng.random(n)
-    return BYTES_PER_TRIAD * n / median_time(lambda: triad(a, b, c, 3.0), repeats)
 
 
 def diffusion_matrix(n: int, s: float = 0.5):
@@ -99,9 +75,9 @@ def main() -> None:
     sizes = (512, 2048, 4096) if args.quick else (512, 1024, 2048, 4096)
     print(f"numba {numba.__version__}, threads {numba.get_num_threads()}, {os.cpu_count()} cpus, "
           f"median of {args.repeats}; load average at start {os.getloadavg()[0]:.2f}")
-    before = triad_bandwidth(args.repeats)
+    before = triad_bandwidth(args.repeats, inner=1)
     table = [(b, n, rates(b, n, args.repeats)) for b in sizes for n in sizes]
-    after = triad_bandwidth(args.repeats)
+    after = triad_bandwidth(args.repeats, inner=1)
     bw = statistics.median([before, after])
     print(f"STREAM triad: {bw / 1e9:.2f} GB/s (before {before / 1e9:.2f}, after "
           f"{after / 1e9:.2f}); load average at end {os.getloadavg()[0]:.2f}")
