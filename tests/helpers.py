@@ -48,6 +48,18 @@ def final_state(case):
     return problem, np.asarray(state.v), np.asarray(state.w)
 
 
+def compiled_and_array_runs(case_file, sets, tridiagonal: str):
+    """Final states (as :func:`final_state`) of a case file with ``--set`` overrides ``sets``,
+    on the numba backend with Thomas's algorithm and on numpy with ``tridiagonal``."""
+    from fhnpde.case import load_case
+
+    ref = final_state(load_case(case_file, [*sets, "solver.backend=numba",
+                                            "solver.tridiagonal=thomas"]))
+    other = final_state(load_case(case_file, [*sets, "solver.backend=numpy",
+                                              f"solver.tridiagonal={tridiagonal}"]))
+    return ref, other
+
+
 def mol_reference(case, rtol=1e-11, atol=1e-13):
     """Method-of-lines solution on the case's grid by scipy BDF (sparse Jacobian)."""
     from fhnpde.problem import build_problem

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from fhnpde.solvers.sdirk import GAMMA
-from tests.helpers import SMALL_CABLE, final_state, fitted_order, make_case, mol_reference
+from tests.helpers import (
+    SMALL_CABLE,
+    compiled_and_array_runs,
+    final_state,
+    fitted_order,
+    make_case,
+    mol_reference,
+)
 
 SDIRK = "solver.method=sdirk3"
 
@@ -64,15 +71,9 @@ def test_the_stiffest_diffusion_mode_decays_by_the_stability_function(backend):
 
 @pytest.mark.parametrize("method", ["thomas", "cyclic-reduction", "scipy"])
 def test_backends_and_tridiagonal_methods_agree_on_a_ring_with_a_stimulus(cases_dir, method):
-    from fhnpde.case import load_case
-
     sets = [SDIRK, "time.t_end=40", "time.dt=0.5", "time.save_every=40",
             "domain.boundary=periodic"]
-    ref = final_state(load_case(cases_dir / "impulse_train.yaml",
-                                [*sets, "solver.backend=numba", "solver.tridiagonal=thomas"]))
-    other = final_state(load_case(cases_dir / "impulse_train.yaml",
-                                  [*sets, "solver.backend=numpy",
-                                   f"solver.tridiagonal={method}"]))
+    ref, other = compiled_and_array_runs(cases_dir / "impulse_train.yaml", sets, method)
     assert np.abs(ref[1]).max() > 0.5  # a pulse is on the ring
     # Newton stops at rtol 1e-8 by the same rule in both; the paths differ within it
     np.testing.assert_allclose(other[1], ref[1], rtol=0, atol=1e-9)

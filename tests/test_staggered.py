@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from fhnpde.plotting import level_crossings
-from tests.helpers import SMALL_CABLE, final_state, fitted_order, make_case, mol_reference
+from tests.helpers import (
+    SMALL_CABLE,
+    compiled_and_array_runs,
+    final_state,
+    fitted_order,
+    make_case,
+    mol_reference,
+)
 
 STAGGERED = "solver.method=staggered-cn"
 
@@ -79,15 +86,9 @@ def test_restarting_each_output_interval_is_one_run(backend):
 
 @pytest.mark.parametrize("method", ["thomas", "cyclic-reduction", "scipy"])
 def test_backends_and_tridiagonal_methods_agree_on_a_ring_with_a_stimulus(cases_dir, method):
-    from fhnpde.case import load_case
-
     sets = [STAGGERED, "time.t_end=40", "time.dt=0.2", "time.save_every=40",
             "domain.boundary=periodic"]
-    ref = final_state(load_case(cases_dir / "impulse_train.yaml",
-                                [*sets, "solver.backend=numba", "solver.tridiagonal=thomas"]))
-    other = final_state(load_case(cases_dir / "impulse_train.yaml",
-                                  [*sets, "solver.backend=numpy",
-                                   f"solver.tridiagonal={method}"]))
+    ref, other = compiled_and_array_runs(cases_dir / "impulse_train.yaml", sets, method)
     assert ref[0].grid.periodic
     assert np.abs(ref[1]).max() > 0.5  # a pulse is on the ring
     np.testing.assert_allclose(other[1], ref[1], rtol=0, atol=1e-11)

@@ -67,7 +67,6 @@ class SdirkCable(NewtonCounters, TridiagonalCable):
 
     name = "sdirk3"
     order = Order(time=3, space=2)
-
     theta = GAMMA
 
     def compiled_steps(self):
