@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numba  # noqa: E402
 from scipy.linalg import lapack  # noqa: E402
+from triad import triad  # noqa: E402
 
 from fhnpde import tridiagonal as td  # noqa: E402
 
@@ -56,19 +57,13 @@ def system(rng, shape, n):
     return lower, diag, upper, rhs
 
 
-@numba.njit(parallel=True)
-def _triad(a, b, c, s):
-    for i in numba.prange(a.shape[0]):
-        a[i] = b[i] + s * c[i]
-
-
 @numba.njit
 def _triad_one_core(a, b, c, s):
     for i in range(a.shape[0]):
         a[i] = b[i] + s * c[i]
 
 
-def triad_bandwidth(n: int, repeats: int, kernel=_triad) -> float:
+def triad_bandwidth(n: int, repeats: int, kernel=triad) -> float:
     """STREAM triad a = b + s c, bytes/s counted as 3 * n * 8."""
     a = np.zeros(n)
     b = np.ones(n)
