@@ -126,13 +126,16 @@ class NewtonCounters:
 class TridiagonalCable(SteppedSolver):
     """Set-up shared by the implicit cable solvers (Crank–Nicolson, staggered CN, SDIRK):
     tridiagonal method, ``1/dx²``, kinetics, Laplacian bands and the operator
-    ``-theta Δt D L``. Subclasses name ``theta`` and build their steps in
-    :meth:`compiled_steps` (backend numba with tridiagonal thomas) or :meth:`array_steps`.
+    ``-theta Δt D L``. Subclasses name ``theta`` and their step classes, ``compiled_steps``
+    (backend numba with tridiagonal thomas) and ``array_steps`` (every other combination).
     """
 
     geometry = "cable"
     #: the implicit operator is ``-theta Δt D L``
     theta: float = 0.5
+    #: each solver's step classes: the compiled kernel's and the array code's
+    compiled_steps: type
+    array_steps: type
 
     def __init__(self, problem, options=None):
         super().__init__(problem, options)
@@ -143,13 +146,7 @@ class TridiagonalCable(SteppedSolver):
         self.recovery = tuple(float(x) for x in recovery_by_code(self.code, self.params))
         self.lap = laplacian_bands(problem.grid)
         compiled = self.backend == "numba" and self.method == "thomas"
-        self.steps = self.compiled_steps() if compiled else self.array_steps()
-
-    def compiled_steps(self):
-        raise NotImplementedError
-
-    def array_steps(self):
-        raise NotImplementedError
+        self.steps = (self.compiled_steps if compiled else self.array_steps)(self)
 
     def operator(self, dt):
         """Bands and corners of ``-theta Δt D L`` (constant over a run at fixed dt)."""
@@ -158,28 +155,6 @@ class TridiagonalCable(SteppedSolver):
             self._op = tuple(scale * b for b in self.lap)
             self._op_dt = dt
         return self._op
-
-
-@register
-class CrankNicolsonCable(NewtonCounters, TridiagonalCable):
-    """Crank–Nicolson with Newton on a uniform cable; tridiagonal solves by
-    ``options.tridiagonal``.
-
-    With backend numba and tridiagonal thomas whole steps run in one compiled kernel
-    (residual, Jacobian, Thomas's sweep: :class:`CompiledCableSteps`); every other
-    combination runs the same formulas as array code and solves through
-    :func:`fhnpde.tridiagonal.solve` (:class:`ArrayCableSteps`).
-    """
-
-    name = "crank-nicolson"
-    order = Order(time=2, space=2)
-    theta = 0.5
-
-    def compiled_steps(self):
-        return CompiledCableSteps(self)
-
-    def array_steps(self):
-        return ArrayCableSteps(self)
 
 
 class ArrayCableSteps(ArrayPath):
@@ -283,6 +258,24 @@ class CompiledCableSteps:
 
 
 # --- point models ---------------------------------------------------------------------------
+
+
+@register
+class CrankNicolsonCable(NewtonCounters, TridiagonalCable):
+    """Crank–Nicolson with Newton on a uniform cable; tridiagonal solves by
+    ``options.tridiagonal``.
+
+    With backend numba and tridiagonal thomas whole steps run in one compiled kernel
+    (residual, Jacobian, Thomas's sweep: :class:`CompiledCableSteps`); every other
+    combination runs the same formulas as array code and solves through
+    :func:`fhnpde.tridiagonal.solve` (:class:`ArrayCableSteps`).
+    """
+
+    name = "crank-nicolson"
+    order = Order(time=2, space=2)
+    theta = 0.5
+
+    compiled_steps, array_steps = CompiledCableSteps, ArrayCableSteps
 
 
 @register

@@ -56,26 +56,6 @@ def stage_failure(t: float, dt: float, detail: str) -> NumericalFailure:
     )
 
 
-@register
-class SdirkCable(NewtonCounters, TridiagonalCable):
-    """Two-stage, third-order SDIRK on a uniform cable (Newton + tridiagonal per stage).
-
-    With backend numba and tridiagonal thomas whole runs of steps go through one compiled
-    kernel; every other combination runs the same formulas as array code through
-    :func:`fhnpde.tridiagonal.solve`.
-    """
-
-    name = "sdirk3"
-    order = Order(time=3, space=2)
-    theta = GAMMA
-
-    def compiled_steps(self):
-        return CompiledSdirkSteps(self)
-
-    def array_steps(self):
-        return ArraySdirkSteps(self)
-
-
 class ArraySdirkSteps(ArrayPath):
     """SDIRK steps as array code on ``xp`` with any tridiagonal method."""
 
@@ -180,3 +160,19 @@ class CompiledSdirkSteps:
             raise stage_failure(t + failed * dt, dt, f"a zero or non-finite pivot at row {row} "
                                 "(Thomas's algorithm does not pivot)")
         return State(out_v, out_w)
+
+
+@register
+class SdirkCable(NewtonCounters, TridiagonalCable):
+    """Two-stage, third-order SDIRK on a uniform cable (Newton + tridiagonal per stage).
+
+    With backend numba and tridiagonal thomas whole runs of steps go through one compiled
+    kernel; every other combination runs the same formulas as array code through
+    :func:`fhnpde.tridiagonal.solve`.
+    """
+
+    name = "sdirk3"
+    order = Order(time=3, space=2)
+    theta = GAMMA
+
+    compiled_steps, array_steps = CompiledSdirkSteps, ArraySdirkSteps

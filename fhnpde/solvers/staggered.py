@@ -55,27 +55,6 @@ def pivot_failure(t: float, detail: str) -> NumericalFailure:
     )
 
 
-@register
-class StaggeredCrankNicolson(TridiagonalCable):
-    """NEURON's staggered, linearly implicit Crank–Nicolson on a uniform cable.
-
-    With backend numba and tridiagonal thomas whole runs of steps go through one compiled
-    kernel (:class:`CompiledStaggeredSteps`); every other combination runs the same formulas
-    as array code through :func:`fhnpde.tridiagonal.solve` (:class:`ArrayStaggeredSteps`).
-    """
-
-    name = "staggered-cn"
-    order = Order(time=2, space=2)
-
-    theta = 0.5
-
-    def compiled_steps(self):
-        return CompiledStaggeredSteps(self)
-
-    def array_steps(self):
-        return ArrayStaggeredSteps(self)
-
-
 class ArrayStaggeredSteps(ArrayPath):
     """Staggered Crank–Nicolson steps as array code on ``xp`` with any tridiagonal method."""
 
@@ -134,3 +113,20 @@ class CompiledStaggeredSteps:
             raise pivot_failure(t + step * dt, f"a zero or non-finite pivot {pivot:g} at row "
                                 f"{row}; Thomas's algorithm does not pivot")
         return State(out_v, out_w)
+
+
+@register
+class StaggeredCrankNicolson(TridiagonalCable):
+    """NEURON's staggered, linearly implicit Crank–Nicolson on a uniform cable.
+
+    With backend numba and tridiagonal thomas whole runs of steps go through one compiled
+    kernel (:class:`CompiledStaggeredSteps`); every other combination runs the same formulas
+    as array code through :func:`fhnpde.tridiagonal.solve` (:class:`ArrayStaggeredSteps`).
+    """
+
+    name = "staggered-cn"
+    order = Order(time=2, space=2)
+
+    theta = 0.5
+
+    compiled_steps, array_steps = CompiledStaggeredSteps, ArrayStaggeredSteps
