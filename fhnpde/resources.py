@@ -17,8 +17,8 @@ float64 arrays over its nodes (members)::
   parameters (stacked per member by the point solvers) + 1 (the store's ``member``
   coordinate) + 2 (state) + :data:`POINT_WORK` + :data:`UNTRACKED`;
 - the store writer's buffer is ``chunk`` outputs x size x 2 variables x 8 bytes
-  (:class:`fhnpde.store.StoreWriter`), counted twice: the buffer and zarr's encoded copy of
-  one variable's chunk while it is written;
+  (:class:`fhnpde.store.StoreWriter`), counted twice: the buffer and the copy in which
+  :mod:`fhnpde.zarrfiles` assembles one variable's chunk that is written in part;
 - the output times: ``driver.output_times`` and the writer's own count of them, 8 bytes
   per output each.
 
