@@ -425,10 +425,9 @@ def reading(path: str | Path, names=None):
 
     Reading a chunk whose file was cut short or overwritten fails in its codec (zstd's
     ``RuntimeError``; crc32c's ``ValueError``, as when the bytes decode to the wrong size).
-    When that
-    happens inside this block, every chunk of the arrays ``names`` (default: all) is read on
-    its own; a chunk that fails is named in a :class:`CaseError`. If every chunk decodes,
-    the failure was not the store's and is raised unchanged.
+    When that happens inside this block, every chunk of the arrays ``names`` (default: all)
+    is read on its own; a chunk that fails is named in a :class:`CaseError`. If every chunk
+    decodes, the failure was not the store's and is raised unchanged.
     """
     try:
         yield
