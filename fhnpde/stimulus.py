@@ -96,6 +96,15 @@ def gaussian_pulse(x, center, width, amplitude, base, xp=np):
     return base + amplitude * xp.exp(-(_scaled_distance(x, center, width, xp) ** 2))
 
 
+def gaussian_sheet_pulse(x, y, center, width, amplitude, base, xp=np):
+    """``base + amplitude exp(-((x - cx) / wx)^2 - ((y - cy) / wy)^2)`` on the sheet of nodes
+    ``(y, x)`` (an array ``(ny, nx)``; ``center = (cx, cy)``, ``width = (wx, wy)``; any array
+    namespace, the numbers may be its arrays, e.g. torch tensors to differentiate)."""
+    zx = _scaled_distance(x, center[0], width[0], xp)
+    zy = _scaled_distance(y, center[1], width[1], xp)
+    return base + amplitude * xp.exp(-(zy[:, None] ** 2 + zx[None, :] ** 2))
+
+
 def box_pulse(inside, amplitude, base, xp=np):
     """``base + amplitude`` where ``inside`` (a boolean array over the nodes), else ``base``."""
     return xp.where(inside, base + amplitude, base)
@@ -111,10 +120,9 @@ def profile(spec, x: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
             # a number, or a profile of x alone: the cable's profile on every row
             return np.ascontiguousarray(np.broadcast_to(profile(spec, x), shape))
         if spec.kind == "gaussian":
-            wx, wy = spec.width if isinstance(spec.width, list) else (spec.width, spec.width)
-            zx = _scaled_distance(np.asarray(x), spec.center[0], wx)
-            zy = _scaled_distance(np.asarray(y), spec.center[1], wy)
-            return spec.base + spec.amplitude * np.exp(-(zy[:, None] ** 2 + zx[None, :] ** 2))
+            width = spec.width if isinstance(spec.width, list) else (spec.width, spec.width)
+            return gaussian_sheet_pulse(np.asarray(x), np.asarray(y), spec.center, width,
+                                        spec.amplitude, spec.base)
         inside = (((x >= spec.x[0]) & (x <= spec.x[1]))[None, :]
                   & ((y >= spec.y[0]) & (y <= spec.y[1]))[:, None])
         return np.where(inside, spec.base + spec.amplitude, spec.base).astype(np.float64)

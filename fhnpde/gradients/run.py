@@ -59,17 +59,20 @@ from .wrt import Target
 ADJOINT_CHUNK = 2**16
 #: solvers with a differentiable path, by geometry
 GRADIENT_SOLVERS = {"cable": ("explicit", "crank-nicolson", "split"),
+                    "sheet": ("explicit", "split"),  # fhnpde.gradients.sheet
                     "point": ("euler", "rk4", "crank-nicolson")}
 
 
 @dataclass
 class Trajectory:
-    """A differentiable run: ``v``, ``w`` of shape (time, node) or (time, member)."""
+    """A differentiable run: ``v``, ``w`` of shape (time, node), (time, y, x) on a sheet
+    (``y`` its rows' positions) or (time, member)."""
 
     t: np.ndarray
     x: np.ndarray | None
     v: torch.Tensor
     w: torch.Tensor
+    y: np.ndarray | None = None
 
 
 def check_case(case) -> None:
@@ -78,11 +81,8 @@ def check_case(case) -> None:
         raise CaseError(f"gradients need solver.backend: torch ({case.solver.backend} arrays "
                         "cannot record derivatives); set solver.backend: torch",
                         key="solver.backend")
-    if getattr(case, "is_sheet", False):
-        raise CaseError("gradients through sheets (2-D domains) are not implemented yet; "
-                        "differentiate a cable (domain.nx a single number) or a point model",
-                        key="domain.nx")
-    geometry = "cable" if case.is_cable else "point"
+    geometry = ("sheet" if getattr(case, "is_sheet", False) else "cable" if case.is_cable
+                else "point")
     valid = GRADIENT_SOLVERS[geometry]
     if case.solver.method not in valid:
         raise CaseError(f"{case.solver.method!r} has no differentiable path; with gradients "
@@ -500,6 +500,10 @@ class TrapezoidPointSteps:
 
 def steps_for(dp: DifferentiableProblem):
     name = dp.solver.name
+    if dp.problem.is_sheet:
+        from .sheet import steps_for as sheet_steps
+
+        return sheet_steps(dp)
     if dp.problem.is_cable:
         return {"explicit": ExplicitSteps, "crank-nicolson": CrankNicolsonSteps,
                 "split": SplitSteps}[name](dp)
@@ -568,7 +572,11 @@ def trajectory(case, targets: tuple[Target, ...] = (), values=None, *,
 
     check_case(case)
     values = dict(values or {})
-    dp = DifferentiableProblem(case, targets, values)
+    if case.is_sheet:
+        from .sheet import SheetProblem as Differentiable
+    else:
+        Differentiable = DifferentiableProblem
+    dp = Differentiable(case, targets, values)
     steps = steps_for(dp)
     spec = case.time
     dt, n_steps, per_output = spec.dt, spec.n_steps, spec.steps_per_output
@@ -595,7 +603,8 @@ def trajectory(case, targets: tuple[Target, ...] = (), values=None, *,
         out_v.append(v)
         out_w.append(w)
     x = dp.problem.grid.x if dp.problem.is_cable else None
-    return Trajectory(times, x, torch.stack(out_v), torch.stack(out_w))
+    y = dp.problem.grid.y if dp.problem.is_sheet else None
+    return Trajectory(times, x, torch.stack(out_v), torch.stack(out_w), y)
 
 
 def case_with(case, targets: tuple[Target, ...], values) -> object:

@@ -6,7 +6,9 @@ A ``wrt`` entry is a dotted key path of the case, the same that ``--set`` and
 - ``model.params.<name>``: a kinetics parameter (``a``, ``eps``, ...; defaults count too);
 - ``model.diffusion``;
 - ``initial.v`` / ``initial.w`` when a constant, or a field of their profile:
-  ``amplitude``, ``base`` (gaussian and box), ``center``, ``width`` (gaussian);
+  ``amplitude``, ``base`` (gaussian and box), ``center``, ``width`` (gaussian); on a sheet a
+  pair ``center: [x, y]`` or ``width: [wx, wy]`` is named one number at a time,
+  ``initial.v.center.0`` (x) and ``initial.v.center.1`` (y);
 - ``stimuli.<k>.amplitude``.
 
 A bare kinetics parameter name (``a``) or ``diffusion`` is read as its full path. Anything else
@@ -25,13 +27,16 @@ PROFILE_FIELDS = {"gaussian": ("amplitude", "base", "center", "width"),
 
 DIFFERENTIABLE = ("model.params.<name>, model.diffusion, initial.v / initial.w (a constant or "
                   "a profile's amplitude, base, center, width) and stimuli.<k>.amplitude")
+#: a sheet's gaussian fields that may be pairs [x, y]: each number is named by its index
+SHEET_PAIRS = ("center", "width")
 
 
 @dataclass(frozen=True)
 class Target:
     """One ``wrt`` key path: ``kind`` is ``param`` (``name`` the parameter), ``diffusion``,
     ``initial`` (``name`` v or w, ``field`` the profile field or None for a constant) or
-    ``stimulus`` (``index`` the box); ``value`` its value in the case."""
+    ``stimulus`` (``index`` the box; for ``initial``, the component of a pair field on a
+    sheet, 0 along x, 1 along y); ``value`` its value in the case."""
 
     path: str
     kind: str
@@ -108,14 +113,19 @@ def resolve(case, wrt) -> tuple[Target, ...]:
             targets.append(Target(path, "param", float(kinetics.params[name]), name=name))
             continue
         value = _lookup(data, path)
+        if (parts[0] == "initial" and len(parts) == 3 and parts[2] in ("center", "width")
+                and isinstance(value, list)):
+            raise CaseError(f"is a pair [x, y] on the sheet; name one of its numbers: {path}.0 "
+                            f"(along x) or {path}.1 (along y)", key=path)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise CaseError(f"is not a number in the case (it is {_what(value)}); gradients are "
                             f"taken with respect to {DIFFERENTIABLE}", key=path)
         if path == "model.diffusion":
             targets.append(Target(path, "diffusion", float(value)))
-        elif parts[0] == "initial" and len(parts) in (2, 3) and parts[1] in ("v", "w"):
+        elif (parts[0] == "initial" and parts[1] in ("v", "w")
+              and (len(parts) in (2, 3) or len(parts) == 4 and parts[2] in SHEET_PAIRS)):
             spec = data["initial"][parts[1]]
-            if len(parts) == 3 and parts[2] not in PROFILE_FIELDS.get(spec["kind"], ()):
+            if len(parts) >= 3 and parts[2] not in PROFILE_FIELDS.get(spec["kind"], ()):
                 raise CaseError(f"is not differentiable: the fields of a {spec['kind']} profile "
                                 "that are, are "
                                 + ", ".join(PROFILE_FIELDS.get(spec["kind"], ())), key=path)
@@ -123,7 +133,8 @@ def resolve(case, wrt) -> tuple[Target, ...]:
                 raise CaseError("varies over the ensemble; take gradients with respect to a "
                                 "value shared by all members", key=path)
             targets.append(Target(path, "initial", float(value), name=parts[1],
-                                  field=parts[2] if len(parts) == 3 else None))
+                                  field=parts[2] if len(parts) >= 3 else None,
+                                  index=int(parts[3]) if len(parts) == 4 else None))
         elif parts[0] == "stimuli" and len(parts) == 3 and parts[2] == "amplitude":
             targets.append(Target(path, "stimulus", float(value), index=int(parts[1])))
         else:
