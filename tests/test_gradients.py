@@ -229,8 +229,8 @@ def test_gradient_api_and_loss_errors():
     ({}, [], None, "wrt is empty"),
     ({"solver.backend": "numpy"}, ["a"], "solver.backend", "need solver.backend: torch"),
     ({"solver.method": "adaptive"}, ["a"], "solver.method", "no differentiable path"),
-    ({"domain.nx": [21, 11], "domain.length": [200.0, 100.0]}, ["a"], "domain.nx",
-     "not implemented yet"),
+    ({"domain.nx": [21, 11], "domain.length": [200.0, 100.0], "initial.v.center": [30.0, 50.0]},
+     ["initial.v.center"], "initial.v.center", "name one of its numbers: initial.v.center.0"),
 ])
 def test_bad_wrt_and_cases_are_one_line_errors(changes, paths, key, text):
     case = divergent("explicit").with_changes(changes)
