@@ -99,13 +99,98 @@ class SheetExplicitSteps:
         return t + dt * np.arange(nsteps)
 
     def advance(self, v, w, t, dt, nsteps):
-        dp, grid = self.dp, self.dp.problem.grid
+        dp = self.dp
         for i in range(nsteps):
-            left, right, below, above = grid.neighbours(v, self.xp)
-            v, w = forward_euler_sheet_node(left, right, below, above, v, w,
-                                            dp.current(t + i * dt), dp.code, dp.params, dt,
-                                            dp.diffusion, self.inv_dx2, self.inv_dy2)
+            v, w = self.step(v, w, dp.current(t + i * dt), dp.params, dp.diffusion, dt)
         return v, w
+
+    def step(self, v, w, current, params, diffusivity, dt):
+        left, right, below, above = self.dp.problem.grid.neighbours(v, self.xp)
+        return forward_euler_sheet_node(left, right, below, above, v, w, current, self.dp.code,
+                                        params, dt, diffusivity, self.inv_dx2, self.inv_dy2)
+
+    def adjoint(self, v, w, t, dt, nsteps, lam_v, lam_w, captured):
+        r"""The backward pass of ``advance`` without a graph (the cable's
+        :meth:`fhnpde.gradients.run.ExplicitSteps.adjoint` on the sheet): the interval's
+        states recomputed, then backwards step by step
+
+        .. math::
+
+            λ_v^n = λ_v^{n+1} + Δt \big(D L^T λ_v^{n+1} + f_v λ_v^{n+1} + α λ_w^{n+1}\big),
+            \qquad λ_w^n = (1 - Δt β) λ_w^{n+1} + Δt f_w λ_v^{n+1}
+
+        with the five-point ``L^T = L_x^T ⊗ I + I ⊗ L_y^T`` (:meth:`laplacian_transposed`);
+        ``dJ/dD = Δt Σ_n (L^T λ_v^{n+1})·v^n``; the parameters' and the currents' gradients
+        ``Δt Σ_n (λ_v^{n+1} ∂f/∂θ + λ_w^{n+1} ∂g/∂θ)`` from autograd of the reaction
+        formula on the interval's stacked states, a few steps per call."""
+        from ..models import dreaction_dv_by_code, reaction_by_code, recovery_by_code
+        from .run import ADJOINT_CHUNK, _number
+
+        dp = self.dp
+        p = tuple(_number(x) for x in dp.params)
+        D = _number(dp.diffusion)
+        with torch.no_grad():
+            states = []
+            for i in range(nsteps):
+                current = dp.current(t + i * dt)
+                states.append((v, w, current))
+                v, w = self.step(v, w, current.detach(), p, D, dt)
+            alpha, beta, _, dfdw = (float(x) for x in recovery_by_code(dp.code, p))
+            lam_v = torch.zeros_like(v) if lam_v is None else lam_v
+            lam_w = torch.zeros_like(w) if lam_w is None else lam_w
+            wants_d = isinstance(dp.diffusion, torch.Tensor) and dp.diffusion.requires_grad
+            grad_d = torch.zeros((), dtype=v.dtype, device=v.device)
+            after = []  # λ^{n+1} of every step n
+            for vs, ws, current in reversed(states):
+                after.append((lam_v, lam_w))
+                rate = self.laplacian_transposed(lam_v)
+                if wants_d:
+                    grad_d += (rate * vs).sum()
+                rate.mul_(float(D))
+                rate.addcmul_(dreaction_dv_by_code(dp.code, vs, ws, current.detach(), p), lam_v)
+                rate.add_(lam_w, alpha=alpha)
+                lam_v, lam_w = (torch.add(lam_v, rate, alpha=dt),
+                                torch.add(lam_w * (1.0 - dt * beta), lam_v, alpha=dt * dfdw))
+            after.reverse()
+        out = {id(dp.diffusion): dt * grad_d} if wants_d else {}
+        live = [c for c in captured if c.requires_grad and id(c) not in out]
+        if not live:
+            return lam_v, lam_w, out
+        copies = {id(c): c.detach().requires_grad_() for c in live}
+        params = tuple(copies.get(id(x), _number(x)) for x in dp.params)
+        totals = [None] * len(live)
+        chunk = max(1, ADJOINT_CHUNK // max(1, v.numel()))
+        for first in range(0, nsteps, chunk):
+            part = range(first, min(first + chunk, nsteps))
+            with torch.enable_grad():
+                f, g = reaction_by_code(
+                    dp.code, torch.stack([states[n][0] for n in part]),
+                    torch.stack([states[n][1] for n in part]),
+                    torch.stack([copies.get(id(states[n][2]), states[n][2].detach())
+                                 for n in part]), params)
+                total = (torch.stack([after[n][0] for n in part]) * f).sum()
+                if isinstance(g, torch.Tensor) and g.requires_grad:
+                    total = total + (torch.stack([after[n][1] for n in part]) * g).sum()
+            grads = torch.autograd.grad(total, [copies[id(c)] for c in live],
+                                        allow_unused=True)
+            totals = [a if b is None else (b if a is None else a + b)
+                      for a, b in zip(totals, grads, strict=True)]
+        out.update((id(c), None if a is None else dt * a)
+                   for c, a in zip(live, totals, strict=True))
+        return lam_v, lam_w, out
+
+    def laplacian_transposed(self, x):
+        """``L^T x`` of the five-point Laplacian: ``L_x^T`` along every row plus ``L_y^T``
+        along every column, each the cable's sparse ``L^T`` of that direction
+        (:func:`fhnpde.gradients.run.transposed_laplacian`; the mirror node makes ``L``
+        unsymmetric at the edges)."""
+        if not hasattr(self, "_transposed"):
+            from .run import transposed_laplacian
+
+            self._transposed = tuple(transposed_laplacian(g, x.dtype, x.device)
+                                     for g in self.dp.problem.grid.axes)
+        lx_t, ly_t = self._transposed
+        return torch.mm(lx_t, x.T).T + torch.mm(ly_t, x)
 
 
 class ImplicitAxis:
