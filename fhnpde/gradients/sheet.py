@@ -217,9 +217,9 @@ class ImplicitAxis:
         top, bottom = -s * self.top, -s * self.bottom
         gamma, first, last = corner_shift(b[0], b[-1], top, bottom)
         b = torch.cat([first.reshape(1), b[1:-1], last.reshape(1)])
-        zeros = torch.zeros(self.n - 2, dtype=rhs.dtype, device=rhs.device)
-        u = torch.cat([torch.as_tensor(gamma, dtype=rhs.dtype).reshape(1), zeros,
-                       torch.as_tensor(bottom, dtype=rhs.dtype).reshape(1)])
+        like = {"dtype": rhs.dtype, "device": rhs.device}
+        u = torch.cat([torch.as_tensor(gamma, **like).reshape(1), torch.zeros(self.n - 2, **like),
+                       torch.as_tensor(bottom, **like).reshape(1)])
         batch = rhs.reshape(-1, self.n)
         yz = differentiable_solve(a, b, c, torch.cat([batch, u.reshape(1, -1)]), self.method)
         y, z = yz[:-1], yz[-1]
