@@ -42,10 +42,11 @@ def gradient(case: Any, loss: Callable, wrt, *, checkpoint: bool = True
     """The loss of a run of ``case`` and its gradient with respect to ``wrt``.
 
     ``case``: a Case, a mapping or a case file with ``solver.backend: torch`` and a solver with
-    a differentiable path (explicit, crank-nicolson, split with the exact reaction; euler,
-    rk4, crank-nicolson for point models). ``loss(run)`` takes the run's
-    :class:`~fhnpde.gradients.run.Trajectory` (``run.v``, ``run.w``: tensors of shape (time,
-    node), ``run.t``, ``run.x``) and returns a scalar tensor, e.g.
+    a differentiable path (explicit, crank-nicolson, split with the exact reaction; on a
+    sheet explicit and split; euler, rk4, crank-nicolson for point models). ``loss(run)``
+    takes the run's :class:`~fhnpde.gradients.run.Trajectory` (``run.v``, ``run.w``: tensors
+    of shape (time, node), (time, y, x) on a sheet, ``run.t``, ``run.x``, ``run.y``) and
+    returns a scalar tensor, e.g.
     ``lambda run: (run.v[-1] ** 2).mean()`` or :func:`fhnpde.gradients.data.squared_error`
     of recorded data. ``wrt``: key paths (:mod:`fhnpde.gradients.wrt`), a list or a
     comma-separated string. ``checkpoint``: recompute each output interval on the backward
