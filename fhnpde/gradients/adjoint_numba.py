@@ -33,13 +33,14 @@ def laplacian_transposed(lower, diag, upper, top, bottom, x, out):
 
 @njit(cache=True)
 def explicit_interval_adjoint(code, v, w, currents, which, p, dt, diffusivity, inv_dx2, g0, gn,
-                              lower, diag, upper, top, bottom, lam_v, lam_w, grad_p, grad_i):
+                              lower, diag, upper, top, bottom, lam_v, lam_w, grad_p, grad_i,
+                              want_i):
     r"""The backward pass of ``len(which)`` forward-Euler steps from ``(v, w)``.
 
     ``currents[which[n]]``: the current of step n. On entry ``lam_v``, ``lam_w`` hold dJ/d(v,
     w) after the last step; on return, before the first. Adds to ``grad_p[j]``
     ``Σ_n Σ_i λ_v^{n+1} f_{p_j} + λ_w^{n+1} g_{p_j}`` and to ``grad_i[c]``
-    ``Σ_{n: which[n] = c} λ_v^{n+1} f_I`` (at step n's state), and returns
+    ``Σ_{n: which[n] = c} λ_v^{n+1} f_I`` if ``want_i`` (at step n's state), and returns
     ``Σ_n (L^T λ_v^{n+1})·v^n``: each times ``dt`` is the gradient. The recurrence,
 
     .. math::
@@ -60,21 +61,29 @@ def explicit_interval_adjoint(code, v, w, currents, which, p, dt, diffusivity, i
                              inv_dx2, g0, gn, vs[s + 1], ws[s + 1])
     alpha, beta, _, dfdw = recovery_by_code(code, p)
     rate = np.empty(n)
-    grad_d = 0.0
+    # the sums per node, over the steps, then over the nodes: a loop without a scalar sum
+    # carried from node to node, which LLVM vectorises (4x faster than scalar sums)
+    sums = np.zeros((5, n))
     for s in range(nsteps - 1, -1, -1):
         laplacian_transposed(lower, diag, upper, top, bottom, lam_v, rate)
-        c = which[s]
+        current, state_v, state_w = currents[which[s]], vs[s], ws[s]
+        if want_i:  # the current's gradient, λ_v^{n+1} f_I, in a loop of its own
+            into = grad_i[which[s]]
+            for i in range(n):
+                f_i = dreaction_dparams_by_code(code, state_v[i], state_w[i], current[i], p)[2]
+                into[i] += lam_v[i] * f_i
         for i in range(n):
-            vi, wi, ii = vs[s, i], ws[s, i], currents[c, i]
+            vi, wi, ii = state_v[i], state_w[i], current[i]
             lv, lw = lam_v[i], lam_w[i]
-            grad_d += rate[i] * vi
-            df, dg, f_i = dreaction_dparams_by_code(code, vi, wi, ii, p)
-            grad_p[0] += lv * df[0] + lw * dg[0]
-            grad_p[1] += lv * df[1] + lw * dg[1]
-            grad_p[2] += lv * df[2] + lw * dg[2]
-            grad_p[3] += lv * df[3] + lw * dg[3]
-            grad_i[c, i] += lv * f_i
+            df, dg, _ = dreaction_dparams_by_code(code, vi, wi, ii, p)
+            sums[0, i] += lv * df[0] + lw * dg[0]
+            sums[1, i] += lv * df[1] + lw * dg[1]
+            sums[2, i] += lv * df[2] + lw * dg[2]
+            sums[3, i] += lv * df[3] + lw * dg[3]
+            sums[4, i] += rate[i] * vi
             f_v = dreaction_dv_by_code(code, vi, wi, ii, p)
             lam_v[i] = lv + dt * (diffusivity * rate[i] + f_v * lv + alpha * lw)
             lam_w[i] = lw + dt * (dfdw * lv - beta * lw)
-    return grad_d
+    for j in range(4):
+        grad_p[j] += sums[j].sum()
+    return sums[4].sum()

@@ -252,11 +252,11 @@ class ExplicitSteps:
         lam_v = torch.zeros_like(v) if lam_v is None else lam_v
         lam_w = torch.zeros_like(w) if lam_w is None else lam_w
         steps = [self.dp.current(t + i * dt) for i in range(nsteps)]
+        wants = {id(c) for c in captured if c.requires_grad}
         if v.device.type == "cpu" and numba_usable() and not FORCE_ARRAY_ADJOINT:
-            lam_v, lam_w, grad_d, grad_p, grad_i = self.adjoint_compiled(v, w, steps, dt, lam_v,
-                                                                         lam_w)
+            lam_v, lam_w, grad_d, grad_p, grad_i = self.adjoint_compiled(
+                v, w, steps, dt, lam_v, lam_w, any(id(c) in wants for c in steps))
         else:
-            wants = {id(c) for c in captured if c.requires_grad}
             lam_v, lam_w, grad_d, grad_p, grad_i = self.adjoint_arrays(
                 v, w, steps, dt, lam_v, lam_w, any(id(c) in wants for c in steps))
         grads = {id(self.dp.diffusion): grad_d}
@@ -266,9 +266,9 @@ class ExplicitSteps:
                for c in captured if c.requires_grad}
         return lam_v, lam_w, out
 
-    def adjoint_compiled(self, v, w, steps, dt, lam_v, lam_w):
+    def adjoint_compiled(self, v, w, steps, dt, lam_v, lam_w, want_currents=True):
         """:meth:`adjoint`'s sums (not yet times Δt) by one numba call: (λ_v, λ_w, dJ/dD,
-        [dJ/dp_j], {id(current): dJ/dcurrent})."""
+        [dJ/dp_j], {id(current): dJ/dcurrent}, the last only if ``want_currents``)."""
         from ..backends import kernels
         from ..operators import laplacian_bands
 
@@ -292,11 +292,12 @@ class ExplicitSteps:
         grad_d = kernels("fhnpde.gradients.adjoint_numba").explicit_interval_adjoint(
             dp.code, np.ascontiguousarray(v.numpy()), np.ascontiguousarray(w.numpy()), currents,
             which, p, dt, float(_number(dp.diffusion)), self.inv_dx2, g0, gn, *self._bands,
-            lam_v, lam_w, grad_p, grad_i)
+            lam_v, lam_w, grad_p, grad_i, want_currents)
         return (torch.from_numpy(lam_v), torch.from_numpy(lam_w),
                 torch.tensor(grad_d, dtype=torch.float64),
                 [torch.tensor(g, dtype=torch.float64) for g in grad_p],
-                {id(c): torch.from_numpy(grad_i[k]) for k, c in enumerate(distinct)})
+                {id(c): torch.from_numpy(grad_i[k]) for k, c in enumerate(distinct)}
+                if want_currents else {})
 
     def adjoint_arrays(self, v, w, steps, dt, lam_v, lam_w, currents=True):
         """:meth:`adjoint_compiled` by torch operations (tensors on a GPU, no numba);
