@@ -5,7 +5,9 @@ r"""Differentiable runs on torch: the outputs of a case as tensors with gradient
 values (:mod:`fhnpde.gradients.wrt`) given as tensors. The steps use the node formulas of
 :mod:`fhnpde.schemes` (each written once) on those tensors; nothing is written in place.
 
-- ``explicit``: :func:`~fhnpde.schemes.forward_euler_node`, backpropagated step by step.
+- ``explicit``: :func:`~fhnpde.schemes.forward_euler_node`; its backward pass is written by
+  hand from the model's derivatives (:meth:`ExplicitSteps.adjoint`; on CPU tensors one numba
+  call per output interval, :mod:`fhnpde.gradients.adjoint_numba`).
 - ``crank-nicolson``: the converged Newton solution ``v*`` of each step comes from the
   solver's own step (:class:`~fhnpde.solvers.crank_nicolson.ArrayCableSteps`) outside
   autograd; its derivative follows from the implicit-function rule. With
