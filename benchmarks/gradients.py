@@ -10,7 +10,9 @@ enter it.
 - **cost**: one gradient (forward + backward of the mean square of v at the last output with
   respect to a, eps, D) / one forward run without gradients, for explicit and
   Crank–Nicolson at nx 801 and 12,801 (the divergent case; explicit at 0.9 of its stability
-  limit, Crank–Nicolson at dt 0.05; ~1,000 and ~400 steps, outputs every 50 steps).
+  limit, Crank–Nicolson at dt 0.05; ~1,000 and ~400 steps, outputs every 50 steps); the
+  explicit gradient twice: its backward pass by the numba kernel (what CPU tensors get) and
+  by torch operations (what tensors on a GPU get, ``run.FORCE_ARRAY_ADJOINT``).
 - **memory**: peak resident memory added by the gradient of the 15,000-step explicit run
   (cases/divergent.yaml: nx 801, dt 0.02, t_end 300, 301 outputs), with checkpointing per
   output interval and without, against the memory of the stored outputs (v and w, float64).
@@ -96,7 +98,10 @@ def bench_cost(args):
     from fhnpde.gradients import api, run, wrt
 
     rows = []
-    for method in ("explicit", "crank-nicolson"):
+    # explicit twice: its backward pass by the numba kernel (CPU tensors), then by torch
+    # operations (the path of tensors on a GPU)
+    for method, arrays in (("explicit", False), ("explicit", True), ("crank-nicolson", False)):
+        label = method + (" (torch-op adjoint)" if arrays else "")
         for nx in (801, 12801):
             case = cost_case(method, nx, args.quick)
             targets = wrt.resolve(case, WRT)
@@ -108,11 +113,15 @@ def bench_cost(args):
             def gradient(case=case, targets=targets):
                 api.evaluate(case, targets, final_mean_square)
 
-            tf, tg, ratio = timed_pairs(forward, gradient, args.repeats)
-            rows.append({"method": method, "nx": nx, "dt": case.time.dt,
+            run.FORCE_ARRAY_ADJOINT = arrays
+            try:
+                tf, tg, ratio = timed_pairs(forward, gradient, args.repeats)
+            finally:
+                run.FORCE_ARRAY_ADJOINT = False
+            rows.append({"method": label, "nx": nx, "dt": case.time.dt,
                          "steps": case.time.n_steps, "forward_s": tf, "gradient_s": tg,
                          "ratio": ratio})
-            print(f"cost  {method:15s} nx {nx:6d} steps {case.time.n_steps:5d}: forward "
+            print(f"cost  {label:34s} nx {nx:6d} steps {case.time.n_steps:5d}: forward "
                   f"{tf:.3f} s, gradient {tg:.3f} s (medians), ratio {ratio:.2f} (median of "
                   f"{args.repeats} back-to-back pairs)", flush=True)
     return rows

@@ -40,6 +40,17 @@ def nagumo_dreaction_dv(v, w, I, k, a, eps, gamma):
     return k * (-3.0 * v * v + 2.0 * (1.0 + a) * v - a)
 
 
+def nagumo_dreaction_dparams(v, w, I, k, a, eps, gamma):
+    """The derivatives of (f, g) = (dv/dt, dw/dt) of the Nagumo kinetics with respect to its
+    parameters and the current: ``((f_k, f_a, f_eps, f_gamma), (g_k, g_a, g_eps, g_gamma),
+    f_I)`` (``g_I = 0``). f is linear in k and g in eps, so ``f_k`` and ``g_eps`` are the
+    reaction itself at k = 1 and eps = 1; ``f_a = -k v (1 - v)``, ``g_gamma = -eps w``,
+    ``f_I = k``. Gradients of parameters (the explicit adjoint) take them from here."""
+    f_k = nagumo_reaction(v, w, I, 1.0, a, eps, gamma)[0]
+    g_eps = nagumo_reaction(v, w, I, k, a, 1.0, gamma)[1]
+    return (f_k, -k * v * (1.0 - v), 0.0, 0.0), (0.0, 0.0, g_eps, -eps * w), k
+
+
 def nagumo_recovery(k, a, eps, gamma):
     """(alpha, beta, delta, dv/dw) with w_t = alpha v - beta w + delta."""
     return eps, eps * gamma, 0.0, -k
@@ -53,6 +64,15 @@ def fitzhugh_reaction(v, w, I, c, a, b, tau):
 def fitzhugh_dreaction_dv(v, w, I, c, a, b, tau):
     """d(dv/dt)/dv of the FitzHugh kinetics: c (1 - v^2)."""
     return c * (1.0 - v * v)
+
+
+def fitzhugh_dreaction_dparams(v, w, I, c, a, b, tau):
+    """The derivatives of (f, g) of the FitzHugh kinetics with respect to (c, a, b, tau) and
+    I, laid out as :func:`nagumo_dreaction_dparams`: ``f_c`` is the reaction at c = 1 without
+    current, ``g_a = 1 / tau``, ``g_b = -w / tau``, ``g_tau = -g / tau``, ``f_I = 1``."""
+    f_c = fitzhugh_reaction(v, w, 0.0, 1.0, a, b, tau)[0]
+    g = fitzhugh_reaction(v, w, I, c, a, b, tau)[1]
+    return (f_c, 0.0, 0.0, 0.0), (0.0, 1.0 / tau, -w / tau, -g / tau), 1.0
 
 
 def fitzhugh_recovery(c, a, b, tau):
@@ -221,6 +241,14 @@ def dreaction_dv_by_code(code, v, w, I, p):
     if code == 0:
         return nagumo_dreaction_dv(v, w, I, p[0], p[1], p[2], p[3])
     return fitzhugh_dreaction_dv(v, w, I, p[0], p[1], p[2], p[3])
+
+
+def dreaction_dparams_by_code(code, v, w, I, p):
+    """``((f_p0..f_p3), (g_p0..g_p3), f_I)`` of the family chosen by ``code``
+    (:func:`nagumo_dreaction_dparams`)."""
+    if code == 0:
+        return nagumo_dreaction_dparams(v, w, I, p[0], p[1], p[2], p[3])
+    return fitzhugh_dreaction_dparams(v, w, I, p[0], p[1], p[2], p[3])
 
 
 def recovery_by_code(code, p):

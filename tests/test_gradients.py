@@ -152,6 +152,36 @@ def test_gradients_on_a_ring(method):
         assert grads[t.path] == pytest.approx(fd, rel=1e-6), t.path
 
 
+@pytest.mark.parametrize("kinetics", ["nagumo", "fitzhugh"])
+def test_explicit_adjoint_compiled_and_arrays(kinetics, monkeypatch):
+    """The explicit backward pass by its numba kernel and by torch operations (the path of
+    tensors on a GPU) against each other and against central differences, for both kinetics
+    families (every parameter of the family, the diffusivity and a stimulus amplitude)."""
+    if kinetics == "nagumo":
+        case = divergent("explicit", ("time.t_end", 20.0))
+    else:
+        case = divergent("explicit", ("time.t_end", 20.0), ("model.kinetics", "fitzhugh"),
+                         ("model.params", {"c": 1.2, "a": 0.7, "b": 0.8, "tau": 12.5}),
+                         ("initial.v.base", -1.2), ("initial.w", -0.6))
+    fam = case.model.kinetics
+    paths = [f"model.params.{q}" for q in
+             fhnpde.models.FAMILIES[fam].params] + ["model.diffusion", "stimuli.0.amplitude"]
+    targets = wrt.resolve(case, paths)
+    compiled = api.evaluate(case, targets, final_mean_square)
+    monkeypatch.setattr(run, "FORCE_ARRAY_ADJOINT", True)
+    arrays = api.evaluate(case, targets, final_mean_square)
+    assert compiled[0] == arrays[0]
+    largest = max(abs(g) for g in arrays[1].values())
+    for t in targets:  # sums in another order: round-off
+        assert compiled[1][t.path] == pytest.approx(arrays[1][t.path], rel=1e-11,
+                                                    abs=1e-14 * largest), t.path
+        fd = central_difference(case, t.path, [final_mean_square],
+                                1e-5 * max(abs(t.value), 0.01))[0]
+        assert compiled[1][t.path] == pytest.approx(fd, rel=1e-6), t.path
+        if t.path != "model.params.gamma":  # gamma: g_gamma = -eps w, w ~ 0 near rest
+            assert abs(fd) > 1e-6 * compiled[0], f"{t.path}: a vanishing gradient"
+
+
 @pytest.mark.parametrize("method", ["euler", "rk4", "crank-nicolson"])
 def test_point_solver_gradients(method):
     case = make_case(CELL, f"solver.method={method}", "solver.backend=torch",

@@ -80,3 +80,29 @@ def test_kinetics_broadcast_over_members():
     kin = Kinetics("nagumo", {"k": 1.0, "a": a, "eps": 0.01, "gamma": 0.5})
     dv, _ = kin.reaction(np.full(3, 0.5), np.zeros(3), 0.0)
     np.testing.assert_allclose(dv, 0.5 * 0.5 * (0.5 - a))
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_dreaction_dparams_are_the_derivatives(name):
+    """The parameters' and the current's derivatives (the explicit adjoint's) against central
+    differences of the reaction itself."""
+    from fhnpde.models import dreaction_dparams_by_code
+
+    fam = FAMILIES[name]
+    rng = np.random.default_rng(2)
+    v, w, I = rng.normal(size=30), rng.normal(size=30), rng.normal(size=30)
+    p = [fam.defaults[q] for q in fam.params]
+    df, dg, f_i = dreaction_dparams_by_code(fam.code, v, w, I, p)
+    h = 1e-6
+    for j, q in enumerate(fam.params):
+        up, down = list(p), list(p)
+        up[j] += h
+        down[j] -= h
+        for k, got in ((0, df[j]), (1, dg[j])):
+            fd = (fam.reaction(v, w, I, *up)[k] - fam.reaction(v, w, I, *down)[k]) / (2 * h)
+            np.testing.assert_allclose(np.broadcast_to(got, v.shape), fd, rtol=1e-7, atol=1e-8,
+                                       err_msg=f"{'fg'[k]}_{q}")
+    fd = (fam.reaction(v, w, I + h, *p)[0] - fam.reaction(v, w, I - h, *p)[0]) / (2 * h)
+    np.testing.assert_allclose(np.broadcast_to(f_i, v.shape), fd, rtol=1e-7)
+    fd = (fam.reaction(v, w, I + h, *p)[1] - fam.reaction(v, w, I - h, *p)[1]) / (2 * h)
+    np.testing.assert_allclose(fd, 0.0, atol=1e-8)  # g does not read the current

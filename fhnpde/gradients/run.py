@@ -5,7 +5,9 @@ r"""Differentiable runs on torch: the outputs of a case as tensors with gradient
 values (:mod:`fhnpde.gradients.wrt`) given as tensors. The steps use the node formulas of
 :mod:`fhnpde.schemes` (each written once) on those tensors; nothing is written in place.
 
-- ``explicit``: :func:`~fhnpde.schemes.forward_euler_node`, backpropagated step by step.
+- ``explicit``: :func:`~fhnpde.schemes.forward_euler_node`; its backward pass is written by
+  hand from the model's derivatives (:meth:`ExplicitSteps.adjoint`; on CPU tensors one numba
+  call per output interval, :mod:`fhnpde.gradients.adjoint_numba`).
 - ``crank-nicolson``: the converged Newton solution ``v*`` of each step comes from the
   solver's own step (:class:`~fhnpde.solvers.crank_nicolson.ArrayCableSteps`) outside
   autograd; its derivative follows from the implicit-function rule. With
@@ -55,8 +57,10 @@ from ..stimulus import box_pulse, gaussian_pulse
 from .tridiagonal import solve as differentiable_solve
 from .wrt import Target
 
-#: values per autograd call of the explicit adjoint's parameter gradients (ExplicitSteps)
+#: values per array operation of the explicit adjoint's parameter sums (ExplicitSteps)
 ADJOINT_CHUNK = 2**16
+#: run the explicit adjoint by torch operations even where its numba kernel could (tests)
+FORCE_ARRAY_ADJOINT = False
 #: solvers with a differentiable path, by geometry
 GRADIENT_SOLVERS = {"cable": ("explicit", "crank-nicolson", "split"),
                     "sheet": ("explicit", "split"),  # fhnpde.gradients.sheet
@@ -205,7 +209,12 @@ def adjoint_method(method: str, like) -> str:
 
 
 class ExplicitSteps:
-    """Forward Euler (:func:`~fhnpde.schemes.forward_euler_node`)."""
+    """Forward Euler (:func:`~fhnpde.schemes.forward_euler_node`). A sheet's
+    (:class:`fhnpde.gradients.sheet.SheetExplicitSteps`) changes :meth:`step` and
+    :meth:`laplacian_transposed` and runs :meth:`adjoint_arrays` as it is."""
+
+    #: the compiled backward pass (fhnpde.gradients.adjoint_numba) is the cable's
+    compiled_adjoint = True
 
     def __init__(self, dp: DifferentiableProblem):
         import array_api_compat.torch as xp
@@ -217,12 +226,16 @@ class ExplicitSteps:
         return t + dt * np.arange(nsteps)
 
     def advance(self, v, w, t, dt, nsteps):
-        dp, grid = self.dp, self.dp.problem.grid
+        dp = self.dp
         for i in range(nsteps):
-            left, right = grid.neighbours(v, self.xp)
-            v, w = forward_euler_node(left, v, right, w, dp.current(t + i * dt), dp.code,
-                                      dp.params, dt, dp.diffusion, self.inv_dx2)
+            v, w = self.step(v, w, dp.current(t + i * dt), dp.params, dp.diffusion, dt)
         return v, w
+
+    def step(self, v, w, current, params, diffusivity, dt):
+        """One forward-Euler step of the whole grid."""
+        left, right = self.dp.problem.grid.neighbours(v, self.xp)
+        return forward_euler_node(left, v, right, w, current, self.dp.code, params, dt,
+                                  diffusivity, self.inv_dx2)
 
     def adjoint(self, v, w, t, dt, nsteps, lam_v, lam_w, captured):
         r"""The backward pass of ``advance`` without a graph: (dJ/dv, dJ/dw at the interval's
@@ -238,70 +251,118 @@ class ExplicitSteps:
 
         (``f_v`` from :func:`~fhnpde.models.dreaction_dv_by_code`; ``α``, ``β``, ``f_w`` of the
         affine recovery, :func:`~fhnpde.models.recovery_by_code`); the diffusivity's gradient
-        is ``Δt Σ_n (L^T λ_v^{n+1})·v^n``, and the parameters' and currents' gradients,
-        ``Δt Σ_n (λ_v^{n+1} ∂f/∂θ + λ_w^{n+1} ∂g/∂θ)`` at step n's state, come from one
-        autograd call of the reaction formula on the interval's stacked states.
+        is ``Δt Σ_n (L^T λ_v^{n+1})·v^n``, the parameters' ``Δt Σ_n (λ_v^{n+1} f_θ +
+        λ_w^{n+1} g_θ)`` and a current's ``Δt Σ_n λ_v^{n+1} f_I`` at step n's state, with the
+        model's derivatives :func:`~fhnpde.models.dreaction_dparams_by_code`: no autograd.
+        On CPU tensors with numba one compiled call per interval does all of it
+        (:func:`fhnpde.gradients.adjoint_numba.explicit_interval_adjoint`), else torch
+        operations (:meth:`adjoint_arrays`).
         """
-        from ..models import dreaction_dv_by_code
+        from ..backends import numba_usable
 
-        dp, grid, xp = self.dp, self.dp.problem.grid, self.xp
+        lam_v = torch.zeros_like(v) if lam_v is None else lam_v
+        lam_w = torch.zeros_like(w) if lam_w is None else lam_w
+        steps = [self.dp.current(t + i * dt) for i in range(nsteps)]
+        wants = {id(c) for c in captured if c.requires_grad}
+        if (self.compiled_adjoint and v.device.type == "cpu" and numba_usable()
+                and not FORCE_ARRAY_ADJOINT):
+            lam_v, lam_w, grad_d, grad_p, grad_i = self.adjoint_compiled(
+                v, w, steps, dt, lam_v, lam_w, any(id(c) in wants for c in steps))
+        else:
+            lam_v, lam_w, grad_d, grad_p, grad_i = self.adjoint_arrays(
+                v, w, steps, dt, lam_v, lam_w, any(id(c) in wants for c in steps))
+        grads = {id(self.dp.diffusion): grad_d}
+        grads.update((id(x), g) for x, g in zip(self.dp.params, grad_p, strict=True))
+        grads.update(grad_i)
+        out = {id(c): None if grads.get(id(c)) is None else dt * grads[id(c)]
+               for c in captured if c.requires_grad}
+        return lam_v, lam_w, out
+
+    def adjoint_compiled(self, v, w, steps, dt, lam_v, lam_w, want_currents=True):
+        """:meth:`adjoint`'s sums (not yet times Δt) by one numba call: (λ_v, λ_w, dJ/dD,
+        [dJ/dp_j], {id(current): dJ/dcurrent}, the last only if ``want_currents``)."""
+        from ..backends import kernels
+        from ..operators import laplacian_bands
+
+        dp = self.dp
+        index: dict[int, int] = {}
+        distinct = []
+        for c in steps:
+            if id(c) not in index:
+                index[id(c)] = len(distinct)
+                distinct.append(c)
+        which = np.array([index[id(c)] for c in steps], dtype=np.int64)
+        currents = np.stack([c.detach().cpu().numpy() for c in distinct])
+        p = tuple(float(_number(x)) for x in dp.params)
+        if not hasattr(self, "_bands"):
+            self._bands = laplacian_bands(dp.problem.grid)
+        lam_v = lam_v.detach().numpy().copy()
+        lam_w = lam_w.detach().numpy().copy()
+        grad_p = np.zeros(4)
+        grad_i = np.zeros_like(currents)
+        g0, gn = dp.problem.grid.ghosts
+        grad_d = kernels("fhnpde.gradients.adjoint_numba").explicit_interval_adjoint(
+            dp.code, np.ascontiguousarray(v.numpy()), np.ascontiguousarray(w.numpy()), currents,
+            which, p, dt, float(_number(dp.diffusion)), self.inv_dx2, g0, gn, *self._bands,
+            lam_v, lam_w, grad_p, grad_i, want_currents)
+        return (torch.from_numpy(lam_v), torch.from_numpy(lam_w),
+                torch.tensor(grad_d, dtype=torch.float64),
+                [torch.tensor(g, dtype=torch.float64) for g in grad_p],
+                {id(c): torch.from_numpy(grad_i[k]) for k, c in enumerate(distinct)}
+                if want_currents else {})
+
+    def adjoint_arrays(self, v, w, steps, dt, lam_v, lam_w, currents=True):
+        """:meth:`adjoint_compiled` by torch operations (tensors on a GPU, no numba);
+        ``currents``: whether the currents' gradients are wanted."""
+        from ..models import dreaction_dparams_by_code, dreaction_dv_by_code
+
+        dp = self.dp
         p = tuple(_number(x) for x in dp.params)
         D = _number(dp.diffusion)
+        nsteps = len(steps)
         with torch.no_grad():
             states = []
             for i in range(nsteps):
-                current = dp.current(t + i * dt)
-                states.append((v, w, current))
-                left, right = grid.neighbours(v, xp)
-                v, w = forward_euler_node(left, v, right, w, current.detach(), dp.code, p, dt,
-                                          D, self.inv_dx2)
+                states.append((v, w))
+                v, w = self.step(v, w, steps[i].detach(), p, D, dt)
             alpha, beta, _, dfdw = (float(x) for x in recovery_by_code(dp.code, p))
-            lam_v = torch.zeros_like(v) if lam_v is None else lam_v
-            lam_w = torch.zeros_like(w) if lam_w is None else lam_w
             after = []  # λ^{n+1} of every step n
-            # dJ/dD = Δt Σ_n λ_v^{n+1}·(L v^n) = Δt Σ_n (L^T λ_v^{n+1})·v^n: L^T λ is at hand
-            wants_d = isinstance(dp.diffusion, torch.Tensor) and dp.diffusion.requires_grad
             grad_d = torch.zeros((), dtype=v.dtype, device=v.device)
-            for vs, ws, current in reversed(states):
+            grad_i: dict[int, torch.Tensor] = {}
+            for n in range(nsteps - 1, -1, -1):
+                (vs, ws), current = states[n], steps[n].detach()
                 after.append((lam_v, lam_w))
+                if currents:
+                    f_i = dreaction_dparams_by_code(dp.code, vs, ws, current, p)[2]
+                    grad_i[id(steps[n])] = grad_i.get(id(steps[n]), 0.0) + lam_v * f_i
                 # the formula of the docstring, in place where nothing else holds the array
                 rate = self.laplacian_transposed(lam_v)
-                if wants_d:
-                    grad_d += torch.dot(rate, vs)
+                grad_d += torch.dot(rate.reshape(-1), vs.reshape(-1))
                 rate.mul_(float(D))
-                rate.addcmul_(dreaction_dv_by_code(dp.code, vs, ws, current.detach(), p), lam_v)
+                rate.addcmul_(dreaction_dv_by_code(dp.code, vs, ws, current, p), lam_v)
                 rate.add_(lam_w, alpha=alpha)
                 lam_v, lam_w = (torch.add(lam_v, rate, alpha=dt),
                                 torch.add(lam_w * (1.0 - dt * beta), lam_v, alpha=dt * dfdw))
             after.reverse()
-        out = {id(dp.diffusion): dt * grad_d} if wants_d else {}
-        live = [c for c in captured if c.requires_grad and id(c) not in out]
-        if not live:
-            return lam_v, lam_w, out
-        copies = {id(c): c.detach().requires_grad_() for c in live}
-        params = tuple(copies.get(id(x), _number(x)) for x in dp.params)
-        totals = [None] * len(live)
-        # steps in chunks of about 2**16 values: one autograd call per chunk, on arrays that
-        # stay in the caches (one call on a long cable's whole interval was 10x slower)
-        chunk = max(1, ADJOINT_CHUNK // max(1, v.shape[-1]))
-        for first in range(0, nsteps, chunk):
-            part = range(first, min(first + chunk, nsteps))
-            with torch.enable_grad():
-                f, g = reaction_by_code(
+            # the parameters' sums over steps in chunks of about 2**16 values: a few array
+            # operations per chunk, on arrays that stay in the caches
+            grad_p = [torch.zeros((), dtype=v.dtype, device=v.device) for _ in p]
+            chunk = max(1, ADJOINT_CHUNK // max(1, v.numel()))
+            for first in range(0, nsteps, chunk):
+                part = range(first, min(first + chunk, nsteps))
+                df, dg, _ = dreaction_dparams_by_code(
                     dp.code, torch.stack([states[n][0] for n in part]),
                     torch.stack([states[n][1] for n in part]),
-                    torch.stack([copies.get(id(states[n][2]), states[n][2].detach())
-                                 for n in part]), params)
-                total = (torch.stack([after[n][0] for n in part]) * f).sum()
-                if isinstance(g, torch.Tensor) and g.requires_grad:
-                    total = total + (torch.stack([after[n][1] for n in part]) * g).sum()
-            grads = torch.autograd.grad(total, [copies[id(c)] for c in live],
-                                        allow_unused=True)
-            totals = [t if g is None else (g if t is None else t + g)
-                      for t, g in zip(totals, grads, strict=True)]
-        out.update((id(c), None if t is None else dt * t)
-                   for c, t in zip(live, totals, strict=True))
-        return lam_v, lam_w, out
+                    torch.stack([steps[n].detach() for n in part]), p)
+                lv = torch.stack([after[n][0] for n in part])
+                lw = torch.stack([after[n][1] for n in part])
+                for j in range(len(p)):
+                    for lam, d in ((lv, df[j]), (lw, dg[j])):
+                        if isinstance(d, torch.Tensor) and d.dim():
+                            grad_p[j] += torch.sum(lam * d)
+                        elif float(d) != 0.0:
+                            grad_p[j] += float(d) * torch.sum(lam)
+        return lam_v, lam_w, grad_d, grad_p, grad_i
 
     def laplacian_transposed(self, x):
         """``L^T x`` with the grid's Laplacian ``L`` (the mirror node makes ``L`` unsymmetric

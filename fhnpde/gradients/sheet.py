@@ -11,7 +11,8 @@ amplitudes (:class:`~fhnpde.gradients.run.DifferentiableProblem`; a sheet's curr
   (``center: [x, y]``, ``width`` a number or ``[wx, wy]``) is
   :func:`fhnpde.stimulus.gaussian_sheet_pulse`, a box with ``y`` the box of both ranges;
 - ``explicit``: :func:`~fhnpde.schemes.forward_euler_sheet_node` (the five-point
-  Laplacian), backpropagated step by step inside each checkpointed interval;
+  Laplacian); its backward pass is the cable's torch one
+  (:meth:`~fhnpde.gradients.run.ExplicitSteps.adjoint_arrays`) with the five-point ``L^T``;
 - ``split`` (exact reaction, ``solver.diffusion: adi``): the Peaceman–Rachford half-steps of
   :class:`fhnpde.solvers.split.PeacemanRachfordADI` with differentiable batched tridiagonal
   solves: ``(I - s L_x)`` over all rows at once, ``(I - s L_y)`` over all columns at once
@@ -31,7 +32,7 @@ from ..grid import neighbours_along_rows, second_difference
 from ..operators import corner_factor, corner_shift, laplacian_bands
 from ..schemes import forward_euler_sheet_node
 from ..stimulus import box_pulse, gaussian_pulse, gaussian_sheet_pulse
-from .run import DifferentiableProblem, SplitSteps, adjoint_method
+from .run import DifferentiableProblem, ExplicitSteps, SplitSteps, adjoint_method
 from .tridiagonal import solve as differentiable_solve
 
 #: solvers with a differentiable path on a sheet
@@ -84,100 +85,22 @@ class SheetProblem(DifferentiableProblem):
         return box_pulse(inside, amplitude, base, xp) * ones
 
 
-class SheetExplicitSteps:
+class SheetExplicitSteps(ExplicitSteps):
     """Forward Euler with the five-point Laplacian
-    (:func:`~fhnpde.schemes.forward_euler_sheet_node`)."""
+    (:func:`~fhnpde.schemes.forward_euler_sheet_node`); the backward pass is the cable's
+    :meth:`~fhnpde.gradients.run.ExplicitSteps.adjoint_arrays` (recomputed states, the
+    adjoint recurrence, the model's parameter derivatives) with the five-point ``L^T``."""
+
+    compiled_adjoint = False  # the numba backward pass is the cable's three-point stencil
 
     def __init__(self, dp: SheetProblem):
-        import array_api_compat.torch as xp
-
-        self.dp, self.xp = dp, xp
-        grid = dp.problem.grid
-        self.inv_dx2, self.inv_dy2 = 1.0 / grid.dx**2, 1.0 / grid.dy**2
-
-    def query_times(self, t, dt, nsteps):
-        return t + dt * np.arange(nsteps)
-
-    def advance(self, v, w, t, dt, nsteps):
-        dp = self.dp
-        for i in range(nsteps):
-            v, w = self.step(v, w, dp.current(t + i * dt), dp.params, dp.diffusion, dt)
-        return v, w
+        super().__init__(dp)
+        self.inv_dy2 = 1.0 / dp.problem.grid.dy**2
 
     def step(self, v, w, current, params, diffusivity, dt):
         left, right, below, above = self.dp.problem.grid.neighbours(v, self.xp)
         return forward_euler_sheet_node(left, right, below, above, v, w, current, self.dp.code,
                                         params, dt, diffusivity, self.inv_dx2, self.inv_dy2)
-
-    def adjoint(self, v, w, t, dt, nsteps, lam_v, lam_w, captured):
-        r"""The backward pass of ``advance`` without a graph (the cable's
-        :meth:`fhnpde.gradients.run.ExplicitSteps.adjoint` on the sheet): the interval's
-        states recomputed, then backwards step by step
-
-        .. math::
-
-            λ_v^n = λ_v^{n+1} + Δt \big(D L^T λ_v^{n+1} + f_v λ_v^{n+1} + α λ_w^{n+1}\big),
-            \qquad λ_w^n = (1 - Δt β) λ_w^{n+1} + Δt f_w λ_v^{n+1}
-
-        with the five-point ``L^T = L_x^T ⊗ I + I ⊗ L_y^T`` (:meth:`laplacian_transposed`);
-        ``dJ/dD = Δt Σ_n (L^T λ_v^{n+1})·v^n``; the parameters' and the currents' gradients
-        ``Δt Σ_n (λ_v^{n+1} ∂f/∂θ + λ_w^{n+1} ∂g/∂θ)`` from autograd of the reaction
-        formula on the interval's stacked states, a few steps per call."""
-        from ..models import dreaction_dv_by_code, reaction_by_code, recovery_by_code
-        from .run import ADJOINT_CHUNK, _number
-
-        dp = self.dp
-        p = tuple(_number(x) for x in dp.params)
-        D = _number(dp.diffusion)
-        with torch.no_grad():
-            states = []
-            for i in range(nsteps):
-                current = dp.current(t + i * dt)
-                states.append((v, w, current))
-                v, w = self.step(v, w, current.detach(), p, D, dt)
-            alpha, beta, _, dfdw = (float(x) for x in recovery_by_code(dp.code, p))
-            lam_v = torch.zeros_like(v) if lam_v is None else lam_v
-            lam_w = torch.zeros_like(w) if lam_w is None else lam_w
-            wants_d = isinstance(dp.diffusion, torch.Tensor) and dp.diffusion.requires_grad
-            grad_d = torch.zeros((), dtype=v.dtype, device=v.device)
-            after = []  # λ^{n+1} of every step n
-            for vs, ws, current in reversed(states):
-                after.append((lam_v, lam_w))
-                rate = self.laplacian_transposed(lam_v)
-                if wants_d:
-                    grad_d += (rate * vs).sum()
-                rate.mul_(float(D))
-                rate.addcmul_(dreaction_dv_by_code(dp.code, vs, ws, current.detach(), p), lam_v)
-                rate.add_(lam_w, alpha=alpha)
-                lam_v, lam_w = (torch.add(lam_v, rate, alpha=dt),
-                                torch.add(lam_w * (1.0 - dt * beta), lam_v, alpha=dt * dfdw))
-            after.reverse()
-        out = {id(dp.diffusion): dt * grad_d} if wants_d else {}
-        live = [c for c in captured if c.requires_grad and id(c) not in out]
-        if not live:
-            return lam_v, lam_w, out
-        copies = {id(c): c.detach().requires_grad_() for c in live}
-        params = tuple(copies.get(id(x), _number(x)) for x in dp.params)
-        totals = [None] * len(live)
-        chunk = max(1, ADJOINT_CHUNK // max(1, v.numel()))
-        for first in range(0, nsteps, chunk):
-            part = range(first, min(first + chunk, nsteps))
-            with torch.enable_grad():
-                f, g = reaction_by_code(
-                    dp.code, torch.stack([states[n][0] for n in part]),
-                    torch.stack([states[n][1] for n in part]),
-                    torch.stack([copies.get(id(states[n][2]), states[n][2].detach())
-                                 for n in part]), params)
-                total = (torch.stack([after[n][0] for n in part]) * f).sum()
-                if isinstance(g, torch.Tensor) and g.requires_grad:
-                    total = total + (torch.stack([after[n][1] for n in part]) * g).sum()
-            grads = torch.autograd.grad(total, [copies[id(c)] for c in live],
-                                        allow_unused=True)
-            totals = [a if b is None else (b if a is None else a + b)
-                      for a, b in zip(totals, grads, strict=True)]
-        out.update((id(c), None if a is None else dt * a)
-                   for c, a in zip(live, totals, strict=True))
-        return lam_v, lam_w, out
 
     def laplacian_transposed(self, x):
         """``L^T x`` of the five-point Laplacian: ``L_x^T`` along every row plus ``L_y^T``
