@@ -392,31 +392,42 @@ def _substitute_batch(r, l, cp, d, x):
 
 
 @numba.njit(**_JIT)
-def _substitute_four(r, l, cp, d, x, j):
-    """Systems j .. j+3 with one shared factorisation: four independent recurrences per row,
-    so the sweep runs at the throughput of loads and multiply-adds, not at the latency of one
-    chain (one system's forward and backward chains are one multiply-add deep per row)."""
+def _forward_four(r, l, d, jd, x, jx):
+    """Forward recurrences of four systems with one shared factorisation: rows jd .. jd+3 of
+    d into rows jx .. jx+3 of x, y[i] = d[i] r[i] - l[i] y[i-1]. Four independent chains per
+    row, so the sweep runs at the throughput of loads and multiply-adds, not at the latency
+    of one chain (one system's recurrences are one multiply-add deep per row)."""
     n = d.shape[1]
     r0 = r[0]
-    y0 = d[j, 0] * r0
-    y1 = d[j + 1, 0] * r0
-    y2 = d[j + 2, 0] * r0
-    y3 = d[j + 3, 0] * r0
-    x[j, 0] = y0
-    x[j + 1, 0] = y1
-    x[j + 2, 0] = y2
-    x[j + 3, 0] = y3
+    y0 = d[jd, 0] * r0
+    y1 = d[jd + 1, 0] * r0
+    y2 = d[jd + 2, 0] * r0
+    y3 = d[jd + 3, 0] * r0
+    x[jx, 0] = y0
+    x[jx + 1, 0] = y1
+    x[jx + 2, 0] = y2
+    x[jx + 3, 0] = y3
     for i in range(1, n):
         ri = r[i]
         li = l[i]
-        y0 = d[j, i] * ri - li * y0
-        y1 = d[j + 1, i] * ri - li * y1
-        y2 = d[j + 2, i] * ri - li * y2
-        y3 = d[j + 3, i] * ri - li * y3
-        x[j, i] = y0
-        x[j + 1, i] = y1
-        x[j + 2, i] = y2
-        x[j + 3, i] = y3
+        y0 = d[jd, i] * ri - li * y0
+        y1 = d[jd + 1, i] * ri - li * y1
+        y2 = d[jd + 2, i] * ri - li * y2
+        y3 = d[jd + 3, i] * ri - li * y3
+        x[jx, i] = y0
+        x[jx + 1, i] = y1
+        x[jx + 2, i] = y2
+        x[jx + 3, i] = y3
+
+
+@numba.njit(**_JIT)
+def _backward_four(cp, x, j):
+    """Backward substitution x[i] = y[i] - c'[i] x[i+1] of systems j .. j+3 of x, in place."""
+    n = x.shape[1]
+    y0 = x[j, n - 1]
+    y1 = x[j + 1, n - 1]
+    y2 = x[j + 2, n - 1]
+    y3 = x[j + 3, n - 1]
     for i in range(n - 2, -1, -1):
         ci = cp[i]
         y0 = x[j, i] - ci * y0
@@ -430,11 +441,69 @@ def _substitute_four(r, l, cp, d, x, j):
 
 
 @numba.njit(**_JIT)
+def _forward_backward_four(r, l, cp, d, jd, x, jx, jb):
+    """``_forward_four(r, l, d, jd, x, jx)`` and ``_backward_four(cp, x, jb)`` in one loop
+    (software pipelining): row i of the forward sweep of one group of four systems, streamed
+    from memory, and row n-1-i of the backward sweep of the group before, in cache. The two
+    sweeps overlap, eight independent chains per row; the same operations on every value as
+    the two sweeps run one after the other (the same result to the bit)."""
+    n = d.shape[1]
+    r0 = r[0]
+    y0 = d[jd, 0] * r0
+    y1 = d[jd + 1, 0] * r0
+    y2 = d[jd + 2, 0] * r0
+    y3 = d[jd + 3, 0] * r0
+    x[jx, 0] = y0
+    x[jx + 1, 0] = y1
+    x[jx + 2, 0] = y2
+    x[jx + 3, 0] = y3
+    z0 = x[jb, n - 1]
+    z1 = x[jb + 1, n - 1]
+    z2 = x[jb + 2, n - 1]
+    z3 = x[jb + 3, n - 1]
+    for i in range(1, n):
+        ri = r[i]
+        li = l[i]
+        y0 = d[jd, i] * ri - li * y0
+        y1 = d[jd + 1, i] * ri - li * y1
+        y2 = d[jd + 2, i] * ri - li * y2
+        y3 = d[jd + 3, i] * ri - li * y3
+        x[jx, i] = y0
+        x[jx + 1, i] = y1
+        x[jx + 2, i] = y2
+        x[jx + 3, i] = y3
+        k = n - 1 - i
+        ck = cp[k]
+        z0 = x[jb, k] - ck * z0
+        z1 = x[jb + 1, k] - ck * z1
+        z2 = x[jb + 2, k] - ck * z2
+        z3 = x[jb + 3, k] - ck * z3
+        x[jb, k] = z0
+        x[jb + 1, k] = z1
+        x[jb + 2, k] = z2
+        x[jb + 3, k] = z3
+
+
+@numba.njit(**_JIT)
+def _substitute_four(r, l, cp, d, x, j):
+    """Systems j .. j+3 with one shared factorisation: forward, then backward."""
+    _forward_four(r, l, d, j, x, j)
+    _backward_four(cp, x, j)
+
+
+@numba.njit(**_JIT)
 def _substitute_shared_range(r, l, cp, d, x, j, end):
-    """Systems j .. end-1 of d (nsys, n) with the one factorisation (r, l, cp), four at a time."""
-    while j + 4 <= end:
-        _substitute_four(r, l, cp, d, x, j)
+    """Systems j .. end-1 of d (nsys, n) with the one factorisation (r, l, cp), four at a
+    time, pipelined: the backward sweep of each group of four runs in the loop of the next
+    group's forward sweep (``_forward_backward_four``), so a forward sweep streaming from
+    memory overlaps with a backward sweep in cache instead of alternating with it."""
+    if j + 4 <= end:
+        _forward_four(r, l, d, j, x, j)
         j += 4
+        while j + 4 <= end:
+            _forward_backward_four(r, l, cp, d, j, x, j, j - 4)
+            j += 4
+        _backward_four(cp, x, j - 4)
     while j < end:
         _substitute_system(r, l, cp, d[j], x[j])
         j += 1
