@@ -522,20 +522,25 @@ def _substitute_shared(r, l, cp, d, x, nchunks):
 @numba.njit(**_JIT)
 def _substitute_columns(r, l, cp, d, x, o, k0, k1):
     """Columns k0 .. k1-1 of block o of d (outer, n, inner): the systems run down axis 1, so
-    each row of the recurrences is a contiguous, vectorisable loop over the columns."""
+    each row of the recurrences is a contiguous, vectorisable loop over the columns (over
+    slices indexed from 0: no negative-index wrap-around to check, which kept LLVM from
+    vectorising the loop over k0 .. k1-1)."""
     n = d.shape[1]
     r0 = r[0]
-    for k in range(k0, k1):
-        x[o, 0, k] = d[o, 0, k] * r0
+    xi, di = x[o, 0, k0:k1], d[o, 0, k0:k1]
+    for k in range(k1 - k0):
+        xi[k] = di[k] * r0
     for i in range(1, n):
         ri = r[i]
         li = l[i]
-        for k in range(k0, k1):
-            x[o, i, k] = d[o, i, k] * ri - li * x[o, i - 1, k]
+        xi, di, xp = x[o, i, k0:k1], d[o, i, k0:k1], x[o, i - 1, k0:k1]
+        for k in range(k1 - k0):
+            xi[k] = di[k] * ri - li * xp[k]
     for i in range(n - 2, -1, -1):
         ci = cp[i]
-        for k in range(k0, k1):
-            x[o, i, k] = x[o, i, k] - ci * x[o, i + 1, k]
+        xi, xn = x[o, i, k0:k1], x[o, i + 1, k0:k1]
+        for k in range(k1 - k0):
+            xi[k] = xi[k] - ci * xn[k]
 
 
 @numba.njit(**_JIT)
