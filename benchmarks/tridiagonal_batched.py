@@ -42,10 +42,11 @@ from fhnpde.tridiagonal import thomas
 BYTES_PER_UNKNOWN = 16
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(**thomas._JIT, parallel=True)
 def unpipelined(r, l, cp, d, x, nchunks):
     """The shared-matrix row kernel before the pipelining: per chunk of systems, groups of
-    four, each group's forward sweep and then its backward sweep."""
+    four, each group's forward sweep and then its backward sweep. (Same numba options as
+    the Thomas kernels it calls: numba compiles a callee with its first caller's flags.)"""
     nsys = x.shape[0]
     for chunk in numba.prange(nchunks):
         j, end = chunk * nsys // nchunks, (chunk + 1) * nsys // nchunks

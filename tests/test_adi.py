@@ -350,7 +350,7 @@ def test_fused_half_step_against_dense_peaceman_rachford(boundary):
     assert np.abs(got - unfused).max() <= 8e-15 * np.abs(ref).max()
     x = np.empty(grid.shape)
     adi_k.implicit_half(-1, v, s, 1 / step.gy.dx**2, step.gy.ghosts, step.factors[0], x,
-                        step.scratch[0])
+                        step.scratch)
     mid = step.along_x.correct(x, -1, x)
 
     # threaded kernels (any thread count) at chunk / block sizes leaving remainders

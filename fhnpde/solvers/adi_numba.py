@@ -205,24 +205,29 @@ def implicit_y_threaded(v, s, inv_d2, g0, gn, r, l, cp, x, width):
         implicit_y_columns(v, s, inv_d2, g0, gn, r, l, cp, x, k0, min(k0 + width, nx))
 
 
+def serial(nodes: int) -> bool:
+    """Whether a sweep over ``nodes`` nodes runs its serial loops: below PARALLEL_MIN_NODES
+    or with one numba thread."""
+    return nodes < PARALLEL_MIN_NODES or numba.get_num_threads() == 1
+
+
 def implicit_half(axis: int, v, s: float, inv_d2: float, ghosts, factors, out,
                   scratch) -> None:
     """One direction of a Peaceman–Rachford half-step into ``out``: ``axis`` -1 solves
     ``(I - s L_x) out = (I + s d2y) v`` over all rows, -2 ``(I - s L_y) out = (I + s d2x) v``
-    over all columns; ``factors``: (r, l, cp) of the shared factorisation, ``scratch``: (4,
-    nx) for the rows' rhs (the serial path's; threads make their own; unused for columns). Threaded
+    over all columns; ``factors``: (r, l, cp) of the shared factorisation; ``scratch``: (4,
+    nx), the serial row sweep's rhs block (threads make their own; columns need none). Threaded
     from PARALLEL_MIN_NODES nodes on with more than one numba thread."""
     g0, gn = ghosts
     r, l, cp = factors
     ny, nx = v.shape
     threads = numba.get_num_threads()
-    serial = v.size < PARALLEL_MIN_NODES or threads == 1
     if axis == -1:
-        if serial:
+        if serial(v.size):
             implicit_x_rows(v, s, inv_d2, g0, gn, r, l, cp, out, 0, ny, scratch)
         else:
             implicit_x_threaded(v, s, inv_d2, g0, gn, r, l, cp, out, min(ny // 4 or 1, threads))
-    elif serial:
+    elif serial(v.size):
         implicit_y_columns(v, s, inv_d2, g0, gn, r, l, cp, out, 0, nx)
     else:
         implicit_y_threaded(v, s, inv_d2, g0, gn, r, l, cp, out, strided_width(nx, 1, threads))

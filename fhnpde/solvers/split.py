@@ -142,7 +142,7 @@ class PeacemanRachfordADI:
 
             self.kernels = kernels("fhnpde.solvers.adi_numba")
             self.half = np.empty(grid.shape)
-            self.scratch = (np.empty((4, grid.shape[1])), np.empty(grid.shape[1]))
+            self.scratch = np.empty((4, grid.shape[1]))  # the row sweep's rhs block
             self.factors = tuple(
                 tuple(f[0] for f in (fa.reciprocal_pivots, fa.scaled_lower, fa.modified_upper))
                 for fa in (self.along_x.factorization, self.along_y.factorization)
@@ -158,14 +158,13 @@ class PeacemanRachfordADI:
             half = self.along_x.solve(v + s * self.second_difference_y(v), axis=-1)
             return self.along_y.solve(half + s * self.gx.laplacian(half, self.xp), axis=-2)
         # each direction's explicit part formed inside its batched Thomas sweep (one pass
-        # over the sheet per direction, the same result to the bit as rhs, then solve)
-        implicit, half = self.kernels.implicit_half, self.half
-        fx, fy = self.factors
+        # over the sheet per direction; the unfused rhs-then-solve result to round-off)
+        k, half, (fx, fy) = self.kernels, self.half, self.factors
         v = np.ascontiguousarray(v, dtype=np.float64)
-        implicit(-1, v, s, 1.0 / self.gy.dx**2, self.gy.ghosts, fx, half, self.scratch[0])
-        self.along_x.correct(half, -1, half)
         out = np.empty(self.grid.shape)
-        implicit(-2, half, s, 1.0 / self.gx.dx**2, self.gx.ghosts, fy, out, self.scratch[1])
+        k.implicit_half(-1, v, s, 1.0 / self.gy.dx**2, self.gy.ghosts, fx, half, self.scratch)
+        self.along_x.correct(half, -1, half)
+        k.implicit_half(-2, half, s, 1.0 / self.gx.dx**2, self.gx.ghosts, fy, out, self.scratch)
         return self.along_y.correct(out, -2, out)
 
 
