@@ -369,6 +369,81 @@ def _factor_batch(a, b, c, r, l, cp, bad_row, bad_piv):
 
 
 @numba.njit(**_JIT)
+def _factor_twisted(a, b, c, r, l, cp, tr, tl, ts):
+    """The two-ended factorisation of one system from its forward one (r, l, cp of rows
+    0 .. m-1 reused, m = n // 2): rows n-1 .. m+1 eliminated upwards (the reversed system's
+    forward elimination), u[j] = b[j] - c[j] a'[j+1], into tr = 1/u, tl = c tr, ts = a' = a
+    tr; rows 0 .. m-1 copied (tr = r, tl = l, ts = c'); row m, the twist, tr[m] = 1/p with
+    p = b[m] - a[m] c'[m-1] - c[m] a'[m+1]. Returns (bad_row, pivot) or (-1, 0)."""
+    n = b.shape[0]
+    m = n // 2
+    zero = b[0] - b[0]
+    one = b[0] / b[0]  # b[0], the first pivot, passed the forward factorisation's checks
+    for i in range(m):
+        tr[i] = r[i]
+        tl[i] = l[i]
+        ts[i] = cp[i]
+    for j in range(n - 1, m, -1):
+        u = b[j] if j == n - 1 else b[j] - c[j] * ts[j + 1]
+        if _bad(u):
+            return j, u
+        rj = one / u
+        tr[j] = rj
+        tl[j] = c[j] * rj if j < n - 1 else zero  # c[n-1] is ignored (may hold anything)
+        ts[j] = a[j] * rj
+    p = b[m]
+    if m > 0:
+        p -= a[m] * ts[m - 1]
+    if m + 1 < n:
+        p -= c[m] * ts[m + 1]
+    if _bad(p):
+        return m, p
+    tr[m] = one / p
+    tl[m] = zero
+    ts[m] = zero
+    return -1, zero
+
+
+@numba.njit(**_JIT)
+def _substitute_twisted(tr, tl, ts, am, cm, d, x):
+    """One system by its two-ended factorisation (``_factor_twisted``; am, cm: a[m], c[m]):
+    the forward recurrences of the top rows (0 .. m-1, downwards) and of the bottom rows
+    (n-1 .. m+1, upwards) in one loop, two independent multiply-add chains; then the twist
+    row x[m] = (d[m] - a[m] y[m-1] - c[m] y[m+1]) / p; then both back substitutions outwards
+    (``_back_substitute_both``). No divisions; twice the instruction-level parallelism of
+    the one-ended sweep, whose every row waits for the row before."""
+    n = d.shape[0]
+    m = n // 2
+    nb = n - m - 1
+    zero = d[0] - d[0]
+    yt = zero
+    yb = zero
+    if m > 0:
+        yt = d[0] * tr[0]
+        x[0] = yt
+    if nb > 0:
+        yb = d[n - 1] * tr[n - 1]
+        x[n - 1] = yb
+    both = min(m, nb)
+    for k in range(1, both):
+        j = n - 1 - k
+        yt = d[k] * tr[k] - tl[k] * yt
+        x[k] = yt
+        yb = d[j] * tr[j] - tl[j] * yb
+        x[j] = yb
+    for i in range(max(both, 1), m):  # n even: the top half has one row more
+        yt = d[i] * tr[i] - tl[i] * yt
+        x[i] = yt
+    xm = d[m]
+    if m > 0:
+        xm -= am * x[m - 1]
+    if nb > 0:
+        xm -= cm * x[m + 1]
+    x[m] = xm * tr[m]
+    _back_substitute_both(ts, x, m, nb)
+
+
+@numba.njit(**_JIT)
 def _substitute_system(r, l, cp, d, x):
     """Forward y[i] = d[i] r[i] - l[i] y[i-1] into x, then backward x[i] = y[i] - cp[i] x[i+1]."""
     n = d.shape[0]
@@ -571,6 +646,12 @@ def _substitute_strided(r, l, cp, d, x, width):
 # thread the serial loops run whatever the size.
 PARALLEL_MIN_UNKNOWNS = 65_536
 
+# Rows from which a factorised single system is solved by the two-ended factorisation (kept
+# alongside the forward one): below, a solve is a few microseconds and the call's overhead
+# dominates, and one system solved alone keeps equalling the same system in a batch (which
+# the forward factors solve) to the bit.
+TWISTED_MIN_ROWS = 4096
+
 
 def strided_width(inner: int, outer: int, threads: int) -> int:
     """Columns per block of the strided sweep: the columns split into as few blocks as give
@@ -583,30 +664,32 @@ def strided_width(inner: int, outer: int, threads: int) -> int:
 # -- registry entry points -------------------------------------------------------------------
 
 
-def solve(lower, diag, upper, rhs, batch_shape):
+def solve(lower, diag, upper, rhs, batch_shape, out=None):
     """Registry entry: validated numpy input (see ``fhnpde.tridiagonal.registry``) -> x of
-    shape batch + (n,)."""
+    shape batch + (n,); ``out``: a C-contiguous array of that shape and rhs's dtype to write
+    x into (checked by the caller), which saves a large solve the first-touch page faults
+    of a fresh array."""
     n = rhs.shape[-1]
     nsys = math.prod(batch_shape)
     k = _CONSTANTS[rhs.dtype]
     if nsys == 1:  # serial kernel: no parallel start-up for one system
         # x and the scratch are allocated by numpy (large blocks get huge pages; fewer faults)
-        x = np.empty(n, dtype=rhs.dtype)
+        x = _output(out, (n,), rhs.dtype)
         row, piv = _thomas_system(
             _flat(lower), _flat(diag), _flat(upper), _flat(rhs), x, _scratch(n, rhs.dtype), k
         )
         if row >= 0:
             raise_pivot_error("thomas", batch_shape, [row], [piv])
-        return x.reshape(batch_shape + (n,))
+        return _shaped(x, out, batch_shape + (n,))
     rows = [as_rows(np, v, batch_shape, n) for v in (lower, diag, upper, rhs)]
-    x = np.empty((nsys, n), dtype=rhs.dtype)
+    x = _output(out, (nsys, n), rhs.dtype)
     bad_row = np.empty(nsys, dtype=np.int64)
     bad_piv = np.empty(nsys, dtype=rhs.dtype)
     if nsys:
         _thomas_batch(*rows, x, bad_row, bad_piv, min(nsys, numba.get_num_threads()), k)
         if bad_row.max() >= 0:
             raise_pivot_error("thomas", batch_shape, bad_row, bad_piv)
-    return x.reshape(batch_shape + (n,))
+    return _shaped(x, out, batch_shape + (n,))
 
 
 _SCRATCH = threading.local()
@@ -636,11 +719,14 @@ class ThomasFactorization(Factorization):
 
     method = "thomas"
 
-    def __init__(self, r, l, cp, batch_shape) -> None:
+    def __init__(self, r, l, cp, batch_shape, twisted=None) -> None:
         super().__init__(r.shape[-1], batch_shape, r.dtype)
         self.reciprocal_pivots = r  # (rows, n), rows = 1 or prod(batch_shape)
         self.scaled_lower = l
         self.modified_upper = cp
+        # one matrix of n >= TWISTED_MIN_ROWS: its two-ended factors (tr, tl, ts, a[m], c[m])
+        # for single right-hand sides (see _substitute_twisted), else None
+        self.twisted = twisted
 
     @property
     def shared(self) -> bool:
@@ -656,7 +742,10 @@ class ThomasFactorization(Factorization):
         factors = (self.reciprocal_pivots, self.scaled_lower, self.modified_upper)
         x = _output(out, (nsys, n), self.dtype)
         if nsys == 1:
-            _substitute_system(*(f[0] for f in factors), _flat(rhs), x[0])
+            if self.twisted is not None:
+                _substitute_twisted(*self.twisted, _flat(rhs), x[0])
+            else:
+                _substitute_system(*(f[0] for f in factors), _flat(rhs), x[0])
             return _shaped(x, out, batch_shape + (n,))
         if self.batch_shape and math.prod(self.batch_shape) > 1 and self.batch_shape != batch_shape:
             # partly broadcast factors, e.g. (2, 1) against rhs (1, 4): materialise them
@@ -720,4 +809,12 @@ def factorize(lower, diag, upper, batch_shape):
         _factor_batch(*rows, r, l, cp, bad_row, bad_piv)
     if nsys and bad_row.max() >= 0:
         raise_pivot_error("thomas", batch_shape, bad_row, bad_piv, detail="in factorize")
-    return ThomasFactorization(r, l, cp, batch_shape)
+    twisted = None
+    if nsys == 1 and n >= TWISTED_MIN_ROWS:
+        a, b, c = (v[0] for v in rows)
+        tr, tl, ts = (np.empty(n, dtype=diag.dtype) for _ in range(3))
+        row, _ = _factor_twisted(a, b, c, r[0], l[0], cp[0], tr, tl, ts)
+        if row < 0:  # else a pivot of the upward elimination failed: keep the forward sweep
+            m = n // 2
+            twisted = (tr, tl, ts, a[m], c[m])
+    return ThomasFactorization(r, l, cp, batch_shape, twisted)
