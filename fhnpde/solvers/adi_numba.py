@@ -1,14 +1,15 @@
 """numba kernels of the ADI half-step (:class:`fhnpde.solvers.split.PeacemanRachfordADI` on
-the numba and numpy backends with method ``thomas``): the explicit parts alone
-(``explicit_half``) and, what the half-step runs, each direction's explicit part fused into
-its batched Thomas sweep (``implicit_half``).
+the numba and numpy backends with method ``thomas``).
 
-``out = v + s * d2 v`` along one direction of a sheet (``(ny, nx)``, C order), written into
-a buffer the caller keeps: the array path's temporaries (neighbour copies, products) each
-cost a fresh 2 MB array and its page faults at 512 x 512, more than the arithmetic. The
-second difference is :func:`fhnpde.grid.second_difference` (registered as jitable by
-:mod:`fhnpde.compiled`); the edge rows/columns read their outer neighbour through the ghost
-indices. Imported through ``fhnpde.backends.kernels(...)``.
+What the half-step runs: ``implicit_half``, each direction's explicit part ``v + s d2 v``
+formed inside its batched Thomas sweep (one pass over the sheet per direction, no rhs
+array; see the section below). ``explicit_half`` is the explicit part alone, written into a
+buffer the caller keeps (the unfused form, which the tests compare the fused one with); the
+array path's temporaries (neighbour copies, products) each cost a fresh 2 MB array and its
+page faults at 512 x 512, more than the arithmetic. The second difference is
+:func:`fhnpde.grid.second_difference` (registered as jitable by :mod:`fhnpde.compiled`); the
+edge rows/columns read their outer neighbour through the ghost indices. Imported through
+``fhnpde.backends.kernels(...)``.
 """
 
 from __future__ import annotations
