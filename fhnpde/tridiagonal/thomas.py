@@ -66,7 +66,13 @@ r[i] = 1 / t[i], l[i] = a[i] r[i] and c'[i] = c[i] r[i]; each solve is then::
     y[0] = d[0] r[0],   y[i] = d[i] r[i] - l[i] y[i-1]      (forward, one FMA per row)
     x[n-1] = y[n-1],    x[i] = y[i] - c'[i] x[i+1]           (backward)
 
-with no divisions, and the forward recurrence is a single multiply-add deep.
+with no divisions, and the forward recurrence is a single multiply-add deep. A batch of
+right-hand sides sharing one matrix runs four systems interleaved per thread, each group's
+backward sweep pipelined with the next group's forward sweep. One matrix of n >=
+TWISTED_MIN_ROWS also keeps its two-ended (twisted) factors, the bottom half eliminated
+upwards (u[j] = b[j] - c[j] a'[j+1], a'[j] = a[j] / u[j]) and the twist row's reciprocal
+pivot, and solves a single right-hand side by the two-ended sweep above without divisions:
+two independent chains instead of one.
 """
 
 from __future__ import annotations
