@@ -33,6 +33,13 @@ is printed.
 
     python benchmarks/sheet_peers.py [--t-end 50] [--fhnpde 51 101 201 401]
                                      [--pypde 50 100 200 400] [--repeats 3]
+                                     [--method explicit|split] [--split-dt-per-dx 1]
+                                     [--stepping-only]
+
+``--method split``: fhnpde's ladder by ADI-split (Strang around Peaceman–Rachford, one RK4
+reaction step) at dt = ``--split-dt-per-dx`` x dx (rounded down to divide t_end / 10), not
+bound by the explicit limit; py-pde's ladder stays its explicit Euler solver (the issue's
+comparison: fhnpde's fastest way to a front error against py-pde's explicit solver).
 
 Measured (py-pde 0.59.0, 2 shared cores at load average 6-7, the defaults): front errors of
 the two ladders agree grid for grid (1.18 / 1.27, 0.264 / 0.260, 0.0622 / 0.0636,
@@ -40,6 +47,15 @@ the two ladders agree grid for grid (1.18 / 1.27, 0.264 / 0.260, 0.0622 / 0.0636
 and runs end to end 10.2-20.5x faster (fhnpde 4.2-6.8 s, py-pde 69-87 s, most of it
 compiling its generated code in every process). The stepping target (10x) is not met:
 both step with a compiled loop; fhnpde's moves its bytes at the memory's speed.
+
+Stepping only, one later run (``--stepping-only --repeats 3``, load average 4.8 -> 7.9),
+py-pde / fhnpde at equal front error: ``--method explicit`` 6.7x (error 1.18), 6.2x (0.26),
+7.0x (0.062), 6.8x (0.0156); ``--method split`` (dt = dx; its front errors 1.29, 0.320,
+0.0776, 0.0196, the ADI-split time error added to the grid's) 1.4x (1.27), 2.1x (0.32),
+5.4x (0.078), 6.3x (0.064), **16.1x (0.0196)**: ADI-split's steps grow as 1 / dx, explicit's
+as 1 / dx^2, so it passes 10x only on the finest grid of the ladder (401 x 401: 0.23 s
+against py-pde's 3.7 s interpolated; fhnpde explicit there 0.94 s); on coarse grids its
+larger error per step and dearer step lose to the explicit solver.
 """
 
 from __future__ import annotations
@@ -101,10 +117,26 @@ def reference_front(t_end: float, nx: int) -> float:
 # --- fhnpde ---------------------------------------------------------------------------------
 
 
-def fhnpde_sets(n: int, t_end: float) -> list[str]:
-    dt, _ = steps_for(LENGTH / (n - 1), t_end)
-    return [START, f"domain.nx=[{n}, {n}]", f"time.t_end={t_end}", f"time.dt={dt!r}",
+def split_steps_for(dx: float, t_end: float, per_dx: float) -> tuple[float, int]:
+    """ADI-split's dt = per_dx x dx, rounded down to divide t_end / 10."""
+    n = 10 * int(np.ceil(t_end / (per_dx * dx) / 10))
+    return t_end / n, n
+
+
+def fhnpde_dt(n: int, t_end: float, method: str, per_dx: float) -> float:
+    dx = LENGTH / (n - 1)
+    return (steps_for(dx, t_end) if method == "explicit"
+            else split_steps_for(dx, t_end, per_dx))[0]
+
+
+def fhnpde_sets(n: int, t_end: float, method: str = "explicit", per_dx: float = 1.0
+                ) -> list[str]:
+    dt = fhnpde_dt(n, t_end, method, per_dx)
+    sets = [START, f"domain.nx=[{n}, {n}]", f"time.t_end={t_end}", f"time.dt={dt!r}",
             f"time.save_every={t_end / 10!r}", "solver.backend=numba"]
+    if method == "split":
+        sets += ["solver.method=split", "solver.diffusion=adi"]
+    return sets
 
 
 def timed(run, repeats: int) -> float:
@@ -116,12 +148,12 @@ def timed(run, repeats: int) -> float:
     return median_time(run, repeats, inner=max(1, int(0.2 / max(once, 1e-6))), warm=False)
 
 
-def fhnpde_stepping(n: int, t_end: float, repeats: int) -> tuple[float, float]:
+def fhnpde_stepping(n: int, t_end: float, repeats: int, sets: list[str]) -> tuple[float, float]:
     """(seconds of solver.advance over the run, front position)."""
     from fhnpde.case import load_case
     from fhnpde.driver import build_solver
 
-    case = load_case(CASE, fhnpde_sets(n, t_end))
+    case = load_case(CASE, sets)
     problem, solver = build_solver(case)
     solver.advance(solver.init(), 0.0, case.time.dt, 1)  # kernels loaded
     final = {}
@@ -132,12 +164,12 @@ def fhnpde_stepping(n: int, t_end: float, repeats: int) -> tuple[float, float]:
     return timed(run, repeats), front(problem.grid.x, np.asarray(final["v"]))
 
 
-def fhnpde_end_to_end(n: int, t_end: float, repeats: int, warm: bool = True) -> float:
+def fhnpde_end_to_end(sets: list[str], repeats: int, warm: bool = True) -> float:
     times = []
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "fhnpde", "run", str(CASE), "--overwrite", "--quiet",
                "--out", str(Path(tmp) / "run.zarr")]
-        for s in fhnpde_sets(n, t_end):
+        for s in sets:
             cmd += ["--set", s]
         if warm:  # numba's cache of the kernels filled, as after a user's first run
             subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
@@ -212,6 +244,12 @@ def main() -> None:
     ap.add_argument("--pypde", type=int, nargs="+", default=[50, 100, 200, 400],
                     help="cells along each side of py-pde's ladder")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--method", choices=("explicit", "split"), default="explicit",
+                    help="fhnpde's solver: explicit at 0.8 x its limit (default), or ADI-split "
+                         "at dt = --split-dt-per-dx x dx")
+    ap.add_argument("--split-dt-per-dx", type=float, default=1.0)
+    ap.add_argument("--stepping-only", action="store_true",
+                    help="skip the end-to-end runs (py-pde's compile in every process)")
     ap.add_argument("--pypde-worker", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.pypde_worker:
@@ -228,11 +266,14 @@ def main() -> None:
           f"{LENGTH / 3200:g}; at twice that dx: {x_check:.6f}, a difference of "
           f"{abs(x_ref - x_check):.1e})")
     rows_f = []
+    print(f"fhnpde: {args.method}" + (f", dt = {args.split_dt_per_dx:g} x dx"
+                                       if args.method == "split" else ", dt = 0.8 x limit"))
     for n in args.fhnpde:
-        step, pos = fhnpde_stepping(n, t_end, args.repeats)
-        e2e = fhnpde_end_to_end(n, t_end, args.repeats)
-        rows_f.append({"n": n, "dx": LENGTH / (n - 1), "dt": steps_for(LENGTH / (n - 1),
-                                                                       t_end)[0],
+        sets = fhnpde_sets(n, t_end, args.method, args.split_dt_per_dx)
+        step, pos = fhnpde_stepping(n, t_end, args.repeats, sets)
+        e2e = float("nan") if args.stepping_only else fhnpde_end_to_end(sets, args.repeats)
+        rows_f.append({"n": n, "dx": LENGTH / (n - 1),
+                       "dt": fhnpde_dt(n, t_end, args.method, args.split_dt_per_dx),
                        "error": abs(pos - x_ref), "stepping": step, "end_to_end": e2e})
     rows_p = []
     if importlib.util.find_spec("pde") is None:
@@ -243,7 +284,8 @@ def main() -> None:
         print(f"py-pde {pde.__version__}")
         for n in args.pypde:
             r = pypde_run(n, t_end, args.repeats)
-            e2e = pypde_end_to_end(n, t_end, args.repeats)
+            e2e = float("nan") if args.stepping_only else pypde_end_to_end(n, t_end,
+                                                                            args.repeats)
             rows_p.append({"n": n, "dx": LENGTH / n, "dt": r["dt"],
                            "error": abs(r["front"] - x_ref), "stepping": r["stepping"],
                            "end_to_end": e2e})
@@ -262,6 +304,9 @@ def main() -> None:
         for target in targets:
             cells = [f"{target:>12.3e}"]
             for key, width in (("stepping", 17), ("end_to_end", 19)):
+                if key == "end_to_end" and args.stepping_only:
+                    cells.append(f"{'-':>{width + 16}}")
+                    continue
                 f, p = time_at(rows_f, target, key), time_at(rows_p, target, key)
                 if f is None or p is None:
                     break

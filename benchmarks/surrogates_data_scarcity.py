@@ -1,7 +1,7 @@
 """Data scarcity on Problem A: PINN vs DDNN with 10 / 100 / 1,000 training points, many seeds.
 
     .venv/bin/python benchmarks/surrogates_data_scarcity.py [--seeds 20] [--first-seed 0]
-        [--sizes 10 100 1000] [--iterations 2000] [--finish 1500] [--finish-tol 0.01]
+        [--sizes 10 100 1000] [--iterations 2000] [--finish 10000] [--finish-tol 0.01]
         [--finish-window 500] [--out runs/surrogates/scarcity]
         [--figure docs/img/surrogates-scarcity-curves.png]
     .venv/bin/python benchmarks/surrogates_data_scarcity.py --merge OUT_A OUT_B ... --out OUT
@@ -61,7 +61,7 @@ from surrogates.ensemble import (
 KINDS = ("ddnn", "pinn")
 WIDTHS = [32, 32, 32]
 ADAM_ITERATIONS = 2000
-FINISH = FinishSpec(max_iterations=1500, window=500, tol=1e-2, collocation=1024)
+FINISH = FinishSpec(max_iterations=10000, window=500, tol=1e-2, collocation=1024)
 
 
 def problem_config(dt: float | None = None):

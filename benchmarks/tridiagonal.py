@@ -9,12 +9,22 @@ scipy user would: ``scipy.linalg.lapack.dgtsv(dl, d, du, b)`` (f2py copies its i
 looped in Python over a batch. Thomas and cyclic reduction go through the public
 ``fhnpde.tridiagonal.solve`` (validation and broadcasting included).
 
-Bandwidth: Thomas must at least read lower, diag, upper, rhs and write x (5 arrays) and it
-writes and reads one scratch vector (2 more): 7 * n * 8 bytes in float64. The triad
-``a = b + s * c`` (numba, parallel over all cores, arrays far larger than the caches) moves
-3 * N * 8 bytes (STREAM's count, without write-allocate traffic). It is measured twice: on
-all cores (the target's reference) and on one core, since one system's sweep is a chain of
-dependent rows that runs on one core and can draw only what one core can.
+Bandwidth (the byte model): Thomas must at least read lower, diag, upper, rhs and write x
+(5 arrays) and it writes and reads one scratch vector (2 more): 7 * n * 8 bytes in float64.
+A factorised solve (``th.fact``) reads rhs and two factor vectors in its forward sweep and
+writes y into x, then reads the third factor vector and x and writes x in its backward
+sweep: also 7 * n * 8 bytes. No write-allocate traffic is counted, as for the triad
+``a = b + s * c`` (numba, parallel over all cores, arrays far larger than the caches), which
+moves 3 * N * 8 bytes (STREAM's count). The triad is measured twice: on all cores (the
+target's reference) and on one core, since one system's sweep is a chain of dependent rows
+that runs on one core and can draw only what one core can.
+
+The single-system columns: ``thomas`` (``solve``, a fresh result each call), ``th.out``
+(``solve(..., out=x)``, x reused: no first-touch page faults), ``th.fact`` (``factorize``
+once, ``fact.solve(rhs, out=x)`` timed: for n >= TWISTED_MIN_ROWS the two-ended factorisation,
+two independent chains), ``fact.1`` (the same factors solved by the one-ended forward and
+backward sweep, the kernel before: ``thomas._substitute_system``). Their timings are
+interleaved (each repeat times every way once).
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ from scipy.linalg import lapack  # noqa: E402
 from triad import triad  # noqa: E402
 
 from fhnpde import tridiagonal as td  # noqa: E402
+from fhnpde.tridiagonal import thomas  # noqa: E402
 
 
 def timed(fn, repeats: int, *args, **kwargs) -> float:
@@ -47,6 +58,35 @@ def timed(fn, repeats: int, *args, **kwargs) -> float:
         fn(*args, **kwargs)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def interleaved(ways: dict, repeats: int) -> dict[str, float]:
+    """Median wall time of each way, the ways timed in turn within every repeat (after one
+    warm-up call each)."""
+    for fn in ways.values():
+        fn()
+    times = {name: [] for name in ways}
+    for _ in range(repeats):
+        for name, fn in ways.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
+def single_system_ways(lower, diag, upper, rhs) -> dict:
+    """The single-system ways of solving timed side by side (see the module docstring)."""
+    dl, du = lower[1:].copy(), upper[:-1].copy()
+    fact = td.factorize(lower, diag, upper)
+    factors = [f[0] for f in (fact.reciprocal_pivots, fact.scaled_lower, fact.modified_upper)]
+    x = np.empty(rhs.shape[-1])
+    return {
+        "gtsv": lambda: lapack.dgtsv(dl, diag, du, rhs),
+        "thomas": lambda: td.solve(lower, diag, upper, rhs),
+        "th.out": lambda: td.solve(lower, diag, upper, rhs, out=x),
+        "th.fact": lambda: fact.solve(rhs, out=x),
+        "fact.1": lambda: thomas._substitute_system(*factors, rhs, x),
+    }
 
 
 def system(rng, shape, n):
@@ -96,30 +136,29 @@ def main() -> None:
           f"{triad_1 / 1e9:.1f} GB/s on one\n")
 
     head = (
-        f"{'n':>10} {'gtsv':>9} {'thomas':>9} {'th.fact':>9} {'cyc.red':>9} "
-        f"{'thomas/gtsv':>12} {'cr/gtsv':>8} {'thomas GB/s':>12} {'of triad':>9} "
-        f"{'of 1-core triad':>15}"
+        f"{'n':>10} {'gtsv':>9} {'thomas':>9} {'th.out':>9} {'th.fact':>9} {'fact.1':>9} "
+        f"{'cyc.red':>9} {'thomas/gtsv':>12} {'th.out GB/s':>12} {'of triad':>9} "
+        f"{'of 1-core':>10} {'th.fact GB/s':>13} {'of triad':>9} {'of 1-core':>10}"
     )
-    print("one system, float64, unknowns/s in millions (th.fact: factorize once, solve timed)")
+    print("one system, float64, unknowns/s in millions")
     print(head)
     for n in sizes:
         lower, diag, upper, rhs = system(rng, (), n)
         reps = max(3, min(50, int(3e7 // n)))
-        dl, du = lower[1:].copy(), upper[:-1].copy()
-        t_gtsv = timed(lapack.dgtsv, reps, dl, diag, du, rhs)
-        t_thomas = timed(td.solve, reps, lower, diag, upper, rhs)
-        fact = td.factorize(lower, diag, upper)
-        t_fact = timed(fact.solve, reps, rhs)
-        t_cr = timed(
+        t = interleaved(single_system_ways(lower, diag, upper, rhs), reps)
+        t["cyc.red"] = timed(
             td.solve, max(3, reps // 4), lower, diag, upper, rhs, method="cyclic-reduction"
         )
-        bw = 7 * n * 8 / t_thomas
-        frac = (f"{bw / triad:9.0%} {bw / triad_1:15.0%}" if n >= 10**6
-                else f"{'':9} {'':15}")
+        rate = {k: n / v / 1e6 for k, v in t.items()}
+        cells = ""
+        for way in ("th.out", "th.fact"):
+            bw = 7 * n * 8 / t[way]
+            cells += f" {bw / 1e9:12.2f} " + (f"{bw / triad:9.0%} {bw / triad_1:10.0%}"
+                                              if n >= 10**6 else f"{'':9} {'':10}")
         print(
-            f"{n:>10} {n / t_gtsv / 1e6:9.1f} {n / t_thomas / 1e6:9.1f} {n / t_fact / 1e6:9.1f} "
-            f"{n / t_cr / 1e6:9.1f} {t_gtsv / t_thomas:12.2f} {t_gtsv / t_cr:8.2f} "
-            f"{bw / 1e9:12.2f} {frac}"
+            f"{n:>10} " + " ".join(f"{rate[k]:9.1f}" for k in
+                                   ("gtsv", "thomas", "th.out", "th.fact", "fact.1", "cyc.red"))
+            + f" {t['gtsv'] / t['thomas']:12.2f}" + cells
         )
 
     print(

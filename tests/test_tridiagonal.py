@@ -217,6 +217,65 @@ def test_thomas_factorization_is_division_free_form():
     np.testing.assert_allclose(f.modified_upper[0, :2], [1 / t0, 1 / t1])
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda t: t.__name__)
+@pytest.mark.parametrize("n", [4096, 4097, 10_001])
+def test_thomas_two_ended_factorization_matches_solve_banded(n, dtype):
+    """One matrix of n >= TWISTED_MIN_ROWS keeps its two-ended factors (forward down to the
+    middle, upward from the end, the twist row between) and solves a single rhs with them:
+    against scipy's banded LU, n even and odd; the same matrix's batched solve (the forward
+    factors) agrees to rounding."""
+    from fhnpde.tridiagonal.thomas import TWISTED_MIN_ROWS
+
+    assert n >= TWISTED_MIN_ROWS
+    rng = np.random.default_rng(n)
+    lower, diag, upper, rhs = random_system(rng, (), n, dtype)
+    fact = td.factorize(lower, diag, upper, method="thomas")
+    assert fact.twisted is not None
+    x = fact.solve(rhs)
+    assert_solves(lower, diag, upper, rhs, x, dtype)
+    batch = fact.solve(np.stack([rhs, rhs]))
+    assert np.abs(batch[0] - x).max() <= ERROR_TOL[dtype] * np.abs(x).max()
+    out = np.empty_like(x)
+    assert fact.solve(rhs, out=out) is out
+    np.testing.assert_array_equal(out, x)
+
+
+def test_thomas_two_ended_falls_back_when_the_upward_elimination_fails():
+    """b[n-1] = 0: the forward elimination's last pivot b - a c' is fine, the upward one
+    (b[n-1] itself) is zero: no two-ended factors, the forward sweep solves."""
+    from fhnpde.tridiagonal.thomas import TWISTED_MIN_ROWS
+
+    n = TWISTED_MIN_ROWS
+    rng = np.random.default_rng(7)
+    lower, diag, upper, rhs = random_system(rng, (), n)
+    diag[-1], lower[-1], upper[-2] = 0.0, 1.0, 1.0
+    fact = td.factorize(lower, diag, upper, method="thomas")
+    assert fact.twisted is None
+    x = fact.solve(rhs)
+    ref = banded_reference(lower, diag, upper, rhs)
+    assert np.abs(x - ref).max() <= 1e-10 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_solve_into_out(method):
+    """solve(..., out=): written and returned, single and batched; wrong shape, dtype or (for
+    thomas) a non-contiguous array are refused."""
+    rng = np.random.default_rng(5)
+    for shape in ((), (3,)):
+        lower, diag, upper, rhs = random_system(rng, shape, 50)
+        out = np.empty(shape + (50,))
+        assert td.solve(lower, diag, upper, rhs, method=method, out=out) is out
+        np.testing.assert_allclose(out, td.solve(lower, diag, upper, rhs, method=method),
+                                   rtol=0, atol=1e-12 * np.abs(out).max())
+    with pytest.raises(ValueError, match=r"out must have shape \(3, 50\) and dtype float64"):
+        td.solve(lower, diag, upper, rhs, method=method, out=np.empty((3, 49)))
+    with pytest.raises(ValueError, match="out must have shape"):
+        td.solve(lower, diag, upper, rhs, method=method, out=np.empty((3, 50), np.float32))
+    if method == "thomas":
+        with pytest.raises(ValueError, match="C-contiguous"):
+            td.solve(lower, diag, upper, rhs, out=np.empty((50, 3)).T)
+
+
 def test_factorization_rejects_wrong_rhs():
     f = td.factorize(np.zeros(4), np.ones(4), np.zeros(4))
     with pytest.raises(ValueError, match=r"rhs must have shape \(\.\.\., 4\)"):

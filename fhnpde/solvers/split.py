@@ -74,7 +74,11 @@ class ImplicitLaplacian:
     def solve(self, rhs, axis: int = -1, out=None):
         """The solution of ``(I - s L) x = rhs`` along ``axis`` (-1 or -2); ``out``: a
         numpy array to write it into (numpy rhs only)."""
-        y = self.factorization.solve(rhs, axis=axis, out=out)
+        return self.correct(self.factorization.solve(rhs, axis=axis, out=out), axis, out)
+
+    def correct(self, y, axis: int = -1, out=None):
+        """``y = T^{-1} rhs`` (the factorised solve) to the solution: the ring's
+        Sherman–Morrison correction (in place when ``out`` is y), nothing without corners."""
         if not self.corners:
             return y
         # per system, x = y - f z with f = (v.y) / (1 + v.z); f keeps the solved axis (length 1)
@@ -137,7 +141,12 @@ class PeacemanRachfordADI:
             from ..backends import kernels
 
             self.kernels = kernels("fhnpde.solvers.adi_numba")
-            self.buffers = (np.empty(grid.shape), np.empty(grid.shape))
+            self.half = np.empty(grid.shape)
+            self.scratch = np.empty((4, grid.shape[1]))  # the row sweep's rhs block
+            self.factors = tuple(
+                tuple(f[0] for f in (fa.reciprocal_pivots, fa.scaled_lower, fa.modified_upper))
+                for fa in (self.along_x.factorization, self.along_y.factorization)
+            )
 
     def second_difference_y(self, v):
         below, above = neighbours_along_rows(v, self.gy.ghosts, self.xp)
@@ -148,12 +157,15 @@ class PeacemanRachfordADI:
         if self.kernels is None:  # array code on any namespace
             half = self.along_x.solve(v + s * self.second_difference_y(v), axis=-1)
             return self.along_y.solve(half + s * self.gx.laplacian(half, self.xp), axis=-2)
-        explicit, rhs, half = self.kernels.explicit_half, *self.buffers
+        # each direction's explicit part formed inside its batched Thomas sweep (one pass
+        # over the sheet per direction; the unfused rhs-then-solve result to round-off)
+        k, half, (fx, fy) = self.kernels, self.half, self.factors
         v = np.ascontiguousarray(v, dtype=np.float64)
-        explicit(-2, v, s, 1.0 / self.gy.dx**2, self.gy.ghosts, rhs)
-        self.along_x.solve(rhs, axis=-1, out=half)
-        explicit(-1, half, s, 1.0 / self.gx.dx**2, self.gx.ghosts, rhs)
-        return self.along_y.solve(rhs, axis=-2, out=np.empty(self.grid.shape))
+        out = np.empty(self.grid.shape)
+        k.implicit_half(-1, v, s, 1.0 / self.gy.dx**2, self.gy.ghosts, fx, half, self.scratch)
+        self.along_x.correct(half, -1, half)
+        k.implicit_half(-2, half, s, 1.0 / self.gx.dx**2, self.gx.ghosts, fy, out, self.scratch)
+        return self.along_y.correct(out, -2, out)
 
 
 @register

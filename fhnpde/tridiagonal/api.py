@@ -85,6 +85,8 @@ def solve(
     upper: ArrayLike,
     rhs: ArrayLike,
     method: str = "thomas",
+    *,
+    out: ArrayLike | None = None,
 ) -> ArrayLike:
     """Solve the tridiagonal systems ``A x = rhs``.
 
@@ -102,11 +104,26 @@ def solve(
     ``"cyclic-reduction"``, ``"cyclic-reduction-cuda"``, ``"scipy"``. Thomas and cyclic
     reduction do not pivot: a zero or non-finite pivot raises :class:`PivotError` (use them
     on diagonally dominant matrices, as diffusion operators are).
+
+    out: an array of the result's shape and dtype to write x into, and return; with
+    ``"thomas"`` it must be a C-contiguous numpy array and is written directly (reusing one
+    saves a large solve the first-touch page faults of a fresh result), other methods copy
+    their result into it.
     """
     spec = get_method(method)
     (lower, diag, upper, rhs), batch_shape, placement = _prepare(lower, diag, upper, rhs)
     spec = _placed(spec, placement)
-    return _module(spec).solve(lower, diag, upper, rhs, batch_shape)
+    module = _module(spec)
+    if out is None:
+        return module.solve(lower, diag, upper, rhs, batch_shape)
+    shape = batch_shape + (tuple(rhs.shape)[-1],)
+    if tuple(out.shape) != shape or out.dtype != rhs.dtype:
+        raise ValueError(f"out must have shape {shape} and dtype {rhs.dtype}, got "
+                         f"{tuple(out.shape)} {out.dtype}")
+    if spec.name == "thomas":
+        return module.solve(lower, diag, upper, rhs, batch_shape, out=out)
+    out[...] = module.solve(lower, diag, upper, rhs, batch_shape)
+    return out
 
 
 def factorize(

@@ -66,7 +66,13 @@ r[i] = 1 / t[i], l[i] = a[i] r[i] and c'[i] = c[i] r[i]; each solve is then::
     y[0] = d[0] r[0],   y[i] = d[i] r[i] - l[i] y[i-1]      (forward, one FMA per row)
     x[n-1] = y[n-1],    x[i] = y[i] - c'[i] x[i+1]           (backward)
 
-with no divisions, and the forward recurrence is a single multiply-add deep.
+with no divisions, and the forward recurrence is a single multiply-add deep. A batch of
+right-hand sides sharing one matrix runs four systems interleaved per thread, each group's
+backward sweep pipelined with the next group's forward sweep. One matrix of n >=
+TWISTED_MIN_ROWS also keeps its two-ended (twisted) factors, the bottom half eliminated
+upwards (u[j] = b[j] - c[j] a'[j+1], a'[j] = a[j] / u[j]) and the twist row's reciprocal
+pivot, and solves a single right-hand side by the two-ended sweep above without divisions:
+two independent chains instead of one.
 """
 
 from __future__ import annotations
@@ -369,6 +375,81 @@ def _factor_batch(a, b, c, r, l, cp, bad_row, bad_piv):
 
 
 @numba.njit(**_JIT)
+def _factor_twisted(a, b, c, r, l, cp, tr, tl, ts):
+    """The two-ended factorisation of one system from its forward one (r, l, cp of rows
+    0 .. m-1 reused, m = n // 2): rows n-1 .. m+1 eliminated upwards (the reversed system's
+    forward elimination), u[j] = b[j] - c[j] a'[j+1], into tr = 1/u, tl = c tr, ts = a' = a
+    tr; rows 0 .. m-1 copied (tr = r, tl = l, ts = c'); row m, the twist, tr[m] = 1/p with
+    p = b[m] - a[m] c'[m-1] - c[m] a'[m+1]. Returns (bad_row, pivot) or (-1, 0)."""
+    n = b.shape[0]
+    m = n // 2
+    zero = b[0] - b[0]
+    one = b[0] / b[0]  # b[0], the first pivot, passed the forward factorisation's checks
+    for i in range(m):
+        tr[i] = r[i]
+        tl[i] = l[i]
+        ts[i] = cp[i]
+    for j in range(n - 1, m, -1):
+        u = b[j] if j == n - 1 else b[j] - c[j] * ts[j + 1]
+        if _bad(u):
+            return j, u
+        rj = one / u
+        tr[j] = rj
+        tl[j] = c[j] * rj if j < n - 1 else zero  # c[n-1] is ignored (may hold anything)
+        ts[j] = a[j] * rj
+    p = b[m]
+    if m > 0:
+        p -= a[m] * ts[m - 1]
+    if m + 1 < n:
+        p -= c[m] * ts[m + 1]
+    if _bad(p):
+        return m, p
+    tr[m] = one / p
+    tl[m] = zero
+    ts[m] = zero
+    return -1, zero
+
+
+@numba.njit(**_JIT)
+def _substitute_twisted(tr, tl, ts, am, cm, d, x):
+    """One system by its two-ended factorisation (``_factor_twisted``; am, cm: a[m], c[m]):
+    the forward recurrences of the top rows (0 .. m-1, downwards) and of the bottom rows
+    (n-1 .. m+1, upwards) in one loop, two independent multiply-add chains; then the twist
+    row x[m] = (d[m] - a[m] y[m-1] - c[m] y[m+1]) / p; then both back substitutions outwards
+    (``_back_substitute_both``). No divisions; twice the instruction-level parallelism of
+    the one-ended sweep, whose every row waits for the row before."""
+    n = d.shape[0]
+    m = n // 2
+    nb = n - m - 1
+    zero = d[0] - d[0]
+    yt = zero
+    yb = zero
+    if m > 0:
+        yt = d[0] * tr[0]
+        x[0] = yt
+    if nb > 0:
+        yb = d[n - 1] * tr[n - 1]
+        x[n - 1] = yb
+    both = min(m, nb)
+    for k in range(1, both):
+        j = n - 1 - k
+        yt = d[k] * tr[k] - tl[k] * yt
+        x[k] = yt
+        yb = d[j] * tr[j] - tl[j] * yb
+        x[j] = yb
+    for i in range(max(both, 1), m):  # n even: the top half has one row more
+        yt = d[i] * tr[i] - tl[i] * yt
+        x[i] = yt
+    xm = d[m]
+    if m > 0:
+        xm -= am * x[m - 1]
+    if nb > 0:
+        xm -= cm * x[m + 1]
+    x[m] = xm * tr[m]
+    _back_substitute_both(ts, x, m, nb)
+
+
+@numba.njit(**_JIT)
 def _substitute_system(r, l, cp, d, x):
     """Forward y[i] = d[i] r[i] - l[i] y[i-1] into x, then backward x[i] = y[i] - cp[i] x[i+1]."""
     n = d.shape[0]
@@ -392,31 +473,42 @@ def _substitute_batch(r, l, cp, d, x):
 
 
 @numba.njit(**_JIT)
-def _substitute_four(r, l, cp, d, x, j):
-    """Systems j .. j+3 with one shared factorisation: four independent recurrences per row,
-    so the sweep runs at the throughput of loads and multiply-adds, not at the latency of one
-    chain (one system's forward and backward chains are one multiply-add deep per row)."""
+def _forward_four(r, l, d, jd, x, jx):
+    """Forward recurrences of four systems with one shared factorisation: rows jd .. jd+3 of
+    d into rows jx .. jx+3 of x, y[i] = d[i] r[i] - l[i] y[i-1]. Four independent chains per
+    row, so the sweep runs at the throughput of loads and multiply-adds, not at the latency
+    of one chain (one system's recurrences are one multiply-add deep per row)."""
     n = d.shape[1]
     r0 = r[0]
-    y0 = d[j, 0] * r0
-    y1 = d[j + 1, 0] * r0
-    y2 = d[j + 2, 0] * r0
-    y3 = d[j + 3, 0] * r0
-    x[j, 0] = y0
-    x[j + 1, 0] = y1
-    x[j + 2, 0] = y2
-    x[j + 3, 0] = y3
+    y0 = d[jd, 0] * r0
+    y1 = d[jd + 1, 0] * r0
+    y2 = d[jd + 2, 0] * r0
+    y3 = d[jd + 3, 0] * r0
+    x[jx, 0] = y0
+    x[jx + 1, 0] = y1
+    x[jx + 2, 0] = y2
+    x[jx + 3, 0] = y3
     for i in range(1, n):
         ri = r[i]
         li = l[i]
-        y0 = d[j, i] * ri - li * y0
-        y1 = d[j + 1, i] * ri - li * y1
-        y2 = d[j + 2, i] * ri - li * y2
-        y3 = d[j + 3, i] * ri - li * y3
-        x[j, i] = y0
-        x[j + 1, i] = y1
-        x[j + 2, i] = y2
-        x[j + 3, i] = y3
+        y0 = d[jd, i] * ri - li * y0
+        y1 = d[jd + 1, i] * ri - li * y1
+        y2 = d[jd + 2, i] * ri - li * y2
+        y3 = d[jd + 3, i] * ri - li * y3
+        x[jx, i] = y0
+        x[jx + 1, i] = y1
+        x[jx + 2, i] = y2
+        x[jx + 3, i] = y3
+
+
+@numba.njit(**_JIT)
+def _backward_four(cp, x, j):
+    """Backward substitution x[i] = y[i] - c'[i] x[i+1] of systems j .. j+3 of x, in place."""
+    n = x.shape[1]
+    y0 = x[j, n - 1]
+    y1 = x[j + 1, n - 1]
+    y2 = x[j + 2, n - 1]
+    y3 = x[j + 3, n - 1]
     for i in range(n - 2, -1, -1):
         ci = cp[i]
         y0 = x[j, i] - ci * y0
@@ -430,11 +522,69 @@ def _substitute_four(r, l, cp, d, x, j):
 
 
 @numba.njit(**_JIT)
+def _forward_backward_four(r, l, cp, d, jd, x, jx, jb):
+    """``_forward_four(r, l, d, jd, x, jx)`` and ``_backward_four(cp, x, jb)`` in one loop
+    (software pipelining): row i of the forward sweep of one group of four systems, streamed
+    from memory, and row n-1-i of the backward sweep of the group before, in cache. The two
+    sweeps overlap, eight independent chains per row; the same operations on every value as
+    the two sweeps run one after the other (the same result to the bit)."""
+    n = d.shape[1]
+    r0 = r[0]
+    y0 = d[jd, 0] * r0
+    y1 = d[jd + 1, 0] * r0
+    y2 = d[jd + 2, 0] * r0
+    y3 = d[jd + 3, 0] * r0
+    x[jx, 0] = y0
+    x[jx + 1, 0] = y1
+    x[jx + 2, 0] = y2
+    x[jx + 3, 0] = y3
+    z0 = x[jb, n - 1]
+    z1 = x[jb + 1, n - 1]
+    z2 = x[jb + 2, n - 1]
+    z3 = x[jb + 3, n - 1]
+    for i in range(1, n):
+        ri = r[i]
+        li = l[i]
+        y0 = d[jd, i] * ri - li * y0
+        y1 = d[jd + 1, i] * ri - li * y1
+        y2 = d[jd + 2, i] * ri - li * y2
+        y3 = d[jd + 3, i] * ri - li * y3
+        x[jx, i] = y0
+        x[jx + 1, i] = y1
+        x[jx + 2, i] = y2
+        x[jx + 3, i] = y3
+        k = n - 1 - i
+        ck = cp[k]
+        z0 = x[jb, k] - ck * z0
+        z1 = x[jb + 1, k] - ck * z1
+        z2 = x[jb + 2, k] - ck * z2
+        z3 = x[jb + 3, k] - ck * z3
+        x[jb, k] = z0
+        x[jb + 1, k] = z1
+        x[jb + 2, k] = z2
+        x[jb + 3, k] = z3
+
+
+@numba.njit(**_JIT)
+def _substitute_four(r, l, cp, d, x, j):
+    """Systems j .. j+3 with one shared factorisation: forward, then backward."""
+    _forward_four(r, l, d, j, x, j)
+    _backward_four(cp, x, j)
+
+
+@numba.njit(**_JIT)
 def _substitute_shared_range(r, l, cp, d, x, j, end):
-    """Systems j .. end-1 of d (nsys, n) with the one factorisation (r, l, cp), four at a time."""
-    while j + 4 <= end:
-        _substitute_four(r, l, cp, d, x, j)
+    """Systems j .. end-1 of d (nsys, n) with the one factorisation (r, l, cp), four at a
+    time, pipelined: the backward sweep of each group of four runs in the loop of the next
+    group's forward sweep (``_forward_backward_four``), so a forward sweep streaming from
+    memory overlaps with a backward sweep in cache instead of alternating with it."""
+    if j + 4 <= end:
+        _forward_four(r, l, d, j, x, j)
         j += 4
+        while j + 4 <= end:
+            _forward_backward_four(r, l, cp, d, j, x, j, j - 4)
+            j += 4
+        _backward_four(cp, x, j - 4)
     while j < end:
         _substitute_system(r, l, cp, d[j], x[j])
         j += 1
@@ -453,20 +603,25 @@ def _substitute_shared(r, l, cp, d, x, nchunks):
 @numba.njit(**_JIT)
 def _substitute_columns(r, l, cp, d, x, o, k0, k1):
     """Columns k0 .. k1-1 of block o of d (outer, n, inner): the systems run down axis 1, so
-    each row of the recurrences is a contiguous, vectorisable loop over the columns."""
+    each row of the recurrences is a contiguous, vectorisable loop over the columns (over
+    slices indexed from 0: no negative-index wrap-around to check, which kept LLVM from
+    vectorising the loop over k0 .. k1-1)."""
     n = d.shape[1]
     r0 = r[0]
-    for k in range(k0, k1):
-        x[o, 0, k] = d[o, 0, k] * r0
+    xi, di = x[o, 0, k0:k1], d[o, 0, k0:k1]
+    for k in range(k1 - k0):
+        xi[k] = di[k] * r0
     for i in range(1, n):
         ri = r[i]
         li = l[i]
-        for k in range(k0, k1):
-            x[o, i, k] = d[o, i, k] * ri - li * x[o, i - 1, k]
+        xi, di, xp = x[o, i, k0:k1], d[o, i, k0:k1], x[o, i - 1, k0:k1]
+        for k in range(k1 - k0):
+            xi[k] = di[k] * ri - li * xp[k]
     for i in range(n - 2, -1, -1):
         ci = cp[i]
-        for k in range(k0, k1):
-            x[o, i, k] = x[o, i, k] - ci * x[o, i + 1, k]
+        xi, xn = x[o, i, k0:k1], x[o, i + 1, k0:k1]
+        for k in range(k1 - k0):
+            xi[k] = xi[k] - ci * xn[k]
 
 
 @numba.njit(**_JIT)
@@ -497,6 +652,12 @@ def _substitute_strided(r, l, cp, d, x, width):
 # thread the serial loops run whatever the size.
 PARALLEL_MIN_UNKNOWNS = 65_536
 
+# Rows from which a factorised single system is solved by the two-ended factorisation (kept
+# alongside the forward one): below, a solve is a few microseconds and the call's overhead
+# dominates, and one system solved alone keeps equalling the same system in a batch (which
+# the forward factors solve) to the bit.
+TWISTED_MIN_ROWS = 4096
+
 
 def strided_width(inner: int, outer: int, threads: int) -> int:
     """Columns per block of the strided sweep: the columns split into as few blocks as give
@@ -509,30 +670,32 @@ def strided_width(inner: int, outer: int, threads: int) -> int:
 # -- registry entry points -------------------------------------------------------------------
 
 
-def solve(lower, diag, upper, rhs, batch_shape):
+def solve(lower, diag, upper, rhs, batch_shape, out=None):
     """Registry entry: validated numpy input (see ``fhnpde.tridiagonal.registry``) -> x of
-    shape batch + (n,)."""
+    shape batch + (n,); ``out``: a C-contiguous array of that shape and rhs's dtype to write
+    x into (checked by the caller), which saves a large solve the first-touch page faults
+    of a fresh array."""
     n = rhs.shape[-1]
     nsys = math.prod(batch_shape)
     k = _CONSTANTS[rhs.dtype]
     if nsys == 1:  # serial kernel: no parallel start-up for one system
         # x and the scratch are allocated by numpy (large blocks get huge pages; fewer faults)
-        x = np.empty(n, dtype=rhs.dtype)
+        x = _output(out, (n,), rhs.dtype)
         row, piv = _thomas_system(
             _flat(lower), _flat(diag), _flat(upper), _flat(rhs), x, _scratch(n, rhs.dtype), k
         )
         if row >= 0:
             raise_pivot_error("thomas", batch_shape, [row], [piv])
-        return x.reshape(batch_shape + (n,))
+        return _shaped(x, out, batch_shape + (n,))
     rows = [as_rows(np, v, batch_shape, n) for v in (lower, diag, upper, rhs)]
-    x = np.empty((nsys, n), dtype=rhs.dtype)
+    x = _output(out, (nsys, n), rhs.dtype)
     bad_row = np.empty(nsys, dtype=np.int64)
     bad_piv = np.empty(nsys, dtype=rhs.dtype)
     if nsys:
         _thomas_batch(*rows, x, bad_row, bad_piv, min(nsys, numba.get_num_threads()), k)
         if bad_row.max() >= 0:
             raise_pivot_error("thomas", batch_shape, bad_row, bad_piv)
-    return x.reshape(batch_shape + (n,))
+    return _shaped(x, out, batch_shape + (n,))
 
 
 _SCRATCH = threading.local()
@@ -562,11 +725,14 @@ class ThomasFactorization(Factorization):
 
     method = "thomas"
 
-    def __init__(self, r, l, cp, batch_shape) -> None:
+    def __init__(self, r, l, cp, batch_shape, twisted=None) -> None:
         super().__init__(r.shape[-1], batch_shape, r.dtype)
         self.reciprocal_pivots = r  # (rows, n), rows = 1 or prod(batch_shape)
         self.scaled_lower = l
         self.modified_upper = cp
+        # one matrix of n >= TWISTED_MIN_ROWS: its two-ended factors (tr, tl, ts, a[m], c[m])
+        # for single right-hand sides (see _substitute_twisted), else None
+        self.twisted = twisted
 
     @property
     def shared(self) -> bool:
@@ -582,7 +748,10 @@ class ThomasFactorization(Factorization):
         factors = (self.reciprocal_pivots, self.scaled_lower, self.modified_upper)
         x = _output(out, (nsys, n), self.dtype)
         if nsys == 1:
-            _substitute_system(*(f[0] for f in factors), _flat(rhs), x[0])
+            if self.twisted is not None:
+                _substitute_twisted(*self.twisted, _flat(rhs), x[0])
+            else:
+                _substitute_system(*(f[0] for f in factors), _flat(rhs), x[0])
             return _shaped(x, out, batch_shape + (n,))
         if self.batch_shape and math.prod(self.batch_shape) > 1 and self.batch_shape != batch_shape:
             # partly broadcast factors, e.g. (2, 1) against rhs (1, 4): materialise them
@@ -646,4 +815,12 @@ def factorize(lower, diag, upper, batch_shape):
         _factor_batch(*rows, r, l, cp, bad_row, bad_piv)
     if nsys and bad_row.max() >= 0:
         raise_pivot_error("thomas", batch_shape, bad_row, bad_piv, detail="in factorize")
-    return ThomasFactorization(r, l, cp, batch_shape)
+    twisted = None
+    if nsys == 1 and n >= TWISTED_MIN_ROWS:
+        a, b, c = (v[0] for v in rows)
+        tr, tl, ts = (np.empty(n, dtype=diag.dtype) for _ in range(3))
+        row, _ = _factor_twisted(a, b, c, r[0], l[0], cp[0], tr, tl, ts)
+        if row < 0:  # else a pivot of the upward elimination failed: keep the forward sweep
+            m = n // 2
+            twisted = (tr, tl, ts, a[m], c[m])
+    return ThomasFactorization(r, l, cp, batch_shape, twisted)
