@@ -1,0 +1,504 @@
+"""Serial numba kernels loaded from native object code, without importing numba.
+
+A process that calls one compiled kernel pays for ``import numba`` and numba's target context
+(0.35-0.45 s on an idle machine, docs/performance.md) even when the kernel itself comes
+from numba's cache. The kernels named in :data:`SPECS` are therefore also kept as ELF object
+files that numba compiled earlier: a thin ``numba.cfunc`` wrapper turns pointers into arrays
+(``numba.carray``) and calls the existing ``@njit`` kernel, which numba links into the
+wrapper's library; that library's final LLVM module, with the wrapper's Python error
+handling replaced by a plain entry point that returns numba's status code, is emitted as an
+object file. A later process loads it with llvmlite alone (MCJIT ``add_object_file``) and
+calls it through ctypes. The formulas stay written once: the object holds the very kernel
+the numba path runs, and tests check that both give bit-identical results.
+
+What is kept, and where: ``<kernel cache>/native/<kernel>-<key>.native`` beside numba's own
+cache (:func:`fhnpde.backends.kernel_cache_dir`), one file per kernel, written atomically.
+The key covers everything that changes the code: the package's source fingerprint and
+version, numba's and llvmlite's versions, the CPU's name and features, the kernel's
+signature and the wrapper's format, and numba's settings from the environment. A missing,
+stale, corrupt or unloadable entry falls back to the numba path, which then writes the
+entry; a kernel whose object would need numba's runtime (memory allocation, exceptions)
+is refused, and the refusal is kept so that the build is not tried again.
+
+A native kernel is called like the numba kernel. Arguments of another type or layout than
+its signature (a non-contiguous array, say) and a non-zero status (an exception inside the
+kernel) go to the numba kernel with the original arguments, so the result or the exception
+is numba's.
+
+``FHNPDE_NATIVE=0`` turns the native path off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+#: the format of the wrapper and the entry (part of every key)
+FORMAT = 1
+MAGIC = b"FHNPDE-NATIVE 1\n"
+
+#: argument kinds: scalars (``i`` int64, ``b`` bool, ``f`` float64), ``p4`` a tuple of four
+#: floats (given as a tuple or an array), arrays ``f8:N`` / ``i8:N`` / ``b1:N`` of N dims
+_ARRAY_DTYPES = {"f8": "float64", "i8": "int64", "b1": "bool"}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A kernel that can load natively: its module, its name, its argument kinds (see
+    above), the kinds of the tuple it returns (empty: it returns nothing), and the arguments
+    it overwrites although they are inputs (saved before each call, for the numba fallback)."""
+
+    module: str
+    name: str
+    args: tuple[str, ...]
+    returns: tuple[str, ...] = ()
+    scratch: tuple[int, ...] = ()
+
+
+SPECS = {
+    (s.module, s.name): s
+    for s in (
+        Spec("fhnpde.solvers.explicit_numba", "explicit_advance_serial",
+             ("i", "f8:1", "f8:1", "f8:1", "p4", "f", "f", "f", "i", "i", "i", "f8:1",
+              "f8:1"), scratch=(1, 2)),
+    )
+}
+
+
+def enabled() -> bool:
+    return os.environ.get("FHNPDE_NATIVE", "1") != "0"
+
+
+# --- the key -----------------------------------------------------------------------------
+
+
+def _dist_version(name: str) -> str:
+    """A package's version from its ``*.dist-info`` folder (importlib.metadata costs 0.07 s),
+    else the modification time of its ``__init__.py``."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return "absent"
+    pkg = list(spec.submodule_search_locations)[0]
+    site = os.path.dirname(pkg)
+    try:
+        for entry in os.scandir(site):
+            if entry.name.startswith(name + "-") and entry.name.endswith(".dist-info"):
+                return entry.name[len(name) + 1: -len(".dist-info")]
+        return f"mtime-{os.stat(os.path.join(pkg, '__init__.py')).st_mtime_ns}"
+    except OSError:
+        return "unknown"
+
+
+def _llvm():
+    import llvmlite.binding as llvm
+
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    return llvm
+
+
+def key(spec: Spec) -> str:
+    """The hash of everything that changes the kernel's object code (see the module doc)."""
+    import llvmlite
+
+    from .backends import formula_fingerprint
+    from .version import __version__
+
+    llvm = _llvm()
+    settings = sorted((k, v) for k, v in os.environ.items() if k.startswith("NUMBA_")
+                      and k not in ("NUMBA_CACHE_DIR", "NUMBA_NUM_THREADS",
+                                    "NUMBA_THREADING_LAYER"))
+    parts = [FORMAT, formula_fingerprint(), __version__, _dist_version("numba"),
+             llvmlite.__version__, llvm.get_host_cpu_name(),
+             llvm.get_host_cpu_features().flatten(), spec.module, spec.name, spec.args,
+             spec.returns, settings]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]
+
+
+def entry_path(spec: Spec, k: str | None = None) -> str:
+    from .backends import kernel_cache_dir
+
+    return os.path.join(kernel_cache_dir(), "native", f"{spec.name}-{k or key(spec)}.native")
+
+
+# --- loading (no numba) --------------------------------------------------------------------
+
+#: the execution engines of the loaded objects (their code lives as long as they do)
+_ENGINES: list = []
+
+
+def read_entry(path: str, k: str) -> tuple[dict, bytes] | None:
+    """The metadata and object bytes of an entry, None if missing, corrupt or not for ``k``."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    if not data.startswith(MAGIC):
+        return None
+    head, sep, obj = data[len(MAGIC):].partition(b"\n")
+    try:
+        meta = json.loads(head)
+    except ValueError:
+        return None
+    if not sep or not isinstance(meta, dict) or meta.get("key") != k:
+        return None
+    if "refused" not in meta and hashlib.sha256(obj).hexdigest() != meta.get("sha256"):
+        return None
+    return meta, obj
+
+
+def _resolve(llvm, names) -> bool:
+    """Make every undefined symbol of an object resolvable; False if one is not (the C
+    library's and the math library's functions are found in the process)."""
+    import ctypes
+
+    process = None
+    for name in names:
+        if llvm.address_of_symbol(name):
+            continue
+        if process is None:
+            process = ctypes.CDLL(None)
+        try:
+            address = ctypes.cast(getattr(process, name), ctypes.c_void_p).value
+        except AttributeError:
+            return False
+        llvm.add_symbol(name, address)
+    return True
+
+
+def load_object(obj: bytes, meta: dict):
+    """The address of the entry point of an object (None if it cannot be loaded)."""
+    llvm = _llvm()
+    if not _resolve(llvm, meta.get("undefined", ())):
+        return None
+    target = llvm.Target.from_default_triple().create_target_machine()
+    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), target)
+    engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+    engine.finalize_object()
+    address = engine.get_function_address(meta["entry"])
+    if not address:
+        return None
+    _ENGINES.append(engine)
+    return address
+
+
+def load(spec: Spec):
+    """The native kernel of ``spec`` (a :class:`NativeKernel`), or None (no entry, a stale
+    or corrupt one, a refused kernel, or an object that does not load)."""
+    if not enabled():
+        return None
+    k = key(spec)
+    found = read_entry(entry_path(spec, k), k)
+    if found is None or "refused" in found[0]:
+        return None
+    try:
+        address = load_object(found[1], found[0])
+    except Exception:  # any failure of llvmlite on a damaged object: the numba path
+        return None
+    return None if address is None else NativeKernel(spec, address)
+
+
+def refused(spec: Spec) -> bool:
+    """True when an entry records that ``spec``'s kernel cannot run natively."""
+    k = key(spec)
+    found = read_entry(entry_path(spec, k), k)
+    return found is not None and "refused" in found[0]
+
+
+class NativeKernel:
+    """A loaded kernel, called with the numba kernel's arguments (see the module doc)."""
+
+    def __init__(self, spec: Spec, address: int):
+        import ctypes
+
+        import numpy as np
+
+        self.spec = spec
+        self.fallback = None  # the numba kernel, set on first need
+        types: list = [ctypes.c_void_p, ctypes.c_void_p]  # int and float results
+        self.checks = []
+        for kind in spec.args:
+            if kind in ("i", "b"):
+                types.append(ctypes.c_int64)
+            elif kind == "f":
+                types.append(ctypes.c_double)
+            elif kind == "p4":
+                types.append(ctypes.c_void_p)
+            else:
+                dtype, ndim = kind.split(":")
+                types += [ctypes.c_void_p] + [ctypes.c_int64] * int(ndim)
+                self.checks.append(np.dtype(_ARRAY_DTYPES[dtype]))
+        self.function = ctypes.CFUNCTYPE(ctypes.c_int32, *types)(address)
+        self.results = np.zeros(max(1, len(spec.returns)), np.int64)
+        self.fresults = np.zeros(max(1, len(spec.returns)), np.float64)
+
+    def numba(self):
+        if self.fallback is None:
+            from .backends import kernels
+
+            self.fallback = getattr(kernels(self.spec.module), self.spec.name)
+        return self.fallback
+
+    def __call__(self, *args):
+        import numpy as np
+
+        spec = self.spec
+        cargs = [self.results.ctypes.data, self.fresults.ctypes.data]
+        keep = []
+        for kind, a in zip(spec.args, args, strict=True):
+            if kind in ("i", "b"):
+                if not isinstance(a, int | np.integer | bool | np.bool_):
+                    return self.numba()(*args)
+                cargs.append(int(a))
+            elif kind == "f":
+                if not isinstance(a, float | np.floating):
+                    return self.numba()(*args)
+                cargs.append(float(a))
+            elif kind == "p4":
+                p = np.ascontiguousarray(a, dtype=np.float64)
+                if p.shape != (4,):
+                    return self.numba()(*args)
+                keep.append(p)
+                cargs.append(p.ctypes.data)
+            else:
+                dtype, ndim = kind.split(":")
+                if (not isinstance(a, np.ndarray) or a.dtype != _ARRAY_DTYPES[dtype]
+                        or a.ndim != int(ndim) or not a.flags.c_contiguous
+                        or not a.flags.writeable):
+                    return self.numba()(*args)
+                cargs.append(a.ctypes.data)
+                cargs += a.shape
+        saved = {i: args[i].copy() for i in spec.scratch}
+        status = self.function(*cargs)
+        if status not in (0, -2):  # numba's OK and OK-returning-None; else an exception
+            for i, a in saved.items():
+                args[i][...] = a
+            return self.numba()(*args)
+        if not spec.returns:
+            return None
+        return tuple(int(self.results[j]) if kind in ("i", "b") else float(self.fresults[j])
+                     for j, kind in enumerate(spec.returns))
+
+
+# --- building (with numba) -----------------------------------------------------------------
+
+
+def _wrapper_source(spec: Spec) -> tuple[str, list[str]]:
+    """The Python source of the cfunc wrapper and the numba type of each of its arguments."""
+    params, body, types = ["ri", "rf"], [], ["int64*", "float64*"]
+    call = []
+    for j, kind in enumerate(spec.args):
+        a = f"a{j}"
+        if kind == "i":
+            params.append(a)
+            types.append("int64")
+            call.append(a)
+        elif kind == "b":
+            params.append(a)
+            types.append("int64")
+            call.append(f"({a} != 0)")
+        elif kind == "f":
+            params.append(a)
+            types.append("float64")
+            call.append(a)
+        elif kind == "p4":
+            params.append(a)
+            types.append("float64*")
+            call.append(f"({a}[0], {a}[1], {a}[2], {a}[3])")
+        else:
+            dtype, ndim = kind.split(":")
+            dims = [f"{a}_n{d}" for d in range(int(ndim))]
+            params += [a + "_p", *dims]
+            types += [{"f8": "float64*", "i8": "int64*", "b1": "uint8*"}[dtype]]
+            types += ["int64"] * int(ndim)
+            shape = "(" + ", ".join(dims) + ",)"
+            cast = ", np.bool_" if dtype == "b1" else ""
+            body.append(f"    {a} = carray({a}_p, {shape}{cast})")
+            call.append(a)
+    line = f"kernel({', '.join(call)})"
+    if spec.returns:
+        body.append(f"    r = {line}")
+        for j, kind in enumerate(spec.returns):
+            target = "rf" if kind == "f" else "ri"
+            body.append(f"    {target}[{j}] = r[{j}]")
+    else:
+        body.append(f"    {line}")
+    source = f"def wrapper({', '.join(params)}):\n" + "\n".join(body) + "\n"
+    return source, types
+
+
+_LLVM_TYPES = {"int64": "i64", "float64": "double"}
+
+
+def _undefined_symbols(obj: bytes) -> list[str]:
+    """The undefined symbols of an ELF64 little-endian object (what ``nm -u`` lists)."""
+    import struct
+
+    if obj[:4] != b"\x7fELF" or obj[4] != 2 or obj[5] != 1:
+        raise ValueError("not a little-endian ELF64 object")
+    shoff, = struct.unpack_from("<Q", obj, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", obj, 0x3A)
+    sections = [struct.unpack_from("<IIQQQQIIQQ", obj, shoff + i * shentsize)
+                for i in range(shnum)]
+    names = []
+    for sh in sections:
+        if sh[1] != 2:  # SHT_SYMTAB
+            continue
+        strtab = sections[sh[6]]
+        for off in range(sh[4], sh[4] + sh[5], sh[9]):
+            name, info, _, shndx = struct.unpack_from("<IBBH", obj, off)
+            if shndx == 0 and name:
+                end = obj.index(b"\0", strtab[4] + name)
+                names.append(obj[strtab[4] + name: end].decode())
+    return sorted(set(names))
+
+
+#: symbols of numba's runtime and of Python's C API: an object that still needs them after
+#: the wrapper's error handling is gone allocates or raises through numba, and is refused
+_RUNTIME_PREFIXES = ("NRT_", "numba_", "Py", "_Py")
+
+
+def compile_object(spec: Spec, kernel) -> tuple[dict, bytes]:
+    """Compile the wrapper of ``kernel`` (a numba dispatcher) and emit its object code:
+    ``(metadata, object)``; the metadata holds ``refused`` (and no object) where the
+    kernel's code needs numba's runtime."""
+    import re
+
+    import numpy as np
+    from numba import carray, cfunc, types
+    from numba.core.registry import cpu_target
+
+    source, names = _wrapper_source(spec)
+    scope = {"carray": carray, "kernel": kernel, "np": np}
+    exec(compile(source, f"<fhnpde.native {spec.name}>", "exec"), scope)
+    typed = [types.CPointer(getattr(types, n[:-1])) if n.endswith("*") else getattr(types, n)
+             for n in names]
+    wrapper = cfunc(types.void(*typed), error_model="numpy")(scope["wrapper"])
+    # numba names the C wrapper "cfunc." + the name of the function it wraps
+    if not wrapper.native_name.startswith("cfunc."):
+        raise RuntimeError(f"unexpected cfunc name {wrapper.native_name!r}")
+    inner = wrapper.native_name[len("cfunc."):]
+    ir = str(wrapper._library._final_module)
+    # drop the C wrapper (its error handling calls into numba and Python)
+    pattern = re.compile(r"^define [^\n]*@\"?" + re.escape(wrapper.native_name)
+                         + r"\"?\(.*?^}\n", re.M | re.S)
+    ir, count = pattern.subn("", ir)
+    if count != 1:
+        raise RuntimeError(f"the cfunc wrapper of {spec.name} was not found in its module")
+    # numba's decref calls the destructor of a memory block whose count drops to zero; the
+    # objects have no allocation (checked below), so every block is the caller's (none)
+    ir = re.sub(r"^declare [^\n]*@NRT_MemInfo_call_dtor\(ptr\)[^\n]*$",
+                "define internal void @NRT_MemInfo_call_dtor(ptr %m) {\n"
+                "  call void @llvm.trap()\n  unreachable\n}", ir, flags=re.M)
+    if "@llvm.trap()" in ir and "declare void @llvm.trap()" not in ir:
+        ir += "\ndeclare void @llvm.trap()\n"
+    entry = f"fhnpde_native_{spec.name}"
+    args = [("ptr" if n.endswith("*") else _LLVM_TYPES[n]) + f" %a{j}"
+            for j, n in enumerate(names)]
+    ir += (f"\ndefine i32 @{entry}({', '.join(args)}) {{\n"
+           "  %ret = alloca [4 x i64], align 8\n"
+           "  %exc = alloca ptr, align 8\n"
+           f"  %st = call i32 @\"{inner}\"(ptr %ret, ptr %exc, {', '.join(args)})\n"
+           "  ret i32 %st\n}\n")
+    llvm = _llvm()
+    module = llvm.parse_assembly(ir)
+    module.verify()
+    obj = bytes(cpu_target.target_context.codegen()._tm.emit_object(module))
+    undefined = _undefined_symbols(obj)
+    runtime = [s for s in undefined if s.startswith(_RUNTIME_PREFIXES)]
+    meta = {"key": key(spec), "entry": entry}
+    if runtime:
+        meta["refused"] = f"the object needs numba's runtime: {', '.join(runtime)}"
+        return meta, b""
+    meta.update(undefined=undefined, sha256=hashlib.sha256(obj).hexdigest())
+    return meta, obj
+
+
+def write_entry(path: str, meta: dict, obj: bytes) -> None:
+    """Write an entry atomically (a temporary file in the same folder, then a rename)."""
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.native")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(MAGIC + json.dumps(meta).encode() + b"\n" + obj)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def build(spec: Spec, kernel) -> bool:
+    """Compile and keep the entry of ``spec`` (True if an object was written). Nothing
+    breaks the run: a cache that cannot be written or a wrapper that does not compile
+    leaves the kernel to numba."""
+    try:
+        meta, obj = compile_object(spec, kernel)
+        write_entry(entry_path(spec, meta["key"]), meta, obj)
+    except Exception as exc:  # the numba path runs on; say why once, for whoever looks
+        if os.environ.get("FHNPDE_NATIVE_DEBUG"):
+            print(f"fhnpde.native: {spec.name} not kept: {exc!r}", file=sys.stderr)
+        return False
+    return "refused" not in meta
+
+
+# --- the kernels of a module -------------------------------------------------------------
+
+
+class Kernels:
+    """A kernel module whose :data:`SPECS` kernels load natively where an entry exists.
+
+    Attribute access gives the native kernel, or (importing numba) the module's own; a
+    kernel of :data:`SPECS` that had no entry gets one written. Loading a native kernel is
+    charged to the open :class:`fhnpde.backends.CompileClock` objects, as numba's loading
+    would be."""
+
+    def __init__(self, module: str):
+        self._module = module
+        self._native: dict[str, object] = {}
+        self._tried: set[str] = set()
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        spec = SPECS.get((self._module, name))
+        if spec is not None and name not in self._tried and enabled():
+            self._tried.add(name)
+            t0 = time.perf_counter()
+            found = load(spec)
+            from .backends import charge_compile
+
+            charge_compile(time.perf_counter() - t0)
+            if found is not None:
+                self._native[name] = found
+                return found
+            from .backends import kernels
+
+            kernel = getattr(kernels(self._module), name)
+            if not refused(spec):
+                from numba.core.compiler_lock import global_compiler_lock
+
+                with global_compiler_lock:  # counted by the CompileClock objects
+                    build(spec, kernel)
+            self._native[name] = kernel
+            return kernel
+        if name in self._native:
+            return self._native[name]
+        from .backends import kernels
+
+        return getattr(kernels(self._module), name)
+
+
+def kernels(module: str) -> Kernels:
+    """The kernels of ``module`` with native loading (see :class:`Kernels`)."""
+    return _MODULES.setdefault(module, Kernels(module))
+
+
+_MODULES: dict[str, Kernels] = {}
