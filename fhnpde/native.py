@@ -465,6 +465,10 @@ class Kernels:
         self._native: dict[str, object] = {}
         self._tried: set[str] = set()
 
+    def load(self, name: str):
+        """The kernel ``name``, loaded now (for a solver's set-up, outside its time loop)."""
+        return getattr(self, name)
+
     def __getattr__(self, name: str):
         if name.startswith("_"):
             raise AttributeError(name)

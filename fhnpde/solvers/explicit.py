@@ -70,7 +70,7 @@ class CompiledSteps:
         self.kernels = native.kernels(KERNELS)
         # the kernel is loaded (natively, or by numba) with the solver, not in the time loop
         big = solver.problem.grid.size >= PARALLEL_MIN_NODES
-        getattr(self.kernels, self.parallel if big else self.serial)
+        self.kernels.load(self.parallel if big else self.serial)
 
     def kernel_args(self, dt):
         s = self.solver

@@ -1,0 +1,246 @@
+"""Kernels loaded from native object code (fhnpde.native): the same bits as numba's kernels,
+a fallback to numba for every entry that cannot be trusted, and no numba in a warm process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from fhnpde import native
+from fhnpde.backends import kernels
+
+pytest.importorskip("numba")
+
+EXPLICIT = native.SPECS[("fhnpde.solvers.explicit_numba", "explicit_advance_serial")]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """An empty kernel cache of this test's own (numba's kernels are already imported, so
+    only the native entries land here) and no remembered kernels."""
+    monkeypatch.setenv("FHNPDE_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.delenv("FHNPDE_NATIVE", raising=False)
+    monkeypatch.setattr(native, "_MODULES", {})
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def explicit_object():
+    kernel = kernels(EXPLICIT.module).explicit_advance_serial
+    meta, obj = native.compile_object(EXPLICIT, kernel)
+    return kernel, meta, obj
+
+
+def explicit_inputs(code, n=203, seed=0):
+    rng = np.random.default_rng(seed)
+    v, w, current = rng.uniform(-0.3, 1.1, n), rng.uniform(-0.1, 0.4, n), rng.normal(0, .1, n)
+    params = (1.0, 0.1, 0.01, 0.5) if code == 0 else (3.0, 0.7, 0.8, 12.5)
+    return v, w, current, params
+
+
+def run_explicit(kernel, code, nsteps, ghosts=(1, -2)):
+    v, w, current, params = explicit_inputs(code)
+    out_v, out_w = np.empty_like(v), np.empty_like(w)
+    kernel(code, v, w, current, params, 0.01, 1.0, 4.0, *ghosts, nsteps, out_v, out_w)
+    return out_v, out_w
+
+
+def test_object_needs_nothing_of_numba(explicit_object):
+    _, meta, obj = explicit_object
+    assert "refused" not in meta
+    assert obj[:4] == b"\x7fELF"
+    # nothing of numba's runtime or of Python's C API: the object loads with llvmlite alone
+    assert not [s for s in meta["undefined"] if s.startswith(native._RUNTIME_PREFIXES)]
+
+
+@pytest.mark.parametrize("code", [0, 1])
+@pytest.mark.parametrize("nsteps", [0, 1, 2, 7, 40])
+def test_native_kernel_is_bit_identical(explicit_object, code, nsteps):
+    kernel, meta, obj = explicit_object
+    loaded = native.NativeKernel(EXPLICIT, native.load_object(obj, meta))
+    for ghosts in [(1, -2), (202, 0)]:  # mirror (Neumann) and periodic ghost indices
+        a = run_explicit(kernel, code, nsteps, ghosts)
+        b = run_explicit(loaded, code, nsteps, ghosts)
+        assert a[0].tobytes() == b[0].tobytes()
+        assert a[1].tobytes() == b[1].tobytes()
+        assert np.all(np.isfinite(a[0]))
+    if nsteps:
+        assert not np.array_equal(a[0], explicit_inputs(code)[0])  # the kernel did something
+
+
+def test_arguments_of_another_layout_go_to_numba(explicit_object):
+    kernel, meta, obj = explicit_object
+    loaded = native.NativeKernel(EXPLICIT, native.load_object(obj, meta))
+    calls = []
+    loaded.fallback = lambda *a: calls.append(a) or kernel(*a)
+    v, w, current, params = explicit_inputs(0, n=400)
+    out = [np.empty(200), np.empty(200)]
+    loaded(0, v[::2].copy(), w[::2].copy(), current[::2], params, 0.01, 1.0, 4.0, 1, -2, 3,
+           *out)  # current is a strided view
+    assert len(calls) == 1
+    ref = [np.empty(200), np.empty(200)]
+    kernel(0, v[::2].copy(), w[::2].copy(), current[::2], params, 0.01, 1.0, 4.0, 1, -2, 3, *ref)
+    assert np.array_equal(out[0], ref[0])
+    assert np.array_equal(out[1], ref[1])
+
+
+def test_an_exception_in_the_kernel_is_numbas(tmp_path):
+    """A non-zero status (the kernel raised) reruns the call through numba with the scratch
+    arguments as they were: the exception, or the answer, is numba's."""
+    from numba import njit
+
+    @njit
+    def halve_or_raise(flag, x, out):
+        for i in range(x.shape[0]):
+            x[i] = 0.5 * x[i]
+        if flag < 0:
+            raise ValueError("negative flag")
+        for i in range(x.shape[0]):
+            out[i] = x[i]
+        return flag + 1, x[0]
+
+    spec = native.Spec("tests", "halve_or_raise", ("i", "f8:1", "f8:1"), returns=("i", "f"),
+                       scratch=(1,))
+    meta, obj = native.compile_object(spec, halve_or_raise)
+    assert "refused" not in meta
+    loaded = native.NativeKernel(spec, native.load_object(obj, meta))
+    loaded.fallback = halve_or_raise
+    x, out = np.arange(4.0), np.empty(4)
+    assert loaded(3, x, out) == (4, 0.0)
+    assert np.array_equal(out, [0, .5, 1, 1.5])
+    x = np.arange(1.0, 5.0)
+    with pytest.raises(ValueError, match="negative flag"):
+        loaded(-1, x, out)
+    assert np.array_equal(x, np.arange(1.0, 5.0) / 2)  # halved once (by numba), not twice
+
+
+def test_an_allocating_kernel_is_refused():
+    from numba import njit
+
+    @njit
+    def allocates(x, out):
+        y = np.empty(x.shape[0])
+        for i in range(x.shape[0]):
+            y[i] = 2 * x[i]
+        for i in range(x.shape[0]):
+            out[i] = y[i]
+
+    meta, obj = native.compile_object(native.Spec("tests", "allocates", ("f8:1", "f8:1")),
+                                      allocates)
+    assert "NRT_MemInfo_alloc" in meta["refused"]
+    assert obj == b""
+
+
+def test_kernels_write_an_entry_and_load_it(cache):
+    numba_path = native.kernels(EXPLICIT.module).explicit_advance_serial
+    assert not isinstance(numba_path, native.NativeKernel)  # no entry yet: numba's kernel
+    path = native.entry_path(EXPLICIT)
+    assert path.startswith(str(cache))
+    assert os.path.isfile(path)
+    loaded = native.load(EXPLICIT)
+    assert isinstance(loaded, native.NativeKernel)
+    a, b = run_explicit(numba_path, 1, 5), run_explicit(loaded, 1, 5)
+    assert np.array_equal(a[0], b[0])
+    assert np.array_equal(a[1], b[1])
+    native._MODULES.clear()
+    assert isinstance(native.kernels(EXPLICIT.module).explicit_advance_serial,
+                      native.NativeKernel)
+
+
+def damage_and_check(path, damage):
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    with open(path, "wb") as f:
+        f.write(damage(data))
+    assert native.load(EXPLICIT) is None
+    native._MODULES.clear()
+    kernel = native.kernels(EXPLICIT.module).explicit_advance_serial
+    assert not isinstance(kernel, native.NativeKernel)  # numba's, which wrote a new entry
+    assert isinstance(native.load(EXPLICIT), native.NativeKernel)
+    native._MODULES.clear()
+
+
+def flip_code_byte(data):
+    data[-100] ^= 0xFF
+    return bytes(data)
+
+
+def stale_key(data):
+    head, _, obj = bytes(data[len(native.MAGIC):]).partition(b"\n")
+    meta = json.loads(head)
+    meta["key"] = "0" * 20
+    return native.MAGIC + json.dumps(meta).encode() + b"\n" + obj
+
+
+def unresolvable(data):
+    head, _, obj = bytes(data[len(native.MAGIC):]).partition(b"\n")
+    meta = json.loads(head)
+    meta["undefined"] = ["fhnpde_no_such_symbol"]
+    return native.MAGIC + json.dumps(meta).encode() + b"\n" + obj
+
+
+@pytest.mark.parametrize("damage", [flip_code_byte, stale_key, unresolvable,
+                                    lambda d: bytes(d[:len(d) // 2]), lambda d: b"junk"],
+                         ids=["corrupt", "stale", "unresolvable", "truncated", "junk"])
+def test_an_untrusted_entry_falls_back_and_is_rewritten(cache, damage):
+    native.kernels(EXPLICIT.module).load(EXPLICIT.name)  # writes the entry
+    native._MODULES.clear()
+    damage_and_check(native.entry_path(EXPLICIT), damage)
+
+
+def test_the_key_covers_the_signature_and_numbas_settings(monkeypatch):
+    k = native.key(EXPLICIT)
+    assert native.key(native.Spec(EXPLICIT.module, EXPLICIT.name, EXPLICIT.args[:-1])) != k
+    monkeypatch.setenv("NUMBA_OPT", "1")
+    assert native.key(EXPLICIT) != k
+
+
+def test_native_off(cache, monkeypatch):
+    monkeypatch.setenv("FHNPDE_NATIVE", "0")
+    native.kernels(EXPLICIT.module).load(EXPLICIT.name)
+    assert not os.path.exists(native.entry_path(EXPLICIT))
+
+
+RUN = textwrap.dedent("""
+    import sys
+    from fhnpde.cli import main
+    try:
+        main(sys.argv[1:])
+    except SystemExit as e:
+        assert not e.code, e.code
+    print("numba imported:", "numba" in sys.modules)
+""")
+
+
+def test_a_warm_process_runs_without_numba(tmp_path):
+    """The divergent case through the CLI in fresh processes: with a warm object cache numba
+    is never imported, and the store holds the numba path's numbers bit for bit."""
+    import xarray as xr
+
+    env = {k: v for k, v in os.environ.items() if k not in ("FHNPDE_NATIVE", "NUMBA_CACHE_DIR")}
+    sets = ["--set", "time.t_end=20", "--set", "domain.nx=201"]
+
+    def run(out, **extra):
+        cmd = [sys.executable, "-c", RUN, "run", "cases/divergent.yaml", "--quiet",
+               "--overwrite", "--out", str(tmp_path / out), *sets]
+        done = subprocess.run(cmd, cwd=ROOT, env={**env, **extra}, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    run("first.zarr")  # writes the entry, if this machine had none
+    assert "numba imported: False" in run("native.zarr")
+    assert "numba imported: True" in run("numba.zarr", FHNPDE_NATIVE="0")
+    a, b = xr.open_zarr(tmp_path / "native.zarr"), xr.open_zarr(tmp_path / "numba.zarr")
+    for name in ("v", "w"):
+        assert a[name].values.tobytes() == b[name].values.tobytes()
+    stats = a.attrs["stats"]
+    assert stats["compile_s"] > 0  # the object's loading is counted as kernel loading
