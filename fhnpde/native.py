@@ -65,6 +65,14 @@ SPECS = {
         Spec("fhnpde.solvers.explicit_numba", "explicit_advance_serial",
              ("i", "f8:1", "f8:1", "f8:1", "p4", "f", "f", "f", "i", "i", "i", "f8:1",
               "f8:1"), scratch=(1, 2)),
+        Spec("fhnpde.solvers.crank_nicolson_numba", "cn_cable_advance",
+             ("i", "f8:1", "f8:1", "f8:1", "f8:2", "f8:1", "f8:1", "f8:1", "f8:1", "f8:1", "f",
+              "f", "i", "f", "f", "i", "i", "f8:1", "f8:1", "f8:1", "f", "f", "f", "i", "b",
+              "b", "f8:1", "f8:1", "i8:1", "f8:2", "i8:1"), returns=("i", "i", "i", "f")),
+        Spec("fhnpde.solvers.staggered_numba", "staggered_cable_advance",
+             ("i", "f8:1", "f8:1", "f8:1", "f8:2", "f8:1", "f8:1", "f8:1", "f8:1", "f8:1", "f",
+              "f", "i", "f", "f", "i", "i", "f8:1", "f8:1", "f8:1", "f", "f", "f8:1", "f8:1",
+              "f8:2"), returns=("i", "i", "i", "f")),
     )
 }
 
