@@ -244,3 +244,45 @@ def test_a_warm_process_runs_without_numba(tmp_path):
         assert a[name].values.tobytes() == b[name].values.tobytes()
     stats = a.attrs["stats"]
     assert stats["compile_s"] > 0  # the object's loading is counted as kernel loading
+
+
+@pytest.fixture
+def native_on(monkeypatch):
+    """The native path on, in the usual kernel cache (where numba's kernels already are)."""
+    monkeypatch.delenv("FHNPDE_NATIVE", raising=False)
+    monkeypatch.setattr(native, "_MODULES", {})
+    return monkeypatch
+
+
+SOLVERS = {
+    "explicit": ("fhnpde.solvers.explicit_numba", "explicit_advance_serial", 0.02),
+    "crank-nicolson": ("fhnpde.solvers.crank_nicolson_numba", "cn_cable_advance", 0.2),
+    "staggered-cn": ("fhnpde.solvers.staggered_numba", "staggered_cable_advance", 0.2),
+}
+
+
+@pytest.mark.parametrize("boundary", ["neumann", "periodic"])
+@pytest.mark.parametrize("method", list(SOLVERS))
+def test_solvers_give_numbas_bits_natively(native_on, cases_dir, method, boundary):
+    """A pulse train (a stimulus switching on, a ring or mirror ends) through each solver's
+    native kernel and through numba's: the same bits."""
+    from fhnpde.case import load_case
+    from tests.helpers import final_state
+
+    module, name, dt = SOLVERS[method]
+    case = load_case(cases_dir / "impulse_train.yaml",
+                     [f"solver.method={method}", "solver.backend=numba", "time.t_end=40",
+                      f"time.dt={dt}", "time.save_every=40", f"domain.boundary={boundary}",
+                      "stimuli.0.t=[5.0, 30.0]"])
+    native._MODULES.clear()
+    final_state(case)  # writes the entry, if the module's cache has none yet
+    native._MODULES.clear()
+    _, v, w = final_state(case)
+    assert isinstance(native._MODULES[module]._native[name], native.NativeKernel)
+    native_on.setenv("FHNPDE_NATIVE", "0")
+    native._MODULES.clear()
+    _, v_ref, w_ref = final_state(case)
+    assert not native._MODULES[module]._native  # numba's kernel ran
+    assert np.abs(v_ref).max() > 0.5  # a pulse is on the cable
+    assert v.tobytes() == v_ref.tobytes()
+    assert w.tobytes() == w_ref.tobytes()
