@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("numpy", "yaml", "pydantic", "numba", "llvmlite", "zarr", "scipy")
+PACKAGES = ("numpy", "yaml", "pydantic", "numba", "llvmlite.binding", "zarr", "scipy")
 
 
 def first_imports(stderr: str) -> dict[str, float]:

@@ -286,3 +286,19 @@ def test_solvers_give_numbas_bits_natively(native_on, cases_dir, method, boundar
     assert np.abs(v_ref).max() > 0.5  # a pulse is on the cable
     assert v.tobytes() == v_ref.tobytes()
     assert w.tobytes() == w_ref.tobytes()
+
+
+def test_kernel_caches_with_native_entries_are_pruned_as_before(tmp_path):
+    from fhnpde.backends import prune_kernel_caches
+
+    folder = tmp_path / "numba"
+    for i, name in enumerate(["0123456789abcdef", "1123456789abcdef", "2123456789abcdef"]):
+        (folder / name / "fhnpde_ab12").mkdir(parents=True)
+        (folder / name / "fhnpde_ab12" / "k.py311.nbi").write_bytes(b"")
+        (folder / name / "native").mkdir()
+        (folder / name / "native" / "k-0123.native").write_bytes(b"")
+        if i == 0:  # not fhnpde's: kept
+            (folder / name / "native" / "notes.txt").write_text("x")
+        os.utime(folder / name, (i, i))
+    prune_kernel_caches(folder, keep=1)
+    assert sorted(p.name for p in folder.iterdir()) == ["0123456789abcdef", "2123456789abcdef"]
