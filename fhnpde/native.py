@@ -7,14 +7,17 @@ files that numba compiled earlier: a thin ``numba.cfunc`` wrapper turns pointers
 (``numba.carray``) and calls the existing ``@njit`` kernel, which numba links into the
 wrapper's library; that library's final LLVM module, with the wrapper's Python error
 handling replaced by a plain entry point that returns numba's status code, is emitted as an
-object file. A later process loads it with llvmlite alone (MCJIT ``add_object_file``) and
-calls it through ctypes. The formulas stay written once: the object holds the very kernel
-the numba path runs, and tests check that both give bit-identical results.
+object file. A later process loads it and calls it through ctypes: on Linux x86-64 with a
+small loader of its own (:func:`load_elf`: the sections copied, the relocations applied,
+about 1 ms), elsewhere, or for an object that loader does not handle, with llvmlite's MCJIT
+(``add_object_file``; importing llvmlite costs 0.05-0.25 s). The formulas stay written
+once: the object holds the very kernel the numba path runs, and tests check that both give
+bit-identical results.
 
 What is kept, and where: ``<kernel cache>/native/<kernel>-<key>.native`` beside numba's own
 cache (:func:`fhnpde.backends.kernel_cache_dir`), one file per kernel, written atomically.
 The key covers everything that changes the code: the package's source fingerprint and
-version, numba's and llvmlite's versions, the CPU's name and features, the kernel's
+version, numba's and llvmlite's versions, the CPU (:func:`cpu_identity`), the kernel's
 signature and the wrapper's format, and numba's settings from the environment. A missing,
 stale, corrupt or unloadable entry falls back to the numba path, which then writes the
 entry; a kernel whose object would need numba's runtime (memory allocation, exceptions)
@@ -111,20 +114,41 @@ def _llvm():
     return llvm
 
 
+_CPUINFO_KEYS = ("vendor_id", "cpu family", "model", "model name", "stepping", "flags")
+
+
+def cpu_identity() -> str:
+    """The CPU the code is compiled for: on Linux x86 the first processor's vendor, family,
+    model, stepping and feature flags from ``/proc/cpuinfo`` (what LLVM's host CPU name and
+    features are derived from, read without loading LLVM), else LLVM's host CPU name and
+    features (through llvmlite)."""
+    fields = []
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if not line.strip():
+                    break
+                name = line.split(":", 1)[0].strip()
+                if name in _CPUINFO_KEYS:
+                    fields.append(" ".join(line.split()))
+    except OSError:
+        pass
+    if any(field.startswith("flags") for field in fields):
+        return "\n".join(fields)
+    llvm = _llvm()
+    return f"{llvm.get_host_cpu_name()} {llvm.get_host_cpu_features().flatten()}"
+
+
 def key(spec: Spec) -> str:
     """The hash of everything that changes the kernel's object code (see the module doc)."""
-    import llvmlite
-
     from .backends import formula_fingerprint
     from .version import __version__
 
-    llvm = _llvm()
     settings = sorted((k, v) for k, v in os.environ.items() if k.startswith("NUMBA_")
                       and k not in ("NUMBA_CACHE_DIR", "NUMBA_NUM_THREADS",
                                     "NUMBA_THREADING_LAYER"))
     parts = [FORMAT, formula_fingerprint(), __version__, _dist_version("numba"),
-             llvmlite.__version__, llvm.get_host_cpu_name(),
-             llvm.get_host_cpu_features().flatten(), spec.module, spec.name, spec.args,
+             _dist_version("llvmlite"), cpu_identity(), spec.module, spec.name, spec.args,
              spec.returns, settings]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]
 
@@ -181,8 +205,145 @@ def _resolve(llvm, names) -> bool:
     return True
 
 
-def load_object(obj: bytes, meta: dict):
-    """The address of the entry point of an object (None if it cannot be loaded)."""
+#: ELF constants (x86-64 relocatable objects)
+_SHF_WRITE, _SHF_ALLOC = 0x1, 0x2
+_SHT_RELA, _SHT_NOBITS, _SHT_X86_64_UNWIND = 4, 8, 0x70000001
+_SHN_UNDEF, _SHN_ABS, _SHN_COMMON = 0, 0xFFF1, 0xFFF2
+_R_X86_64_64, _R_X86_64_PC32, _R_X86_64_PLT32, _R_X86_64_PC64 = 1, 2, 4, 24
+
+
+class _Unsupported(Exception):
+    """An object the small loader does not handle (llvmlite loads it instead)."""
+
+
+def _elf_sections(obj: bytes):
+    import struct
+
+    if obj[:4] != b"\x7fELF" or obj[4] != 2 or obj[5] != 1:
+        raise _Unsupported("not a little-endian ELF64 object")
+    e_type, e_machine = struct.unpack_from("<HH", obj, 0x10)
+    if e_type != 1 or e_machine != 62:  # ET_REL, EM_X86_64
+        raise _Unsupported("not an x86-64 relocatable object")
+    shoff, = struct.unpack_from("<Q", obj, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", obj, 0x3A)
+    # (name, type, flags, addr, offset, size, link, info, addralign, entsize)
+    return [struct.unpack_from("<IIQQQQIIQQ", obj, shoff + i * shentsize)
+            for i in range(shnum)]
+
+
+def load_elf(obj: bytes, meta: dict):
+    """The address of the entry point of an x86-64 ELF object, loaded without LLVM: its
+    sections copied into fresh memory, its relocations applied (absolute and PC-relative,
+    what LLVM's large code model emits), the memory then made read-only and executable.
+
+    Raises :class:`_Unsupported` for anything else (another machine, a writable section,
+    another relocation, a symbol the process lacks); the caller then uses llvmlite.
+    Unwind tables (``.eh_frame``) are not registered: nothing unwinds through the kernels.
+    """
+    import ctypes
+    import mmap
+    import struct
+
+    if sys.platform != "linux":
+        raise _Unsupported("the small loader runs on Linux")
+    sections = _elf_sections(obj)
+    # lay out the sections to load, in one block
+    base, size = {}, 0
+    for i, sh in enumerate(sections):
+        if not sh[2] & _SHF_ALLOC or sh[5] == 0 or sh[1] == _SHT_X86_64_UNWIND:
+            continue
+        if sh[2] & _SHF_WRITE:
+            raise _Unsupported("a writable section")
+        align = max(1, sh[8])
+        size = (size + align - 1) // align * align
+        base[i] = size
+        size += sh[5]
+    symtab = next((sh for sh in sections if sh[1] == 2), None)
+    if symtab is None:
+        raise _Unsupported("no symbol table")
+    strtab = sections[symtab[6]]
+
+    def name_of(offset):
+        start = strtab[4] + offset
+        return obj[start: obj.index(b"\0", start)].decode()
+
+    symbols = [struct.unpack_from("<IBBHQQ", obj, off)  # name, info, other, shndx, value, size
+               for off in range(symtab[4], symtab[4] + symtab[5], symtab[9])]
+    common, common_size = {}, 0
+    for j, (_, _, _, shndx, value, sym_size) in enumerate(symbols):
+        if shndx == _SHN_COMMON:  # zero-initialised data (numba's environment pointers)
+            align = max(1, value)
+            common_size = (common_size + align - 1) // align * align
+            common[j] = common_size
+            common_size += sym_size
+    process = ctypes.CDLL(None)
+    for name in meta.get("undefined", ()):
+        if not hasattr(process, name):
+            raise _Unsupported(f"the process lacks {name}")
+    memory = mmap.mmap(-1, max(size, 1), prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    start = ctypes.addressof(ctypes.c_char.from_buffer(memory))
+    data = ctypes.create_string_buffer(max(common_size, 1))
+    for i, offset in base.items():
+        sh = sections[i]
+        if sh[1] != _SHT_NOBITS:
+            memory[offset: offset + sh[5]] = obj[sh[4]: sh[4] + sh[5]]
+
+    def address(j):
+        name, _, _, shndx, value, _ = symbols[j]
+        if shndx == _SHN_UNDEF:
+            try:
+                return ctypes.cast(getattr(process, name_of(name)), ctypes.c_void_p).value
+            except AttributeError:
+                raise _Unsupported(f"the process lacks {name_of(name)}") from None
+        if shndx == _SHN_COMMON:
+            return ctypes.addressof(data) + common[j]
+        if shndx == _SHN_ABS:
+            return value
+        if shndx not in base:
+            raise _Unsupported("a symbol in a section that is not loaded")
+        return start + base[shndx] + value
+
+    for sh in sections:
+        if sh[1] != _SHT_RELA or sh[7] not in base:
+            continue
+        target = base[sh[7]]
+        for off in range(sh[4], sh[4] + sh[5], sh[9]):
+            r_offset, r_info, addend = struct.unpack_from("<QQq", obj, off)
+            kind, where = r_info & 0xFFFFFFFF, target + r_offset
+            value = address(r_info >> 32) + addend
+            if kind == _R_X86_64_64:
+                struct.pack_into("<Q", memory, where, value & 0xFFFFFFFFFFFFFFFF)
+            elif kind == _R_X86_64_PC64:
+                struct.pack_into("<q", memory, where, value - (start + where))
+            elif kind in (_R_X86_64_PC32, _R_X86_64_PLT32):
+                delta = value - (start + where)
+                if not -2**31 <= delta < 2**31:
+                    raise _Unsupported("a 32-bit displacement out of range")
+                struct.pack_into("<i", memory, where, delta)
+            else:
+                raise _Unsupported(f"relocation type {kind}")
+    entry = next((j for j, sym in enumerate(symbols)
+                  if sym[3] in base and name_of(sym[0]) == meta["entry"]), None)
+    if entry is None:
+        raise _Unsupported("no entry point")
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    if libc.mprotect(start, len(memory), mmap.PROT_READ | mmap.PROT_EXEC) != 0:
+        raise _Unsupported("memory cannot be made executable here")
+    _ENGINES.append((memory, data))  # the code lives as long as the process
+    return address(entry)
+
+
+def load_object(obj: bytes, meta: dict, loader: str = "any"):
+    """The address of the entry point of an object (None if it cannot be loaded): by the
+    small ELF loader (:func:`load_elf`, no LLVM), else by llvmlite's MCJIT (``loader``:
+    ``"elf"`` or ``"llvm"`` for one of them only)."""
+    if loader in ("any", "elf"):
+        try:
+            return load_elf(obj, meta)
+        except _Unsupported:
+            if loader == "elf":
+                return None
     llvm = _llvm()
     if not _resolve(llvm, meta.get("undefined", ())):
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 import textwrap
@@ -61,11 +62,16 @@ def test_object_needs_nothing_of_numba(explicit_object):
     assert not [s for s in meta["undefined"] if s.startswith(native._RUNTIME_PREFIXES)]
 
 
+LOADERS = ["elf", "llvm"] if sys.platform == "linux" and platform.machine() == "x86_64" \
+    else ["llvm"]
+
+
+@pytest.mark.parametrize("loader", LOADERS)
 @pytest.mark.parametrize("code", [0, 1])
 @pytest.mark.parametrize("nsteps", [0, 1, 2, 7, 40])
-def test_native_kernel_is_bit_identical(explicit_object, code, nsteps):
+def test_native_kernel_is_bit_identical(explicit_object, code, nsteps, loader):
     kernel, meta, obj = explicit_object
-    loaded = native.NativeKernel(EXPLICIT, native.load_object(obj, meta))
+    loaded = native.NativeKernel(EXPLICIT, native.load_object(obj, meta, loader))
     for ghosts in [(1, -2), (202, 0)]:  # mirror (Neumann) and periodic ghost indices
         a = run_explicit(kernel, code, nsteps, ghosts)
         b = run_explicit(loaded, code, nsteps, ghosts)
@@ -120,6 +126,30 @@ def test_an_exception_in_the_kernel_is_numbas(tmp_path):
     with pytest.raises(ValueError, match="negative flag"):
         loaded(-1, x, out)
     assert np.array_equal(x, np.arange(1.0, 5.0) / 2)  # halved once (by numba), not twice
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_calls_into_the_math_library_resolve_in_the_process(loader):
+    """A kernel calling libm (exp, sin, pow: undefined symbols of its object, found in the
+    process) gives numba's bits through either loader."""
+    import math
+
+    from numba import njit
+
+    @njit
+    def waves(x, out):
+        for i in range(x.shape[0]):
+            out[i] = math.exp(-x[i]) * math.sin(3.0 * x[i]) + x[i] ** 0.37
+
+    spec = native.Spec("tests", "waves", ("f8:1", "f8:1"))
+    meta, obj = native.compile_object(spec, waves)
+    assert {"exp", "sin", "pow"} <= set(meta["undefined"])
+    loaded = native.NativeKernel(spec, native.load_object(obj, meta, loader))
+    x = np.linspace(0.0, 7.0, 1001)
+    a, b = np.empty_like(x), np.empty_like(x)
+    waves(x, a)
+    loaded(x, b)
+    assert a.tobytes() == b.tobytes()
 
 
 def test_an_allocating_kernel_is_refused():
@@ -217,6 +247,7 @@ RUN = textwrap.dedent("""
     except SystemExit as e:
         assert not e.code, e.code
     print("numba imported:", "numba" in sys.modules)
+    print("llvmlite imported:", "llvmlite" in sys.modules)
 """)
 
 
@@ -237,7 +268,10 @@ def test_a_warm_process_runs_without_numba(tmp_path):
         return done.stdout
 
     run("first.zarr")  # writes the entry, if this machine had none
-    assert "numba imported: False" in run("native.zarr")
+    warm = run("native.zarr")
+    assert "numba imported: False" in warm
+    if "elf" in LOADERS:  # the small loader: not even LLVM is loaded
+        assert "llvmlite imported: False" in warm
     assert "numba imported: True" in run("numba.zarr", FHNPDE_NATIVE="0")
     a, b = xr.open_zarr(tmp_path / "native.zarr"), xr.open_zarr(tmp_path / "numba.zarr")
     for name in ("v", "w"):
