@@ -20,7 +20,7 @@ The key covers everything that changes the code: the package's source fingerprin
 version, numba's and llvmlite's versions, the CPU (:func:`cpu_identity`), the kernel's
 signature and the wrapper's format, and numba's settings from the environment. A missing,
 stale, corrupt or unloadable entry falls back to the numba path, which then writes the
-entry; a kernel whose object would need numba's runtime (memory allocation, exceptions)
+entry; a kernel whose object would need numba's runtime (memory allocation, Python objects)
 is refused, and the refusal is kept so that the build is not tried again.
 
 A native kernel is called like the numba kernel. Arguments of another type or layout than
@@ -41,7 +41,7 @@ import time
 from dataclasses import dataclass
 
 #: the format of the wrapper and the entry (part of every key)
-FORMAT = 1
+FORMAT = 2
 MAGIC = b"FHNPDE-NATIVE 1\n"
 
 #: argument kinds: scalars (``i`` int64, ``b`` bool, ``f`` float64), ``p4`` a tuple of four
@@ -382,7 +382,12 @@ def refused(spec: Spec) -> bool:
 
 
 class NativeKernel:
-    """A loaded kernel, called with the numba kernel's arguments (see the module doc)."""
+    """A loaded kernel, called with the numba kernel's arguments (see the module doc).
+
+    The call is a Python function generated for the kernel's signature: it checks the
+    arguments, packs them into one block of 8-byte slots (``struct``) and calls the entry
+    point with the block's address, so that a solver calling a kernel once an output
+    interval pays little for it (measured below in docs/performance.md)."""
 
     def __init__(self, spec: Spec, address: int):
         import ctypes
@@ -391,22 +396,96 @@ class NativeKernel:
 
         self.spec = spec
         self.fallback = None  # the numba kernel, set on first need
-        types: list = [ctypes.c_void_p, ctypes.c_void_p]  # int and float results
-        self.checks = []
-        for kind in spec.args:
+        count = max(1, len(spec.returns))
+        self.ri, self.rf = (ctypes.c_int64 * count)(), (ctypes.c_double * count)()
+        types = ["q", "q"]  # the slots of the argument block (struct codes)
+        lines, checks = [], []
+        cargs = [str(ctypes.addressof(self.ri)), str(ctypes.addressof(self.rf))]
+        names = [f"a{j}" for j in range(len(spec.args))]
+        every = ", ".join(names)
+        self.tuples = {}  # argument index -> (the tuple, its ctypes copy)
+        for j, kind in enumerate(spec.args):
+            a = names[j]
             if kind in ("i", "b"):
-                types.append(ctypes.c_int64)
+                types.append("q")
+                checks.append(f"isinstance({a}, _INTS)")
+                cargs.append(f"int({a})")
             elif kind == "f":
-                types.append(ctypes.c_double)
+                types.append("d")
+                checks.append(f"isinstance({a}, float)")
+                cargs.append(a)
             elif kind == "p4":
-                types.append(ctypes.c_void_p)
+                types.append("q")
+                self.tuples[j] = (None, None, 0)
+                lines.append(f"    held = _tuples[{j}]")
+                lines.append(f"    if held[0] is not {a}:")
+                lines.append(f"        held = _self.hold({j}, {a})")
+                lines.append("        if held is None:")
+                lines.append(f"            return _self.numba()({every})")
+                cargs.append("held[2]")
             else:
                 dtype, ndim = kind.split(":")
-                types += [ctypes.c_void_p] + [ctypes.c_int64] * int(ndim)
-                self.checks.append(np.dtype(_ARRAY_DTYPES[dtype]))
-        self.function = ctypes.CFUNCTYPE(ctypes.c_int32, *types)(address)
-        self.results = np.zeros(max(1, len(spec.returns)), np.int64)
-        self.fresults = np.zeros(max(1, len(spec.returns)), np.float64)
+                dims = int(ndim)
+                types += ["q"] * (1 + dims)
+                strides = (" * ".join(f"{a}.shape[{d}]" for d in range(d0 + 1, dims))
+                           for d0 in range(dims))
+                item = np.dtype(_ARRAY_DTYPES[dtype]).itemsize
+                contiguous = "(" + ", ".join(f"{item}" + (f" * {x}" if x else "")
+                                             for x in strides) + ",)"
+                checks.append(f"type({a}) is _ndarray and {a}.dtype == _{dtype} and "
+                              f"{a}.ndim == {dims} and {a}.strides == {contiguous} and "
+                              f"{a}.flags.writeable")
+                cargs.append(f"{a}.__array_interface__['data'][0]")
+                cargs += [f"{a}.shape[{d}]" for d in range(dims)]
+        body = [f"def call({every}):"]
+        for check in checks:
+            body.append(f"    if not ({check}):")
+            body.append(f"        return _self.numba()({every})")
+        body += lines
+        saved = ", ".join(f"{names[i]}.copy()" for i in spec.scratch)
+        body.append(f"    saved = ({saved},)" if saved else "    saved = ()")
+        body.append(f"    _pack(_block, 0, {', '.join(cargs)})")
+        body.append("    status = _function(_address)")
+        body.append("    if status != 0 and status != -2:  # numba's OK (and OK, None)")
+        body.append(f"        return _self.failed(saved, ({every},))")
+        results = [f"_ri[{j}]" if kind in ("i", "b") else f"_rf[{j}]"
+                   for j, kind in enumerate(spec.returns)]
+        body.append(f"    return ({', '.join(results)},)" if results else "    return None")
+        import struct
+
+        layout = struct.Struct("<" + "".join(types))
+        self.block = ctypes.create_string_buffer(layout.size)
+        scope = {"_INTS": (int, np.integer), "_ndarray": np.ndarray, "_self": self,
+                 "_function": ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p)(address),
+                 "_pack": layout.pack_into, "_block": self.block,
+                 "_address": ctypes.addressof(self.block),
+                 "_ri": self.ri, "_rf": self.rf, "_tuples": self.tuples,
+                 **{f"_{k}": np.dtype(v) for k, v in _ARRAY_DTYPES.items()}}
+        exec(compile("\n".join(body) + "\n", f"<fhnpde.native {spec.name}>", "exec"), scope)
+        self.call = scope["call"]
+        self.function = scope["_function"]
+
+    def __call__(self, *args):
+        return self.call(*args)
+
+    def hold(self, j: int, value):
+        """Keep a ctypes copy of the tuple argument ``j`` (four floats), or None if it is
+        not one (numba's kernel is then called)."""
+        import ctypes
+
+        if (type(value) is not tuple or len(value) != 4
+                or not all(type(x) is float for x in value)):
+            return None
+        copy = (ctypes.c_double * 4)(*value)
+        held = self.tuples[j] = (value, copy, ctypes.addressof(copy))
+        return held
+
+    def failed(self, saved, args):
+        """The kernel raised (a non-zero status): numba's kernel runs on the arguments as
+        they were, and raises or answers as it would have."""
+        for i, a in zip(self.spec.scratch, saved, strict=True):
+            args[i][...] = a
+        return self.numba()(*args)
 
     def numba(self):
         if self.fallback is None:
@@ -414,46 +493,6 @@ class NativeKernel:
 
             self.fallback = getattr(kernels(self.spec.module), self.spec.name)
         return self.fallback
-
-    def __call__(self, *args):
-        import numpy as np
-
-        spec = self.spec
-        cargs = [self.results.ctypes.data, self.fresults.ctypes.data]
-        keep = []
-        for kind, a in zip(spec.args, args, strict=True):
-            if kind in ("i", "b"):
-                if not isinstance(a, int | np.integer | bool | np.bool_):
-                    return self.numba()(*args)
-                cargs.append(int(a))
-            elif kind == "f":
-                if not isinstance(a, float | np.floating):
-                    return self.numba()(*args)
-                cargs.append(float(a))
-            elif kind == "p4":
-                p = np.ascontiguousarray(a, dtype=np.float64)
-                if p.shape != (4,):
-                    return self.numba()(*args)
-                keep.append(p)
-                cargs.append(p.ctypes.data)
-            else:
-                dtype, ndim = kind.split(":")
-                if (not isinstance(a, np.ndarray) or a.dtype != _ARRAY_DTYPES[dtype]
-                        or a.ndim != int(ndim) or not a.flags.c_contiguous
-                        or not a.flags.writeable):
-                    return self.numba()(*args)
-                cargs.append(a.ctypes.data)
-                cargs += a.shape
-        saved = {i: args[i].copy() for i in spec.scratch}
-        status = self.function(*cargs)
-        if status not in (0, -2):  # numba's OK and OK-returning-None; else an exception
-            for i, a in saved.items():
-                args[i][...] = a
-            return self.numba()(*args)
-        if not spec.returns:
-            return None
-        return tuple(int(self.results[j]) if kind in ("i", "b") else float(self.fresults[j])
-                     for j, kind in enumerate(spec.returns))
 
 
 # --- building (with numba) -----------------------------------------------------------------
@@ -568,13 +607,17 @@ def compile_object(spec: Spec, kernel) -> tuple[dict, bytes]:
                 "  call void @llvm.trap()\n  unreachable\n}", ir, flags=re.M)
     if "@llvm.trap()" in ir and "declare void @llvm.trap()" not in ir:
         ir += "\ndeclare void @llvm.trap()\n"
+    # the entry takes one block of 8-byte slots, one an argument (a ctypes call converts
+    # each argument it is given: 20 of them cost 20-30 us, one block packed by struct 2 us)
     entry = f"fhnpde_native_{spec.name}"
-    args = [("ptr" if n.endswith("*") else _LLVM_TYPES[n]) + f" %a{j}"
-            for j, n in enumerate(names)]
-    ir += (f"\ndefine i32 @{entry}({', '.join(args)}) {{\n"
+    types = [("ptr" if n.endswith("*") else _LLVM_TYPES[n]) for n in names]
+    loads = "".join(f"  %s{j} = getelementptr i64, ptr %block, i64 {j}\n"
+                    f"  %a{j} = load {t}, ptr %s{j}, align 8\n" for j, t in enumerate(types))
+    args = ", ".join(f"{t} %a{j}" for j, t in enumerate(types))
+    ir += (f"\ndefine i32 @{entry}(ptr %block) {{\n{loads}"
            "  %ret = alloca [4 x i64], align 8\n"
            "  %exc = alloca ptr, align 8\n"
-           f"  %st = call i32 @\"{inner}\"(ptr %ret, ptr %exc, {', '.join(args)})\n"
+           f"  %st = call i32 @\"{inner}\"(ptr %ret, ptr %exc, {args})\n"
            "  ret i32 %st\n}\n")
     llvm = _llvm()
     module = llvm.parse_assembly(ir)
