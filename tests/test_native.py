@@ -292,6 +292,7 @@ SOLVERS = {
     "explicit": ("fhnpde.solvers.explicit_numba", "explicit_advance_serial", 0.02),
     "crank-nicolson": ("fhnpde.solvers.crank_nicolson_numba", "cn_cable_advance", 0.2),
     "staggered-cn": ("fhnpde.solvers.staggered_numba", "staggered_cable_advance", 0.2),
+    "sdirk3": ("fhnpde.solvers.sdirk_numba", "sdirk_cable_advance", 0.2),
 }
 
 
