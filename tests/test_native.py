@@ -296,24 +296,35 @@ SOLVERS = {
 }
 
 
-@pytest.mark.parametrize("boundary", ["neumann", "periodic"])
+RUNS = {  # a case file and its settings
+    "train-mirror": ("impulse_train.yaml", ["stimuli.0.t=[5.0, 30.0]"]),
+    "train-ring": ("impulse_train.yaml", ["stimuli.0.t=[5.0, 30.0]",
+                                          "domain.boundary=periodic"]),
+    "divergent": ("divergent.yaml", ["domain.nx=201", "domain.length=100",
+                                     "initial.v.center=50"]),  # no stimulus: masks (0, n)
+}
+
+
+@pytest.mark.parametrize("run", list(RUNS))
 @pytest.mark.parametrize("method", list(SOLVERS))
-def test_solvers_give_numbas_bits_natively(native_on, cases_dir, method, boundary):
-    """A pulse train (a stimulus switching on, a ring or mirror ends) through each solver's
-    native kernel and through numba's: the same bits."""
+def test_solvers_give_numbas_bits_natively(native_on, cases_dir, method, run):
+    """A pulse train (a stimulus switching on, a ring or mirror ends) and the divergent case
+    (no stimulus) through each solver's native kernel and through numba's: the same bits."""
     from fhnpde.case import load_case
     from tests.helpers import final_state
 
     module, name, dt = SOLVERS[method]
-    case = load_case(cases_dir / "impulse_train.yaml",
+    case_file, sets = RUNS[run]
+    case = load_case(cases_dir / case_file,
                      [f"solver.method={method}", "solver.backend=numba", "time.t_end=40",
-                      f"time.dt={dt}", "time.save_every=40", f"domain.boundary={boundary}",
-                      "stimuli.0.t=[5.0, 30.0]"])
+                      f"time.dt={dt}", "time.save_every=40", *sets])
     native._MODULES.clear()
     final_state(case)  # writes the entry, if the module's cache has none yet
     native._MODULES.clear()
     _, v, w = final_state(case)
-    assert isinstance(native._MODULES[module]._native[name], native.NativeKernel)
+    loaded = native._MODULES[module]._native[name]
+    assert isinstance(loaded, native.NativeKernel)
+    assert loaded.fallback is None  # every call ran the object's code, none went to numba
     native_on.setenv("FHNPDE_NATIVE", "0")
     native._MODULES.clear()
     _, v_ref, w_ref = final_state(case)
