@@ -4,6 +4,8 @@
         [--sizes 10 100 1000] [--iterations 2000] [--finish 1500] [--finish-tol 0.01]
         [--finish-window 500] [--out runs/surrogates/scarcity]
         [--figure docs/img/surrogates-scarcity-curves.png]
+    .venv/bin/python benchmarks/surrogates_data_scarcity.py --merge OUT_A OUT_B ... --out OUT
+        [--figure ...]   # one study from processes that ran different --sizes
 
 The protocol (docs/surrogates.md, "Data scarcity: PINN vs DDNN"):
 
@@ -185,7 +187,40 @@ def write_curves(path: Path, curves: list[tuple]) -> None:
     path.write_text("\n".join(rows) + "\n")
 
 
-def plot_curves(path: Path, curves: list[tuple], sizes: list[int]) -> None:
+def read_curves(path: Path) -> dict:
+    """OUT/curves.csv as {(model, points): (adam, lbfgs)}: ``adam`` the Adam records as
+    (iterations, {quantity: (records, members)}), ``lbfgs`` per member its L-BFGS records as
+    (iterations counted on from the Adam budget, {quantity: values})."""
+    import csv
+
+    rows: dict = {}
+    with open(path) as fh:
+        for r in csv.DictReader(fh):
+            rows.setdefault((r["model"], int(r["points"])), []).append(r)
+    cells = {}
+    for key, rs in rows.items():
+        adam = [r for r in rs if r["phase"] == "adam"]
+        its = sorted({int(r["iteration"]) for r in adam})
+        members = 1 + max(int(r["member"]) for r in rs)
+        quantities = {}
+        for name, col in (("total", "train_loss"), ("monitor", "test_mae")):
+            a = np.full((len(its), members), np.nan)
+            index = {it: k for k, it in enumerate(its)}
+            for r in adam:
+                a[index[int(r["iteration"])], int(r["member"])] = float(r[col])
+            quantities[name] = a
+        lbfgs = []
+        for e in range(members):
+            mine = [r for r in rs if r["phase"] == "lbfgs" and int(r["member"]) == e]
+            lbfgs.append((np.array([int(r["iteration"]) for r in mine]),
+                          {"total": np.array([float(r["train_loss"]) for r in mine]),
+                           "monitor": np.array([float(r["test_mae"]) for r in mine])}))
+        cells[key] = ((np.array(its), quantities), lbfgs)
+    return cells
+
+
+def plot_curves(path: Path, cells: dict, sizes: list[int]) -> None:
+    """The training loss and the test MAE of every member through both phases, per size."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -194,23 +229,24 @@ def plot_curves(path: Path, curves: list[tuple], sizes: list[int]) -> None:
     fig, axes = plt.subplots(2, len(sizes), figsize=(4.4 * len(sizes), 6.6), sharex="col",
                              squeeze=False)
     colours = {"ddnn": "tab:blue", "pinn": "tab:red"}
-    for kind, size, h, fin in curves:
+    for (kind, size), ((it, adam), lbfgs) in sorted(cells.items()):
+        if size not in sizes:
+            continue
         col = sizes.index(size)
-        start = h.iterations[-1]
-        it = np.asarray(h.iterations)
-        end = max(r.iterations[-1] for r in fin)
+        start = it[-1]
+        end = max(r[0][-1] for r in lbfgs) - start
         grid = np.arange(0, end + 1, max(1, end // 200))
         for row, name in enumerate(("total", "monitor")):
             ax = axes[row, col]
-            vals = h.array(name)
+            vals = adam[name]
             ax.semilogy(it, vals, color=colours[kind], alpha=0.12, lw=0.6)
             held = []
-            for r in fin:
-                y = np.asarray(getattr(r, name), float)
-                ax.semilogy(start + np.asarray(r.iterations), y, color=colours[kind],
-                            alpha=0.12, lw=0.6)
+            for its, rec in lbfgs:
+                y = rec[name]
+                ax.semilogy(its, y, color=colours[kind], alpha=0.12, lw=0.6)
                 # a member that stopped keeps its final value in the median
-                held.append(np.exp(np.interp(grid, r.iterations, np.log(np.maximum(y, 1e-300)))))
+                held.append(np.exp(np.interp(grid, its - start,
+                                             np.log(np.maximum(y, 1e-300)))))
             ax.semilogy(np.concatenate([it, start + grid]),
                         np.concatenate([np.median(vals, 1), np.median(held, 0)]),
                         color=colours[kind], lw=2, label=f"{kind.upper()} (median)")
@@ -226,6 +262,36 @@ def plot_curves(path: Path, curves: list[tuple], sizes: list[int]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def merge(parts: list[Path], out: Path, figure: Path) -> str:
+    """One study from runs of the same protocol over different sizes (``--sizes`` split
+    across processes): their results.json and curves.csv joined into OUT, the tables and the
+    figure made from them."""
+    results: dict = {"runs": {}, "stats": {}, "wall_s": 0.0, "process_wall_s": []}
+    lines: list[str] = []
+    sizes: list[int] = []
+    for part in parts:
+        r = json.loads((part / "results.json").read_text())
+        protocol = {k: v for k, v in r["protocol"].items() if k != "sizes"}
+        if "protocol" in results and results["protocol"] != protocol:
+            raise SystemExit(f"{part}: another protocol than {parts[0]}; not merged")
+        results["protocol"] = protocol
+        results["runs"].update(r["runs"])
+        results["stats"].update(r["stats"])
+        results["process_wall_s"].append(r.get("wall_s", 0.0))
+        results["wall_s"] = max(results["process_wall_s"])  # the processes ran side by side
+        sizes += [int(x) for x in r["protocol"]["sizes"]]
+        text = (part / "curves.csv").read_text().splitlines()
+        lines += text if not lines else text[1:]
+    sizes = sorted(set(sizes))
+    results["protocol"]["sizes"] = sizes
+    results["protocol"]["merged_from"] = [str(p) for p in parts]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "curves.csv").write_text("\n".join(lines) + "\n")
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    plot_curves(figure, read_curves(out / "curves.csv"), sizes)
+    return report(results, sizes, out)
 
 
 def stop_at(iterations: np.ndarray, loss: np.ndarray, budget: int, window: int,
@@ -297,6 +363,9 @@ def main() -> None:
     ap.add_argument("--record-every", type=int, default=100)
     ap.add_argument("--out", default="runs/surrogates/scarcity")
     ap.add_argument("--figure", default="docs/img/surrogates-scarcity-curves.png")
+    ap.add_argument("--merge", nargs="+", type=Path, metavar="DIR",
+                    help="join the OUT folders of runs over different --sizes into --out "
+                    "(tables and figure)")
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite OUT/results.md from OUT/results.json without training")
     ap.add_argument("--budget-check", type=int, metavar="BUDGET",
@@ -306,6 +375,9 @@ def main() -> None:
     if args.budget_check:
         print(budget_check(Path(args.out), args.budget_check, args.finish_window,
                            FINISH.tol))
+        return
+    if args.merge:
+        print(merge(args.merge, Path(args.out), Path(args.figure)))
         return
     if args.report_only:
         results = json.loads((Path(args.out) / "results.json").read_text())
@@ -378,12 +450,12 @@ def main() -> None:
                   f"{sum(r.converged for r in fin)}/{len(fin)} "
                   f"({t1 - t0:.0f} s + {t2 - t1:.0f} s)", flush=True)
             (out / "results.json").write_text(json.dumps(results, indent=1))
+            write_curves(out / "curves.csv", curves)
         pinn = [e["mae"] for e in results["runs"][f"pinn-{size}"]["errors"]]
         ddnn = [e["mae"] for e in results["runs"][f"ddnn-{size}"]["errors"]]
         results["stats"][str(size)] = compare_errors(pinn, ddnn)
     results["wall_s"] = time.perf_counter() - wall0
-    write_curves(out / "curves.csv", curves)
-    plot_curves(Path(args.figure), curves, args.sizes)
+    plot_curves(Path(args.figure), read_curves(out / "curves.csv"), args.sizes)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     print(report(results, args.sizes, out))
 

@@ -17,8 +17,8 @@ float64 arrays over its nodes (members)::
   parameters (stacked per member by the point solvers) + 1 (the store's ``member``
   coordinate) + 2 (state) + :data:`POINT_WORK` + :data:`UNTRACKED`;
 - the store writer's buffer is ``chunk`` outputs x size x 2 variables x 8 bytes
-  (:class:`fhnpde.store.StoreWriter`), counted twice: the buffer and zarr's encoded copy of
-  one variable's chunk while it is written;
+  (:class:`fhnpde.store.StoreWriter`), counted twice: the buffer and the copy in which
+  :mod:`fhnpde.zarrfiles` assembles one variable's chunk that is written in part;
 - the output times: ``driver.output_times`` and the writer's own count of them, 8 bytes
   per output each.
 
@@ -38,9 +38,10 @@ is what the modules a run loads (numba, zarr, scipy) add to a fresh process.
 **Disk** (bytes): every array of the store (``v``, ``w``, ``time``, coordinates and the
 adaptive solver's ``active_nodes``/``active_mask``), ``data_bytes`` being the sum of their
 ``nbytes`` (what ``xarray.open_zarr(path).nbytes`` reports) and ``disk`` the upper bound of
-what the store takes uncompressed: every chunk file at its full chunk size (zarr stores
-edge chunks whole) rounded up to the file system's block, plus the metadata. zarr
-compresses chunks, so the real store is usually smaller.
+what the store takes: every chunk file at its full chunk size (edge chunks are stored
+whole) rounded up to the file system's block, plus the metadata. A run store's chunks are
+not compressed (:mod:`fhnpde.zarrfiles`: raw bytes and a 4-byte checksum), so a run's store
+takes about this; a sweep store's are (zarr's default codec) and are usually smaller.
 
 **Sweeps** (:func:`estimate_sweep`): the client holds per member its validated case, its
 task, its share of the template's task graph and of the scheduler's state
@@ -247,7 +248,8 @@ def _chunked(length: int, chunk: int, chunk_bytes: int, block: int) -> int:
 
 
 def _coordinate(nbytes: int, block: int) -> int:
-    """Disk of a coordinate written in zarr's automatic chunks (one file per MiB at most)."""
+    """Disk of a coordinate: one chunk file (a run store's) or zarr's automatic chunks (a
+    sweep store's, one file per MiB at most); the larger of the two is counted."""
     return _roundup(nbytes, block) + block * (1 + nbytes // MiB)
 
 

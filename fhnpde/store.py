@@ -271,7 +271,8 @@ class MemoryRecorder:
 class StoreWriter:
     """Observer that appends outputs to a zarr store in whole chunks.
 
-    Written with zarr directly (xarray is not needed to write, only to read): every array
+    Written by :mod:`fhnpde.zarrfiles` (the zarr v3 layout, without importing zarr; xarray
+    is not needed to write, only to read): every array
     carries ``dimension_names``, so ``xarray.open_zarr`` sees dims ``(time, x)`` for a cable
     and ``(member, time)`` for a point ensemble; non-dimension coordinates are named in the
     data variables' ``coordinates`` attribute. After every flush the metadata is
@@ -367,14 +368,8 @@ class StoreWriter:
 
     # -- writing --
 
-    def _consolidate(self, path: Path | None = None) -> None:
-        import zarr
-
-        ctx = _quiet_zarr()
-        try:
-            zarr.consolidate_metadata(str(path or self.path))
-        finally:
-            ctx.__exit__(None, None, None)
+    def _consolidate(self) -> None:
+        self._group.consolidate()
 
     def _unwritable(self, exc: OSError) -> CaseError:
         return CaseError(
@@ -399,57 +394,49 @@ class StoreWriter:
                 try:
                     try:
                         self._build(staging)
-                        self._consolidate(staging)
+                        self._consolidate()
                     except OSError as exc:
                         raise self._unwritable(exc) from None
                     install(staging, self.path, self.overwrite, self.key)
                 finally:
                     shutil.rmtree(staging, ignore_errors=True)  # ours; gone once installed
-                import zarr
-
-                self._group = zarr.open_group(str(self.path), mode="r+", use_consolidated=False)
+                self._group.moved_to(self.path)
             except BaseException:
+                self._group = None
                 lock.release()
                 raise
             self._lock = lock
 
     def _build(self, staging: Path) -> None:
-        import zarr
+        from .zarrfiles import ZarrGroupFiles
 
         lay = self.layout
-        group = zarr.open_group(str(staging), mode="w", zarr_format=3,
-                                attributes={**lay.attrs, "status": "running"})
+        group = ZarrGroupFiles(staging)
+        group.create({**lay.attrs, "status": "running"})
         for name, (dim, values, attrs) in lay.coords.items():
             values = np.asarray(values)
-            arr = group.create_array(name, shape=values.shape, dtype=values.dtype,
-                                     dimension_names=[dim], attributes=attrs)
-            arr[:] = values
-        group.create_array("time", shape=(0,), chunks=(self.chunk,), dtype="f8",
-                           dimension_names=["time"], fill_value=np.nan,
-                           attributes=time_attrs())
+            group.create_array(name, values.shape, values.shape, values.dtype, [dim], attrs,
+                               data=values)
+        group.create_array("time", (0,), (self.chunk,), "f8", ["time"], time_attrs(),
+                           fill=np.nan)
         if lay.along_time:
-            shape, chunks = (0, *lay.field_shape), (self.chunk, *lay.field_shape)
+            shape, chunks, axis = (0, *lay.field_shape), (self.chunk, *lay.field_shape), 0
         else:
-            shape, chunks = (self.size, 0), (self.size, self.chunk)
+            shape, chunks, axis = (self.size, 0), (self.size, self.chunk), 1
         for name in ("v", "w"):
-            group.create_array(name, shape=shape, chunks=chunks, dtype="f8",
-                               dimension_names=list(lay.field_dims), fill_value=np.nan,
-                               attributes=lay.field_attrs(name))
+            group.create_array(name, shape, chunks, "f8", lay.field_dims,
+                               lay.field_attrs(name), fill=np.nan, axis=axis)
         for name, (edims, _) in lay.extras.items():
             eshape = lay.extra_shape(name)
-            group.create_array(name, shape=(0, *eshape), chunks=(self.chunk, *eshape),
-                               dtype=lay.extra_dtype(name), dimension_names=["time", *edims],
-                               attributes=lay.extra_attrs(name))
+            group.create_array(name, (0, *eshape), (self.chunk, *eshape),
+                               lay.extra_dtype(name), ["time", *edims],
+                               lay.extra_attrs(name))
+        self._group = group
 
     def _resize_all(self, n: int) -> None:
         """Every array along ``time`` to ``n`` outputs."""
-        g = self._group
-        for name in ("v", "w"):
-            g[name].resize((n, *self.layout.field_shape) if self.layout.along_time
-                           else (self.size, n))
-        for name in self.extras:
-            g[name].resize((n, *g[name].shape[1:]))
-        g["time"].resize((n,))
+        for name in ("v", "w", *self.extras, "time"):
+            self._group[name].resize(n)
 
     def flush(self) -> None:
         """Write the buffered outputs; on an OSError shrink back and raise StoreWriteError."""
@@ -483,16 +470,15 @@ class StoreWriter:
 
     def _write(self, start: int, n: int) -> None:
         g = self._group
-        stop = start + n
-        self._resize_all(stop)
+        self._resize_all(start + n)
         if self.layout.along_time:
-            for name, buf in (("v", self._v), ("w", self._w)):
-                g[name][start:stop] = buf[:n]
+            g["v"].write(start, self._v[:n])
+            g["w"].write(start, self._w[:n])
         else:
-            for name, buf in (("v", self._v), ("w", self._w)):
-                g[name][:, start:stop] = buf[:n].T
+            g["v"].write(start, self._v[:n].T)
+            g["w"].write(start, self._w[:n].T)
         for name in self.extras:
             arr = g[name]
-            arr[start:stop] = np.asarray(self._extra[name]).reshape((n, *arr.shape[1:]))
-        g["time"][start:stop] = self._times
+            arr.write(start, np.asarray(self._extra[name]).reshape((n, *arr.shape[1:])))
+        g["time"].write(start, np.asarray(self._times))
         self._consolidate()

@@ -392,9 +392,9 @@ def check_store(path: str | Path) -> StoreInfo:
 
 
 def unreadable_chunks(path: str | Path, names=None, limit: int = 3) -> list[str]:
-    """Chunks (``v/c/1/0 (time 3 to 5): Zstd decompression error ...``) whose bytes do not
-    decode, found by reading every chunk of the named arrays (default: all) one at a time;
-    stops after ``limit``."""
+    """Chunks (``v/c/1/0 (time 3 to 5): Stored and computed checksum do not match ...``) whose
+    bytes do not decode, found by reading every chunk of the named arrays (default: all) one
+    at a time; stops after ``limit``."""
     import zarr
 
     p = Path(path)
@@ -424,10 +424,10 @@ def reading(path: str | Path, names=None):
     """Turn a failure to decode a store's data into one sentence naming the chunk.
 
     Reading a chunk whose file was cut short or overwritten fails in its codec (zstd's
-    ``RuntimeError``, a ``ValueError`` when the bytes decode to the wrong size). When that
-    happens inside this block, every chunk of the arrays ``names`` (default: all) is read on
-    its own; a chunk that fails is named in a :class:`CaseError`. If every chunk decodes,
-    the failure was not the store's and is raised unchanged.
+    ``RuntimeError``; crc32c's ``ValueError``, as when the bytes decode to the wrong size).
+    When that happens inside this block, every chunk of the arrays ``names`` (default: all)
+    is read on its own; a chunk that fails is named in a :class:`CaseError`. If every chunk
+    decodes, the failure was not the store's and is raised unchanged.
     """
     try:
         yield

@@ -106,3 +106,22 @@ def test_solve_reports_the_three_clocks():
     stats = fhnpde.solve(case).attrs["stats"]
     assert {"startup_s", "compile_s", "wall_time_s"} <= set(stats)
     assert all(stats[k] >= 0 for k in ("startup_s", "compile_s", "wall_time_s"))
+
+
+def test_a_numba_tridiagonal_method_is_loaded_while_the_solver_is_built():
+    """numpy backend with ``tridiagonal: thomas``: numba comes with the method's module when
+    the solver is built (start-up), not at the first solve inside the time loop."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from tests.helpers import SMALL_CABLE, make_case\n"
+            "from fhnpde.driver import build_solver\n"
+            "case = make_case(SMALL_CABLE, 'solver.method=crank-nicolson',\n"
+            "                 'solver.backend=numpy', 'solver.tridiagonal=thomas')\n"
+            "assert 'numba' not in sys.modules\n"
+            "build_solver(case)\n"
+            "print('fhnpde.tridiagonal.thomas' in sys.modules, 'numba' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=fhnpde.__file__.rsplit("/fhnpde/", 1)[0]).stdout
+    assert out.split() == ["True", "True"]

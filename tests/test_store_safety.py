@@ -261,25 +261,26 @@ def test_disk_full_ends_the_run_failed_with_one_line(tmp_path):
 
 
 def _zarr_writes_fail_at(monkeypatch, n: int, partial: bool) -> list:
-    """Make the n-th file write of zarr fail with ENOSPC (after writing half, if partial)."""
-    import zarr.storage._local as local
+    """Make the n-th file write of the store writer fail with ENOSPC (after writing half, if
+    partial)."""
+    from fhnpde import zarrfiles
 
-    real = local._put
+    real = zarrfiles.put
     calls = []
 
-    def put(path, value, exclusive=False):
+    def put(path, data):
         calls.append(path)
         if len(calls) == n:
             error = OSError(28, "No space left on device", str(path))
             if partial:  # the disk fills half-way through the file
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
                 path.parent.mkdir(parents=True, exist_ok=True)
-                with local._atomic_write(path, "wb") as f:
-                    f.write(value.to_bytes()[: len(value) // 2])
-                    raise error
+                tmp.write_bytes(data[: len(data) // 2])
+                tmp.unlink()  # what put does when its write fails
             raise error
-        return real(path, value, exclusive=exclusive)
+        return real(path, data)
 
-    monkeypatch.setattr(local, "_put", put)
+    monkeypatch.setattr(zarrfiles, "put", put)
     return calls
 
 

@@ -104,7 +104,9 @@ ARRAY_METHODS = ("cyclic-reduction",)
 
 def tridiagonal_method(method: str, backend: str, xp=None) -> str:
     """The tridiagonal method, refused where it cannot run on the arrays of the backend (or
-    of the namespace ``xp``, when it is not numpy)."""
+    of the namespace ``xp``, when it is not numpy). A method for numpy arrays is loaded here,
+    while the solver is built (``thomas`` imports numba), so that its import is start-up
+    time, not the first step's."""
     import numpy as np
 
     on_host = backend in ("numpy", "numba") and (xp is None or xp is np)
@@ -113,6 +115,13 @@ def tridiagonal_method(method: str, backend: str, xp=None) -> str:
             f"{method!r} runs on numpy arrays; with backend {backend} use cyclic-reduction",
             option="tridiagonal",
         )
+    if on_host:
+        from ..tridiagonal.api import load_method
+
+        try:
+            load_method(method)
+        except RuntimeError as exc:  # a package it needs is missing
+            raise OptionError(f"{exc}; choose another method", option="tridiagonal") from None
     return method
 
 

@@ -30,6 +30,12 @@ def _module(method: Method):
     return mod
 
 
+def load_method(name: str) -> None:
+    """Import the module of the method ``name`` now (RuntimeError saying why it cannot run
+    here), so that a later solve does not pay for it."""
+    _module(get_method(name))
+
+
 def _prepare(lower, diag, upper, rhs):
     arrays = (lower, diag, upper, rhs)
     if type(rhs) is np.ndarray and rhs.ndim >= 1 and rhs.shape[-1] >= 1 and rhs.dtype in FLOATS:

@@ -43,6 +43,13 @@ class Method:
     requires: tuple[str, ...] = ()
 
     def load(self) -> ModuleType:
+        """The implementing module. A host method built on numba is imported through
+        :func:`fhnpde.backends.kernels`, as the solvers' kernels are: cached in fhnpde's kernel
+        cache, and numba's loading counted by an open :class:`fhnpde.backends.CompileClock`."""
+        if self.placement == "host" and "numba" in self.requires:
+            from ..backends import kernels
+
+            return kernels(self.module)
         return importlib.import_module(self.module)
 
     def unavailable_reason(self) -> str | None:
