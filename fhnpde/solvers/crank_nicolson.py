@@ -143,13 +143,15 @@ class TridiagonalCable(SteppedSolver):
 
     def __init__(self, problem, options=None):
         super().__init__(problem, options)
-        self.method = tridiagonal_method(self.options.tridiagonal, self.backend, self.xp)
+        # the compiled kernels run their own Thomas sweep: the method is not loaded for them
+        compiled = self.backend == "numba" and self.options.tridiagonal == "thomas"
+        self.method = tridiagonal_method(self.options.tridiagonal, self.backend, self.xp,
+                                         load=not compiled)
         self.inv_dx2 = 1.0 / problem.grid.dx**2
         self.code = problem.kinetics.family.code
         self.params = tuple(float(x) for x in problem.kinetics.values)
         self.recovery = tuple(float(x) for x in recovery_by_code(self.code, self.params))
         self.lap = laplacian_bands(problem.grid)
-        compiled = self.backend == "numba" and self.method == "thomas"
         self.steps = (self.compiled_steps if compiled else self.array_steps)(self)
 
     def operator(self, dt):
