@@ -45,8 +45,9 @@ FORMAT = 2
 MAGIC = b"FHNPDE-NATIVE 1\n"
 
 #: argument kinds: scalars (``i`` int64, ``b`` bool, ``f`` float64), ``p4`` a tuple of four
-#: floats (given as a tuple or an array), arrays ``f8:N`` / ``i8:N`` / ``b1:N`` of N dims
-_ARRAY_DTYPES = {"f8": "float64", "i8": "int64", "b1": "bool"}
+#: floats (anything else there goes to numba), C-contiguous arrays ``f8:N`` / ``i8:N`` of N
+#: dimensions
+_ARRAY_DTYPES = {"f8": "float64", "i8": "int64"}
 
 
 @dataclass(frozen=True)
@@ -525,11 +526,10 @@ def _wrapper_source(spec: Spec) -> tuple[str, list[str]]:
             dtype, ndim = kind.split(":")
             dims = [f"{a}_n{d}" for d in range(int(ndim))]
             params += [a + "_p", *dims]
-            types += [{"f8": "float64*", "i8": "int64*", "b1": "uint8*"}[dtype]]
+            types += [{"f8": "float64*", "i8": "int64*"}[dtype]]
             types += ["int64"] * int(ndim)
             shape = "(" + ", ".join(dims) + ",)"
-            cast = ", np.bool_" if dtype == "b1" else ""
-            body.append(f"    {a} = carray({a}_p, {shape}{cast})")
+            body.append(f"    {a} = carray({a}_p, {shape})")
             call.append(a)
     line = f"kernel({', '.join(call)})"
     if spec.returns:
