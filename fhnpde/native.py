@@ -17,8 +17,8 @@ bit-identical results.
 What is kept, and where: ``<kernel cache>/native/<kernel>-<key>.native`` beside numba's own
 cache (:func:`fhnpde.backends.kernel_cache_dir`), one file per kernel, written atomically.
 The key covers everything that changes the code: the package's source fingerprint and
-version, numba's and llvmlite's versions, the CPU (:func:`cpu_identity`), the kernel's
-signature and the wrapper's format, and numba's settings from the environment. A missing,
+version, numba's, llvmlite's and numpy's versions, the CPU (:func:`cpu_identity`), the
+kernel's signature and the wrapper's format, and numba's settings from the environment. A missing,
 stale, corrupt or unloadable entry falls back to the numba path, which then writes the
 entry; a kernel whose object would need numba's runtime (memory allocation, Python objects)
 is refused, and the refusal is kept so that the build is not tried again.
@@ -154,8 +154,8 @@ def key(spec: Spec) -> str:
                       and k not in ("NUMBA_CACHE_DIR", "NUMBA_NUM_THREADS",
                                     "NUMBA_THREADING_LAYER"))
     parts = [FORMAT, formula_fingerprint(), __version__, _dist_version("numba"),
-             _dist_version("llvmlite"), cpu_identity(), spec.module, spec.name, spec.args,
-             spec.returns, settings]
+             _dist_version("llvmlite"), _dist_version("numpy"), cpu_identity(), spec.module,
+             spec.name, spec.args, spec.returns, settings]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]
 
 
