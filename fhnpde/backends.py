@@ -16,6 +16,8 @@ import numpy as np
 
 BACKENDS = ("numpy", "numba", "cupy", "torch")
 
+PARALLEL_MIN_NODES = 262_144  # measured: below this one thread is faster than two
+
 
 class BackendUnavailable(RuntimeError):
     """The requested backend cannot run on this machine."""
@@ -141,10 +143,20 @@ def cache_dir() -> str:
     return str(path)
 
 
+def kernel_cache_dir() -> str:
+    """Where the kernels' compiled code is kept: ``NUMBA_CACHE_DIR`` if the user set it,
+    else :func:`cache_dir` (numba's cache files, and :mod:`fhnpde.native`'s objects in
+    ``native/``)."""
+    import os
+
+    return os.environ.get("NUMBA_CACHE_DIR") or cache_dir()
+
+
 def _is_kernel_cache(path) -> bool:
     """True for a folder this module made: named by a fingerprint (16 hex digits), holding
     only numba's per-package folders (``fhnpde_<hash>``, ``tridiagonal_<hash>``) of its cache
-    files (``*.nbi`` index, ``*.nbc`` code), and no links."""
+    files (``*.nbi`` index, ``*.nbc`` code) and :mod:`fhnpde.native`'s objects
+    (``native/*.native``), and no links."""
     import os
     import re
 
@@ -153,7 +165,8 @@ def _is_kernel_cache(path) -> bool:
     for root, dirs, files in os.walk(path):
         if any(os.path.islink(os.path.join(root, d)) for d in dirs):
             return False
-        if any(not f.endswith((".nbi", ".nbc")) or os.path.islink(os.path.join(root, f))
+        if any(not f.endswith((".nbi", ".nbc", ".native"))
+               or os.path.islink(os.path.join(root, f))
                for f in files):
             return False
     return True
@@ -178,6 +191,13 @@ def prune_kernel_caches(folder, keep: int) -> None:
 #: the open :class:`CompileClock` objects (a clock opened before numba was imported starts
 #: counting once :func:`kernels` imports it)
 _OPEN_CLOCKS: list[CompileClock] = []
+
+
+def charge_compile(seconds: float) -> None:
+    """Count ``seconds`` of kernel loading done without numba (:mod:`fhnpde.native`) on
+    every open :class:`CompileClock`."""
+    for clock in _OPEN_CLOCKS:
+        clock.seconds += seconds
 
 
 class CompileClock:

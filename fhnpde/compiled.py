@@ -14,6 +14,7 @@ from __future__ import annotations
 from numba.extending import register_jitable
 
 from . import grid, models, nonuniform, operators, refinement, schemes, stimulus
+from .backends import PARALLEL_MIN_NODES as PARALLEL_MIN_NODES  # for the kernel modules
 
 FORMULAS = (
     models.nagumo_reaction,
@@ -60,7 +61,6 @@ FORMULAS = (
 for _formula in FORMULAS:
     register_jitable(_formula)
 
-PARALLEL_MIN_NODES = 262_144  # measured: below this one thread is faster than two
 
 # error_model "numpy": a division by zero gives inf/nan (caught by the Newton checks) instead
 # of a Python exception, which keeps the checks out of the loops

@@ -148,7 +148,8 @@ class RunClock:
       solver (importing numba and the kernel modules), creating the store;
     - ``compile_s``: numba loading cached kernels or compiling them, wherever it happens (the
       first load of a process also builds numba's target context; see
-      :class:`fhnpde.backends.CompileClock`);
+      :class:`fhnpde.backends.CompileClock`), or :mod:`fhnpde.native` loading their object
+      code instead;
     - ``wall_time_s``: the time loop alone (steps and outputs), of which ``output_s`` went
       to the observers at the output times (writing the store, the blow-up guard): the
       stepping alone is ``wall_time_s - output_s``.

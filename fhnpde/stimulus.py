@@ -36,13 +36,21 @@ def boxes_current(t, t0, t1, amplitude):
     return total
 
 
-def node_currents(t, base, masks, t0, t1, amplitude, out):
+def node_currents(t, base, masks, t0, t1, amplitude, out, scratch=None):
     """I(x_i, t) into ``out``: the steady ``base`` plus ``amplitude[k] * masks[k]`` for every
-    box k active at t (``masks``: one row of node weights per box)."""
-    out[:] = base
+    box k active at t (``masks``: one row of node weights per box).
+
+    ``scratch`` (shaped like ``out``) holds the products: with it, and with the copy written
+    as a ufunc (numba's ``out[:] = base`` may allocate, for overlapping arrays), a compiled
+    kernel allocates nothing here and can load without numba (:mod:`fhnpde.native`)."""
+    np.positive(base, out)
     for k in range(t0.shape[0]):
         if box_active(t, t0[k], t1[k]) > 0.0:
-            out += amplitude[k] * masks[k]
+            if scratch is None:
+                out += amplitude[k] * masks[k]
+            else:
+                np.multiply(amplitude[k], masks[k], scratch)
+                np.add(out, scratch, out)
 
 
 def coverage(x: np.ndarray, x0: float, x1: float, periodic_length: float | None = None):

@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import native
 from ..backends import kernels
 from ..errors import NumericalFailure
 from ..models import reaction_by_code, recovery_by_code
@@ -87,6 +88,9 @@ from .ode import PointSolver
 from .options import tridiagonal_method
 
 KERNELS = "fhnpde.solvers.crank_nicolson_numba"
+
+#: rows of n floats the cable kernel works in (``cn_cable_advance``'s ``work``)
+CN_WORK = 13
 
 def newton_failure(t: float, dt: float, iterations: int, update: float,
                    where: str = "") -> NumericalFailure:
@@ -139,13 +143,15 @@ class TridiagonalCable(SteppedSolver):
 
     def __init__(self, problem, options=None):
         super().__init__(problem, options)
-        self.method = tridiagonal_method(self.options.tridiagonal, self.backend, self.xp)
+        # the compiled kernels run their own Thomas sweep: the method is not loaded for them
+        compiled = self.backend == "numba" and self.options.tridiagonal == "thomas"
+        self.method = tridiagonal_method(self.options.tridiagonal, self.backend, self.xp,
+                                         load=not compiled)
         self.inv_dx2 = 1.0 / problem.grid.dx**2
         self.code = problem.kinetics.family.code
         self.params = tuple(float(x) for x in problem.kinetics.values)
         self.recovery = tuple(float(x) for x in recovery_by_code(self.code, self.params))
         self.lap = laplacian_bands(problem.grid)
-        compiled = self.backend == "numba" and self.method == "thomas"
         self.steps = (self.compiled_steps if compiled else self.array_steps)(self)
 
     def operator(self, dt):
@@ -224,7 +230,8 @@ class CompiledCableSteps:
 
     def __init__(self, solver):
         self.solver = solver
-        self.kernels = kernels(KERNELS)
+        self.kernels = native.kernels(KERNELS)
+        self.kernels.load("cn_cable_advance")  # with the solver, not in the time loop
         # arrays rather than tuples: numba's dispatcher types a tuple argument slowly
         self.params = np.array(solver.params)
         self.recovery = np.array(solver.recovery)
@@ -236,13 +243,14 @@ class CompiledCableSteps:
         op_lower, op_diag, op_upper, top, bottom = s.operator(dt)
         out_v, out_w = np.empty_like(state.v), np.empty_like(state.w)
         iterations = np.zeros(nsteps, dtype=np.int64)
+        work, cell = np.empty((CN_WORK, state.v.shape[0])), np.empty(1, np.int64)
         status, failed_step, info, value = self.kernels.cn_cable_advance(
             s.code, state.v, state.w, cur.base, cur.mask_rows, cur.t0, cur.t1, cur.amplitude,
             self.params, self.recovery, float(t), float(dt), int(nsteps),
             float(s.problem.diffusion), s.inv_dx2, *s.problem.grid.ghosts,
             op_lower, op_diag, op_upper, float(top), float(bottom),
             float(newton.rtol), int(newton.max_iter), newton.extrapolate, newton.quadratic,
-            out_v, out_w, iterations,
+            out_v, out_w, iterations, work, cell,
         )
         done = iterations[: failed_step if status else nsteps]
         s.count_newton(done.sum(), done.size, done.max(initial=0))

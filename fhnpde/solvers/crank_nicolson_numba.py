@@ -73,7 +73,8 @@ def start_node(i, left, code, vn, wn, right, i0, p, h, diffusivity, inv_dx2, alp
 @njit(**JIT_NUMPY_ERRORS)
 def cn_cable_advance(code, v, w, base, masks, t0s, t1s, amps, params, recovery, t, dt, nsteps,
                      diffusivity, inv_dx2, g0, gn, op_lower, op_diag, op_upper, top, bottom,
-                     rtol, max_iter, extrapolate, quadratic, out_v, out_w, iterations):
+                     rtol, max_iter, extrapolate, quadratic, out_v, out_w, iterations, work,
+                     cell):
     """``nsteps`` Crank–Nicolson steps of a cable, Newton + Thomas inside; result in out_v/out_w.
 
     ``op_*``, ``top``, ``bottom``: bands and corners of ``-(dt/2) D L``. Newton starts from
@@ -82,6 +83,9 @@ def cn_cable_advance(code, v, w, base, masks, t0s, t1s, amps, params, recovery, 
     Returns ``(status, step, row, value)``: status 0 done; 1 Newton did not converge in step
     ``step`` (``value`` = last update); 2 a zero or non-finite pivot at
     ``row``. ``iterations[s]`` receives the Newton iterations of step s.
+
+    Every buffer is the caller's (``work``: 13 rows of n floats, ``cell``: one
+    int64), so the kernel allocates nothing and loads without numba (:mod:`fhnpde.native`).
     """
     n = v.shape[0]
     h = 0.5 * dt
@@ -92,20 +96,11 @@ def cn_cable_advance(code, v, w, base, masks, t0s, t1s, amps, params, recovery, 
     for i in range(n):
         vn[i] = v[i]
         wn[i] = w[i]
-    known = np.empty(n)
-    c0 = np.empty(n)
-    i0 = np.empty(n)
-    i1 = np.empty(n)
-    vk = np.empty(n)
-    jd = np.empty(n)
-    rhs = np.empty(n)
-    x = np.empty(n)
-    z = np.empty(n)
-    u = np.zeros(n)
-    scratch = np.empty(n)
-    vprev = np.empty(n)
+    known, c0, i0, i1, vk, jd, rhs = work[0], work[1], work[2], work[3], work[4], work[5], work[6]
+    x, z, u, scratch, vprev, products = work[7], work[8], work[9], work[10], work[11], work[12]
+    for i in range(n):
+        u[i] = 0.0
     x_bits, vk_bits = x.view(np.int64), vk.view(np.int64)
-    cell = np.empty(1, np.int64)
     cell_float = cell.view(np.float64)
     c1 = 0.0
     size = 0.0
@@ -116,9 +111,9 @@ def cn_cable_advance(code, v, w, base, masks, t0s, t1s, amps, params, recovery, 
         # I(x, t) depends on t only through the set of active boxes: recomputed when it
         # changes (as AppliedCurrent.current), not at every step
         if step == 0 or boxes_switch(previous_ts, ts, t0s, t1s):
-            node_currents(ts, base, masks, t0s, t1s, amps, i0)
+            node_currents(ts, base, masks, t0s, t1s, amps, i0, products)
         if step == 0 or boxes_switch(previous_ts + dt, ts + dt, t0s, t1s):
-            node_currents(ts + dt, base, masks, t0s, t1s, amps, i1)
+            node_currents(ts + dt, base, masks, t0s, t1s, amps, i1, products)
         previous_ts = ts
         guess = extrapolate and step > 0
         # as in Newton's loop below: the end nodes read their ghosts, the interior no branch

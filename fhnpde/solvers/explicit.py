@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backends import kernels
+from .. import native
+from ..backends import PARALLEL_MIN_NODES
 from ..schemes import forward_euler_node, forward_euler_sheet_node
 from .base import ArrayPath, Order, State, SteppedSolver, register
 
@@ -66,7 +67,10 @@ class CompiledSteps:
 
     def __init__(self, solver):
         self.solver = solver
-        self.kernels = kernels(KERNELS)
+        self.kernels = native.kernels(KERNELS)
+        # the kernel is loaded (natively, or by numba) with the solver, not in the time loop
+        big = solver.problem.grid.size >= PARALLEL_MIN_NODES
+        self.kernels.load(self.parallel if big else self.serial)
 
     def kernel_args(self, dt):
         s = self.solver
@@ -79,7 +83,7 @@ class CompiledSteps:
         v, w = state.v.copy(), state.w.copy()
         out_v, out_w = np.empty_like(v), np.empty_like(w)
         args = self.kernel_args(dt)
-        if v.size < k.PARALLEL_MIN_NODES:
+        if v.size < PARALLEL_MIN_NODES:
             serial = getattr(k, self.serial)
             for first, count in problem.current.segments(t, dt, nsteps):
                 current = problem.current.current(t + first * dt)

@@ -102,11 +102,12 @@ class SolverOptions:
 ARRAY_METHODS = ("cyclic-reduction",)
 
 
-def tridiagonal_method(method: str, backend: str, xp=None) -> str:
+def tridiagonal_method(method: str, backend: str, xp=None, load: bool = True) -> str:
     """The tridiagonal method, refused where it cannot run on the arrays of the backend (or
     of the namespace ``xp``, when it is not numpy). A method for numpy arrays is loaded here,
     while the solver is built (``thomas`` imports numba), so that its import is start-up
-    time, not the first step's."""
+    time, not the first step's; ``load=False`` for a solver that will not call it (a
+    compiled kernel with its own sweep, which may load without numba: fhnpde.native)."""
     import numpy as np
 
     on_host = backend in ("numpy", "numba") and (xp is None or xp is np)
@@ -115,7 +116,7 @@ def tridiagonal_method(method: str, backend: str, xp=None) -> str:
             f"{method!r} runs on numpy arrays; with backend {backend} use cyclic-reduction",
             option="tridiagonal",
         )
-    if on_host:
+    if on_host and load:
         from ..tridiagonal.api import load_method
 
         try:

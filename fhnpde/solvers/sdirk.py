@@ -35,7 +35,7 @@ import math
 
 import numpy as np
 
-from ..backends import kernels
+from .. import native
 from ..errors import NumericalFailure
 from ..operators import solve_with_corners
 from ..schemes import cn_newton_node, newton_error_left, trapezoid_w_affine
@@ -43,6 +43,9 @@ from .base import ArrayPath, Order, State, register
 from .crank_nicolson import NewtonCounters, TridiagonalCable
 
 KERNELS = "fhnpde.solvers.sdirk_numba"
+
+#: rows of n floats the kernel works in (``sdirk_cable_advance``'s ``work`` and ``more``)
+SDIRK_WORK, SDIRK_MORE = 6, 8
 
 GAMMA = (3.0 + math.sqrt(3.0)) / 6.0
 #: (γ, a21, b1, b2, c1, c2)
@@ -131,7 +134,8 @@ class CompiledSdirkSteps:
 
     def __init__(self, solver):
         self.solver = solver
-        self.kernels = kernels(KERNELS)
+        self.kernels = native.kernels(KERNELS)
+        self.kernels.load("sdirk_cable_advance")  # with the solver, not in the time loop
         self.params = np.array(solver.params)
         self.recovery = np.array(solver.recovery)
         self.tableau = np.array(TABLEAU)
@@ -143,13 +147,15 @@ class CompiledSdirkSteps:
         op_lower, op_diag, op_upper, top, bottom = s.operator(dt)
         out_v, out_w = np.empty_like(state.v), np.empty_like(state.w)
         iterations = np.zeros(nsteps, dtype=np.int64)
+        n = state.v.shape[0]
+        work, more = np.empty((SDIRK_WORK, n)), np.empty((SDIRK_MORE, n))
         status, failed, row, value = self.kernels.sdirk_cable_advance(
             s.code, state.v, state.w, cur.base, cur.mask_rows, cur.t0, cur.t1, cur.amplitude,
             self.params, self.recovery, self.tableau, float(t), float(dt), int(nsteps),
             float(s.problem.diffusion), s.inv_dx2, *s.problem.grid.ghosts,
             op_lower, op_diag, op_upper, float(top), float(bottom),
             float(newton.rtol), int(newton.max_iter), newton.extrapolate, newton.quadratic,
-            out_v, out_w, iterations,
+            out_v, out_w, iterations, work, more, np.empty(1, np.int64),
         )
         done = iterations[: failed if status else nsteps]
         s.count_newton(done.sum(), done.size, done.max(initial=0))

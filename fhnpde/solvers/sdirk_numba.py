@@ -24,16 +24,17 @@ from .crank_nicolson_numba import max_abs
 
 @njit(**JIT_NUMPY_ERRORS)
 def stage_newton(code, g0, gn, known, c0, c1, im, p, dfdw, h, diffusivity, inv_dx2, op_lower,
-                 op_diag, op_upper, top, bottom, rtol, max_iter, quadratic, vk, k_est, work):
+                 op_diag, op_upper, top, bottom, rtol, max_iter, quadratic, vk, k_est, work,
+                 cell):
     """Newton's method for one stage, ``vk - h (D L vk + f(vk, c0 + c1 vk, im)) = known``,
-    from the guess in ``vk`` (overwritten by the solution). ``work``: 7 x n scratch.
+    from the guess in ``vk`` (overwritten by the solution). ``work``: 6 x n scratch,
+    ``cell``: one int64 (for :func:`max_abs`).
 
     Returns ``(status, iterations, row_or_minus_one, value, k_est)``: status 0 converged,
     1 no convergence (value = last update), 2 a zero or non-finite pivot at ``row``.
     """
     n = vk.shape[0]
     jd, rhs, x, z, u, scratch = work[0], work[1], work[2], work[3], work[4], work[5]
-    cell = np.empty(1, np.int64)
     cell_float = cell.view(np.float64)
     x_bits, vk_bits = x.view(np.int64), vk.view(np.int64)
     periodic = top != 0.0 or bottom != 0.0
@@ -89,13 +90,17 @@ def stage_newton(code, g0, gn, known, c0, c1, im, p, dfdw, h, diffusivity, inv_d
 def sdirk_cable_advance(code, v, w, base, masks, t0s, t1s, amps, params, recovery, tableau, t,
                         dt, nsteps, diffusivity, inv_dx2, g0, gn, op_lower, op_diag, op_upper,
                         top, bottom, rtol, max_iter, extrapolate, quadratic, out_v, out_w,
-                        iterations):
+                        iterations, work, more, cell):
     """``nsteps`` steps of the two-stage SDIRK method; result in out_v/out_w.
 
     ``tableau`` = (γ, a21, b1, b2, c1, c2); ``op_*``, ``top``, ``bottom``: bands and corners
     of ``-γ Δt D L``. Returns ``(status, step, row, value)`` as
     :func:`fhnpde.solvers.crank_nicolson_numba.cn_cable_advance`; ``iterations[s]``: the
     Newton iterations of step s, both stages.
+
+    Every buffer is the caller's (``work``: 6 rows of n floats for :func:`stage_newton`,
+    ``more``: 8 rows, ``cell``: one int64), so the kernel allocates nothing and loads without
+    numba (:mod:`fhnpde.native`).
     """
     n = v.shape[0]
     gam, a21, b1, b2, cs1, cs2 = (tableau[0], tableau[1], tableau[2], tableau[3], tableau[4],
@@ -107,20 +112,16 @@ def sdirk_cable_advance(code, v, w, base, masks, t0s, t1s, amps, params, recover
     for i in range(n):
         vn[i] = v[i]
         wn[i] = w[i]
-    work = np.empty((6, n))
-    known = np.empty(n)
-    c0 = np.empty(n)
-    im = np.empty(n)
-    vk = np.empty(n)
-    k1v = np.empty(n)
-    k1w = np.empty(n)
-    slope = np.zeros(n)  # (v^n - v^(n-1)) / dt: the starting guess's slope
+    known, c0, im, vk, k1v, k1w = more[0], more[1], more[2], more[3], more[4], more[5]
+    slope, products = more[6], more[7]  # slope: (v^n - v^(n-1)) / dt, the guess's slope
+    for i in range(n):
+        slope[i] = 0.0
     k_est = 0.0
     for step in range(nsteps):
         ts = t + step * dt
         guess = extrapolate and step > 0
         # stage 1: known part y^n
-        node_currents(ts + cs1 * dt, base, masks, t0s, t1s, amps, im)
+        node_currents(ts + cs1 * dt, base, masks, t0s, t1s, amps, im, products)
         cw1 = 0.0
         for i in range(n):
             known[i] = vn[i]
@@ -128,7 +129,7 @@ def sdirk_cable_advance(code, v, w, base, masks, t0s, t1s, amps, params, recover
             vk[i] = vn[i] + cs1 * dt * slope[i] if guess else vn[i]
         status, its, row, value, k_est = stage_newton(
             code, g0, gn, known, c0, cw1, im, p, dfdw, h, diffusivity, inv_dx2, op_lower,
-            op_diag, op_upper, top, bottom, rtol, max_iter, quadratic, vk, k_est, work)
+            op_diag, op_upper, top, bottom, rtol, max_iter, quadratic, vk, k_est, work, cell)
         if status:
             return status, step, row, value
         total = its
@@ -136,7 +137,7 @@ def sdirk_cable_advance(code, v, w, base, masks, t0s, t1s, amps, params, recover
             k1v[i] = (vk[i] - vn[i]) / h
             k1w[i] = (c0[i] + cw1 * vk[i] - wn[i]) / h
         # stage 2: known part y^n + Δt a21 K1
-        node_currents(ts + cs2 * dt, base, masks, t0s, t1s, amps, im)
+        node_currents(ts + cs2 * dt, base, masks, t0s, t1s, amps, im, products)
         for i in range(n):
             known[i] = vn[i] + dt * a21 * k1v[i]
             c0[i], cw1 = trapezoid_w_affine(wn[i] + dt * a21 * k1w[i], 0.0, h, alpha, beta,
@@ -144,7 +145,7 @@ def sdirk_cable_advance(code, v, w, base, masks, t0s, t1s, amps, params, recover
             vk[i] = vn[i] + cs2 * dt * k1v[i]
         status, its, row, value, k_est = stage_newton(
             code, g0, gn, known, c0, cw1, im, p, dfdw, h, diffusivity, inv_dx2, op_lower,
-            op_diag, op_upper, top, bottom, rtol, max_iter, quadratic, vk, k_est, work)
+            op_diag, op_upper, top, bottom, rtol, max_iter, quadratic, vk, k_est, work, cell)
         if status:
             return status, step, row, value
         iterations[step] = total + its

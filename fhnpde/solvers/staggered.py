@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backends import kernels
+from .. import native
 from ..errors import NumericalFailure
 from ..operators import solve_with_corners
 from ..schemes import linear_cn_node, staggered_w_step
@@ -46,6 +46,9 @@ from .base import ArrayPath, Order, State, register
 from .crank_nicolson import TridiagonalCable
 
 KERNELS = "fhnpde.solvers.staggered_numba"
+
+#: rows of n floats the kernel works in (``staggered_cable_advance``'s ``work``)
+STAGGERED_WORK = 8
 
 
 def pivot_failure(t: float, detail: str) -> NumericalFailure:
@@ -94,7 +97,8 @@ class CompiledStaggeredSteps:
 
     def __init__(self, solver):
         self.solver = solver
-        self.kernels = kernels(KERNELS)
+        self.kernels = native.kernels(KERNELS)
+        self.kernels.load("staggered_cable_advance")  # with the solver, not in the time loop
         self.params = np.array(solver.params)
         self.recovery = np.array(solver.recovery)
 
@@ -103,11 +107,12 @@ class CompiledStaggeredSteps:
         cur = s.problem.current
         op_lower, op_diag, op_upper, top, bottom = s.operator(dt)
         out_v, out_w = np.empty_like(state.v), np.empty_like(state.w)
+        work = np.empty((STAGGERED_WORK, state.v.shape[0]))
         status, step, row, pivot = self.kernels.staggered_cable_advance(
             s.code, state.v, state.w, cur.base, cur.mask_rows, cur.t0, cur.t1, cur.amplitude,
             self.params, self.recovery, float(t), float(dt), int(nsteps),
             float(s.problem.diffusion), s.inv_dx2, *s.problem.grid.ghosts,
-            op_lower, op_diag, op_upper, float(top), float(bottom), out_v, out_w,
+            op_lower, op_diag, op_upper, float(top), float(bottom), out_v, out_w, work,
         )
         if status:
             raise pivot_failure(t + step * dt, f"a zero or non-finite pivot {pivot:g} at row "

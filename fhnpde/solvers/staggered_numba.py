@@ -8,7 +8,6 @@ formulas are those of :mod:`fhnpde.schemes` (registered as jitable by
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 from ..compiled import JIT_NUMPY_ERRORS
@@ -22,13 +21,16 @@ from .crank_nicolson_numba import boxes_switch
 @njit(**JIT_NUMPY_ERRORS)
 def staggered_cable_advance(code, v, w, base, masks, t0s, t1s, amps, params, recovery, t, dt,
                             nsteps, diffusivity, inv_dx2, g0, gn, op_lower, op_diag, op_upper,
-                            top, bottom, out_v, out_w):
+                            top, bottom, out_v, out_w, work):
     """``nsteps`` staggered Crank–Nicolson steps of a cable; result in out_v/out_w.
 
     ``w`` is moved half a step ahead at the start and back at the end (exact inverses), so
     the state in and out is ``(v, w)`` at one time. ``op_*``, ``top``, ``bottom``: bands and
     corners of ``-(dt/2) D L``. Returns ``(status, step, row, pivot)``: status 0 done, 2 a
     zero or non-finite pivot at ``row`` in step ``step``.
+
+    Every buffer is the caller's (``work``: 8 rows of n floats), so the kernel allocates
+    nothing and loads without numba (:mod:`fhnpde.native`).
     """
     n = v.shape[0]
     h = 0.5 * dt
@@ -39,19 +41,16 @@ def staggered_cable_advance(code, v, w, base, masks, t0s, t1s, amps, params, rec
     for i in range(n):
         vn[i] = v[i]
         wh[i] = staggered_w_step(w[i], v[i], h, alpha, beta, delta)
-    im = np.empty(n)
-    jd = np.empty(n)
-    rhs = np.empty(n)
-    x = np.empty(n)
-    z = np.empty(n)
-    u = np.zeros(n)
-    scratch = np.empty(n)
+    im, jd, rhs, x, z, u, scratch, products = (work[0], work[1], work[2], work[3], work[4],
+                                               work[5], work[6], work[7])
+    for i in range(n):
+        u[i] = 0.0
     previous_ts = t
     for step in range(nsteps):
         ts = t + step * dt
         # the current at the step's midpoint, recomputed only when the active boxes change
         if step == 0 or boxes_switch(previous_ts + h, ts + h, t0s, t1s):
-            node_currents(ts + h, base, masks, t0s, t1s, amps, im)
+            node_currents(ts + h, base, masks, t0s, t1s, amps, im, products)
         previous_ts = ts
         r, d = linear_cn_node(code, vn[g0], vn[0], vn[1], wh[0], im[0], p, dt, diffusivity,
                               inv_dx2)
