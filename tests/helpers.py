@@ -139,3 +139,44 @@ def signal_run(proc, path, *signums: int, gap: float = 0.01) -> str:
         return proc.communicate(timeout=60)[1]
     finally:
         proc.kill()
+
+
+# --- gradients ---------------------------------------------------------------------------------
+
+
+def torch_outputs(case):
+    """The case's differentiable run (fhnpde.gradients.run.trajectory) without a graph."""
+    import torch
+
+    from fhnpde.gradients import run
+
+    with torch.no_grad():
+        return run.trajectory(case)
+
+
+def central_difference(case, path, losses, step):
+    """d loss / d (the number at ``path``) of each loss by central differences of the same
+    solver (two runs, ``step`` either side)."""
+    from fhnpde.gradients import wrt
+
+    value = wrt.resolve(case, [path])[0].value
+    plus = torch_outputs(case.with_changes({path: value + step}))
+    minus = torch_outputs(case.with_changes({path: value - step}))
+    return [float(loss(plus) - loss(minus)) / (2 * step) for loss in losses]
+
+
+def check_gradients_against_central_differences(case, losses, paths, rel=1e-6):
+    """fhnpde's gradient of every loss with respect to every path equals central differences
+    of the same solver to ``rel``, and neither vanishes (a zero would test nothing)."""
+    import pytest
+
+    from fhnpde.gradients import api, wrt
+
+    targets = wrt.resolve(case, paths)
+    results = [api.evaluate(case, targets, loss) for loss in losses]
+    for t in targets:
+        fds = central_difference(case, t.path, losses, 1e-5 * max(abs(t.value), 0.01))
+        for (value, grads), fd in zip(results, fds, strict=True):
+            assert value > 0
+            assert grads[t.path] == pytest.approx(fd, rel=rel), t.path
+            assert abs(fd) > 1e-6 * value, f"{t.path}: a gradient that vanishes tests nothing"

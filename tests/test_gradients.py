@@ -14,7 +14,13 @@ torch = pytest.importorskip("torch", reason="gradients need torch (pip install t
 import fhnpde  # noqa: E402
 from fhnpde.case import CaseError  # noqa: E402
 from fhnpde.gradients import api, data, run, tridiagonal, wrt  # noqa: E402
-from tests.helpers import CELL, make_case  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    CELL,
+    central_difference,
+    check_gradients_against_central_differences,
+    make_case,
+    torch_outputs,
+)
 
 torch.set_num_threads(1)
 
@@ -43,18 +49,6 @@ def divergent(method: str, *sets):
 
 def final_mean_square(r):
     return (r.v[-1] ** 2).mean()
-
-
-def outputs(case):
-    with torch.no_grad():
-        return run.trajectory(case)
-
-
-def central_difference(case, path, losses, step):
-    value = wrt.resolve(case, [path])[0].value
-    plus = outputs(case.with_changes({path: value + step}))
-    minus = outputs(case.with_changes({path: value - step}))
-    return [float(loss(plus) - loss(minus)) / (2 * step) for loss in losses]
 
 
 # --- the tridiagonal solve -------------------------------------------------------------------
@@ -117,7 +111,7 @@ def test_tridiagonal_backward_is_one_transposed_solve(monkeypatch):
 def test_torch_forward_equals_numpy(method):
     case = divergent(method)
     ds = fhnpde.solve(case.with_changes({"solver.backend": "numpy"}))
-    r = outputs(case)
+    r = torch_outputs(case)
     assert np.abs(r.v.numpy() - ds.v.values).max() <= 1e-12
     assert np.abs(r.w.numpy() - ds.w.values).max() <= 1e-12
     assert np.allclose(r.t, ds.time.values, rtol=0, atol=1e-12)
@@ -131,14 +125,7 @@ def test_gradients_match_central_differences(method):
     recorded = fhnpde.solve(case.with_changes({"model.params.a": 0.12, "model.diffusion": 1.1,
                                                "solver.backend": "numpy"}))
     losses = [final_mean_square, data.squared_error(case, recorded)]
-    targets = wrt.resolve(case, WRT)
-    results = [api.evaluate(case, targets, loss) for loss in losses]
-    for t in targets:
-        fds = central_difference(case, t.path, losses, 1e-5 * max(abs(t.value), 0.01))
-        for (value, grads), fd in zip(results, fds, strict=True):
-            assert value > 0
-            assert grads[t.path] == pytest.approx(fd, rel=1e-6), t.path
-            assert abs(fd) > 1e-6 * value, f"{t.path}: a gradient that vanishes tests nothing"
+    check_gradients_against_central_differences(case, losses, WRT)
 
 
 @pytest.mark.parametrize("method", SOLVERS)
@@ -188,7 +175,7 @@ def test_point_solver_gradients(method):
                      "solver.newton.rtol=1e-13", "time.t_end=3.0", "time.save_every=0.5")
     case = case.with_changes({"stimuli": [{"t": [0.5, 1.5], "amplitude": 0.2}]})
     ds = fhnpde.solve(case.with_changes({"solver.backend": "numpy"}))
-    r = outputs(case)
+    r = torch_outputs(case)
     assert np.abs(r.v.numpy() - ds.v.transpose("time", "member").values).max() <= 1e-12
     paths = ["model.params.a", "model.params.eps", "model.params.k", "initial.v",
              "stimuli.0.amplitude"]
@@ -285,7 +272,7 @@ def test_data_on_another_grid_or_times_is_refused():
     part = ds[["v"]].isel(x=slice(1, None, 4), time=[0, 2])
     part["v"][1, 3] = np.nan
     loss = data.squared_error(case, part)
-    assert float(loss(outputs(case))) == pytest.approx(0.0, abs=1e-28)
+    assert float(loss(torch_outputs(case))) == pytest.approx(0.0, abs=1e-28)
 
 
 def _graph_nodes(tensor) -> int:

@@ -13,8 +13,13 @@ torch = pytest.importorskip("torch", reason="gradients need torch (pip install t
 
 import fhnpde  # noqa: E402
 from fhnpde.case import CaseError  # noqa: E402
-from fhnpde.gradients import api, data, run, wrt  # noqa: E402
-from tests.helpers import make_case  # noqa: E402
+from fhnpde.gradients import api, data, wrt  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    central_difference,
+    check_gradients_against_central_differences,
+    make_case,
+    torch_outputs,
+)
 
 torch.set_num_threads(1)
 
@@ -50,20 +55,8 @@ def final_mean_square(r):
     return (r.v[-1] ** 2).mean()
 
 
-def outputs(case):
-    with torch.no_grad():
-        return run.trajectory(case)
-
-
 def numpy_run(case, **changes):
     return fhnpde.solve(case.with_changes({"solver.backend": "numpy", **changes}))
-
-
-def central_difference(case, path, losses, step):
-    value = wrt.resolve(case, [path])[0].value
-    plus = outputs(case.with_changes({path: value + step}))
-    minus = outputs(case.with_changes({path: value - step}))
-    return [float(loss(plus) - loss(minus)) / (2 * step) for loss in losses]
 
 
 @pytest.mark.parametrize("boundary", BOUNDARIES)
@@ -71,7 +64,7 @@ def central_difference(case, path, losses, step):
 def test_torch_forward_equals_numpy(method, boundary):
     case = sheet(method, boundary)
     ds = numpy_run(case)
-    r = outputs(case)
+    r = torch_outputs(case)
     assert ds.v.dims == ("time", "y", "x")
     assert r.v.shape == (ds.time.size, 10, 12)
     assert np.abs(r.v.numpy() - ds.v.values).max() <= 1e-12
@@ -92,14 +85,7 @@ def test_gradients_match_central_differences(method, boundary):
     observed = recorded.isel(x=slice(None, None, 2), y=slice(None, None, 3),
                              time=slice(1, None, 2))
     losses = [final_mean_square, data.squared_error(case, observed)]
-    targets = wrt.resolve(case, WRT)
-    results = [api.evaluate(case, targets, loss) for loss in losses]
-    for t in targets:
-        fds = central_difference(case, t.path, losses, 1e-5 * max(abs(t.value), 0.01))
-        for (value, grads), fd in zip(results, fds, strict=True):
-            assert value > 0
-            assert grads[t.path] == pytest.approx(fd, rel=1e-6), t.path
-            assert abs(fd) > 1e-6 * value, f"{t.path}: a gradient that vanishes tests nothing"
+    check_gradients_against_central_differences(case, losses, WRT)
 
 
 @pytest.mark.parametrize(("profile", "paths"), [
@@ -116,7 +102,7 @@ def test_profile_gradients(profile, paths):
     every row), a box with and without a y range; against the numpy profile and central
     differences."""
     case = sheet("explicit").with_changes({"initial.v": profile})
-    assert np.abs(outputs(case).v[0].numpy() - numpy_run(case).v[0].values).max() == 0.0
+    assert np.abs(torch_outputs(case).v[0].numpy() - numpy_run(case).v[0].values).max() == 0.0
     targets = wrt.resolve(case, paths)
     _, grads = api.evaluate(case, targets, final_mean_square)
     for t in targets:
@@ -176,7 +162,7 @@ def test_observed_subgrid_loss_is_the_mean_square_there():
     part["v"][1, 1, 2] = np.nan
     expected = (model.v.sel(x=part.x, y=part.y, time=part.time) - part.v) ** 2
     loss = data.squared_error(case, part)
-    assert float(loss(outputs(case))) == pytest.approx(float(expected.mean()), rel=1e-12)
+    assert float(loss(torch_outputs(case))) == pytest.approx(float(expected.mean()), rel=1e-12)
 
 
 def test_bad_sheet_input_is_one_line_errors():
