@@ -39,6 +39,10 @@ LOCK_SUFFIX = ".fhnpde-lock"
 OWNER_ATTR = "fhnpde_version"
 _MAX_METADATA_BYTES = 16 * 2**20
 _CHUNK_NAME = re.compile(r"^[0-9]+$")
+#: a file a writer of the store was writing when it was killed: ``fhnpde.zarrfiles.put``'s
+#: ``.NAME.PID.partial`` (a chunk or a ``zarr.json``), ``store.write_root_attributes``'
+#: ``zarr.json.PID.partial``, zarr's ``NAME.UUID.partial``; part of the store, not foreign
+_PARTIAL_NAME = re.compile(r"^(\.?([0-9]+|zarr\.json)\.[0-9]+|[0-9]+\.[0-9a-f]{32})\.partial$")
 
 
 class StoreBusy(CaseError):
@@ -82,11 +86,14 @@ def _foreign_in_array(array: Path) -> list[str]:
     for entry in array.iterdir():
         if entry.name == "zarr.json" and entry.is_file() and not entry.is_symlink():
             continue
+        if _PARTIAL_NAME.match(entry.name) and entry.is_file() and not entry.is_symlink():
+            continue
         if entry.name == "c" and entry.is_dir() and not entry.is_symlink():
             for root, dirs, files in os.walk(entry):
                 for name in (*dirs, *files):
                     full = Path(root) / name
-                    if not _CHUNK_NAME.match(name) or full.is_symlink():
+                    if not (_CHUNK_NAME.match(name) or _PARTIAL_NAME.match(name)) \
+                            or full.is_symlink():
                         found.append(str(full.relative_to(array.parent)))
             continue
         found.append(str(entry.relative_to(array.parent)))
@@ -100,6 +107,8 @@ def foreign_entries(path: Path) -> list[str]:
     found: list[str] = []
     for entry in path.iterdir():
         if entry.name == "zarr.json" and entry.is_file() and not entry.is_symlink():
+            continue
+        if _PARTIAL_NAME.match(entry.name) and entry.is_file() and not entry.is_symlink():
             continue
         if entry.name in members and entry.is_dir() and not entry.is_symlink():
             found.extend(_foreign_in_array(entry))

@@ -78,6 +78,27 @@ def test_overwrite_refuses_a_store_of_ours_holding_a_users_file(tmp_path):
     assert xr.open_zarr(store).attrs["status"] == "complete"
 
 
+def test_overwrite_replaces_a_store_holding_what_a_killed_writer_was_writing(tmp_path):
+    """A writer killed in the middle of a file leaves its half-written temporary (a chunk's,
+    an array's or the root's zarr.json, ours or zarr's naming): part of the store, which
+    --overwrite may replace; a user's file beside them still stops it."""
+    store = tmp_path / "s.zarr"
+    _small_store(store)
+    leftovers = [store / "v" / "c" / "0" / ".0.4321.partial",
+                 store / "w" / ".zarr.json.4321.partial",
+                 store / "zarr.json.4321.partial", store / ".zarr.json.4321.partial",
+                 store / "v" / "c" / "1" / ("0." + "0123456789abcdef" * 2 + ".partial")]
+    for f in leftovers:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"half")
+    (store / "v" / "c" / "0" / "notes.partial").write_bytes(b"mine")
+    with pytest.raises(CaseError, match="notes.partial"):
+        run_case(make_case(SMALL_CABLE), out=store, overwrite=True)
+    (store / "v" / "c" / "0" / "notes.partial").unlink()
+    assert run_case(make_case(SMALL_CABLE), out=store, overwrite=True).status == "complete"
+    assert not any(f.exists() for f in leftovers)
+
+
 def test_overwrite_refuses_a_foreign_zarr_store_a_symlink_and_a_file(tmp_path):
     foreign = tmp_path / "foreign.zarr"
     xr.Dataset({"a": ("x", np.arange(3.0))}).to_zarr(foreign, zarr_format=3, consolidated=False)
