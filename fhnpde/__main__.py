@@ -1,5 +1,9 @@
+import gc
 import sys
 
-from .cli import main
+gc.disable()
+from .cli import main  # noqa: E402
 
+gc.freeze()
+gc.enable()
 sys.exit(main())
