@@ -1,7 +1,7 @@
 """fhnpde: FitzHugh–Nagumo point models and cables, solved to their declared order.
 
-``import fhnpde`` loads only the core (numpy, pydantic, yaml); numba, xarray/zarr, cupy and
-torch are imported when first used.
+``import fhnpde`` loads only the core (numpy, yaml and the case schema); numba, xarray/zarr,
+cupy and torch are imported when first used.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from .errors import (  # noqa: F401 - re-exported
     split_keyed,
 )
 from .keys import (  # noqa: F401 - re-exported
+    case_error,
     explain_error,
     set_key_path,
     validation_error_to_case_error,

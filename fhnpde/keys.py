@@ -1,20 +1,48 @@
 """Key paths of a case (``time.dt``, ``stimuli.0.amplitude``): setting one in a raw mapping,
-and naming one in pydantic's validation errors, turned into one
+and naming one in validation errors (the case schema's :class:`~fhnpde.records.Invalid`, and
+pydantic's ``ValidationError`` of the sweep and surrogate configs), turned into one
 :class:`~fhnpde.errors.CaseError` whose message names the key path and what is wrong.
 Used by the schema (:meth:`fhnpde.schema.Case.with_changes`), the case loader, sweeps and
-surrogate configs; it imports neither the schema nor the loader.
+surrogate configs; it imports neither the schema nor the loader, nor pydantic.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from . import yamlio
 from .errors import KEY_CHARS, CaseError, key_part, one_line, quote, split_keyed
 
-__all__ = ["explain_error", "set_key_path", "validation_error_to_case_error"]
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from .records import Invalid
+
+__all__ = ["case_error", "explain_error", "most_telling", "set_key_path",
+           "validation_error_to_case_error"]
+
+# Which of several problems the user is shown: the most specific. A check's own sentence
+# first, then a misspelt or missing key, a wrong kind or value, and of equals the deepest.
+_PRIORITY = ("value_error", "extra_forbidden", "missing", "union_tag_invalid",
+             "union_tag_not_found", "literal_error")
+
+
+def most_telling(problems: list, kind=lambda p: p.kind, loc=lambda p: p.loc):
+    """The problem that tells the user the most (first of equals)."""
+
+    def rank(problem):
+        k = kind(problem)
+        return (_PRIORITY.index(k) if k in _PRIORITY else len(_PRIORITY), -len(loc(problem)))
+
+    return min(problems, key=rank)
+
+
+def case_error(exc: Invalid, source: str | None) -> CaseError:
+    """The one :class:`CaseError` that tells the user the most about a schema's
+    :class:`~fhnpde.records.Invalid`."""
+    chosen = most_telling(exc.problems)
+    path = ".".join(key_part(part) for part in chosen.loc)
+    return CaseError(chosen.message, source=source, key=path or None)
 
 
 # --- errors ------------------------------------------------------------------------------
@@ -88,17 +116,9 @@ def explain_error(err: dict) -> tuple[str, str]:
 
 def validation_error_to_case_error(exc: ValidationError, source: str | None) -> CaseError:
     """The one :class:`CaseError` that tells the user the most about ``exc``."""
-    errors = exc.errors()
-    # Prefer the most specific message: a union (a number or a profile) reports one error
-    # per member, and the member the user meant is the one that got furthest.
-    priority = ("value_error", "extra_forbidden", "missing", "union_tag_invalid",
-                "union_tag_not_found", "literal_error")
-
-    def rank(err):
-        kind = err["type"]
-        return (priority.index(kind) if kind in priority else len(priority), -len(err["loc"]))
-
-    chosen = min(errors, key=rank)
+    # A union (a number or a profile) reports one error per member, and the member the
+    # user meant is the one that got furthest.
+    chosen = most_telling(exc.errors(), kind=lambda e: e["type"], loc=lambda e: e["loc"])
     path, message = explain_error(chosen)
     return CaseError(message, source=source, key=path or None)
 

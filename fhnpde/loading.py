@@ -1,5 +1,5 @@
-"""Loading cases: reading a user's YAML file safely, ``--set`` overrides, and turning
-pydantic's validation errors into one :class:`~fhnpde.errors.CaseError` whose message names
+"""Loading cases: reading a user's YAML file safely, ``--set`` overrides, and turning the
+schema's validation errors into one :class:`~fhnpde.errors.CaseError` whose message names
 the file, the key path and what is wrong, e.g. ``cases/x.yaml: time.dt: must be > 0, got
 -0.1``. The schema itself is :mod:`fhnpde.schema`.
 """
@@ -13,15 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
 from . import yamlio
 from .errors import CaseError, one_line, quote
 from .keys import (  # noqa: F401 - re-exported
+    case_error,
     explain_error,
     set_key_path,
     validation_error_to_case_error,
 )
+from .records import Invalid
 from .schema import Case
 
 # --- YAML ------------------------------------------------------------------------------
@@ -74,9 +75,9 @@ def parse_case(data: Any, source: str = "<case>") -> Case:
             source=source,
         )
     try:
-        return Case.model_validate(data)
-    except ValidationError as exc:
-        raise validation_error_to_case_error(exc, source) from None
+        return Case.validate(data)
+    except Invalid as exc:
+        raise case_error(exc, source) from None
 
 
 def read_text(path: str | Path, what: str = "case file") -> str:

@@ -12,24 +12,27 @@ from __future__ import annotations
 import copy
 import math
 import sys
-from typing import Annotated, Any, Literal
-
-import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Discriminator,
-    Field,
-    Tag,
-    ValidationError,
-    field_validator,
-    model_serializer,
-    model_validator,
-)
+from typing import Any
 
 from . import grid, models
 from .errors import CaseError, KeyedError, key_part, quote
-from .keys import set_key_path, validation_error_to_case_error
+from .keys import case_error, set_key_path
+from .records import (
+    Either,
+    Flag,
+    Integer,
+    Invalid,
+    Key,
+    ListOf,
+    MapOf,
+    Nested,
+    Number,
+    OneOf,
+    Optional,
+    Record,
+    Tagged,
+    Text,
+)
 
 POINT_METHODS = ("euler", "rk4", "crank-nicolson")
 CABLE_METHODS = ("explicit", "adaptive", "crank-nicolson", "split", "staggered-cn", "sdirk3")
@@ -38,15 +41,13 @@ BACKENDS = ("numpy", "numba", "cupy", "torch")
 TRIDIAGONAL_METHODS = ("thomas", "cyclic-reduction", "scipy")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=False)
-
-
-PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+PositiveFloat = Number(gt=0)
+FiniteFloat = Number()
+NonNegativeFloat = Number(ge=0)
 # [start, end] pairs are YAML lists of two numbers.
-Pair = Annotated[list[FiniteFloat], Field(min_length=2, max_length=2)]
-OpenPair = Annotated[list[FiniteFloat | None], Field(min_length=2, max_length=2)]
+Pair = ListOf(FiniteFloat, min_length=2, max_length=2, shape="a list [start, end]")
+OpenPair = ListOf(Optional(FiniteFloat), min_length=2, max_length=2,
+                  shape="a list [start, end] (end may be null)")
 
 # Numbers derived from a case (steps, spacings, limits) must be finite normal floats, and
 # counts must be exact in a float and fit the int64 of the compiled kernels.
@@ -54,11 +55,11 @@ TINY = sys.float_info.min  # the smallest normal float, 2.2e-308
 MAX_COUNT = 2**53  # the largest count of steps or nodes a float still counts exactly
 # dx^2 and 1/dx^2 are normal floats exactly when dx lies in [DX_MIN, DX_MAX].
 DX_MIN, DX_MAX = grid.DX_MIN, grid.DX_MAX
-Count = Annotated[int, Field(ge=1, le=MAX_COUNT)]
-NodeCount = Annotated[int, Field(ge=3, le=MAX_COUNT)]
+Count = Integer(ge=1, le=MAX_COUNT)
+NodeCount = Integer(ge=3, le=MAX_COUNT)
 # a sheet's lengths and node counts: [along x, along y]
-PositivePair = Annotated[list[PositiveFloat], Field(min_length=2, max_length=2)]
-NodePair = Annotated[list[NodeCount], Field(min_length=2, max_length=2)]
+PositivePair = ListOf(PositiveFloat, min_length=2, max_length=2, shape="a pair [x, y]")
+NodePair = ListOf(NodeCount, min_length=2, max_length=2, shape="a pair [x, y]")
 # Beyond this D dt / dx^2, 1 + D dt / dx^2 (the diagonal of the Crank–Nicolson and split
 # diffusion matrices) no longer holds its 1: the Neumann matrix factorises to a zero pivot.
 MAX_DIFFUSION_NUMBER = 2.0**52
@@ -76,22 +77,20 @@ def _range_width(key: str, low: float, high: float) -> None:
                           "(high - low overflows); narrow it")
 
 
-class ModelSpec(_Strict):
-    kinetics: str = "nagumo"
-    params: dict[str, FiniteFloat] = Field(default_factory=dict)
-    diffusion: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1.0
+def _known_kinetics(value: str) -> str:
+    if value not in models.FAMILIES:
+        raise ValueError(
+            f"unknown kinetics {quote(value)}; valid kinetics: {', '.join(models.FAMILIES)}"
+        )
+    return value
 
-    @field_validator("kinetics")
-    @classmethod
-    def _known_kinetics(cls, v: str) -> str:
-        if v not in models.FAMILIES:
-            raise ValueError(
-                f"unknown kinetics {quote(v)}; valid kinetics: {', '.join(models.FAMILIES)}"
-            )
-        return v
 
-    @model_validator(mode="after")
-    def _valid_params(self) -> ModelSpec:
+class ModelSpec(Record):
+    kinetics = Key(Text(), "nagumo", after=_known_kinetics)
+    params = Key(MapOf(FiniteFloat), factory=dict)
+    diffusion = Key(NonNegativeFloat, 1.0)
+
+    def check(self) -> None:
         family = models.family(self.kinetics)
         unknown = sorted(set(self.params) - set(family.params))
         if unknown:  # named here, quoted: a user's key may be long or hold odd characters
@@ -110,22 +109,17 @@ class ModelSpec(_Strict):
         if not _is_normal(self.diffusion):
             raise KeyedError("diffusion", f"{self.diffusion!r} is below the smallest normal "
                               f"float ({TINY:.3g}); use 0 for no diffusion")
-        return self
 
 
-class DomainSpec(_Strict):
+class DomainSpec(Record):
     """A cable (``length``, ``nx`` numbers) or a sheet (both pairs ``[x, y]``, DESIGN §9)."""
 
-    length: PositiveFloat | PositivePair
-    nx: NodeCount | NodePair
-    boundary: Literal["neumann", "periodic"] = "neumann"
-    boundary_order: Literal[1, 2] = Field(
-        default=2,
-        description=(
-            "Order of the no-flux boundary: 2 (mirror node, the default) or 1 (one-sided "
-            "difference, a first-order treatment kept to demonstrate its loss of accuracy)."
-        ),
-    )
+    length = Key(Either(PositiveFloat, PositivePair))
+    nx = Key(Either(NodeCount, NodePair))
+    boundary = Key(OneOf("neumann", "periodic"), "neumann")
+    boundary_order = Key(OneOf(1, 2), 2, doc=(
+        "Order of the no-flux boundary: 2 (mirror node, the default) or 1 (one-sided "
+        "difference, a first-order treatment kept to demonstrate its loss of accuracy)."))
 
     @property
     def is_sheet(self) -> bool:
@@ -158,8 +152,7 @@ class DomainSpec(_Strict):
         """Nodes of the grid (of a sheet: nx * ny)."""
         return math.prod(self.counts)
 
-    @model_validator(mode="after")
-    def _representable_spacing(self) -> DomainSpec:
+    def check(self) -> None:
         if isinstance(self.length, list) != self.is_sheet:
             pair, number = ("length", "nx") if isinstance(self.length, list) else ("nx", "length")
             raise KeyedError(
@@ -178,63 +171,48 @@ class DomainSpec(_Strict):
                     f"{name} between {DX_MIN:.3g} and {DX_MAX:.3g}: change domain.length or "
                     "domain.nx"
                 )
-        return self
 
 
-class GaussianProfile(_Strict):
+class GaussianProfile(Record):
     """``base + amplitude exp(-|r - center|^2 / width^2)``. On a sheet ``center`` is
     ``[x, y]`` (a round or, with ``width: [wx, wy]``, elliptic pulse) or a number: a stripe
     across all y, the cable's pulse on every row."""
 
-    kind: Literal["gaussian"]
-    center: FiniteFloat | Pair
-    width: PositiveFloat | PositivePair
-    amplitude: FiniteFloat = 1.0
-    base: FiniteFloat = 0.0
+    kind = Key(OneOf("gaussian"))
+    center = Key(Either(FiniteFloat, Pair))
+    width = Key(Either(PositiveFloat, PositivePair))
+    amplitude = Key(FiniteFloat, 1.0)
+    base = Key(FiniteFloat, 0.0)
 
-    @model_validator(mode="after")
-    def _finite_peak(self) -> GaussianProfile:
+    def check(self) -> None:
         if isinstance(self.width, list) and not isinstance(self.center, list):
             raise KeyedError("width", "a pair [wx, wy] needs center as a pair [x, y]; give one "
                               "width for a stripe across y")
         _finite_sum("amplitude", self.base, self.amplitude)
-        return self
 
     def sheet_keys(self) -> list[str]:
         """Keys given that only a sheet understands (a y extent)."""
         return [k for k in ("center", "width") if isinstance(getattr(self, k), list)]
 
 
-class BoxProfile(_Strict):
+class BoxProfile(Record):
     """``base + amplitude`` on ``x in [x0, x1]`` (and on a sheet ``y in [y0, y1]``; without
     ``y`` all y), ``base`` elsewhere."""
 
-    kind: Literal["box"]
-    x: Pair
-    y: Pair | None = None
-    amplitude: FiniteFloat = 1.0
-    base: FiniteFloat = 0.0
+    kind = Key(OneOf("box"))
+    x = Key(Pair)
+    # left out of dumps when unset: a cable case dumps (and fingerprints) as it did before
+    # sheets existed
+    y = Key(Optional(Pair), None, omit_none=True)
+    amplitude = Key(FiniteFloat, 1.0)
+    base = Key(FiniteFloat, 0.0)
 
-    @model_validator(mode="after")
-    def _ordered(self) -> BoxProfile:
+    def check(self) -> None:
         _ordered_ranges(self, "x", "y")
         _finite_sum("amplitude", self.base, self.amplitude)
-        return self
 
     def sheet_keys(self) -> list[str]:
         return ["y"] if self.y is not None else []
-
-    @model_serializer(mode="wrap")
-    def _dump_without_unset_y(self, handler):
-        return _without_none_y(handler(self))
-
-
-def _without_none_y(data):
-    """A box's dump without ``y: null``: a cable case dumps (and fingerprints) as it did
-    before sheets existed."""
-    if isinstance(data, dict) and data.get("y", 0) is None:
-        data.pop("y")
-    return data
 
 
 def _ordered_ranges(spec, *keys: str) -> None:
@@ -250,45 +228,38 @@ def _finite_sum(key: str, base: float, amplitude: float) -> None:
                           "lower one of them")
 
 
-Profile = Annotated[GaussianProfile | BoxProfile, Field(discriminator="kind")]
+Profile = Tagged({"gaussian": GaussianProfile, "box": BoxProfile})
 
 
-class InitialSpec(_Strict):
-    v: FiniteFloat | Profile = 0.0
-    w: FiniteFloat | Profile = 0.0
+class InitialSpec(Record):
+    v = Key(Either(FiniteFloat, Profile), 0.0)
+    w = Key(Either(FiniteFloat, Profile), 0.0)
 
 
-class BoxStimulus(_Strict):
+class BoxStimulus(Record):
     """Applied current ``amplitude`` on x in [x0, x1] (inclusive; on a sheet also y in
     [y0, y1], all y without ``y``) for t in [t0, t1)."""
 
-    kind: Literal["box"] = "box"
-    x: Pair | None = None
-    y: Pair | None = None
-    t: OpenPair = Field(default_factory=lambda: [0.0, None])
-    amplitude: FiniteFloat
+    kind = Key(OneOf("box"), "box")
+    x = Key(Optional(Pair), None)
+    y = Key(Optional(Pair), None, omit_none=True)
+    t = Key(OpenPair, factory=lambda: [0.0, None])
+    amplitude = Key(FiniteFloat)
 
-    @model_serializer(mode="wrap")
-    def _dump_without_unset_y(self, handler):
-        return _without_none_y(handler(self))
-
-    @model_validator(mode="after")
-    def _ordered(self) -> BoxStimulus:
+    def check(self) -> None:
         _ordered_ranges(self, "x", "y")
         if self.t[0] is None:
             raise KeyedError("t", "needs a start time: [t0, t1] or [t0, null]")
         if self.t[1] is not None and self.t[1] < self.t[0]:
             raise KeyedError("t", f"must be [start, end] with start <= end, got {list(self.t)}")
-        return self
 
 
-class TimeSpec(_Strict):
-    t_end: PositiveFloat
-    dt: PositiveFloat
-    save_every: PositiveFloat | None = None
+class TimeSpec(Record):
+    t_end = Key(PositiveFloat)
+    dt = Key(PositiveFloat)
+    save_every = Key(Optional(PositiveFloat), None)
 
-    @model_validator(mode="after")
-    def _commensurate(self) -> TimeSpec:
+    def check(self) -> None:
         save = self.save_every if self.save_every is not None else self.t_end
         if self.dt < TINY:
             raise KeyedError("dt", f"{self.dt!r} is below the smallest normal float "
@@ -310,7 +281,6 @@ class TimeSpec(_Strict):
                     key, f"{val} is not a whole number of steps of dt = {self.dt}; "
                     "choose dt that divides it"
                 )
-        return self
 
     @property
     def steps_per_output(self) -> int:
@@ -321,35 +291,23 @@ class TimeSpec(_Strict):
         return round(self.t_end / self.dt)
 
 
-class NewtonSpec(_Strict):
+class NewtonSpec(Record):
     """Newton's method inside the Crank–Nicolson steps (see
     :mod:`fhnpde.solvers.crank_nicolson`)."""
 
-    rtol: PositiveFloat = Field(
-        default=1e-8,
-        description=(
-            "Stop when the error left in each step, estimated from Newton's quadratic "
-            "convergence (K |update|^2, K measured in the run), is below rtol * max(1, max|v|)."
-        ),
-    )
-    max_iter: Count = 20
-    stop: Literal["error-estimate", "update"] = Field(
-        default="error-estimate",
-        description=(
-            "What is compared with rtol: the error left, estimated as K |update|^2 "
-            "(error-estimate), or the last update itself (update: one more iteration per "
-            "step, error left of order rtol^2)."
-        ),
-    )
-    predictor: Literal["extrapolate", "previous"] = Field(
-        default="extrapolate",
-        description=(
-            "Starting guess of each step: 2 v(n) - v(n-1) (extrapolate) or v(n) (previous)."
-        ),
-    )
+    rtol = Key(PositiveFloat, 1e-8, doc=(
+        "Stop when the error left in each step, estimated from Newton's quadratic "
+        "convergence (K |update|^2, K measured in the run), is below rtol * max(1, max|v|)."))
+    max_iter = Key(Count, 20)
+    stop = Key(OneOf("error-estimate", "update"), "error-estimate", doc=(
+        "What is compared with rtol: the error left, estimated as K |update|^2 "
+        "(error-estimate), or the last update itself (update: one more iteration per "
+        "step, error left of order rtol^2)."))
+    predictor = Key(OneOf("extrapolate", "previous"), "extrapolate", doc=(
+        "Starting guess of each step: 2 v(n) - v(n-1) (extrapolate) or v(n) (previous)."))
 
 
-class AdaptiveSpec(_Strict):
+class AdaptiveSpec(Record):
     """Refinement rules of the adaptive-grid solver (``solver.method: adaptive``).
 
     Spacings are lengths, rounded down to a power-of-two multiple (at least 1) of the
@@ -359,44 +317,27 @@ class AdaptiveSpec(_Strict):
     ``cases/divergent_adaptive.yaml``. See :mod:`fhnpde.solvers.adaptive`.
     """
 
-    regrid_every: PositiveFloat = Field(
-        default=0.2,
-        description=(
-            "Simulated time between choices of the active set, a whole number of steps of "
-            "time.dt (so refining dt keeps the regrid times); a front must not outrun "
-            "front_radius in it (speed * regrid_every << front_radius)."
-        ),
-    )
-    coarse_dx: PositiveFloat = Field(
-        default=8.0, description="Background spacing laid over the whole cable."
-    )
-    wave_dx: PositiveFloat = Field(
-        default=2.0, description="Spacing where |v_x| > vx_threshold (where the waves are)."
-    )
-    fine_dx: PositiveFloat = Field(
-        default=0.25,
-        description="Spacing where |v_t| > vt_threshold (where the dynamics are).",
-    )
-    vx_threshold: PositiveFloat = Field(
-        default=0.01, description="|v_x| above which wave_dx is used (and fronts are sought)."
-    )
-    vt_threshold: PositiveFloat = Field(
-        default=0.005,
-        description="|v_t| above which fine_dx is used (and fronts are sought).",
-    )
-    front_radius: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
-        default=0.5,
-        description=(
-            "Distance around each inflection point of v (sign change of v_xx where "
-            "|v_x| > vx_threshold and |v_t| > vt_threshold) within which every base node "
-            "is active."
-        ),
-    )
+    regrid_every = Key(PositiveFloat, 0.2, doc=(
+        "Simulated time between choices of the active set, a whole number of steps of "
+        "time.dt (so refining dt keeps the regrid times); a front must not outrun "
+        "front_radius in it (speed * regrid_every << front_radius)."))
+    coarse_dx = Key(PositiveFloat, 8.0, doc="Background spacing laid over the whole cable.")
+    wave_dx = Key(PositiveFloat, 2.0,
+                  doc="Spacing where |v_x| > vx_threshold (where the waves are).")
+    fine_dx = Key(PositiveFloat, 0.25,
+                  doc="Spacing where |v_t| > vt_threshold (where the dynamics are).")
+    vx_threshold = Key(PositiveFloat, 0.01,
+                       doc="|v_x| above which wave_dx is used (and fronts are sought).")
+    vt_threshold = Key(PositiveFloat, 0.005,
+                       doc="|v_t| above which fine_dx is used (and fronts are sought).")
+    front_radius = Key(NonNegativeFloat, 0.5, doc=(
+        "Distance around each inflection point of v (sign change of v_xx where "
+        "|v_x| > vx_threshold and |v_t| > vt_threshold) within which every base node "
+        "is active."))
 
-    @model_validator(mode="before")
     @classmethod
-    def _removed_every(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "every" in data:
+    def before(cls, data: dict) -> dict:
+        if "every" in data:
             raise KeyedError(
                 "every", "was removed: the active set is now chosen on an interval of simulated "
                 "time; replace every: N by regrid_every: N * time.dt (e.g. every: 128 at "
@@ -405,76 +346,54 @@ class AdaptiveSpec(_Strict):
         return data
 
 
-def _one_of(value: str, valid, what: str, plural: str) -> str:
-    """``value`` if it is one of ``valid``; else the error naming the valid ones."""
-    if value not in valid:
-        raise ValueError(f"unknown {what} {quote(value)}; valid {plural}: {', '.join(valid)}")
-    return value
+def _one_of(valid, what: str, plural: str):
+    """An ``after`` check: the value if it is one of ``valid``; else the error naming them."""
+
+    def check(value: str | None) -> str | None:
+        if value is not None and value not in valid:
+            raise ValueError(f"unknown {what} {quote(value)}; valid {plural}: "
+                             f"{', '.join(valid)}")
+        return value
+
+    return check
 
 
-class SolverSpec(_Strict):
-    method: str
-    backend: str = "numba"
-    tridiagonal: str = "thomas"
+class SolverSpec(Record):
+    method = Key(Text(), after=_one_of(sorted(set(POINT_METHODS) | set(CABLE_METHODS)),
+                                       "solver", "solvers"))
+    backend = Key(Text(), "numba", after=_one_of(BACKENDS, "backend", "backends"))
+    tridiagonal = Key(Text(), "thomas",
+                      after=_one_of(TRIDIAGONAL_METHODS, "tridiagonal method", "methods"))
     # split's diffusion substep: cn (cable default) | adi (sheet); left out of dumps when
     # unset, so a case that does not name it dumps (and fingerprints) as before the key existed
-    diffusion: str | None = Field(default=None, exclude_if=lambda v: v is None)
-    force: bool = False
-    newton: NewtonSpec = Field(default_factory=NewtonSpec)
-    adaptive: AdaptiveSpec = Field(default_factory=AdaptiveSpec)
+    diffusion = Key(Optional(Text()), None, omit_none=True,
+                    after=_one_of(("cn", "adi"), "diffusion substep", "substeps"))
+    force = Key(Flag(), False)
+    newton = Key(Nested(NewtonSpec), factory=NewtonSpec)
+    adaptive = Key(Nested(AdaptiveSpec), factory=AdaptiveSpec)
 
-    @field_validator("method")
-    @classmethod
-    def _known_method(cls, v: str) -> str:
-        return _one_of(v, sorted(set(POINT_METHODS) | set(CABLE_METHODS)), "solver", "solvers")
-
-    @field_validator("backend")
-    @classmethod
-    def _known_backend(cls, v: str) -> str:
-        return _one_of(v, BACKENDS, "backend", "backends")
-
-    @field_validator("tridiagonal")
-    @classmethod
-    def _known_tridiagonal(cls, v: str) -> str:
-        return _one_of(v, TRIDIAGONAL_METHODS, "tridiagonal method", "methods")
-
-    @field_validator("diffusion")
-    @classmethod
-    def _known_diffusion(cls, v: str | None) -> str | None:
-        return v if v is None else _one_of(v, ("cn", "adi"), "diffusion substep", "substeps")
-
-    @model_validator(mode="after")
-    def _diffusion_only_for_split(self) -> SolverSpec:
+    def check(self) -> None:
         if self.diffusion is not None and self.method != "split":
             raise KeyedError("diffusion", f"{self.diffusion!r} is the split solver's diffusion "
                              f"substep, but the method is {self.method}; remove it or use "
                              "method: split")
-        return self
 
 
-class ExactReactionSpec(_Strict):
-    kind: Literal["exact"] = "exact"
-    scheme: Literal["euler", "rk4"] = "rk4"
-    substeps: Count = 1
+class ExactReactionSpec(Record):
+    kind = Key(OneOf("exact"), "exact")
+    scheme = Key(OneOf("euler", "rk4"), "rk4")
+    substeps = Key(Count, 1)
 
 
-class NeuralReactionSpec(_Strict):
-    kind: Literal["neural"]
-    model: str
-    runtime: str = "onnxruntime"
+class NeuralReactionSpec(Record):
+    kind = Key(OneOf("neural"))
+    model = Key(Text())
+    runtime = Key(Text(), "onnxruntime")
 
 
-def _reaction_kind(value: Any) -> str:
-    """``kind`` may be left out: a reaction mapping without it is the exact reaction."""
-    if isinstance(value, dict):
-        return value.get("kind", "exact")
-    return getattr(value, "kind", "exact")
-
-
-ReactionSpec = Annotated[
-    Annotated[ExactReactionSpec, Tag("exact")] | Annotated[NeuralReactionSpec, Tag("neural")],
-    Discriminator(_reaction_kind),
-]
+# ``kind`` may be left out: a reaction mapping without it is the exact reaction.
+ReactionSpec = Tagged({"exact": ExactReactionSpec, "neural": NeuralReactionSpec},
+                      default="exact")
 
 
 def grid_size(vary: dict[str, Any], points: int) -> int:
@@ -485,19 +404,18 @@ def grid_size(vary: dict[str, Any], points: int) -> int:
                      for spec in vary.values())
 
 
-class ValueList(_Strict):
-    values: list[FiniteFloat] = Field(min_length=1)
+class ValueList(Record):
+    values = Key(ListOf(FiniteFloat, min_length=1, shape="a list of at least one number"))
 
 
-class EnsembleSpec(_Strict):
-    size: Count | None = None
-    sample: Literal["latin-hypercube", "uniform", "grid"] = "latin-hypercube"
-    seed: Annotated[int, Field(ge=0, le=2**64 - 1)] = 0
-    points: Count = 11
-    vary: dict[str, Pair | ValueList] = Field(default_factory=dict)
+class EnsembleSpec(Record):
+    size = Key(Optional(Count), None)
+    sample = Key(OneOf("latin-hypercube", "uniform", "grid"), "latin-hypercube")
+    seed = Key(Integer(ge=0, le=2**64 - 1), 0)
+    points = Key(Count, 11)
+    vary = Key(MapOf(Either(Pair, Nested(ValueList))), factory=dict)
 
-    @model_validator(mode="after")
-    def _ranges(self) -> EnsembleSpec:
+    def check(self) -> None:
         for key, spec in self.vary.items():
             if isinstance(spec, list) and spec[1] < spec[0]:
                 raise KeyedError(
@@ -513,32 +431,29 @@ class EnsembleSpec(_Strict):
             if members > MAX_COUNT:
                 raise KeyedError("points", f"the grid has {members:.3g} members, more than "
                                   f"2**53 ({MAX_COUNT:.3g}); use fewer points or values")
-        return self
 
 
-class OutputSpec(_Strict):
-    path: str | None = None
-    chunk_mb: Annotated[float, Field(gt=0, le=2048, allow_inf_nan=False)] = Field(
-        default=4.0,
-        description="Megabytes per stored chunk; at most 2048 (2 GiB): a chunk is buffered in "
-        "memory while it fills and is written in one piece.",
-    )
+class OutputSpec(Record):
+    path = Key(Optional(Text()), None)
+    chunk_mb = Key(Number(gt=0, le=2048), 4.0, doc=(
+        "Megabytes per stored chunk; at most 2048 (2 GiB): a chunk is buffered in "
+        "memory while it fills and is written in one piece."))
 
 
-class Case(_Strict):
+class Case(Record):
     """A validated case file."""
 
-    name: str
-    description: str = ""
-    model: ModelSpec = Field(default_factory=ModelSpec)
-    domain: DomainSpec | None = None
-    initial: InitialSpec = Field(default_factory=InitialSpec)
-    stimuli: list[BoxStimulus] = Field(default_factory=list)
-    time: TimeSpec
-    solver: SolverSpec
-    reaction: ReactionSpec = Field(default_factory=ExactReactionSpec)
-    ensemble: EnsembleSpec | None = None
-    output: OutputSpec = Field(default_factory=OutputSpec)
+    name = Key(Text())
+    description = Key(Text(), "")
+    model = Key(Nested(ModelSpec), factory=ModelSpec)
+    domain = Key(Optional(Nested(DomainSpec)), None)
+    initial = Key(Nested(InitialSpec), factory=InitialSpec)
+    stimuli = Key(ListOf(Nested(BoxStimulus)), factory=list)
+    time = Key(Nested(TimeSpec))
+    solver = Key(Nested(SolverSpec))
+    reaction = Key(ReactionSpec, factory=ExactReactionSpec)
+    ensemble = Key(Optional(Nested(EnsembleSpec)), None)
+    output = Key(Nested(OutputSpec), factory=OutputSpec)
 
     @property
     def is_cable(self) -> bool:
@@ -554,8 +469,7 @@ class Case(_Strict):
         """The solver registry's geometry: "point", "cable" or "sheet"."""
         return "sheet" if self.is_sheet else "cable" if self.domain is not None else "point"
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Case:
+    def check(self) -> None:
         method = self.solver.method
         if self.domain is not None:
             geometry = self.geometry
@@ -627,7 +541,6 @@ class Case(_Strict):
                 f"float ({TINY:.3g}); use fewer substeps"
             )
         self._check_current()
-        return self
 
     def _check_no_y(self) -> None:
         """A y extent (a ``y`` range, a pair ``center`` or ``width``) only means something
@@ -717,7 +630,9 @@ class Case(_Strict):
             )
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "<dict>") -> Case:
@@ -729,9 +644,9 @@ class Case(_Strict):
             raise CaseError(f"a case must be a mapping of keys, got {type(data).__name__}",
                             source=source)
         try:
-            case = cls.model_validate(copy.deepcopy(data))
-        except ValidationError as exc:
-            raise validation_error_to_case_error(exc, source) from None
+            case = cls.validate(copy.deepcopy(data))
+        except Invalid as exc:
+            raise case_error(exc, source) from None
         if case.output.path is None:
             case.output.path = f"runs/{case.name}.zarr"
         return case
@@ -742,7 +657,7 @@ class Case(_Strict):
         if not hasattr(changes, "items"):
             raise CaseError(f"with_changes takes a mapping of key paths to values, got "
                             f"{type(changes).__name__}")
-        data = self.model_dump(mode="json")
+        data = self.to_dict()
         for key, value in changes.items():
             if not isinstance(key, str) or not key or any(not k for k in key.split(".")):
                 raise CaseError(f"with_changes: {quote(key)} is not a key path like 'time.dt'")

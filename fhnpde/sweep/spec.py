@@ -17,9 +17,6 @@ from ..case import (
     MAX_COUNT,
     Case,
     CaseError,
-    FiniteFloat,
-    Pair,
-    PositiveFloat,
     key_part,
     keyed,
     parse_case,
@@ -34,6 +31,12 @@ from ..schema import grid_size
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
+
+# The sweep file is validated by pydantic (it is read only by the sweep command); these are
+# the case schema's number and range checks (fhnpde.schema) in pydantic's terms.
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+Pair = Annotated[list[FiniteFloat], Field(min_length=2, max_length=2)]
 
 # Integers as wide as the int64 a member's value may end in (a case's counts are smaller).
 Number = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)] | FiniteFloat
