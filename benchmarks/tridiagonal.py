@@ -23,8 +23,12 @@ The single-system columns: ``thomas`` (``solve``, a fresh result each call), ``t
 (``solve(..., out=x)``, x reused: no first-touch page faults), ``th.fact`` (``factorize``
 once, ``fact.solve(rhs, out=x)`` timed: for n >= TWISTED_MIN_ROWS the two-ended factorisation,
 two independent chains), ``fact.1`` (the same factors solved by the one-ended forward and
-backward sweep, the kernel before: ``thomas._substitute_system``). Their timings are
-interleaved (each repeat times every way once).
+backward sweep, the kernel before: ``thomas._substitute_system``). From
+THREADED_HALVES_MIN_ROWS rows on two or more threads, ``th.out`` and ``th.fact`` run the
+two halves on two threads; ``th.1t`` and ``fact.1t`` are the same two-ended sweeps on one
+thread (the kernels ``thomas._thomas_system`` and ``thomas._substitute_twisted``), so the
+table shows what the second thread buys. Their timings are interleaved (each repeat times
+every way once).
 """
 
 from __future__ import annotations
@@ -80,11 +84,18 @@ def single_system_ways(lower, diag, upper, rhs) -> dict:
     fact = td.factorize(lower, diag, upper)
     factors = [f[0] for f in (fact.reciprocal_pivots, fact.scaled_lower, fact.modified_upper)]
     x = np.empty(rhs.shape[-1])
+    scratch = np.empty(rhs.shape[-1])
+    k = thomas._CONSTANTS[rhs.dtype]
+    twisted = fact.twisted or (*factors, 0.0, 0.0)  # below TWISTED_MIN_ROWS: no twisted factors
+    serial_twisted = thomas._substitute_twisted if fact.twisted else (
+        lambda r, l, cp, am, cm, d, x: thomas._substitute_system(r, l, cp, d, x))
     return {
         "gtsv": lambda: lapack.dgtsv(dl, diag, du, rhs),
         "thomas": lambda: td.solve(lower, diag, upper, rhs),
         "th.out": lambda: td.solve(lower, diag, upper, rhs, out=x),
+        "th.1t": lambda: thomas._thomas_system(lower, diag, upper, rhs, x, scratch, k),
         "th.fact": lambda: fact.solve(rhs, out=x),
+        "fact.1t": lambda: serial_twisted(*twisted, rhs, x),
         "fact.1": lambda: thomas._substitute_system(*factors, rhs, x),
     }
 
@@ -136,7 +147,8 @@ def main() -> None:
           f"{triad_1 / 1e9:.1f} GB/s on one\n")
 
     head = (
-        f"{'n':>10} {'gtsv':>9} {'thomas':>9} {'th.out':>9} {'th.fact':>9} {'fact.1':>9} "
+        f"{'n':>10} {'gtsv':>9} {'thomas':>9} {'th.out':>9} {'th.1t':>9} {'th.fact':>9} "
+        f"{'fact.1t':>9} {'fact.1':>9} "
         f"{'cyc.red':>9} {'thomas/gtsv':>12} {'th.out GB/s':>12} {'of triad':>9} "
         f"{'of 1-core':>10} {'th.fact GB/s':>13} {'of triad':>9} {'of 1-core':>10}"
     )
@@ -157,7 +169,8 @@ def main() -> None:
                                               if n >= 10**6 else f"{'':9} {'':10}")
         print(
             f"{n:>10} " + " ".join(f"{rate[k]:9.1f}" for k in
-                                   ("gtsv", "thomas", "th.out", "th.fact", "fact.1", "cyc.red"))
+                                   ("gtsv", "thomas", "th.out", "th.1t", "th.fact", "fact.1t",
+                                    "fact.1", "cyc.red"))
             + f" {t['gtsv'] / t['thomas']:12.2f}" + cells
         )
 

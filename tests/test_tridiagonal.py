@@ -240,6 +240,36 @@ def test_thomas_two_ended_factorization_matches_solve_banded(n, dtype):
     np.testing.assert_array_equal(out, x)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda t: t.__name__)
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 7, 8, 4096, 4097, 10_001])
+def test_thomas_halves_on_two_threads_equal_one_thread_to_the_bit(monkeypatch, n, dtype):
+    """A long system's two halves (the solve, and the two-ended factorisation's solve) run
+    on two threads: the same operations on every row as on one thread, so the same x to the
+    bit (the threshold is lowered to reach small and odd n); and it solves the system."""
+    from fhnpde.tridiagonal import thomas
+
+    rng = np.random.default_rng(n + 11)
+    lower, diag, upper, rhs = random_system(rng, (), n, dtype)
+    monkeypatch.setattr(thomas, "TWISTED_MIN_ROWS", 1)
+    fact = td.factorize(lower, diag, upper, method="thomas")
+    one = {"solve": td.solve(lower, diag, upper, rhs, method="thomas"),
+           "factorised": fact.solve(rhs)}
+    monkeypatch.setattr(thomas, "THREADED_HALVES_MIN_ROWS", 1)
+    monkeypatch.setattr(thomas.numba, "get_num_threads", lambda: 2)
+    two = {"solve": td.solve(lower, diag, upper, rhs, method="thomas"),
+           "factorised": fact.solve(rhs)}
+    for way in one:
+        np.testing.assert_array_equal(two[way], one[way], err_msg=way)
+        assert_solves(lower, diag, upper, rhs, two[way], dtype)
+    # a zero first pivot of either half falls back to the classic recurrences and is named
+    if n >= 3:
+        for row in (0, n - 1):
+            bad = diag.copy()
+            bad[row] = 0.0
+            with pytest.raises(td.PivotError, match=f"row {row}"):
+                td.solve(lower, bad, upper, rhs, method="thomas")
+
+
 def test_thomas_two_ended_falls_back_when_the_upward_elimination_fails():
     """b[n-1] = 0: the forward elimination's last pivot b - a c' is fine, the upward one
     (b[n-1] itself) is zero: no two-ended factors, the forward sweep solves."""

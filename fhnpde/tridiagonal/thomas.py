@@ -214,6 +214,29 @@ def _back_substitute_both(s, x, m, nb):
 
 
 @numba.njit(**_JIT)
+def _back_substitute_half(s, x, m, nb, bottom):
+    """One half's back substitution from the twist row m outwards (``_back_substitute_both``
+    takes both halves in one loop): the top rows m-1 .. 0, or the bottom rows m+1 .. m+nb."""
+    xh = x[m]
+    if bottom:
+        for j in range(m + 1, m + 1 + nb):
+            xh = x[j] - s[j] * xh
+            x[j] = xh
+    else:
+        for i in range(m - 1, -1, -1):
+            xh = x[i] - s[i] * xh
+            x[i] = xh
+
+
+@numba.njit(**_JIT, parallel=True)
+def _back_substitute_halves(s, x, m, nb):
+    """Both halves' back substitutions on two threads (the same rows as
+    ``_back_substitute_both``, to the bit)."""
+    for half in numba.prange(2):
+        _back_substitute_half(s, x, m, nb, half == 1)
+
+
+@numba.njit(**_JIT)
 def _twist(a, b, c, d, s, x, m):
     """Solve the twist row m from both eliminated halves; returns its pivot p."""
     n = b.shape[0]
@@ -297,6 +320,36 @@ def _thomas_system(a, b, c, d, x, s, k):
         if not _bad(p):
             _back_substitute_both(s, x, m, nb)
             return -1, zero
+    return _classic_system(a, b, c, d, x, s)
+
+
+@numba.njit(**_JIT, parallel=True)
+def _eliminate_halves(a, b, c, d, s, x, k, bad):
+    """The two halves' forward eliminations of ``_thomas_system`` on two threads: bad[0],
+    bad[1] as ``_eliminate`` returns them for the top and the bottom half."""
+    n = b.shape[0]
+    m = n // 2
+    nb = n - m - 1
+    for half in numba.prange(2):
+        if half == 0:
+            bad[0] = _eliminate(a, b, c, d, s, x, m, k)
+        else:
+            bad[1] = _eliminate(c[::-1], b[::-1], a[::-1], d[::-1], s[::-1], x[::-1], nb, k)
+
+
+def _thomas_system_threaded(a, b, c, d, x, s, k):
+    """``_thomas_system`` with its two independent halves on two threads: the same
+    operations on every row, so the same x to the bit; a long system's two chains then draw
+    on two cores' memory bandwidth instead of one."""
+    n = b.shape[0]
+    m = n // 2
+    bad = np.empty(2, dtype=np.int64)
+    _eliminate_halves(a, b, c, d, s, x, k, bad)
+    if bad[0] < 0 and bad[1] < 0:
+        p = _twist(a, b, c, d, s, x, m)
+        if not _bad(p):
+            _back_substitute_halves(s, x, m, n - m - 1)
+            return -1, p - p
     return _classic_system(a, b, c, d, x, s)
 
 
@@ -447,6 +500,54 @@ def _substitute_twisted(tr, tl, ts, am, cm, d, x):
         xm -= cm * x[m + 1]
     x[m] = xm * tr[m]
     _back_substitute_both(ts, x, m, nb)
+
+
+@numba.njit(**_JIT)
+def _forward_twisted_half(tr, tl, d, x, m, nb, bottom):
+    """One half's forward recurrence of ``_substitute_twisted``: rows 0 .. m-1 downwards,
+    or rows n-1 .. m+1 upwards."""
+    n = d.shape[0]
+    if bottom:
+        if nb > 0:
+            y = d[n - 1] * tr[n - 1]
+            x[n - 1] = y
+            for j in range(n - 2, m, -1):
+                y = d[j] * tr[j] - tl[j] * y
+                x[j] = y
+    elif m > 0:
+        y = d[0] * tr[0]
+        x[0] = y
+        for i in range(1, m):
+            y = d[i] * tr[i] - tl[i] * y
+            x[i] = y
+
+
+@numba.njit(**_JIT, parallel=True)
+def _forward_twisted_halves(tr, tl, d, x, m, nb):
+    for half in numba.prange(2):
+        _forward_twisted_half(tr, tl, d, x, m, nb, half == 1)
+
+
+@numba.njit(**_JIT)
+def _twist_factored(tr, am, cm, d, x, m, nb):
+    """The twist row of the two-ended factorisation (as in ``_substitute_twisted``)."""
+    xm = d[m]
+    if m > 0:
+        xm -= am * x[m - 1]
+    if nb > 0:
+        xm -= cm * x[m + 1]
+    x[m] = xm * tr[m]
+
+
+def _substitute_twisted_threaded(tr, tl, ts, am, cm, d, x):
+    """``_substitute_twisted`` with each half's forward and back substitution on its own
+    thread: the same operations on every row, so the same x to the bit."""
+    n = d.shape[0]
+    m = n // 2
+    nb = n - m - 1
+    _forward_twisted_halves(tr, tl, d, x, m, nb)
+    _twist_factored(tr, am, cm, d, x, m, nb)
+    _back_substitute_halves(ts, x, m, nb)
 
 
 @numba.njit(**_JIT)
@@ -658,6 +759,14 @@ PARALLEL_MIN_UNKNOWNS = 65_536
 # the forward factors solve) to the bit.
 TWISTED_MIN_ROWS = 4096
 
+# Rows from which one system's two halves run on two threads (when numba has two): below,
+# the halves fit in the caches and the parallel region's start costs more than it saves.
+THREADED_HALVES_MIN_ROWS = 1 << 17
+
+
+def _threaded_halves(n: int) -> bool:
+    return n >= THREADED_HALVES_MIN_ROWS and numba.get_num_threads() >= 2
+
 
 def strided_width(inner: int, outer: int, threads: int) -> int:
     """Columns per block of the strided sweep: the columns split into as few blocks as give
@@ -681,7 +790,8 @@ def solve(lower, diag, upper, rhs, batch_shape, out=None):
     if nsys == 1:  # serial kernel: no parallel start-up for one system
         # x and the scratch are allocated by numpy (large blocks get huge pages; fewer faults)
         x = _output(out, (n,), rhs.dtype)
-        row, piv = _thomas_system(
+        kernel = _thomas_system_threaded if _threaded_halves(n) else _thomas_system
+        row, piv = kernel(
             _flat(lower), _flat(diag), _flat(upper), _flat(rhs), x, _scratch(n, rhs.dtype), k
         )
         if row >= 0:
@@ -749,7 +859,9 @@ class ThomasFactorization(Factorization):
         x = _output(out, (nsys, n), self.dtype)
         if nsys == 1:
             if self.twisted is not None:
-                _substitute_twisted(*self.twisted, _flat(rhs), x[0])
+                kernel = (_substitute_twisted_threaded if _threaded_halves(n)
+                          else _substitute_twisted)
+                kernel(*self.twisted, _flat(rhs), x[0])
             else:
                 _substitute_system(*(f[0] for f in factors), _flat(rhs), x[0])
             return _shaped(x, out, batch_shape + (n,))
