@@ -288,6 +288,7 @@ def solver_options(case: Case):
         backend=spec.backend,
         tridiagonal=spec.tridiagonal,
         diffusion=spec.diffusion,
+        merge_diffusion=spec.merge_diffusion,
         newton=NewtonOptions(float(newton.rtol), int(newton.max_iter), newton.predictor,
                              newton.stop),
         adaptive=AdaptiveOptions(**{f: float(getattr(adaptive, f))

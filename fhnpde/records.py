@@ -305,12 +305,13 @@ _REQUIRED = object()
 class Key:
     """One key of a record: its checker, its default (or ``factory`` making one; none means
     required), an optional ``after`` check of the stored value (a ValueError names the key),
-    and ``omit_none``: left out of dumps while it is None."""
+    and ``omit_default``: left out of dumps while it holds its default (a key added later
+    leaves the dumps, and the fingerprints, of the cases that do not use it as they were)."""
 
     def __init__(self, check, default: Any = _REQUIRED, *, factory=None, after=None,
-                 omit_none: bool = False, doc: str = ""):
+                 omit_default: bool = False, doc: str = ""):
         self.checker, self.default, self.factory, self.after = check, default, factory, after
-        self.omit_none, self.doc = omit_none, doc
+        self.omit_default, self.doc = omit_default, doc
 
     @property
     def required(self) -> bool:
@@ -394,9 +395,9 @@ class Record:
 
     def to_dict(self) -> dict:
         """The record as plain Python values (mappings, lists, numbers, strings), in key
-        order; a key marked ``omit_none`` is left out while it is None."""
+        order; a key marked ``omit_default`` is left out while it holds its default."""
         return {name: _plain(getattr(self, name)) for name, key in self.record_keys.items()
-                if not (key.omit_none and getattr(self, name) is None)}
+                if not (key.omit_default and getattr(self, name) == key.default)}
 
     def model_dump(self, mode: str = "json") -> dict:
         """:meth:`to_dict`, under the name the pydantic-based schema used."""

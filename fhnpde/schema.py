@@ -203,7 +203,7 @@ class BoxProfile(Record):
     x = Key(Pair)
     # left out of dumps when unset: a cable case dumps (and fingerprints) as it did before
     # sheets existed
-    y = Key(Optional(Pair), None, omit_none=True)
+    y = Key(Optional(Pair), None, omit_default=True)
     amplitude = Key(FiniteFloat, 1.0)
     base = Key(FiniteFloat, 0.0)
 
@@ -242,7 +242,7 @@ class BoxStimulus(Record):
 
     kind = Key(OneOf("box"), "box")
     x = Key(Optional(Pair), None)
-    y = Key(Optional(Pair), None, omit_none=True)
+    y = Key(Optional(Pair), None, omit_default=True)
     t = Key(OpenPair, factory=lambda: [0.0, None])
     amplitude = Key(FiniteFloat)
 
@@ -366,8 +366,13 @@ class SolverSpec(Record):
                       after=_one_of(TRIDIAGONAL_METHODS, "tridiagonal method", "methods"))
     # split's diffusion substep: cn (cable default) | adi (sheet); left out of dumps when
     # unset, so a case that does not name it dumps (and fingerprints) as before the key existed
-    diffusion = Key(Optional(Text()), None, omit_none=True,
+    diffusion = Key(Optional(Text()), None, omit_default=True,
                     after=_one_of(("cn", "adi"), "diffusion substep", "substeps"))
+    # split: the diffusion half-steps of consecutive steps within an output interval merged
+    # into one of dt (D_dt/2 R D_dt/2 D_dt/2 R D_dt/2 -> D_dt/2 R D_dt R D_dt/2): a diffusion
+    # solve less per step, the same order; outputs then depend (within the scheme's error) on
+    # where the intervals end
+    merge_diffusion = Key(Flag(), False, omit_default=True)
     force = Key(Flag(), False)
     newton = Key(Nested(NewtonSpec), factory=NewtonSpec)
     adaptive = Key(Nested(AdaptiveSpec), factory=AdaptiveSpec)
@@ -376,6 +381,10 @@ class SolverSpec(Record):
         if self.diffusion is not None and self.method != "split":
             raise KeyedError("diffusion", f"{self.diffusion!r} is the split solver's diffusion "
                              f"substep, but the method is {self.method}; remove it or use "
+                             "method: split")
+        if self.merge_diffusion and self.method != "split":
+            raise KeyedError("merge_diffusion", f"merges the split solver's diffusion "
+                             f"half-steps, but the method is {self.method}; remove it or use "
                              "method: split")
 
 

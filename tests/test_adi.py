@@ -364,3 +364,27 @@ def test_fused_half_step_against_dense_peaceman_rachford(boundary):
         y = np.empty(grid.shape)
         adi_k.implicit_y_threaded(mid, s, 1 / step.gx.dx**2, gx0, gxn, *fy, y, width)
         np.testing.assert_array_equal(step.along_y.correct(y, -2, y), got)
+
+
+@pytest.mark.parametrize("boundary", ["neumann", "periodic"])
+def test_y_independent_sheet_is_the_cable_with_merged_half_steps(boundary):
+    """solver.merge_diffusion on a sheet: ADI steps of dt between the reactions, still the
+    cable's (merged) split on data that do not depend on y."""
+    case = make_case(SMALL_CABLE, "solver.method=split", "solver.backend=numba",
+                     f"domain.boundary={boundary}", "time.dt=0.1", "time.t_end=20",
+                     "solver.merge_diffusion=true",
+                     "stimuli=[{kind: box, x: [0, 4], t: [0, 2], amplitude: 0.8}]")
+    cable, cable_solver = build_solver(case)
+    ny = 7
+    grid = SheetGrid((cable.grid.length, 3.0), (cable.grid.nx, ny), boundary)
+    problem = sheet_problem(grid, np.tile(cable.v0, (ny, 1)), np.tile(cable.w0, (ny, 1)),
+                            current=TiledCurrent(cable.current, ny))
+    sheet_solver = SheetStrangSplit(problem, SolverOptions(backend="numba",
+                                                           merge_diffusion=True))
+    n = case.time.n_steps
+    v_cable, w_cable = run(cable_solver, case.time.dt, n)
+    v_sheet, w_sheet = run(sheet_solver, case.time.dt, n)
+    v_plain, _ = run(SheetStrangSplit(problem, SolverOptions(backend="numba")), 0.1, n)
+    assert np.abs(v_sheet - v_plain).max() > 1e-8  # merging did something
+    assert np.abs(v_sheet - v_cable).max() <= 1e-12
+    assert np.abs(w_sheet - w_cable).max() <= 1e-12

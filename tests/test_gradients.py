@@ -246,6 +246,8 @@ def test_gradient_api_and_loss_errors():
     ({}, [], None, "wrt is empty"),
     ({"solver.backend": "numpy"}, ["a"], "solver.backend", "need solver.backend: torch"),
     ({"solver.method": "adaptive"}, ["a"], "solver.method", "no differentiable path"),
+    ({"solver.method": "split", "solver.merge_diffusion": True}, ["a"],
+     "solver.merge_diffusion", "merged diffusion half-steps have no differentiable path"),
     ({"domain.nx": [21, 11], "domain.length": [200.0, 100.0], "initial.v.center": [30.0, 50.0]},
      ["initial.v.center"], "initial.v.center", "name one of its numbers: initial.v.center.0"),
 ])

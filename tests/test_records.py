@@ -48,7 +48,7 @@ class Outer(Record):
     extent = Key(Either(Number(gt=0), ListOf(Number(gt=0), min_length=2, max_length=2,
                                              shape="a pair [x, y]")), 1.0)
     table = Key(MapOf(Number()), factory=dict)
-    part = Key(Optional(Nested(Inner)), None, omit_none=True)
+    part = Key(Optional(Nested(Inner)), None, omit_default=True)
     shape = Key(Tagged({"inner": Inner, "other": Other}), factory=lambda: Other(kind="other"))
 
     def check(self):

@@ -225,3 +225,60 @@ def test_a_registered_reaction_step_drives_the_split_solver(cases_dir, monkeypat
     assert built == [(case.solver.backend, 0.5)]  # built once, told the backend and the step
     solver.advance(solver.init(), 0.0, 0.5, 10)
     assert calls == [((801,), (801,), (801,), 0.5)] * 10
+
+
+# --- merged diffusion half-steps (solver.merge_diffusion) -------------------------------------
+
+
+@pytest.mark.parametrize("boundary", ["neumann", "periodic"])
+def test_merged_half_steps_stay_second_order_against_scipy_bdf(boundary):
+    """D_dt/2 R D_dt R ... D_dt/2 over an output interval: second order against scipy BDF
+    on the same grid, like the symmetric steps, with one diffusion solve per step."""
+    sets = (f"domain.boundary={boundary}", "initial.v.center=12.0", "solver.method=split",
+            "solver.backend=numba", "solver.merge_diffusion=true")
+    case = make_case(SMALL_CABLE, *sets)
+    assert case.solver.merge_diffusion is True
+    _, v_ref, w_ref = mol_reference(case)
+    dts = [0.2, 0.1, 0.05]
+    errs = []
+    for dt in dts:
+        _, v, w = final_state(make_case(SMALL_CABLE, *sets, f"time.dt={dt}"))
+        errs.append(max(np.max(np.abs(v - v_ref)), np.max(np.abs(w - w_ref))))
+    assert fitted_order(dts, errs) == pytest.approx(2.0, abs=0.15), errs
+    assert errs[-1] < 1e-4
+
+
+def test_merged_half_steps_are_the_symmetric_steps_with_inner_halves_combined():
+    """One step is the symmetric step; over n steps, merging changes the result by the
+    scheme's own error only, and the inner diffusion steps are full CN steps of dt: the
+    merged advance equals composing the pieces by hand to the bit."""
+    case = make_case(SMALL_CABLE, "solver.method=split", "solver.backend=numba",
+                     "initial.v.center=12.0", "time.dt=0.1")
+    merged = case.with_changes({"solver.merge_diffusion": True})
+    _, plain = build_solver(case)
+    problem, fused = build_solver(merged)
+    s0 = plain.init()
+    np.testing.assert_array_equal(fused.advance(s0, 0.0, 0.1, 1).v, plain.advance(s0, 0.0, 0.1,
+                                                                                    1).v)
+    n = 30
+    got = fused.advance(s0, 0.0, 0.1, n)
+    half, full = plain.diffusion(0.1), plain.diffusion(0.1, 0.1)
+    v, w = half(s0.v), s0.w
+    for i in range(n):
+        v, w = plain.react(v, w, plain.asarray(problem.current.current((i + 0.5) * 0.1)), 0.1)
+        v = full(v) if i < n - 1 else half(v)
+    np.testing.assert_array_equal(got.v, v)
+    np.testing.assert_array_equal(got.w, w)
+    symmetric = plain.advance(s0, 0.0, 0.1, n)
+    assert 0 < np.abs(got.v - symmetric.v).max() < 1e-3
+    assert fused.stats()["factorizations"] == 2  # the half-step's matrix and the step's
+
+
+def test_merge_diffusion_is_the_split_solvers_option():
+    with pytest.raises(CaseError, match=r"solver\.merge_diffusion: merges the split solver's "
+                                        r"diffusion half-steps, but the method is explicit"):
+        make_case(SMALL_CABLE, "solver.method=explicit", "solver.merge_diffusion=true")
+    # a case that does not use it dumps as before the key existed
+    assert "merge_diffusion" not in make_case(SMALL_CABLE, "solver.method=split").to_yaml()
+    assert "merge_diffusion: true" in make_case(SMALL_CABLE, "solver.method=split",
+                                                "solver.merge_diffusion=true").to_yaml()

@@ -92,6 +92,9 @@ class SolverOptions:
     #: the split solver's diffusion substep: "cn" (Crank–Nicolson, cables) or "adi"
     #: (Peaceman–Rachford, sheets); None: the geometry's own
     diffusion: str | None = None
+    #: the split solver: merge the diffusion half-steps of consecutive steps of one
+    #: ``advance`` into one diffusion step of dt (see :class:`~fhnpde.solvers.split.StrangSplit`)
+    merge_diffusion: bool = False
     #: the array namespace and device of the array path (None: the backend's, e.g. numpy;
     #: the tests set ``array_api_strict`` on a non-CPU device here)
     namespace: Any = None
