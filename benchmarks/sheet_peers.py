@@ -34,12 +34,14 @@ is printed.
     python benchmarks/sheet_peers.py [--t-end 50] [--fhnpde 51 101 201 401]
                                      [--pypde 50 100 200 400] [--repeats 3]
                                      [--method explicit|split] [--split-dt-per-dx 1]
-                                     [--stepping-only]
+                                     [--merge-diffusion] [--stepping-only]
 
 ``--method split``: fhnpde's ladder by ADI-split (Strang around Peaceman–Rachford, one RK4
 reaction step) at dt = ``--split-dt-per-dx`` x dx (rounded down to divide t_end / 10), not
 bound by the explicit limit; py-pde's ladder stays its explicit Euler solver (the issue's
-comparison: fhnpde's fastest way to a front error against py-pde's explicit solver).
+comparison: fhnpde's fastest way to a front error against py-pde's explicit solver);
+``--merge-diffusion`` adds ``solver.merge_diffusion: true`` (one ADI step per step, the
+inner half-steps merged within each of the 10 output intervals).
 
 Measured (py-pde 0.59.0, 2 shared cores at load average 6-7, the defaults): front errors of
 the two ladders agree grid for grid (1.18 / 1.27, 0.264 / 0.260, 0.0622 / 0.0636,
@@ -129,13 +131,15 @@ def fhnpde_dt(n: int, t_end: float, method: str, per_dx: float) -> float:
             else split_steps_for(dx, t_end, per_dx))[0]
 
 
-def fhnpde_sets(n: int, t_end: float, method: str = "explicit", per_dx: float = 1.0
-                ) -> list[str]:
+def fhnpde_sets(n: int, t_end: float, method: str = "explicit", per_dx: float = 1.0,
+                merged: bool = False) -> list[str]:
     dt = fhnpde_dt(n, t_end, method, per_dx)
     sets = [START, f"domain.nx=[{n}, {n}]", f"time.t_end={t_end}", f"time.dt={dt!r}",
             f"time.save_every={t_end / 10!r}", "solver.backend=numba"]
     if method == "split":
         sets += ["solver.method=split", "solver.diffusion=adi"]
+        if merged:
+            sets.append("solver.merge_diffusion=true")
     return sets
 
 
@@ -248,6 +252,8 @@ def main() -> None:
                     help="fhnpde's solver: explicit at 0.8 x its limit (default), or ADI-split "
                          "at dt = --split-dt-per-dx x dx")
     ap.add_argument("--split-dt-per-dx", type=float, default=1.0)
+    ap.add_argument("--merge-diffusion", action="store_true",
+                    help="with --method split: solver.merge_diffusion: true")
     ap.add_argument("--stepping-only", action="store_true",
                     help="skip the end-to-end runs (py-pde's compile in every process)")
     ap.add_argument("--pypde-worker", nargs=2, help=argparse.SUPPRESS)
@@ -267,9 +273,10 @@ def main() -> None:
           f"{abs(x_ref - x_check):.1e})")
     rows_f = []
     print(f"fhnpde: {args.method}" + (f", dt = {args.split_dt_per_dx:g} x dx"
+                                       + (", merged half-steps" if args.merge_diffusion else "")
                                        if args.method == "split" else ", dt = 0.8 x limit"))
     for n in args.fhnpde:
-        sets = fhnpde_sets(n, t_end, args.method, args.split_dt_per_dx)
+        sets = fhnpde_sets(n, t_end, args.method, args.split_dt_per_dx, args.merge_diffusion)
         step, pos = fhnpde_stepping(n, t_end, args.repeats, sets)
         e2e = float("nan") if args.stepping_only else fhnpde_end_to_end(sets, args.repeats)
         rows_f.append({"n": n, "dx": LENGTH / (n - 1),
