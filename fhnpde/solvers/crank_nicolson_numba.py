@@ -57,6 +57,31 @@ def boxes_switch(t_a, t_b, t0s, t1s):
     return False
 
 
+@njit(**JIT_NUMPY_ERRORS, inline="always")
+def solve_cable_system(op_lower, jd, op_upper, rhs, x, u, z, scratch, periodic, top, bottom):
+    """x of the cable's tridiagonal system (``op_lower``, ``jd``, ``op_upper``) x = rhs, by
+    Thomas; on a ring the corners (``top``, ``bottom``) by Sherman–Morrison
+    (:mod:`fhnpde.operators`): ``jd``'s ends are shifted, T z = u is solved as well (``u``
+    zero but at its ends, which are set here) and x corrected. Returns Thomas's
+    ``(row, pivot)`` of a bad pivot, or ``(-1, 0.0)``."""
+    if not periodic:
+        return thomas_system(op_lower, jd, op_upper, rhs, x, scratch)
+    n = jd.shape[0]
+    gamma, jd[0], jd[n - 1] = corner_shift(jd[0], jd[n - 1], top, bottom)
+    row, piv = thomas_system(op_lower, jd, op_upper, rhs, x, scratch)
+    if row >= 0:
+        return row, piv
+    u[0] = gamma
+    u[n - 1] = bottom
+    row, piv = thomas_system(op_lower, jd, op_upper, u, z, scratch)
+    if row >= 0:
+        return row, piv
+    fact = corner_factor(x[0], x[n - 1], z[0], z[n - 1], top, gamma)
+    for i in range(n):
+        x[i] -= fact * z[i]
+    return -1, 0.0
+
+
 @njit(**JIT_NUMPY_ERRORS)
 def start_node(i, left, code, vn, wn, right, i0, p, h, diffusivity, inv_dx2, alpha, beta,
                 delta, guess, known, c0, vk, vprev):
@@ -141,23 +166,10 @@ def cn_cable_advance(code, v, w, base, masks, t0s, t1s, amps, params, recovery, 
                                   c1, i1[n - 1], p, dfdw, h, diffusivity, inv_dx2)
             rhs[n - 1] = -r
             jd[n - 1] = d + op_diag[n - 1]
-            if periodic:  # Sherman–Morrison (fhnpde.operators)
-                gamma, jd[0], jd[n - 1] = corner_shift(jd[0], jd[n - 1], top, bottom)
-                row, piv = thomas_system(op_lower, jd, op_upper, rhs, x, scratch)
-                if row >= 0:
-                    return 2, step, row, piv
-                u[0] = gamma
-                u[n - 1] = bottom
-                row, piv = thomas_system(op_lower, jd, op_upper, u, z, scratch)
-                if row >= 0:
-                    return 2, step, row, piv
-                fact = corner_factor(x[0], x[n - 1], z[0], z[n - 1], top, gamma)
-                for i in range(n):
-                    x[i] -= fact * z[i]
-            else:
-                row, piv = thomas_system(op_lower, jd, op_upper, rhs, x, scratch)
-                if row >= 0:
-                    return 2, step, row, piv
+            row, piv = solve_cable_system(op_lower, jd, op_upper, rhs, x, u, z, scratch,
+                                          periodic, top, bottom)
+            if row >= 0:
+                return 2, step, row, piv
             for i in range(n):
                 vk[i] += x[i]
             size = max_abs(x_bits, cell, cell_float)  # NaN if the update holds a NaN

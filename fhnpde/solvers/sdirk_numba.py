@@ -15,11 +15,9 @@ import numpy as np
 from numba import njit
 
 from ..compiled import JIT_NUMPY_ERRORS
-from ..operators import corner_factor, corner_shift
 from ..schemes import cn_newton_node, newton_error_left, trapezoid_w_affine
 from ..stimulus import node_currents
-from ..tridiagonal.thomas import thomas_system
-from .crank_nicolson_numba import max_abs
+from .crank_nicolson_numba import max_abs, solve_cable_system
 
 
 @njit(**JIT_NUMPY_ERRORS)
@@ -54,25 +52,13 @@ def stage_newton(code, g0, gn, known, c0, c1, im, p, dfdw, h, diffusivity, inv_d
                               im[n - 1], p, dfdw, h, diffusivity, inv_dx2)
         rhs[n - 1] = -r
         jd[n - 1] = d + op_diag[n - 1]
-        if periodic:  # Sherman–Morrison (fhnpde.operators)
+        if periodic:  # u is zero but at the ends that solve_cable_system sets
             for i in range(n):
                 u[i] = 0.0
-            gamma, jd[0], jd[n - 1] = corner_shift(jd[0], jd[n - 1], top, bottom)
-            row, piv = thomas_system(op_lower, jd, op_upper, rhs, x, scratch)
-            if row >= 0:
-                return 2, it, row, piv, k_est
-            u[0] = gamma
-            u[n - 1] = bottom
-            row, piv = thomas_system(op_lower, jd, op_upper, u, z, scratch)
-            if row >= 0:
-                return 2, it, row, piv, k_est
-            fact = corner_factor(x[0], x[n - 1], z[0], z[n - 1], top, gamma)
-            for i in range(n):
-                x[i] -= fact * z[i]
-        else:
-            row, piv = thomas_system(op_lower, jd, op_upper, rhs, x, scratch)
-            if row >= 0:
-                return 2, it, row, piv, k_est
+        row, piv = solve_cable_system(op_lower, jd, op_upper, rhs, x, u, z, scratch, periodic,
+                                      top, bottom)
+        if row >= 0:
+            return 2, it, row, piv, k_est
         for i in range(n):
             vk[i] += x[i]
         size = max_abs(x_bits, cell, cell_float)

@@ -11,11 +11,9 @@ from __future__ import annotations
 from numba import njit
 
 from ..compiled import JIT_NUMPY_ERRORS
-from ..operators import corner_factor, corner_shift
 from ..schemes import linear_cn_node, staggered_w_step
 from ..stimulus import node_currents
-from ..tridiagonal.thomas import thomas_system
-from .crank_nicolson_numba import boxes_switch
+from .crank_nicolson_numba import boxes_switch, solve_cable_system
 
 
 @njit(**JIT_NUMPY_ERRORS)
@@ -65,23 +63,10 @@ def staggered_cable_advance(code, v, w, base, masks, t0s, t1s, amps, params, rec
                               diffusivity, inv_dx2)
         rhs[n - 1] = r
         jd[n - 1] = d + op_diag[n - 1]
-        if periodic:  # Sherman–Morrison (fhnpde.operators)
-            gamma, jd[0], jd[n - 1] = corner_shift(jd[0], jd[n - 1], top, bottom)
-            row, piv = thomas_system(op_lower, jd, op_upper, rhs, x, scratch)
-            if row >= 0:
-                return 2, step, row, piv
-            u[0] = gamma
-            u[n - 1] = bottom
-            row, piv = thomas_system(op_lower, jd, op_upper, u, z, scratch)
-            if row >= 0:
-                return 2, step, row, piv
-            fact = corner_factor(x[0], x[n - 1], z[0], z[n - 1], top, gamma)
-            for i in range(n):
-                x[i] -= fact * z[i]
-        else:
-            row, piv = thomas_system(op_lower, jd, op_upper, rhs, x, scratch)
-            if row >= 0:
-                return 2, step, row, piv
+        row, piv = solve_cable_system(op_lower, jd, op_upper, rhs, x, u, z, scratch, periodic,
+                                      top, bottom)
+        if row >= 0:
+            return 2, step, row, piv
         for i in range(n):
             vn[i] += x[i]
             wh[i] = staggered_w_step(wh[i], vn[i], dt, alpha, beta, delta)
