@@ -111,9 +111,10 @@ _KEY_SEPARATOR = "\x00"
 
 
 class KeyedError(ValueError):
-    """Raised inside a (pydantic) validator to name a key path below the validator's own
-    location: ``raise keyed("x", "must be [start, end] ...")``; :func:`split_keyed` reads it
-    back where the validation error is turned into a :class:`CaseError`."""
+    """Raised inside a validator (a case record's check, or a pydantic config's) to name a
+    key path below the validator's own location: ``raise keyed("x", "must be [start, end]
+    ...")``; :func:`split_keyed` reads it back where the validation error is turned into a
+    :class:`CaseError`."""
 
     def __init__(self, key: str, message: str):
         super().__init__(f"{key}{_KEY_SEPARATOR}{message}")
