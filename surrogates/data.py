@@ -361,8 +361,9 @@ def data_fingerprint(cfg: Config) -> str:
                             "data": cfg.data.model_dump(mode="json", exclude={"path"})}
     if cfg.data.kind == "cable":
         # what a case computes, not its name, description or output path
-        what["cases"] = [cable_case(cfg, spec, f"data.{name}[{i}]").model_dump(
-                             mode="json", exclude={"name", "description", "output"})
+        what["cases"] = [{key: value for key, value in
+                          cable_case(cfg, spec, f"data.{name}[{i}]").to_dict().items()
+                          if key not in ("name", "description", "output")}
                          for name in ("cases", "validation_cases")
                          for i, spec in enumerate(getattr(cfg.data, name))]
     text = json.dumps(what, sort_keys=True)

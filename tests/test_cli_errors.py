@@ -43,7 +43,7 @@ def world(tmp_path_factory) -> Path:
 
     w = tmp_path_factory.mktemp("cli")
     case = make_case(SMALL_CABLE, "time.save_every=0.5", "output.chunk_mb=0.004")
-    data = case.model_dump(mode="json")
+    data = case.to_dict()
     data["output"] = {"path": str(w / "runs" / "small.zarr")}
     (w / "small.yaml").write_text(yaml.safe_dump(data))
     (w / "a_file.txt").write_text("not a store\n")
@@ -71,7 +71,7 @@ def world(tmp_path_factory) -> Path:
     foreign.to_zarr(w / "foreign.zarr", zarr_format=3, consolidated=False)
     foreign.to_zarr(w / "foreign2.zarr", zarr_format=2)
 
-    base = case.model_dump(mode="json")
+    base = case.to_dict()
     base.pop("output")
     (w / "base.yaml").write_text(yaml.safe_dump(base))
     (w / "sweep.yaml").write_text(yaml.safe_dump({

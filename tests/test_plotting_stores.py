@@ -47,7 +47,7 @@ def sweep_store(tmp_path_factory) -> Path:
     from fhnpde.sweep import load_sweep, run_member, write_template
 
     root = tmp_path_factory.mktemp("sweep")
-    base = make_case(SMALL_CABLE, "time.save_every=1.0").model_dump(mode="json")
+    base = make_case(SMALL_CABLE, "time.save_every=1.0").to_dict()
     base.pop("output")
     (root / "base.yaml").write_text(yaml.safe_dump(base))
     (root / "sweep.yaml").write_text(yaml.safe_dump({

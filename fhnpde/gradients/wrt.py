@@ -98,7 +98,7 @@ def resolve(case, wrt) -> tuple[Target, ...]:
     seen = {p for p in paths if paths.count(p) > 1}
     if seen:
         raise CaseError("is named twice in wrt; name each key path once", key=sorted(seen)[0])
-    data = case.model_dump(mode="json")
+    data = case.to_dict()
     kinetics = Kinetics.create(case.model.kinetics, dict(case.model.params))
     varied = set(case.ensemble.vary) if case.ensemble is not None else set()
     targets = []

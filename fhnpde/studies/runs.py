@@ -42,7 +42,7 @@ MAX_NODES = 10**7
 
 def case_with(case: Case, changes: dict[str, Any]) -> Case:
     """A copy of ``case`` with dotted keys replaced, validated again (CaseError if invalid)."""
-    data = case.model_dump(mode="json")
+    data = case.to_dict()
     for path, value in changes.items():
         node = data
         keys = path.split(".")
