@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from fhnpde.cli import main
 from fhnpde.driver import run_case
@@ -110,6 +111,59 @@ def test_import_fhnpde_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_the_run_command_imports_only_what_a_run_needs(tmp_path):
+    """``python -m fhnpde run`` (explicit, then crank-nicolson) adds to what ``import
+    fhnpde`` loaded no other command's modules (studies, cluster, sweeps, fits), no other
+    solver's module, and neither sockets, temporary files, logging nor OpenSSL."""
+    code = ("import sys, fhnpde\n"
+            "before = set(sys.modules)\n"
+            "from fhnpde.cli import main\n"
+            f"args = ['run', 'cases/divergent.yaml', '--quiet', '--overwrite', '--set', "
+            f"'time.t_end=2', '--out', {str(tmp_path / 'r.zarr')!r}]\n"
+            "assert main(args) == 0\n"
+            "assert main([*args, '--set', 'solver.method=crank-nicolson']) == 0\n"
+            "print(sorted(m for m in set(sys.modules) - before if m.startswith(("
+            "'fhnpde.studies', "
+            "'fhnpde.cluster', 'fhnpde.sweep', 'fhnpde.gradients', 'fhnpde.solvers.', 'logging', "
+            "'socket', '_hashlib', 'tempfile'))))\n")
+    # the first process compiles the kernels if the cache is cold (importing numba)
+    outs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True, cwd=ROOT).stdout.strip() for _ in range(2)]
+    assert outs[1] == str(sorted(["fhnpde.solvers.base", "fhnpde.solvers.options",
+                              "fhnpde.solvers.explicit", "fhnpde.solvers.crank_nicolson",
+                              "fhnpde.solvers.ode"]))
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "--help"], ["run"], ["run", "a.yaml", "--max-wall", "0"],
+    ["run", "a.yaml", "--frob"], ["run", "a.yaml", "extra"],
+    ["run", "a.yaml", "--set", "time.dt=1", "--set", "x=2", "--overwrite", "--quiet", "--force",
+     "--out", "o.zarr", "--max-wall", "5"],
+])
+def test_the_run_parser_alone_parses_as_the_whole_parser(argv, capsys):
+    """What :func:`main` builds for ``run`` (the run command alone) answers every command line
+    that starts with ``run`` as the whole parser does: the same values, help and errors."""
+    from fhnpde.cli import build_parser
+
+    answers = []
+    for parser in (build_parser(), build_parser("run")):
+        try:
+            args = vars(parser.parse_args(argv))
+            answers.append(("parsed", {k: v for k, v in args.items() if k != "func"},
+                            args["func"].__name__))
+        except SystemExit as exc:
+            answers.append(("exit", exc.code))
+        answers.append(capsys.readouterr())
+    assert answers[:2] == answers[2:]
+
+
+def test_the_commands_are_the_parsers():
+    from fhnpde.cli import COMMANDS, build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert tuple(sub.choices) == COMMANDS
 
 
 def test_usage_errors_exit_2(capsys):
