@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import time as _time
 import warnings
 from pathlib import Path
@@ -399,7 +398,10 @@ class StoreWriter:
                         raise self._unwritable(exc) from None
                     install(staging, self.path, self.overwrite, self.key)
                 finally:
-                    shutil.rmtree(staging, ignore_errors=True)  # ours; gone once installed
+                    if os.path.lexists(staging):  # ours; gone once installed
+                        import shutil
+
+                        shutil.rmtree(staging, ignore_errors=True)
                 self._group.moved_to(self.path)
             except BaseException:
                 self._group = None
