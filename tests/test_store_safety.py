@@ -289,17 +289,18 @@ def _zarr_writes_fail_at(monkeypatch, n: int, partial: bool) -> list:
     real = zarrfiles.put
     calls = []
 
-    def put(path, data):
+    def put(path, *parts):
         calls.append(path)
         if len(calls) == n:
             error = OSError(28, "No space left on device", str(path))
             if partial:  # the disk fills half-way through the file
+                data = b"".join(parts)
                 tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp.write_bytes(data[: len(data) // 2])
                 tmp.unlink()  # what put does when its write fails
             raise error
-        return real(path, data)
+        return real(path, *parts)
 
     monkeypatch.setattr(zarrfiles, "put", put)
     return calls
