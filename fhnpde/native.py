@@ -33,7 +33,6 @@ is numba's.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -41,7 +40,7 @@ import time
 from dataclasses import dataclass
 
 #: the format of the wrapper and the entry (part of every key)
-FORMAT = 2
+FORMAT = 3
 MAGIC = b"FHNPDE-NATIVE 1\n"
 
 #: argument kinds: scalars (``i`` int64, ``b`` bool, ``f`` float64), ``p4`` a tuple of four
@@ -146,8 +145,10 @@ def cpu_identity() -> str:
 
 
 def key(spec: Spec) -> str:
-    """The hash of everything that changes the kernel's object code (see the module doc)."""
-    from .backends import formula_fingerprint
+    """The hash of everything that changes the kernel's object code (see the module doc):
+    SHA-256 of its parts, remembered with them (:func:`fhnpde.backends.memoised`), so that a
+    process whose parts are those of an earlier one neither hashes nor imports OpenSSL."""
+    from .backends import formula_fingerprint, memoised
     from .version import __version__
 
     settings = sorted((k, v) for k, v in os.environ.items() if k.startswith("NUMBA_")
@@ -156,7 +157,14 @@ def key(spec: Spec) -> str:
     parts = [FORMAT, formula_fingerprint(), __version__, _dist_version("numba"),
              _dist_version("llvmlite"), _dist_version("numpy"), cpu_identity(), spec.module,
              spec.name, spec.args, spec.returns, settings]
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]
+    text = json.dumps(parts)
+
+    def digest() -> str:
+        import hashlib
+
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+    return memoised(f"native key {spec.module}.{spec.name}", text, digest)
 
 
 def entry_path(spec: Spec, k: str | None = None) -> str:
@@ -187,9 +195,17 @@ def read_entry(path: str, k: str) -> tuple[dict, bytes] | None:
         return None
     if not sep or not isinstance(meta, dict) or meta.get("key") != k:
         return None
-    if "refused" not in meta and hashlib.sha256(obj).hexdigest() != meta.get("sha256"):
+    if "refused" not in meta and checksum(obj) != meta.get("crc32"):
         return None
     return meta, obj
+
+
+def checksum(obj: bytes) -> int:
+    """The CRC-32 of an object (zlib's: a damaged or cut entry does not load; a key says
+    which code it is, so no cryptographic hash is needed here)."""
+    import zlib
+
+    return zlib.crc32(obj)
 
 
 def _resolve(llvm, names) -> bool:
@@ -630,7 +646,7 @@ def compile_object(spec: Spec, kernel) -> tuple[dict, bytes]:
     if runtime:
         meta["refused"] = f"the object needs numba's runtime: {', '.join(runtime)}"
         return meta, b""
-    meta.update(undefined=undefined, sha256=hashlib.sha256(obj).hexdigest())
+    meta.update(undefined=undefined, crc32=checksum(obj))
     return meta, obj
 
 
