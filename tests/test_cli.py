@@ -166,6 +166,42 @@ def test_the_commands_are_the_parsers():
     assert tuple(sub.choices) == COMMANDS
 
 
+EXIT_PROBE = """
+import atexit, os, sys, threading, time
+from fhnpde.cli import exit_process
+
+class Torn:
+    def __del__(self, write=os.write):  # the module's globals may be gone by then
+        write(1, b" torn down")
+
+torn = Torn()
+atexit.register(lambda: print("atexit ran"))
+mode = sys.argv[1]
+if mode == "thread":
+    threading.Thread(target=lambda: (time.sleep(0.2), print("thread done"))).start()
+if mode == "profiled":
+    sys.setprofile(lambda *a: None)
+print("out", end="")
+print("err", end="", file=sys.stderr)
+exit_process(3)
+"""
+
+
+@pytest.mark.parametrize("mode", ["plain", "thread", "profiled"])
+def test_exit_process_exits_as_a_normal_exit_would(mode):
+    """Status, atexit handlers and buffered output as at a normal exit; the teardown (an
+    object's finaliser here) is skipped unless a thread or a profiler still needs it."""
+    done = subprocess.run([sys.executable, "-c", EXIT_PROBE, mode], capture_output=True,
+                          text=True, cwd=ROOT)
+    assert done.returncode == 3
+    assert done.stderr == "err"
+    lines = done.stdout.replace("out", "", 1).split()
+    assert done.stdout.startswith("out")
+    assert "atexit ran" in done.stdout
+    assert ("thread done" in done.stdout) == (mode == "thread")
+    assert ("torn down" in done.stdout) == (mode != "plain"), lines
+
+
 def test_usage_errors_exit_2(capsys):
     import pytest
 
