@@ -6,7 +6,17 @@ torch are imported when first used.
 
 from __future__ import annotations
 
-from .case import Case, CaseError, load_case
+import sys as _sys
+
+if _sys.argv[:2] == ["-m", "run"]:  # python -m fhnpde run (argv[0] is "-m" while it loads)
+    # A run calls no BLAS (its kernels are fhnpde's own): the thread pool OpenBLAS starts
+    # when numpy is imported (35-60 ms of the command, docs/performance.md) is not started
+    # for it. A value the user set is kept.
+    import os as _os
+
+    _os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from .case import Case, CaseError, load_case  # noqa: E402
 from .version import __version__
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -200,6 +201,26 @@ def test_exit_process_exits_as_a_normal_exit_would(mode):
     assert "atexit ran" in done.stdout
     assert ("thread done" in done.stdout) == (mode == "thread")
     assert ("torn down" in done.stdout) == (mode != "plain"), lines
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="threads listed in /proc")
+def test_python_m_fhnpde_run_starts_no_blas_threads(tmp_path):
+    """``python -m fhnpde run`` calls no BLAS: numpy's OpenBLAS starts no thread pool for it
+    (one thread at the end of the run), unless the user asked for threads."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import atexit, os\n"
+        "atexit.register(lambda: print('threads', len(os.listdir('/proc/self/task'))))\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(ROOT)])
+    cmd = [sys.executable, "-m", "fhnpde", "run", "cases/divergent.yaml", "--quiet",
+           "--overwrite", "--set", "time.t_end=1", "--out", str(tmp_path / "r.zarr")]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["threads", "1"]
+    if (os.cpu_count() or 1) > 1:  # the pool, when the user sets it
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
+                              env={**env, "OPENBLAS_NUM_THREADS": "2"})
+        assert done.stdout.split() == ["threads", "2"]
 
 
 def test_usage_errors_exit_2(capsys):
