@@ -101,14 +101,26 @@ def _dist_version(name: str) -> str:
     if spec is None or not spec.submodule_search_locations:
         return "absent"
     pkg = list(spec.submodule_search_locations)[0]
-    site = os.path.dirname(pkg)
     try:
-        for entry in os.scandir(site):
-            if entry.name.startswith(name + "-") and entry.name.endswith(".dist-info"):
-                return entry.name[len(name) + 1: -len(".dist-info")]
+        for entry in _dist_infos(os.path.dirname(pkg)):
+            if entry.startswith(name + "-"):
+                return entry[len(name) + 1: -len(".dist-info")]
         return f"mtime-{os.stat(os.path.join(pkg, '__init__.py')).st_mtime_ns}"
     except OSError:
         return "unknown"
+
+
+_DIST_INFOS: dict[str, list[str]] = {}
+
+
+def _dist_infos(site: str) -> list[str]:
+    """The ``*.dist-info`` folders in ``site``, listed once a process (numba, llvmlite and
+    numpy are usually in the same one)."""
+    found = _DIST_INFOS.get(site)
+    if found is None:
+        found = _DIST_INFOS[site] = [e.name for e in os.scandir(site)
+                                     if e.name.endswith(".dist-info")]
+    return found
 
 
 def _llvm():
