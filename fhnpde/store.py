@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .backends import to_numpy
 from .case import CaseError
 
 
@@ -246,8 +247,6 @@ class MemoryRecorder:
         pass
 
     def output(self, t, state) -> None:
-        from .backends import to_numpy
-
         self._v.append(np.array(to_numpy(state.v), dtype="f8"))
         self._w.append(np.array(to_numpy(state.w), dtype="f8"))
         for name in self._extra:
@@ -321,8 +320,6 @@ class StoreWriter:
         self._create()
 
     def output(self, t, state) -> None:
-        from .backends import to_numpy
-
         k = len(self._times)
         self._v[k] = to_numpy(state.v)
         self._w[k] = to_numpy(state.w)
