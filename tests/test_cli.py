@@ -223,6 +223,48 @@ def test_python_m_fhnpde_run_starts_no_blas_threads(tmp_path):
         assert done.stdout.split() == ["threads", "2"]
 
 
+@pytest.mark.parametrize(("argv", "orig", "command"), [
+    (["-m", "run", "a.yaml"], ["python", "-X", "importtime", "-m", "fhnpde", "run", "a.yaml"],
+     "run"),
+    (["-m", "info"], ["python", "-m", "fhnpde", "info"], "info"),
+    (["-m", "run"], ["python", "-m", "fhnpde.version", "run"], None),  # another module's main
+    (["-m", "run"], ["python", "-mfhnpde", "run"], None),  # not recognised: left alone
+    (["prog.py", "run"], ["python", "prog.py", "run"], None),  # import fhnpde in a program
+    (["-m"], ["python", "-m", "fhnpde"], None),
+])
+def test_the_package_knows_when_it_loads_for_python_m_fhnpde(argv, orig, command,
+                                                             monkeypatch):
+    import fhnpde
+
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.setattr(sys, "orig_argv", orig)
+    assert fhnpde._command_loading() == command
+
+
+def test_python_m_fhnpde_collects_no_garbage_while_its_modules_load(tmp_path):
+    """gc is off from the package's first line to the end of fhnpde/__main__.py's imports
+    (then the modules are frozen and gc is on again); another module's main is left alone."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import atexit, gc, sys\n"
+        "seen = []\n"
+        "gc.callbacks.append(lambda phase, info: phase == 'start' and seen.append(\n"
+        "    'fhnpde.cli' in sys.modules))\n"
+        "atexit.register(lambda: print(gc.isenabled(), gc.get_freeze_count() > 0,\n"
+        "                              seen.count(False)))\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    run = subprocess.run([sys.executable, "-m", "fhnpde", "run", "cases/divergent.yaml",
+                          "--quiet", "--overwrite", "--set", "time.t_end=1", "--out",
+                          str(tmp_path / "r.zarr")], capture_output=True, text=True, cwd=ROOT,
+                         env=env)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["True", "True", "0"]  # none before the CLI had loaded
+    other = subprocess.run([sys.executable, "-m", "fhnpde.version", "run"], capture_output=True,
+                           text=True, cwd=ROOT, env=env)
+    enabled, frozen, before = other.stdout.split()
+    assert (enabled, frozen) == ("True", "False")
+    assert int(before) > 0
+
+
 def test_usage_errors_exit_2(capsys):
     import pytest
 
