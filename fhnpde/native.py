@@ -415,31 +415,6 @@ def refused(spec: Spec) -> bool:
     return found is not None and "refused" in found[0]
 
 
-def compiled(name: str, source: str):
-    """The code object of a generated call (:class:`NativeKernel`), remembered with its
-    source and Python's bytecode version (:func:`fhnpde.backends.memoised`, as marshal
-    data): compiling the source of the Crank–Nicolson kernel's call takes 2-3 ms, loading
-    it 0.05 ms. A remembered code that does not load is compiled again."""
-    import marshal
-    from importlib.util import MAGIC_NUMBER
-
-    from .backends import memoised
-
-    filename = f"<fhnpde.native {name}>"
-
-    def build() -> str:
-        return marshal.dumps(compile(source, filename, "exec")).decode("latin-1")
-
-    text = memoised(f"native call {name}", f"{MAGIC_NUMBER.hex()}\n{source}", build)
-    try:
-        code = marshal.loads(text.encode("latin-1"))
-        if getattr(code, "co_filename", None) == filename:
-            return code
-    except (ValueError, EOFError, TypeError):
-        pass
-    return compile(source, filename, "exec")
-
-
 class NativeKernel:
     """A loaded kernel, called with the numba kernel's arguments (see the module doc).
 
@@ -459,7 +434,7 @@ class NativeKernel:
         self.ri, self.rf = (ctypes.c_int64 * count)(), (ctypes.c_double * count)()
         types = ["q", "q"]  # the slots of the argument block (struct codes)
         lines, checks = [], []
-        cargs = ["_ri_address", "_rf_address"]  # names: the source depends on spec alone
+        cargs = ["_ri_address", "_rf_address"]
         names = [f"a{j}" for j in range(len(spec.args))]
         every = ", ".join(names)
         self.tuples = {}  # argument index -> (the tuple, its ctypes copy)
@@ -524,7 +499,7 @@ class NativeKernel:
                  "_rf_address": ctypes.addressof(self.rf),
                  "_addressof": ctypes.addressof, "_char": ctypes.c_char,
                  **{f"_{k}": np.dtype(v) for k, v in _ARRAY_DTYPES.items()}}
-        exec(compiled(spec.name, "\n".join(body) + "\n"), scope)
+        exec(compile("\n".join(body) + "\n", f"<fhnpde.native {spec.name}>", "exec"), scope)
         self.call = scope["call"]
         self.function = scope["_function"]
 

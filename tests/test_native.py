@@ -471,34 +471,3 @@ def test_a_remembered_key_is_the_hash_of_its_parts(cache, monkeypatch):
     monkeypatch.setattr(backends, "_MEMO", {})
     assert native.key(EXPLICIT) == k == hashlib.sha256(parts.encode()).hexdigest()[:20]
     assert json.loads(parts)[0] == native.FORMAT
-
-
-def test_a_remembered_call_is_the_compiled_source_and_damage_compiles_again(cache,
-                                                                            monkeypatch):
-    from fhnpde import backends
-
-    monkeypatch.setattr(backends, "_MEMO", {})
-    source = "def call(a):\n    return 2 * a + 1\n"
-    compiles = []
-    real = compile
-    monkeypatch.setattr("builtins.compile", lambda *a, **k: compiles.append(1) or real(*a, **k))
-
-    def run():
-        scope = {}
-        exec(native.compiled("probe", source), scope)
-        return scope["call"](20)
-
-    assert run() == 41
-    assert len(compiles) == 1
-    monkeypatch.setattr(backends, "_MEMO", {})  # another process: from the file
-    assert run() == 41
-    assert len(compiles) == 1
-    memo = json.loads((cache / "numba" / "memo.json").read_text())
-    memo["native call probe"][1] = "junk"
-    (cache / "numba" / "memo.json").write_text(json.dumps(memo))
-    monkeypatch.setattr(backends, "_MEMO", {})
-    assert run() == 41
-    assert len(compiles) == 2
-    # another source under the same name is compiled, not taken from the memo
-    source = "def call(a):\n    return 3 * a\n"
-    assert run() == 60
