@@ -376,12 +376,13 @@ def exit_process(status: int):
     tracer or profiler attached (``python -m cProfile -m fhnpde`` prints its report after
     the module ends), or a flush that fails (Python then reports it as usual)."""
     import atexit
-    import threading
 
-    main_thread = threading.main_thread()
+    # threads an exit waits for are threading's (imported by whoever started one)
+    threading = sys.modules.get("threading")
+    others = threading is not None and any(
+        t is not threading.main_thread() and not t.daemon for t in threading.enumerate())
     if (not isinstance(status, int) or sys.gettrace() is not None
-            or sys.getprofile() is not None
-            or any(t is not main_thread and not t.daemon for t in threading.enumerate())):
+            or sys.getprofile() is not None or others):
         sys.exit(status)
     atexit._run_exitfuncs()
     try:
