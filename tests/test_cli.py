@@ -117,7 +117,7 @@ def test_import_fhnpde_is_light():
 def test_the_run_command_imports_only_what_a_run_needs(tmp_path):
     """``python -m fhnpde run`` (explicit, then crank-nicolson) adds to what ``import
     fhnpde`` loaded no other command's modules (studies, cluster, sweeps, fits), no other
-    solver's module, and neither sockets, temporary files, logging nor OpenSSL."""
+    solver's module, and neither sockets, temporary files, logging, threads nor OpenSSL."""
     code = ("import sys, fhnpde\n"
             "before = set(sys.modules)\n"
             "from fhnpde.cli import main\n"
@@ -128,7 +128,7 @@ def test_the_run_command_imports_only_what_a_run_needs(tmp_path):
             "print(sorted(m for m in set(sys.modules) - before if m.startswith(("
             "'fhnpde.studies', "
             "'fhnpde.cluster', 'fhnpde.sweep', 'fhnpde.gradients', 'fhnpde.solvers.', 'logging', "
-            "'socket', '_hashlib', 'tempfile'))))\n")
+            "'socket', '_hashlib', 'tempfile', 'threading'))))\n")
     # the first process compiles the kernels if the cache is cold (importing numba)
     outs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            check=True, cwd=ROOT).stdout.strip() for _ in range(2)]
