@@ -19,6 +19,9 @@ run, interleaved with this one (each repeat runs both, in alternating order), an
 both columns and their ratio.
 
     python benchmarks/startup.py [CASE] [--repeats 5] [--set KEY=VALUE ...] [--against DIR]
+
+What the command imports, in which order and why: docs/performance.md, "The start-up path
+of python -m fhnpde run, module by module".
 """
 
 from __future__ import annotations

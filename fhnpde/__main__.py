@@ -1,9 +1,8 @@
 import gc
-import sys
 
 gc.disable()
-from .cli import main  # noqa: E402
+from .cli import exit_process, main  # noqa: E402
 
 gc.freeze()
 gc.enable()
-sys.exit(main())
+exit_process(main())

@@ -15,10 +15,12 @@ from pathlib import Path
 
 from . import signals
 from .case import CaseError
-from .cluster import max_workers
 from .store import StoreWriteError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+#: the commands, in the order :func:`build_parser` adds them (tested against it)
+COMMANDS = ("run", "info", "plot", "convergence", "stability", "sweep", "fit")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -224,12 +226,17 @@ def _number(kind: type, low: float | None = None, high: float | None = None, *,
     return parse
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .studies import CAP_RANGE, LEVELS_RANGE, MAX_STEPS, RATIO_RANGE, RTOL_RANGE
-
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; ``only="run"``: the same parser with the ``run`` command
+    alone, which parses every command line whose first word is ``run`` as the whole parser
+    does (what :func:`main` builds for ``run``: the other commands' parsers and the modules
+    they read their ranges from are not imported)."""
     parser = _Parser(prog="python -m fhnpde",
                      description="FitzHugh–Nagumo solvers: point models and cables.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    # the run command alone names every command in its usage line, as the whole parser does
+    metavar = {"metavar": "{" + ",".join(COMMANDS) + "}"} if only == "run" else {}
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
+                                **metavar)
 
     p = sub.add_parser("run", help="run a case file and write its zarr store")
     p.add_argument("case", help="YAML case file")
@@ -245,6 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after this much wall time, > 0 (store marked interrupted, "
                         "exit 130)")
     p.set_defaults(func=cmd_run)
+    if only == "run":
+        return parser
+
+    from .cluster import max_workers
+    from .studies import CAP_RANGE, LEVELS_RANGE, MAX_STEPS, RATIO_RANGE, RTOL_RANGE
 
     p = sub.add_parser("info", help="versions and usable backends")
     p.set_defaults(func=cmd_info)
@@ -331,7 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser("run" if words[:1] == ["run"] else None)
     args = parser.parse_args(argv)
     # Ctrl-C, SIGTERM (a batch scheduler's time-out) and SIGHUP stop the time loop as a
     # KeyboardInterrupt, also when a shell script set SIGINT to "ignore" for background jobs.
@@ -352,6 +365,32 @@ def main(argv=None) -> int:
     finally:
         if argv is None:  # a process of its own: its exit status is chosen, keep it
             signals.ignore_from_now()
+
+
+def exit_process(status: int):
+    """End ``python -m fhnpde`` with ``status`` as a normal exit would, less the interpreter's
+    teardown: the atexit handlers run and stdout and stderr are flushed, then ``os._exit``
+    ends the process without freeing every module and object one by one (12-13 ms after a
+    run, numpy's and the case schema's modules: docs/performance.md). The normal exit is
+    taken instead where something may still need it: another non-daemon thread alive, a
+    tracer or profiler attached (``python -m cProfile -m fhnpde`` prints its report after
+    the module ends), or a flush that fails (Python then reports it as usual)."""
+    import atexit
+
+    # threads an exit waits for are threading's (imported by whoever started one)
+    threading = sys.modules.get("threading")
+    others = threading is not None and any(
+        t is not threading.main_thread() and not t.daemon for t in threading.enumerate())
+    if (not isinstance(status, int) or sys.gettrace() is not None
+            or sys.getprofile() is not None or others):
+        sys.exit(status)
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:
+        sys.exit(status)
+    os._exit(status)
 
 
 if __name__ == "__main__":

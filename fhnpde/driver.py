@@ -195,6 +195,17 @@ class RunClock:
             self.output += _time.perf_counter() - t0
 
 
+def _failures() -> tuple[type[BaseException], ...]:
+    """The exceptions that end a run as failed: a numerical failure, a failed store write,
+    and a tridiagonal solve's :class:`~fhnpde.tridiagonal.PivotError` (a Jacobian that lost
+    dominance) where :mod:`fhnpde.tridiagonal` is loaded: a run that never imported it
+    cannot raise one, and it is not imported for the ``except`` clause's sake."""
+    from .store import StoreWriteError
+
+    pivot = sys.modules.get("fhnpde.tridiagonal.errors")
+    return (NumericalFailure, StoreWriteError) + ((pivot.PivotError,) if pivot else ())
+
+
 def integrate(solver: Solver, state: State, case: Case, observers=(), *,
               clock: RunClock | None = None) -> Result:
     """Step ``solver`` from t = 0 to ``time.t_end``, calling observers at output times.
@@ -209,8 +220,6 @@ def integrate(solver: Solver, state: State, case: Case, observers=(), *,
     n_steps, per_output = spec.n_steps, spec.steps_per_output
     info = RunInfo(case, solver, n_steps, per_output, output_times(n_steps, per_output, dt))
     from . import signals
-    from .store import StoreWriteError
-    from .tridiagonal import PivotError  # a Jacobian that lost dominance: a numerical failure
 
     started = []
     status, message, exit_status = "running", "", 1
@@ -236,7 +245,7 @@ def integrate(solver: Solver, state: State, case: Case, observers=(), *,
                 step += k
             clock.outputs(observers, step * dt, solver.output_state(state))
         status, exit_status = "complete", 0
-    except (NumericalFailure, StoreWriteError, PivotError) as exc:
+    except _failures() as exc:
         status, message = "failed", str(exc)
     except (KeyboardInterrupt, StopRun) as exc:
         why = f" ({exc})" if str(exc) else ""

@@ -33,7 +33,6 @@ is numba's.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -41,7 +40,7 @@ import time
 from dataclasses import dataclass
 
 #: the format of the wrapper and the entry (part of every key)
-FORMAT = 2
+FORMAT = 3
 MAGIC = b"FHNPDE-NATIVE 1\n"
 
 #: argument kinds: scalars (``i`` int64, ``b`` bool, ``f`` float64), ``p4`` a tuple of four
@@ -102,14 +101,26 @@ def _dist_version(name: str) -> str:
     if spec is None or not spec.submodule_search_locations:
         return "absent"
     pkg = list(spec.submodule_search_locations)[0]
-    site = os.path.dirname(pkg)
     try:
-        for entry in os.scandir(site):
-            if entry.name.startswith(name + "-") and entry.name.endswith(".dist-info"):
-                return entry.name[len(name) + 1: -len(".dist-info")]
+        for entry in _dist_infos(os.path.dirname(pkg)):
+            if entry.startswith(name + "-"):
+                return entry[len(name) + 1: -len(".dist-info")]
         return f"mtime-{os.stat(os.path.join(pkg, '__init__.py')).st_mtime_ns}"
     except OSError:
         return "unknown"
+
+
+_DIST_INFOS: dict[str, list[str]] = {}
+
+
+def _dist_infos(site: str) -> list[str]:
+    """The ``*.dist-info`` folders in ``site``, listed once a process (numba, llvmlite and
+    numpy are usually in the same one)."""
+    found = _DIST_INFOS.get(site)
+    if found is None:
+        found = _DIST_INFOS[site] = [e.name for e in os.scandir(site)
+                                     if e.name.endswith(".dist-info")]
+    return found
 
 
 def _llvm():
@@ -146,8 +157,10 @@ def cpu_identity() -> str:
 
 
 def key(spec: Spec) -> str:
-    """The hash of everything that changes the kernel's object code (see the module doc)."""
-    from .backends import formula_fingerprint
+    """The hash of everything that changes the kernel's object code (see the module doc):
+    SHA-256 of its parts, remembered with them (:func:`fhnpde.backends.memoised`), so that a
+    process whose parts are those of an earlier one neither hashes nor imports OpenSSL."""
+    from .backends import formula_fingerprint, memoised
     from .version import __version__
 
     settings = sorted((k, v) for k, v in os.environ.items() if k.startswith("NUMBA_")
@@ -156,7 +169,14 @@ def key(spec: Spec) -> str:
     parts = [FORMAT, formula_fingerprint(), __version__, _dist_version("numba"),
              _dist_version("llvmlite"), _dist_version("numpy"), cpu_identity(), spec.module,
              spec.name, spec.args, spec.returns, settings]
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]
+    text = json.dumps(parts)
+
+    def digest() -> str:
+        import hashlib
+
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+    return memoised(f"native key {spec.module}.{spec.name}", text, digest)
 
 
 def entry_path(spec: Spec, k: str | None = None) -> str:
@@ -187,9 +207,17 @@ def read_entry(path: str, k: str) -> tuple[dict, bytes] | None:
         return None
     if not sep or not isinstance(meta, dict) or meta.get("key") != k:
         return None
-    if "refused" not in meta and hashlib.sha256(obj).hexdigest() != meta.get("sha256"):
+    if "refused" not in meta and checksum(obj) != meta.get("crc32"):
         return None
     return meta, obj
+
+
+def checksum(obj: bytes) -> int:
+    """The CRC-32 of an object (zlib's: a damaged or cut entry does not load; a key says
+    which code it is, so no cryptographic hash is needed here)."""
+    import zlib
+
+    return zlib.crc32(obj)
 
 
 def _resolve(llvm, names) -> bool:
@@ -406,7 +434,7 @@ class NativeKernel:
         self.ri, self.rf = (ctypes.c_int64 * count)(), (ctypes.c_double * count)()
         types = ["q", "q"]  # the slots of the argument block (struct codes)
         lines, checks = [], []
-        cargs = [str(ctypes.addressof(self.ri)), str(ctypes.addressof(self.rf))]
+        cargs = ["_ri_address", "_rf_address"]
         names = [f"a{j}" for j in range(len(spec.args))]
         every = ", ".join(names)
         self.tuples = {}  # argument index -> (the tuple, its ctypes copy)
@@ -437,11 +465,16 @@ class NativeKernel:
                 checks.append(f"type({a}) is _ndarray and {a}.dtype == _{dtype} and "
                               f"{a}.ndim == {dims} and (f := {a}.flags).c_contiguous and "
                               "f.writeable")
-                cargs.append(f"{a}.__array_interface__['data'][0]")
+                # the data's address: through a ctypes view (0.25 us) rather than
+                # __array_interface__ (1.0-1.7 us, a dict built per call), which an empty
+                # array (no byte to view) still takes
+                cargs.append(f"(_addressof(_char.from_buffer({a})) if {a}.size else "
+                             f"{a}.__array_interface__['data'][0])")
                 cargs += [f"{a}.shape[{d}]" for d in range(dims)]
         body = [f"def call({every}):"]
-        for check in checks:
-            body.append(f"    if not ({check}):")
+        if checks:  # one test of every argument, one call of numba's kernel if any fails
+            body.append("    if not (" + "\n            and ".join(f"({c})" for c in checks)
+                        + "):")
             body.append(f"        return _self.numba()({every})")
         body += lines
         saved = ", ".join(f"{names[i]}.copy()" for i in spec.scratch)
@@ -462,6 +495,9 @@ class NativeKernel:
                  "_pack": layout.pack_into, "_block": self.block,
                  "_address": ctypes.addressof(self.block),
                  "_ri": self.ri, "_rf": self.rf, "_tuples": self.tuples,
+                 "_ri_address": ctypes.addressof(self.ri),
+                 "_rf_address": ctypes.addressof(self.rf),
+                 "_addressof": ctypes.addressof, "_char": ctypes.c_char,
                  **{f"_{k}": np.dtype(v) for k, v in _ARRAY_DTYPES.items()}}
         exec(compile("\n".join(body) + "\n", f"<fhnpde.native {spec.name}>", "exec"), scope)
         self.call = scope["call"]
@@ -630,7 +666,7 @@ def compile_object(spec: Spec, kernel) -> tuple[dict, bytes]:
     if runtime:
         meta["refused"] = f"the object needs numba's runtime: {', '.join(runtime)}"
         return meta, b""
-    meta.update(undefined=undefined, sha256=hashlib.sha256(obj).hexdigest())
+    meta.update(undefined=undefined, crc32=checksum(obj))
     return meta, obj
 
 

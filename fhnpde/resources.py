@@ -65,7 +65,6 @@ import copy
 import itertools
 import math
 import os
-import shutil
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -469,14 +468,20 @@ def _existing_parent(path: str | Path) -> Path:
 def free_disk(path: str | Path) -> tuple[int | None, int, Path]:
     """(free bytes, block size, folder) of the nearest existing folder of ``path``."""
     where = _existing_parent(path)
-    try:
-        free = shutil.disk_usage(where).free
-    except OSError:
-        free = None
-    try:
-        block = os.statvfs(where).f_bsize or 4096
-    except (AttributeError, OSError):
-        block = 4096
+    free, block = None, 4096
+    if hasattr(os, "statvfs"):  # what shutil.disk_usage reads on POSIX, read once
+        try:
+            st = os.statvfs(where)
+            free, block = st.f_bavail * st.f_frsize, st.f_bsize or 4096
+        except OSError:
+            pass
+    else:
+        import shutil
+
+        try:
+            free = shutil.disk_usage(where).free
+        except OSError:
+            pass
     return free, block, where
 
 

@@ -18,7 +18,6 @@ process at once, leaving a stale lock that the next writer breaks).
 from __future__ import annotations
 
 import signal
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -69,7 +68,9 @@ def install() -> None:
     time loop when a script started us with ``&``.
     """
     global _stopping, _pending
-    if threading.current_thread() is not threading.main_thread():
+    try:
+        signal.signal(HANDLED[0], _handler)
+    except ValueError:  # not the main thread (asked of signal itself: no threading import)
         return
     _stopping, _pending = False, None
     for signum in HANDLED:
@@ -80,10 +81,11 @@ def ignore_from_now() -> None:
     """Ignore SIGINT, SIGTERM and SIGHUP for the rest of the process: its outcome is decided
     and its exit status chosen (a late second Ctrl-C must not turn exit 130 into death by
     SIGINT while the interpreter shuts down)."""
-    if threading.current_thread() is not threading.main_thread():
-        return
     for signum in HANDLED:
-        signal.signal(signum, signal.SIG_IGN)
+        try:
+            signal.signal(signum, signal.SIG_IGN)
+        except ValueError:  # not the main thread
+            return
 
 
 def _release(raise_held: bool) -> None:

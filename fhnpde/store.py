@@ -17,13 +17,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import time as _time
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from .backends import to_numpy
 from .case import CaseError
 
 
@@ -247,8 +247,6 @@ class MemoryRecorder:
         pass
 
     def output(self, t, state) -> None:
-        from .backends import to_numpy
-
         self._v.append(np.array(to_numpy(state.v), dtype="f8"))
         self._w.append(np.array(to_numpy(state.w), dtype="f8"))
         for name in self._extra:
@@ -322,8 +320,6 @@ class StoreWriter:
         self._create()
 
     def output(self, t, state) -> None:
-        from .backends import to_numpy
-
         k = len(self._times)
         self._v[k] = to_numpy(state.v)
         self._w[k] = to_numpy(state.w)
@@ -399,7 +395,10 @@ class StoreWriter:
                         raise self._unwritable(exc) from None
                     install(staging, self.path, self.overwrite, self.key)
                 finally:
-                    shutil.rmtree(staging, ignore_errors=True)  # ours; gone once installed
+                    if os.path.lexists(staging):  # ours; gone once installed
+                        import shutil
+
+                        shutil.rmtree(staging, ignore_errors=True)
                 self._group.moved_to(self.path)
             except BaseException:
                 self._group = None

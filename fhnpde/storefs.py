@@ -27,9 +27,6 @@ import errno
 import json
 import os
 import re
-import shutil
-import socket
-import tempfile
 import time as _time
 from pathlib import Path
 
@@ -145,6 +142,16 @@ def check_replaceable(path: Path, key: str = "--out") -> None:
 # --- the writer's lock ----------------------------------------------------------------------
 
 
+def hostname() -> str:
+    """This machine's host name, as ``socket.gethostname()`` gives it (on POSIX the node
+    name of ``uname``, which is what ``gethostname`` returns, without importing socket)."""
+    if hasattr(os, "uname"):
+        return os.uname().nodename
+    import socket
+
+    return socket.gethostname()
+
+
 def process_start(pid: int) -> str | None:
     """The start time of process ``pid`` in clock ticks since boot (Linux), or None."""
     try:
@@ -201,7 +208,7 @@ def read_lock(store: Path) -> dict | None:
 
 def lock_is_stale(holder: dict) -> bool:
     """True if the process that wrote ``holder`` is known to be gone (same host only)."""
-    if holder.get("host") != socket.gethostname():
+    if holder.get("host") != hostname():
         return False
     pid = holder.get("pid")
     if not isinstance(pid, int) or pid <= 0:
@@ -246,7 +253,7 @@ class WriterLock:
         store = Path(store)
         path = lock_path(store)
         pid = os.getpid()
-        holder = {"pid": pid, "host": socket.gethostname(), "start": process_start(pid),
+        holder = {"pid": pid, "host": hostname(), "start": process_start(pid),
                   "since": round(_time.time(), 3)}
         for _ in range(3):
             try:
@@ -294,9 +301,23 @@ class WriterLock:
 STAGING_PREFIX = ".fhnpde-creating-"
 
 
+def fresh_dir(parent: Path, prefix: str) -> Path:
+    """A new directory ``parent/PREFIX + 12 random hex digits``, readable and writable by
+    its owner alone, that did not exist before (what ``tempfile.mkdtemp`` makes, without
+    importing tempfile, shutil and random)."""
+    for _ in range(100):
+        path = Path(parent) / f"{prefix}{os.urandom(6).hex()}"
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(errno.EEXIST, f"no unused name {prefix}... in {parent}")
+
+
 def staging_dir(path: Path) -> Path:
     """A fresh, uniquely named hidden directory beside ``path`` to build a store in."""
-    return Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=path.parent))
+    return fresh_dir(path.parent, STAGING_PREFIX)
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -343,7 +364,7 @@ def install(staging: Path, path: Path, overwrite: bool, key: str = "--out") -> N
         if _exchange(staging, path):
             trash = staging  # now holds the old store
         else:
-            trash = Path(tempfile.mkdtemp(prefix=".fhnpde-replaced-", dir=path.parent))
+            trash = fresh_dir(path.parent, ".fhnpde-replaced-")
             os.replace(path, trash / "old")
             try:
                 os.rename(staging, path)
@@ -354,6 +375,8 @@ def install(staging: Path, path: Path, overwrite: bool, key: str = "--out") -> N
     except OSError as exc:
         raise CaseError(f"cannot replace {path} ({exc.strerror or exc}); the old store is "
                         "unchanged", key=key) from None
+    import shutil
+
     shutil.rmtree(trash, ignore_errors=True)
 
 

@@ -38,32 +38,42 @@ import numpy as np
 ZARR_JSON = "zarr.json"
 CHUNK_KEY_ENCODING = {"name": "default", "configuration": {"separator": "/"}}
 CODECS = [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}]
-CRC_BLOCK = 1 << 20  # bytes checksummed per call (no copy of a whole chunk)
+#: bytes checksummed per call: no copy of a whole chunk, and small enough that each block
+#: comes from (and goes back to) the allocator's heap instead of fresh pages (1 MiB blocks
+#: each mapped afresh: 1.6 ms of page faults for a 1.9 MB chunk, 64 KiB blocks 0.18 ms)
+CRC_BLOCK = 1 << 16
 
 
-def put(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: into a file beside it, then renamed over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def put(path: Path, *parts) -> None:
+    """Write ``parts`` (bytes-like objects, one after the other) to ``path`` atomically: into
+    a file beside it, then renamed over it."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
+        try:
+            fh = open(tmp, "wb")
+        except FileNotFoundError:  # the folder is new
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(tmp, "wb")
+        with fh:
+            for part in parts:
+                fh.write(part)
         os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
-def encode_chunk(values: np.ndarray) -> bytes:
-    """A chunk's file: the C-contiguous ``values`` as raw bytes, then their CRC-32C (four
-    bytes, little endian: the ``bytes`` and ``crc32c`` codecs)."""
+def encode_chunk(values: np.ndarray) -> tuple[memoryview, bytes]:
+    """A chunk's file in two parts: the C-contiguous ``values`` as raw bytes (a view, not a
+    copy), then their CRC-32C (four bytes, little endian: the ``bytes`` and ``crc32c``
+    codecs)."""
     import google_crc32c  # a dependency of zarr, C code: 8 ms to import
 
     raw = memoryview(values).cast("B")
     crc = 0
-    for start in range(0, raw.nbytes, CRC_BLOCK):
+    for start in range(0, raw.nbytes, CRC_BLOCK):  # google_crc32c reads bytes objects only
         crc = google_crc32c.extend(crc, raw[start:start + CRC_BLOCK].tobytes())
-    return raw.tobytes() + crc.to_bytes(4, "little")
+    return raw, crc.to_bytes(4, "little")
 
 
 def decode_chunk(data: bytes, dtype: np.dtype, shape) -> np.ndarray:
@@ -187,7 +197,7 @@ class ArrayFiles:
             source[self.axis] = slice(lo - start, hi - start)
             part = values[tuple(source)]
             if (lo, hi) == (first, first + step) and part.flags.c_contiguous:
-                put(path, encode_chunk(part))  # a whole chunk, as it lies in memory
+                put(path, *encode_chunk(part))  # a whole chunk, as it lies in memory
                 continue
             if lo > first and path.exists():
                 chunk = decode_chunk(path.read_bytes(), self.dtype, self.chunks)
@@ -196,7 +206,7 @@ class ArrayFiles:
             target = [slice(None)] * len(self.shape)
             target[self.axis] = slice(lo - first, hi - first)
             chunk[tuple(target)] = part
-            put(path, encode_chunk(chunk))
+            put(path, *encode_chunk(chunk))
 
 
 class ZarrGroupFiles:

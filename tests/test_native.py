@@ -348,3 +348,126 @@ def test_kernel_caches_with_native_entries_are_pruned_as_before(tmp_path):
         os.utime(folder / name, (i, i))
     prune_kernel_caches(folder, keep=1)
     assert sorted(p.name for p in folder.iterdir()) == ["0123456789abcdef", "2123456789abcdef"]
+
+
+# --- the fingerprint and the keys, remembered ----------------------------------------------
+
+
+def content_hash(root):
+    """The fingerprint as it was always computed: every file read and hashed."""
+    import hashlib
+    from pathlib import Path
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(root).rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def make_package(root):
+    (root / "sub").mkdir(parents=True)
+    (root / "a.py").write_text("x = 1\n")
+    (root / "sub" / "b.py").write_text("y = 2\n")
+    (root / "sub.py").write_text("z = 3\n")  # sorts after the folder sub/, as rglob does
+    (root / "notes.txt").write_text("not source")
+    old = 1_600_000_000
+    for p in (root / "a.py", root / "sub" / "b.py", root / "sub.py"):
+        os.utime(p, (old, old))
+
+
+def test_the_package_fingerprint_is_the_hash_of_its_sources(cache):
+    from fhnpde import backends
+
+    root = os.path.dirname(os.path.realpath(backends.__file__))
+    assert backends.formula_fingerprint() == content_hash(root)
+    assert backends.source_fingerprint(root) == content_hash(root)  # (remembered or not)
+
+
+def test_a_remembered_fingerprint_follows_every_edit(cache, tmp_path, monkeypatch):
+    from fhnpde import backends
+
+    monkeypatch.setattr(backends, "_MEMO", {})
+    monkeypatch.setattr(backends, "RACY_SECONDS", 0.0)  # file times of a second ago count
+    pkg = tmp_path / "pkg"
+    make_package(pkg)
+    first = backends.source_fingerprint(str(pkg))
+    assert first == content_hash(pkg)
+    computed = []
+    real = backends.memoised
+
+    def spy(name, signature, compute, **kw):
+        return real(name, signature, lambda: computed.append(name) or compute(), **kw)
+
+    monkeypatch.setattr(backends, "memoised", spy)
+    monkeypatch.setattr(backends, "_MEMO", {})  # another process: read from the file
+    assert backends.source_fingerprint(str(pkg)) == first
+    assert computed == []  # taken from the file, nothing read or hashed
+    # an edit of the same size with the modification time put back: the change time moved
+    target = pkg / "sub" / "b.py"
+    st = target.stat()
+    target.write_text("y = 5\n")
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert target.stat().st_mtime_ns == st.st_mtime_ns
+    edited = backends.source_fingerprint(str(pkg))
+    assert edited == content_hash(pkg) != first
+    assert len(computed) == 1
+    (pkg / "c.py").write_text("")  # a new file
+    assert backends.source_fingerprint(str(pkg)) == content_hash(pkg) != edited
+
+
+def test_a_fingerprint_over_a_file_changed_just_now_is_not_remembered(cache, tmp_path,
+                                                                      monkeypatch):
+    from fhnpde import backends
+
+    monkeypatch.setattr(backends, "_MEMO", {})
+    pkg = tmp_path / "pkg"
+    make_package(pkg)
+    (pkg / "a.py").write_text("x = 2\n")  # now: within RACY_SECONDS
+    assert backends.source_fingerprint(str(pkg)) == content_hash(pkg)
+    memo = json.loads((cache / "numba" / "memo.json").read_text()) \
+        if (cache / "numba" / "memo.json").exists() else {}
+    assert f"fingerprint {pkg}" not in memo
+
+
+def test_the_memo_survives_damage_and_stays_small(cache, monkeypatch):
+    from fhnpde import backends
+
+    monkeypatch.setattr(backends, "_MEMO", {})
+    path = cache / "numba" / "memo.json"
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    assert backends.memoised("a", "sig", lambda: "value") == "value"
+    monkeypatch.setattr(backends, "_MEMO", {})
+    assert backends.memoised("a", "sig", lambda: "other") == "value"  # remembered
+    assert backends.memoised("a", "sig2", lambda: "new") == "new"  # another signature
+    for i in range(backends.MEMO_ENTRIES + 10):
+        backends.memoised(f"k{i}", "s", lambda: "v")
+    monkeypatch.setattr(backends, "_MEMO", {})
+    kept = json.loads(path.read_text())
+    assert len(kept) == backends.MEMO_ENTRIES
+    assert f"k{backends.MEMO_ENTRIES + 9}" in kept
+    assert "a" not in kept
+    path.write_text('["a list"]')
+    assert backends.memoised("b", "s", lambda: "v") == "v"
+
+
+def test_a_remembered_key_is_the_hash_of_its_parts(cache, monkeypatch):
+    import hashlib
+
+    from fhnpde import backends
+
+    k = native.key(EXPLICIT)
+    parts = None
+    real = backends.memoised
+
+    def spy(name, signature, compute, **kw):
+        nonlocal parts
+        if name.startswith("native key"):
+            parts = signature
+        return real(name, signature, compute, **kw)
+
+    monkeypatch.setattr(backends, "memoised", spy)
+    monkeypatch.setattr(backends, "_MEMO", {})
+    assert native.key(EXPLICIT) == k == hashlib.sha256(parts.encode()).hexdigest()[:20]
+    assert json.loads(parts)[0] == native.FORMAT

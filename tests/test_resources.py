@@ -86,10 +86,10 @@ def test_the_extras_table_names_the_adaptive_solvers_stored_variables():
 
 
 def test_every_registered_solver_has_measured_work_factors():
-    from fhnpde.solvers import solver_class
+    from fhnpde.solvers import load_all
     from fhnpde.solvers.base import REGISTRY
 
-    solver_class("explicit", "cable")  # loads every solver module, so all are registered
+    load_all()  # every solver module, so all are registered
     for geometry, name in REGISTRY:
         table = {"cable": resources.CABLE_WORK, "sheet": resources.SHEET_WORK,
                  "point": resources.POINT_WORK}[geometry]

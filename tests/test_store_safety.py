@@ -289,17 +289,18 @@ def _zarr_writes_fail_at(monkeypatch, n: int, partial: bool) -> list:
     real = zarrfiles.put
     calls = []
 
-    def put(path, data):
+    def put(path, *parts):
         calls.append(path)
         if len(calls) == n:
             error = OSError(28, "No space left on device", str(path))
             if partial:  # the disk fills half-way through the file
+                data = b"".join(parts)
                 tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp.write_bytes(data[: len(data) // 2])
                 tmp.unlink()  # what put does when its write fails
             raise error
-        return real(path, data)
+        return real(path, *parts)
 
     monkeypatch.setattr(zarrfiles, "put", put)
     return calls
@@ -578,3 +579,28 @@ def test_a_killed_writer_leaves_a_readable_store_that_says_so(tmp_path):
     # the next writer breaks the stale lock and may replace the store
     assert run_case(make_case(SMALL_CABLE), out=out, overwrite=True).status == "complete"
     assert "writer" not in fhnpde.open_run(out).attrs
+
+
+def test_signal_handlers_are_set_only_from_the_main_thread():
+    """install() and ignore_from_now() are no-ops in another thread (signal handlers belong
+    to the main thread), without raising."""
+    import signal
+    import threading
+
+    from fhnpde import signals
+
+    before = {s: signal.getsignal(s) for s in signals.HANDLED}
+    errors = []
+
+    def other():
+        try:
+            signals.install()
+            signals.ignore_from_now()
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+            errors.append(exc)
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert errors == []
+    assert {s: signal.getsignal(s) for s in signals.HANDLED} == before

@@ -25,8 +25,20 @@ def load_all() -> None:
 
 def solver_class(name: str, geometry: str) -> type[Solver]:
     """The registered solver ``name`` for a ``geometry`` ("cable" or "point");
-    :class:`OptionError` (option ``method``) listing the valid names otherwise."""
-    load_all()
+    :class:`OptionError` (option ``method``) listing the valid names otherwise.
+
+    The module a name's first word names (``crank-nicolson`` -> ``crank_nicolson``,
+    ``staggered-cn`` -> ``staggered``) is imported first and alone, so that a run imports
+    its own solver's module only; any other name, or one that module does not register,
+    loads every module (:func:`load_all`) before it is looked up."""
+    key = (geometry, name)
+    if key not in REGISTRY:
+        word = name.replace("-", "_")
+        module = next((m for m in _MODULES if word.startswith(m)), None)
+        if module is not None:
+            importlib.import_module(f"{__name__}.{module}")
+        if key not in REGISTRY:
+            load_all()
     try:
         return REGISTRY[(geometry, name)]
     except KeyError:

@@ -83,7 +83,7 @@ from ..schemes import (
     trapezoid_newton_point,
     trapezoid_w_affine,
 )
-from .base import ArrayPath, Order, State, SteppedSolver, register
+from .base import ArrayPath, Order, Scratch, State, SteppedSolver, register
 from .ode import PointSolver
 from .options import tridiagonal_method
 
@@ -235,6 +235,7 @@ class CompiledCableSteps:
         # arrays rather than tuples: numba's dispatcher types a tuple argument slowly
         self.params = np.array(solver.params)
         self.recovery = np.array(solver.recovery)
+        self.scratch = Scratch()
 
     def advance(self, state, t, dt, nsteps):
         s = self.solver
@@ -242,8 +243,9 @@ class CompiledCableSteps:
         cur = s.problem.current
         op_lower, op_diag, op_upper, top, bottom = s.operator(dt)
         out_v, out_w = np.empty_like(state.v), np.empty_like(state.w)
-        iterations = np.zeros(nsteps, dtype=np.int64)
-        work, cell = np.empty((CN_WORK, state.v.shape[0])), np.empty(1, np.int64)
+        iterations = self.scratch.zeros("iterations", (nsteps,), np.int64)
+        work = self.scratch.empty("work", (CN_WORK, state.v.shape[0]))
+        cell = self.scratch.empty("cell", (1,), np.int64)
         status, failed_step, info, value = self.kernels.cn_cable_advance(
             s.code, state.v, state.w, cur.base, cur.mask_rows, cur.t0, cur.t1, cur.amplitude,
             self.params, self.recovery, float(t), float(dt), int(nsteps),

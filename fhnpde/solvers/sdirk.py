@@ -39,7 +39,7 @@ from .. import native
 from ..errors import NumericalFailure
 from ..operators import solve_with_corners
 from ..schemes import cn_newton_node, newton_error_left, trapezoid_w_affine
-from .base import ArrayPath, Order, State, register
+from .base import ArrayPath, Order, Scratch, State, register
 from .crank_nicolson import NewtonCounters, TridiagonalCable
 
 KERNELS = "fhnpde.solvers.sdirk_numba"
@@ -139,6 +139,7 @@ class CompiledSdirkSteps:
         self.params = np.array(solver.params)
         self.recovery = np.array(solver.recovery)
         self.tableau = np.array(TABLEAU)
+        self.scratch = Scratch()
 
     def advance(self, state, t, dt, nsteps):
         s = self.solver
@@ -146,16 +147,17 @@ class CompiledSdirkSteps:
         cur = s.problem.current
         op_lower, op_diag, op_upper, top, bottom = s.operator(dt)
         out_v, out_w = np.empty_like(state.v), np.empty_like(state.w)
-        iterations = np.zeros(nsteps, dtype=np.int64)
+        iterations = self.scratch.zeros("iterations", (nsteps,), np.int64)
         n = state.v.shape[0]
-        work, more = np.empty((SDIRK_WORK, n)), np.empty((SDIRK_MORE, n))
+        work = self.scratch.empty("work", (SDIRK_WORK, n))
+        more = self.scratch.empty("more", (SDIRK_MORE, n))
         status, failed, row, value = self.kernels.sdirk_cable_advance(
             s.code, state.v, state.w, cur.base, cur.mask_rows, cur.t0, cur.t1, cur.amplitude,
             self.params, self.recovery, self.tableau, float(t), float(dt), int(nsteps),
             float(s.problem.diffusion), s.inv_dx2, *s.problem.grid.ghosts,
             op_lower, op_diag, op_upper, float(top), float(bottom),
             float(newton.rtol), int(newton.max_iter), newton.extrapolate, newton.quadratic,
-            out_v, out_w, iterations, work, more, np.empty(1, np.int64),
+            out_v, out_w, iterations, work, more, self.scratch.empty("cell", (1,), np.int64),
         )
         done = iterations[: failed if status else nsteps]
         s.count_newton(done.sum(), done.size, done.max(initial=0))

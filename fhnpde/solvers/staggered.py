@@ -42,7 +42,7 @@ from .. import native
 from ..errors import NumericalFailure
 from ..operators import solve_with_corners
 from ..schemes import linear_cn_node, staggered_w_step
-from .base import ArrayPath, Order, State, register
+from .base import ArrayPath, Order, Scratch, State, register
 from .crank_nicolson import TridiagonalCable
 
 KERNELS = "fhnpde.solvers.staggered_numba"
@@ -101,13 +101,14 @@ class CompiledStaggeredSteps:
         self.kernels.load("staggered_cable_advance")  # with the solver, not in the time loop
         self.params = np.array(solver.params)
         self.recovery = np.array(solver.recovery)
+        self.scratch = Scratch()
 
     def advance(self, state, t, dt, nsteps):
         s = self.solver
         cur = s.problem.current
         op_lower, op_diag, op_upper, top, bottom = s.operator(dt)
         out_v, out_w = np.empty_like(state.v), np.empty_like(state.w)
-        work = np.empty((STAGGERED_WORK, state.v.shape[0]))
+        work = self.scratch.empty("work", (STAGGERED_WORK, state.v.shape[0]))
         status, step, row, pivot = self.kernels.staggered_cable_advance(
             s.code, state.v, state.w, cur.base, cur.mask_rows, cur.t0, cur.t1, cur.amplitude,
             self.params, self.recovery, float(t), float(dt), int(nsteps),
