@@ -7,13 +7,9 @@ One constant matrix (a diffusion operator, ``I - s L``) is factorised once by
 solved with it, as an ADI half-step does over all rows (or columns) of a sheet:
 
 - ``rows``:      rhs (B, n), systems along the last axis, ``fact.solve(rhs, out=x)``
-                 (threads over chunks of systems, four systems interleaved per thread, the
-                 backward sweep of each group of four pipelined with the next group's
-                 forward sweep);
+                 (threads over chunks of systems, four systems interleaved per thread);
 - ``rows, new``: the same without ``out=`` (a fresh result array every call: first-touch
                  page faults included);
-- ``rows, unpiped``: the same groups of four without the pipelining (each group's forward
-                 sweep, then its backward sweep: the kernel before), same threads and chunks;
 - ``columns``:   rhs (n, B), systems along axis -2 (the columns of a C-order array),
                  ``fact.solve(rhs, axis=-2, out=x)``: the sweep runs down the rows,
                  vectorised over the columns, with no transposed copy;
@@ -22,8 +18,11 @@ solved with it, as an ADI half-step does over all rows (or columns) of a sheet:
 Bytes counted per unknown: read rhs, write x = 16 (the factors, 3 n doubles, stay in cache;
 no write-allocate counted, as for the triad ``a = b + s c``, 24 bytes per element, numba
 threaded, 2^25 doubles, measured in the same run before and after). Every figure is the
-median of ``--repeats`` timings after a warm-up call, the ways interleaved (each repeat
-times every way once). Target: >= 60 % of the triad.
+median of ``--repeats`` timings, each of four calls in a row after an untimed one (a run
+solves back to back; a first parallel call after a pause also wakes the sleeping worker
+threads, which the single timed calls of an earlier version charged to every way), the
+ways interleaved (each repeat times every way once); the triad is timed the same way.
+Target: >= 60 % of the triad.
 """
 
 from __future__ import annotations
@@ -37,25 +36,8 @@ import numpy as np
 from triad import median_time, triad_bandwidth
 
 from fhnpde import tridiagonal as td
-from fhnpde.tridiagonal import thomas
 
 BYTES_PER_UNKNOWN = 16
-
-
-@numba.njit(**thomas._JIT, parallel=True)
-def unpipelined(r, l, cp, d, x, nchunks):
-    """The shared-matrix row kernel before the pipelining: per chunk of systems, groups of
-    four, each group's forward sweep and then its backward sweep. (Same numba options as
-    the Thomas kernels it calls: numba compiles a callee with its first caller's flags.)"""
-    nsys = x.shape[0]
-    for chunk in numba.prange(nchunks):
-        j, end = chunk * nsys // nchunks, (chunk + 1) * nsys // nchunks
-        while j + 4 <= end:
-            thomas._substitute_four(r, l, cp, d, x, j)
-            j += 4
-        while j < end:
-            thomas._substitute_system(r, l, cp, d[j], x[j])
-            j += 1
 
 
 def diffusion_matrix(n: int, s: float = 0.5):
@@ -75,25 +57,20 @@ def rates(nsys: int, n: int, repeats: int) -> dict[str, float]:
     cols = np.ascontiguousarray(rows.T)
     x_rows = np.empty_like(rows)
     x_cols = np.empty_like(cols)
-    r, l, cp = (f[0] for f in (fact.reciprocal_pivots, fact.scaled_lower,
-                               fact.modified_upper))
-    chunks = min(max(1, nsys // 4), numba.get_num_threads())
-    x_old = np.empty_like(rows)
     ways = {
         "rows": lambda: fact.solve(rows, out=x_rows),
         "rows, new": lambda: fact.solve(rows),
-        "rows, unpiped": lambda: unpipelined(r, l, cp, rows, x_old, chunks),
         "columns": lambda: fact.solve(cols, axis=-2, out=x_cols),
         "T+solve+T": lambda: np.ascontiguousarray(fact.solve(np.ascontiguousarray(cols.T)).T),
     }
     times = {name: [] for name in ways}
     for fn in ways.values():
         fn()  # compile, first touch
-    for _ in range(repeats):  # interleaved
+    for _ in range(repeats):  # interleaved; each timing over 4 calls in a row after one
+        # untimed call, as a run makes its solves back to back (the first parallel call after
+        # a pause also pays for waking the sleeping worker threads)
         for name, fn in ways.items():
-            times[name].append(median_time(fn, 1, warm=False))
-    if not np.array_equal(x_rows, x_old):
-        raise AssertionError("the pipelined and the unpipelined kernels differ")
+            times[name].append(median_time(fn, 1, inner=4, warm=True))
     return {name: nsys * n / statistics.median(t) for name, t in times.items()}
 
 
@@ -105,9 +82,9 @@ def main() -> None:
     sizes = (512, 2048, 4096) if args.quick else (512, 1024, 2048, 4096)
     print(f"numba {numba.__version__}, threads {numba.get_num_threads()}, {os.cpu_count()} cpus, "
           f"median of {args.repeats}; load average at start {os.getloadavg()[0]:.2f}")
-    before = triad_bandwidth(args.repeats, inner=1)
+    before = triad_bandwidth(args.repeats)
     table = [(b, n, rates(b, n, args.repeats)) for b in sizes for n in sizes]
-    after = triad_bandwidth(args.repeats, inner=1)
+    after = triad_bandwidth(args.repeats)
     bw = statistics.median([before, after])
     print(f"STREAM triad: {bw / 1e9:.2f} GB/s (before {before / 1e9:.2f}, after "
           f"{after / 1e9:.2f}); load average at end {os.getloadavg()[0]:.2f}")

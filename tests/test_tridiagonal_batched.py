@@ -118,8 +118,7 @@ def test_batched_matrices_along_another_axis():
 
 def test_shared_factorization_many_systems_uses_threads_consistently():
     """Chunks of four interleaved systems and their remainders (B = 4k + 1 .. 4k + 3 per
-    thread), the backward sweep of each group of four pipelined with the next group's
-    forward sweep, give the same result as one system at a time, to the bit."""
+    thread) give the same result as one system at a time, to the bit."""
     rng = np.random.default_rng(4)
     lower, diag, upper = matrix(rng, 100)
     fact = td.factorize(lower, diag, upper)

@@ -23,7 +23,6 @@ from ..grid import second_difference
 from ..tridiagonal.thomas import (
     _JIT,
     _backward_four,
-    _forward_backward_four,
     _forward_four,
     _substitute_system,
     strided_width,
@@ -114,18 +113,14 @@ def rhs_y_block(v, s, inv_d2, g0, gn, j, m, out):
 def implicit_x_rows(v, s, inv_d2, g0, gn, r, l, cp, x, lo, hi, scratch):
     """Rows lo .. hi-1 of ``x = (I - s L_x)^{-1} (I + s d2y) v`` (before any ring
     correction), the factorisation (r, l, cp) of ``I - s L_x`` shared by the rows: the rhs of
-    four rows at a time into ``scratch`` (4, nx), then four interleaved Thomas sweeps, each
-    group's backward sweep pipelined with the next group's forward sweep."""
+    four rows at a time into ``scratch`` (4, nx), then four interleaved Thomas sweeps
+    forward and back."""
     j = lo
-    if j + 4 <= hi:
+    while j + 4 <= hi:
         rhs_y_block(v, s, inv_d2, g0, gn, j, 4, scratch)
         _forward_four(r, l, scratch, 0, x, j)
+        _backward_four(cp, x, j)
         j += 4
-        while j + 4 <= hi:
-            rhs_y_block(v, s, inv_d2, g0, gn, j, 4, scratch)
-            _forward_backward_four(r, l, cp, scratch, 0, x, j, j - 4)
-            j += 4
-        _backward_four(cp, x, j - 4)
     while j < hi:
         rhs_y_block(v, s, inv_d2, g0, gn, j, 1, scratch)
         _substitute_system(r, l, cp, scratch[0], x[j])

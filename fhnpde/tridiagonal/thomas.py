@@ -67,8 +67,7 @@ r[i] = 1 / t[i], l[i] = a[i] r[i] and c'[i] = c[i] r[i]; each solve is then::
     x[n-1] = y[n-1],    x[i] = y[i] - c'[i] x[i+1]           (backward)
 
 with no divisions, and the forward recurrence is a single multiply-add deep. A batch of
-right-hand sides sharing one matrix runs four systems interleaved per thread, each group's
-backward sweep pipelined with the next group's forward sweep. One matrix of n >=
+right-hand sides sharing one matrix runs four systems interleaved per thread. One matrix of n >=
 TWISTED_MIN_ROWS also keeps its two-ended (twisted) factors, the bottom half eliminated
 upwards (u[j] = b[j] - c[j] a'[j+1], a'[j] = a[j] / u[j]) and the twist row's reciprocal
 pivot, and solves a single right-hand side by the two-ended sweep above without divisions:
@@ -623,50 +622,6 @@ def _backward_four(cp, x, j):
 
 
 @numba.njit(**_JIT)
-def _forward_backward_four(r, l, cp, d, jd, x, jx, jb):
-    """``_forward_four(r, l, d, jd, x, jx)`` and ``_backward_four(cp, x, jb)`` in one loop
-    (software pipelining): row i of the forward sweep of one group of four systems, streamed
-    from memory, and row n-1-i of the backward sweep of the group before, in cache. The two
-    sweeps overlap, eight independent chains per row; the same operations on every value as
-    the two sweeps run one after the other (the same result to the bit)."""
-    n = d.shape[1]
-    r0 = r[0]
-    y0 = d[jd, 0] * r0
-    y1 = d[jd + 1, 0] * r0
-    y2 = d[jd + 2, 0] * r0
-    y3 = d[jd + 3, 0] * r0
-    x[jx, 0] = y0
-    x[jx + 1, 0] = y1
-    x[jx + 2, 0] = y2
-    x[jx + 3, 0] = y3
-    z0 = x[jb, n - 1]
-    z1 = x[jb + 1, n - 1]
-    z2 = x[jb + 2, n - 1]
-    z3 = x[jb + 3, n - 1]
-    for i in range(1, n):
-        ri = r[i]
-        li = l[i]
-        y0 = d[jd, i] * ri - li * y0
-        y1 = d[jd + 1, i] * ri - li * y1
-        y2 = d[jd + 2, i] * ri - li * y2
-        y3 = d[jd + 3, i] * ri - li * y3
-        x[jx, i] = y0
-        x[jx + 1, i] = y1
-        x[jx + 2, i] = y2
-        x[jx + 3, i] = y3
-        k = n - 1 - i
-        ck = cp[k]
-        z0 = x[jb, k] - ck * z0
-        z1 = x[jb + 1, k] - ck * z1
-        z2 = x[jb + 2, k] - ck * z2
-        z3 = x[jb + 3, k] - ck * z3
-        x[jb, k] = z0
-        x[jb + 1, k] = z1
-        x[jb + 2, k] = z2
-        x[jb + 3, k] = z3
-
-
-@numba.njit(**_JIT)
 def _substitute_four(r, l, cp, d, x, j):
     """Systems j .. j+3 with one shared factorisation: forward, then backward."""
     _forward_four(r, l, d, j, x, j)
@@ -676,16 +631,13 @@ def _substitute_four(r, l, cp, d, x, j):
 @numba.njit(**_JIT)
 def _substitute_shared_range(r, l, cp, d, x, j, end):
     """Systems j .. end-1 of d (nsys, n) with the one factorisation (r, l, cp), four at a
-    time, pipelined: the backward sweep of each group of four runs in the loop of the next
-    group's forward sweep (``_forward_backward_four``), so a forward sweep streaming from
-    memory overlaps with a backward sweep in cache instead of alternating with it."""
-    if j + 4 <= end:
-        _forward_four(r, l, d, j, x, j)
+    time (``_substitute_four``: four independent chains per row in each sweep; a group's
+    backward sweep finds its rows in cache). Pipelining each group's backward sweep into the
+    next group's forward sweep was measured no faster on a quiet machine (median 53 against
+    56 % of the triad over 16 shapes, benchmarks/tridiagonal_batched.py) and was dropped."""
+    while j + 4 <= end:
+        _substitute_four(r, l, cp, d, x, j)
         j += 4
-        while j + 4 <= end:
-            _forward_backward_four(r, l, cp, d, j, x, j, j - 4)
-            j += 4
-        _backward_four(cp, x, j - 4)
     while j < end:
         _substitute_system(r, l, cp, d[j], x[j])
         j += 1
