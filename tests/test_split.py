@@ -64,10 +64,13 @@ def test_euler_substeps_make_it_first_order(cases_dir):
     assert np.max(np.abs(v4 - v_ref)) < 0.5 * errs[0]
 
 
+@pytest.mark.parametrize("merged", [False, True], ids=["symmetric", "merged"])
 @pytest.mark.parametrize("boundary", ["neumann", "periodic"])
-def test_against_scipy_bdf_on_the_same_grid(boundary):
+def test_against_scipy_bdf_on_the_same_grid(boundary, merged):
+    """Second order against scipy BDF on the same grid, with the symmetric steps and with
+    the inner half-steps merged (solver.merge_diffusion: one diffusion solve per step)."""
     sets = (f"domain.boundary={boundary}", "initial.v.center=12.0", "solver.method=split",
-            "solver.backend=numba")
+            "solver.backend=numba", f"solver.merge_diffusion={str(merged).lower()}")
     _, v_ref, w_ref = mol_reference(make_case(SMALL_CABLE, *sets))
     dts = [0.2, 0.1, 0.05]
     errs = []
@@ -228,24 +231,6 @@ def test_a_registered_reaction_step_drives_the_split_solver(cases_dir, monkeypat
 
 
 # --- merged diffusion half-steps (solver.merge_diffusion) -------------------------------------
-
-
-@pytest.mark.parametrize("boundary", ["neumann", "periodic"])
-def test_merged_half_steps_stay_second_order_against_scipy_bdf(boundary):
-    """D_dt/2 R D_dt R ... D_dt/2 over an output interval: second order against scipy BDF
-    on the same grid, like the symmetric steps, with one diffusion solve per step."""
-    sets = (f"domain.boundary={boundary}", "initial.v.center=12.0", "solver.method=split",
-            "solver.backend=numba", "solver.merge_diffusion=true")
-    case = make_case(SMALL_CABLE, *sets)
-    assert case.solver.merge_diffusion is True
-    _, v_ref, w_ref = mol_reference(case)
-    dts = [0.2, 0.1, 0.05]
-    errs = []
-    for dt in dts:
-        _, v, w = final_state(make_case(SMALL_CABLE, *sets, f"time.dt={dt}"))
-        errs.append(max(np.max(np.abs(v - v_ref)), np.max(np.abs(w - w_ref))))
-    assert fitted_order(dts, errs) == pytest.approx(2.0, abs=0.15), errs
-    assert errs[-1] < 1e-4
 
 
 def test_merged_half_steps_are_the_symmetric_steps_with_inner_halves_combined():

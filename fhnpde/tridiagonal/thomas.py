@@ -463,6 +463,18 @@ def _factor_twisted(a, b, c, r, l, cp, tr, tl, ts):
 
 
 @numba.njit(**_JIT)
+def _twist_factored(tr, am, cm, d, x, m, nb):
+    """The twist row of a two-ended factorised solve: x[m] = (d[m] - a[m] y[m-1] - c[m]
+    y[m+1]) / p, with tr[m] = 1 / p."""
+    xm = d[m]
+    if m > 0:
+        xm -= am * x[m - 1]
+    if nb > 0:
+        xm -= cm * x[m + 1]
+    x[m] = xm * tr[m]
+
+
+@numba.njit(**_JIT)
 def _substitute_twisted(tr, tl, ts, am, cm, d, x):
     """One system by its two-ended factorisation (``_factor_twisted``; am, cm: a[m], c[m]):
     the forward recurrences of the top rows (0 .. m-1, downwards) and of the bottom rows
@@ -492,12 +504,7 @@ def _substitute_twisted(tr, tl, ts, am, cm, d, x):
     for i in range(max(both, 1), m):  # n even: the top half has one row more
         yt = d[i] * tr[i] - tl[i] * yt
         x[i] = yt
-    xm = d[m]
-    if m > 0:
-        xm -= am * x[m - 1]
-    if nb > 0:
-        xm -= cm * x[m + 1]
-    x[m] = xm * tr[m]
+    _twist_factored(tr, am, cm, d, x, m, nb)
     _back_substitute_both(ts, x, m, nb)
 
 
@@ -525,17 +532,6 @@ def _forward_twisted_half(tr, tl, d, x, m, nb, bottom):
 def _forward_twisted_halves(tr, tl, d, x, m, nb):
     for half in numba.prange(2):
         _forward_twisted_half(tr, tl, d, x, m, nb, half == 1)
-
-
-@numba.njit(**_JIT)
-def _twist_factored(tr, am, cm, d, x, m, nb):
-    """The twist row of the two-ended factorisation (as in ``_substitute_twisted``)."""
-    xm = d[m]
-    if m > 0:
-        xm -= am * x[m - 1]
-    if nb > 0:
-        xm -= cm * x[m + 1]
-    x[m] = xm * tr[m]
 
 
 def _substitute_twisted_threaded(tr, tl, ts, am, cm, d, x):
