@@ -141,3 +141,28 @@ def test_bad_axis_and_out_are_refused():
         fact.solve(np.ones((3, 4)), out=np.empty((3, 4), dtype=np.float32))
     with pytest.raises(ValueError, match="C-contiguous"):
         fact.solve(np.ones((3, 4)), out=np.empty((4, 3)).T)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_streamed_writes_give_the_same_result(monkeypatch, threads):
+    """A batch whose result is larger than the caches is written by non-temporal stores
+    (forward sweeps into a cached block, backward sweeps into x): the same x to the bit as
+    the cached writes, for whole groups of four and remainders, on one thread and on two;
+    and it solves the systems (against scipy's banded solver)."""
+    from fhnpde.tridiagonal import thomas
+
+    rng = np.random.default_rng(9)
+    lower, diag, upper = matrix(rng, 50)
+    fact = td.factorize(lower, diag, upper)
+    monkeypatch.setattr(thomas, "PARALLEL_MIN_UNKNOWNS", 0)
+    monkeypatch.setattr(thomas.numba, "get_num_threads", lambda: threads)
+    for batch in (1, 4, 7, 9, 16, 23):
+        rows = rng.standard_normal((batch, 50))
+        cached = fact.solve(rows)
+        monkeypatch.setattr(thomas, "STREAM_MIN_BYTES", 0)
+        streamed = fact.solve(rows)
+        monkeypatch.setattr(thomas, "STREAM_MIN_BYTES", 16 << 20)
+        np.testing.assert_array_equal(streamed, cached)
+        for j in range(batch):
+            ref = banded_solve(lower, diag, upper, rows[j])
+            assert np.abs(streamed[j] - ref).max() < 1e-12
