@@ -7,7 +7,8 @@ One constant matrix (a diffusion operator, ``I - s L``) is factorised once by
 solved with it, as an ADI half-step does over all rows (or columns) of a sheet:
 
 - ``rows``:      rhs (B, n), systems along the last axis, ``fact.solve(rhs, out=x)``
-                 (threads over chunks of systems, four systems interleaved per thread);
+                 (threads over chunks of systems, four systems interleaved per thread; a
+                 result of 16 MiB or more written by non-temporal stores);
 - ``rows, new``: the same without ``out=`` (a fresh result array every call: first-touch
                  page faults included);
 - ``columns``:   rhs (n, B), systems along axis -2 (the columns of a C-order array),
