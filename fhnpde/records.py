@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import math
+import operator
 from typing import Any, ClassVar
 
 from .errors import quote, split_keyed
@@ -67,58 +68,72 @@ def _value_error(loc: tuple, exc: ValueError) -> Problem:
 # --- checkers: check(value, loc) returns the stored value or raises Invalid --------------
 
 
-class Number:
+class Kind:
+    """A value of one kind (``accepts``), named in messages by ``what``; the base of the
+    scalar checkers: ``check`` refuses any other kind and returns the value."""
+
+    what = "a value"
+
+    def accepts(self, value: Any) -> bool:
+        raise NotImplementedError
+
+    def check(self, value: Any, loc: tuple):
+        if not self.accepts(value):
+            _fail("type", loc, f"must be {self.what}, got {quote(value)}")
+        return value
+
+
+_COMPARE = ((">", "gt", operator.gt), (">=", "ge", operator.ge), ("<=", "le", operator.le))
+
+
+class Bounded(Kind):
+    """A number with optional bounds ``gt``, ``ge``, ``le``."""
+
+    def __init__(self, *, gt: float | None = None, ge: float | None = None,
+                 le: float | None = None):
+        self.gt, self.ge, self.le = gt, ge, le
+
+    def bounds(self, number, given, loc: tuple) -> None:
+        for op, name, holds in _COMPARE:
+            bound = getattr(self, name)
+            if bound is not None and not holds(number, bound):
+                _fail("bound", loc, f"must be {op} {bound:g}, got {quote(given)}")
+
+
+class Number(Bounded):
     """A finite float (an int is taken and stored as a float) with optional bounds."""
 
     what = "a number"
-
-    def __init__(self, *, gt: float | None = None, ge: float | None = None,
-                 le: float | None = None, finite: bool = True):
-        self.gt, self.ge, self.le, self.finite = gt, ge, le, finite
 
     def accepts(self, value: Any) -> bool:
         return isinstance(value, int | float) and not isinstance(value, bool)
 
     def check(self, value: Any, loc: tuple) -> float:
-        if not self.accepts(value):
-            _fail("type", loc, f"must be a number, got {quote(value)}")
+        super().check(value, loc)
         try:
             number = float(value)
         except OverflowError:  # an int beyond a float
             _fail("type", loc, f"must be a number, got {quote(value)}")
-        if self.finite and not math.isfinite(number):
+        if not math.isfinite(number):
             _fail("type", loc, f"must be a finite number, got {quote(value)}")
-        _bounds(self, number, value, loc)
+        self.bounds(number, value, loc)
         return number
 
 
-class Integer:
+class Integer(Bounded):
     """An int (not a bool, not a float) with optional bounds."""
 
     what = "an integer"
-
-    def __init__(self, *, ge: int | None = None, le: int | None = None):
-        self.gt, self.ge, self.le = None, ge, le
 
     def accepts(self, value: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
 
     def check(self, value: Any, loc: tuple) -> int:
-        if not self.accepts(value):
-            _fail("type", loc, f"must be an integer, got {quote(value)}")
-        _bounds(self, value, value, loc)
+        self.bounds(super().check(value, loc), value, loc)
         return value
 
 
-def _bounds(spec, number, given, loc: tuple) -> None:
-    for op, bound, ok in ((">", spec.gt, lambda b: number > b), (">=", spec.ge,
-                                                                  lambda b: number >= b),
-                          ("<=", spec.le, lambda b: number <= b)):
-        if bound is not None and not ok(bound):
-            _fail("bound", loc, f"must be {op} {bound:g}, got {quote(given)}")
-
-
-class Text:
+class Text(Kind):
     """A string."""
 
     what = "a string"
@@ -126,24 +141,14 @@ class Text:
     def accepts(self, value: Any) -> bool:
         return isinstance(value, str)
 
-    def check(self, value: Any, loc: tuple) -> str:
-        if not isinstance(value, str):
-            _fail("type", loc, f"must be a string, got {quote(value)}")
-        return value
 
-
-class Flag:
+class Flag(Kind):
     """true or false."""
 
     what = "true or false"
 
     def accepts(self, value: Any) -> bool:
         return isinstance(value, bool)
-
-    def check(self, value: Any, loc: tuple) -> bool:
-        if not isinstance(value, bool):
-            _fail("type", loc, f"must be true or false, got {quote(value)}")
-        return value
 
 
 class OneOf:
@@ -163,7 +168,7 @@ class OneOf:
         return value
 
 
-class ListOf:
+class ListOf(Kind):
     """A list of items of one checker, with optional lengths; ``shape`` names it in
     messages (``"a pair [x, y]"``)."""
 
@@ -176,9 +181,7 @@ class ListOf:
         return isinstance(value, list)
 
     def check(self, value: Any, loc: tuple) -> list:
-        if not isinstance(value, list):
-            _fail("type", loc, f"must be {self.what}, got {quote(value)}")
-        n = len(value)
+        n = len(super().check(value, loc))
         if (self.min_length is not None and n < self.min_length) or (
                 self.max_length is not None and n > self.max_length):
             _fail("length", loc, f"must be {self.what}, got {quote(value)}")
@@ -193,7 +196,7 @@ class ListOf:
         return out
 
 
-class MapOf:
+class MapOf(Kind):
     """A mapping of string keys to values of one checker."""
 
     what = "a mapping of keys"
@@ -205,10 +208,8 @@ class MapOf:
         return isinstance(value, dict)
 
     def check(self, value: Any, loc: tuple) -> dict:
-        if not isinstance(value, dict):
-            _fail("type", loc, f"must be a mapping of keys, got {quote(value)}")
         out, problems = {}, []
-        for key, item in value.items():
+        for key, item in super().check(value, loc).items():
             if not isinstance(key, str):
                 problems.append(Problem("type", (*loc, key), f"a key must be a string, got "
                                         f"{quote(key)}"))
@@ -236,7 +237,7 @@ class Optional:
         return None if value is None else self.inner.check(value, loc)
 
 
-class Either:
+class Either(Kind):
     """One of several checkers, chosen by the kind of the value (a number, a list, a
     mapping): the value is checked by the first that takes its kind, so its message is
     about the form the user meant; a value no member takes names them all."""
@@ -252,10 +253,10 @@ class Either:
         for member in self.members:
             if member.accepts(value):
                 return member.check(value, loc)
-        _fail("type", loc, f"must be {self.what}, got {quote(value)}")
+        return super().check(value, loc)  # no member takes it: refused, naming them all
 
 
-class Nested:
+class Nested(Kind):
     """A mapping validated as the given :class:`Record`."""
 
     what = "a mapping of keys"
@@ -398,10 +399,6 @@ class Record:
         order; a key marked ``omit_default`` is left out while it holds its default."""
         return {name: _plain(getattr(self, name)) for name, key in self.record_keys.items()
                 if not (key.omit_default and getattr(self, name) == key.default)}
-
-    def model_dump(self, mode: str = "json") -> dict:
-        """:meth:`to_dict`, under the name the pydantic-based schema used."""
-        return self.to_dict()
 
     def __eq__(self, other) -> bool:
         return type(other) is type(self) and other.__dict__ == self.__dict__

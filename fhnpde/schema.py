@@ -77,16 +77,20 @@ def _range_width(key: str, low: float, high: float) -> None:
                           "(high - low overflows); narrow it")
 
 
-def _known_kinetics(value: str) -> str:
-    if value not in models.FAMILIES:
-        raise ValueError(
-            f"unknown kinetics {quote(value)}; valid kinetics: {', '.join(models.FAMILIES)}"
-        )
-    return value
+def _one_of(valid, what: str, plural: str):
+    """An ``after`` check: the value if it is one of ``valid``; else the error naming them."""
+
+    def check(value: str | None) -> str | None:
+        if value is not None and value not in valid:
+            raise ValueError(f"unknown {what} {quote(value)}; valid {plural}: "
+                             f"{', '.join(valid)}")
+        return value
+
+    return check
 
 
 class ModelSpec(Record):
-    kinetics = Key(Text(), "nagumo", after=_known_kinetics)
+    kinetics = Key(Text(), "nagumo", after=_one_of(models.FAMILIES, "kinetics", "kinetics"))
     params = Key(MapOf(FiniteFloat), factory=dict)
     diffusion = Key(NonNegativeFloat, 1.0)
 
@@ -344,18 +348,6 @@ class AdaptiveSpec(Record):
                 "dt = 1/640 is regrid_every: 0.2)"
             )
         return data
-
-
-def _one_of(valid, what: str, plural: str):
-    """An ``after`` check: the value if it is one of ``valid``; else the error naming them."""
-
-    def check(value: str | None) -> str | None:
-        if value is not None and value not in valid:
-            raise ValueError(f"unknown {what} {quote(value)}; valid {plural}: "
-                             f"{', '.join(valid)}")
-        return value
-
-    return check
 
 
 class SolverSpec(Record):

@@ -91,7 +91,7 @@ def check_case(case) -> None:
     if case.solver.method not in valid:
         raise CaseError(f"{case.solver.method!r} has no differentiable path; with gradients "
                         f"use one of {', '.join(valid)}", key="solver.method")
-    if getattr(case.solver, "merge_diffusion", False):
+    if case.solver.merge_diffusion:
         raise CaseError("merged diffusion half-steps have no differentiable path yet; remove "
                         "solver.merge_diffusion", key="solver.merge_diffusion")
     if case.solver.method == "split" and case.reaction.kind != "exact":

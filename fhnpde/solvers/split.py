@@ -217,13 +217,14 @@ class StrangSplit(Solver):
         if reaction_order is not None and reaction_order < 2:
             self.order = Order(time=int(reaction_order), space=2)
         self.merged = bool(self.options.merge_diffusion)
-        self._diffusion: dict[float, object] = {}
+        self._diffusion: dict[float, object] = {}  # tau -> operator, for steps of:
+        self._diffusion_dt: float | None = None
 
     def diffusion(self, dt: float, tau: float | None = None):
         """The diffusion operator over ``tau`` (default the half-step dt / 2) for steps of
         dt: factorised on first use, then reused; those of another dt are dropped."""
         tau = 0.5 * dt if tau is None else tau
-        if getattr(self, "_diffusion_dt", None) != dt:
+        if self._diffusion_dt != dt:
             self._diffusion, self._diffusion_dt = {}, dt
         if tau not in self._diffusion:
             self._diffusion[tau] = self.DIFFUSION[self.diffusion_scheme](
@@ -249,21 +250,22 @@ class StrangSplit(Solver):
         return xp.reshape(v, shape), xp.reshape(w, shape)
 
     def step(self, state, t, dt):
-        half = self.diffusion(dt)
-        v = half(state.v)
-        current = self.asarray(self.problem.current.current(t + 0.5 * dt))
-        v, w = self.react(v, state.w, current, dt)
-        return State(half(v), w)
+        return self.advance(state, t, dt, 1)
 
     def advance(self, state, t, dt, nsteps):
-        if not self.merged or nsteps < 2:
-            return super().advance(state, t, dt, nsteps)
-        half, full = self.diffusion(dt), self.diffusion(dt, dt)
+        """``nsteps`` Strang steps: a diffusion half-step, then per step the reaction and
+        between two reactions the two half-steps (or, merged, one diffusion step of dt),
+        and a half-step last."""
+        half = self.diffusion(dt)
+        full = self.diffusion(dt, dt) if self.merged and nsteps > 1 else None
         v, w = half(state.v), state.w
         for i in range(nsteps):
             current = self.asarray(self.problem.current.current(t + (i + 0.5) * dt))
             v, w = self.react(v, w, current, dt)
-            v = (full if i < nsteps - 1 else half)(v)
+            if i == nsteps - 1:
+                v = half(v)
+            else:
+                v = full(v) if full is not None else half(half(v))
         return State(v, w)
 
 
