@@ -77,13 +77,19 @@ def _members(path: Path, meta: dict) -> set[str]:
     return {p.name for p in path.iterdir() if p.is_dir() and (p / "zarr.json").is_file()}
 
 
+def _file_or_gone(entry: Path) -> bool:
+    """A writer's temporary is a plain file, or already gone (renamed into place between
+    the listing and this look: a writer's atomic write, not something foreign)."""
+    return not entry.is_symlink() and (entry.is_file() or not os.path.lexists(entry))
+
+
 def _foreign_in_array(array: Path) -> list[str]:
     """Entries in an array directory that are neither its ``zarr.json`` nor chunk files."""
     found = []
     for entry in array.iterdir():
         if entry.name == "zarr.json" and entry.is_file() and not entry.is_symlink():
             continue
-        if _PARTIAL_NAME.match(entry.name) and entry.is_file() and not entry.is_symlink():
+        if _PARTIAL_NAME.match(entry.name) and _file_or_gone(entry):
             continue
         if entry.name == "c" and entry.is_dir() and not entry.is_symlink():
             for root, dirs, files in os.walk(entry):
@@ -105,7 +111,7 @@ def foreign_entries(path: Path) -> list[str]:
     for entry in path.iterdir():
         if entry.name == "zarr.json" and entry.is_file() and not entry.is_symlink():
             continue
-        if _PARTIAL_NAME.match(entry.name) and entry.is_file() and not entry.is_symlink():
+        if _PARTIAL_NAME.match(entry.name) and _file_or_gone(entry):
             continue
         if entry.name in members and entry.is_dir() and not entry.is_symlink():
             found.extend(_foreign_in_array(entry))
@@ -384,14 +390,15 @@ def check_target(path: Path, overwrite: bool, key: str = "--out") -> None:
     """Everything that can be known about writing a store at ``path`` before a run starts:
     a usable name, a writable parent, and (if it exists) a store we may replace now."""
     check_name(path, key)
+    # a live writer first: the store it is writing changes under a scan of its files
+    holder = read_lock(path)
+    if holder is not None and not (holder and lock_is_stale(holder)):
+        raise _busy(path, holder, key)
     if os.path.lexists(path):
         if not overwrite:
             raise CaseError(f"{path} already exists; pass --overwrite to replace it or choose "
                             "another path", key=key)
         check_replaceable(path, key)
-    holder = read_lock(path)
-    if holder is not None and not (holder and lock_is_stale(holder)):
-        raise _busy(path, holder, key)
 
 
 def check_name(path: Path, key: str = "--out") -> None:

@@ -604,3 +604,36 @@ def test_signal_handlers_are_set_only_from_the_main_thread():
     t.join()
     assert errors == []
     assert {s: signal.getsignal(s) for s in signals.HANDLED} == before
+
+
+def test_a_live_writer_is_named_before_its_files_are_judged(tmp_path):
+    """A store with a live writer is refused as busy, whatever its files look like at that
+    moment (a writer's temporary renamed into place during the scan is not foreign); and a
+    temporary that is gone by the time it is looked at is the writer's, one that is a
+    folder or a link is not."""
+    store = tmp_path / "s.zarr"
+    _small_store(store)
+    (store / "notes.txt").write_text("a user's file")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock_path(store).write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname(),
+                                                "start": process_start(sleeper.pid)}))
+        with pytest.raises(CaseError, match=f"being written by pid {sleeper.pid}"):
+            run_case(make_case(SMALL_CABLE), out=store, overwrite=True)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        lock_path(store).unlink()
+    with pytest.raises(CaseError, match="notes.txt"):  # no live writer: the file is judged
+        run_case(make_case(SMALL_CABLE), out=store, overwrite=True)
+    (store / "notes.txt").unlink()
+    from fhnpde.storefs import _file_or_gone
+
+    gone = store / "v" / ".zarr.json.4248.partial"
+    assert _file_or_gone(gone)
+    gone.mkdir()
+    assert not _file_or_gone(gone)
+    gone.rmdir()
+    gone.symlink_to(store / "v" / "zarr.json")
+    assert not _file_or_gone(gone)
+    gone.unlink()
