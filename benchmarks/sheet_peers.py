@@ -97,9 +97,11 @@ def front(x: np.ndarray, v_rows: np.ndarray) -> float:
     return float(crossings[-1]) if crossings.size else float("nan")
 
 
-def steps_for(dx: float, t_end: float) -> tuple[float, int]:
-    """dt = 0.8 x dx^2 / (4 D), rounded down to divide t_end / 10 (the outputs' spacing)."""
-    n = 10 * int(np.ceil(t_end / (0.8 * dx * dx / 4.0) / 10))
+def steps_for(dx: float, t_end: float, space_order: int = 2) -> tuple[float, int]:
+    """dt = 0.8 x the explicit limit, dx^2 / (4 D) (five-point stencil) or 3 dx^2 / (16 D)
+    (fourth order), rounded down to divide t_end / 10 (the outputs' spacing)."""
+    limit = dx * dx / 4.0 if space_order == 2 else 3.0 * dx * dx / 16.0
+    n = 10 * int(np.ceil(t_end / (0.8 * limit) / 10))
     return t_end / n, n
 
 
@@ -125,17 +127,19 @@ def split_steps_for(dx: float, t_end: float, per_dx: float) -> tuple[float, int]
     return t_end / n, n
 
 
-def fhnpde_dt(n: int, t_end: float, method: str, per_dx: float) -> float:
+def fhnpde_dt(n: int, t_end: float, method: str, per_dx: float, space_order: int = 2) -> float:
     dx = LENGTH / (n - 1)
-    return (steps_for(dx, t_end) if method == "explicit"
+    return (steps_for(dx, t_end, space_order) if method == "explicit"
             else split_steps_for(dx, t_end, per_dx))[0]
 
 
 def fhnpde_sets(n: int, t_end: float, method: str = "explicit", per_dx: float = 1.0,
-                merged: bool = False) -> list[str]:
-    dt = fhnpde_dt(n, t_end, method, per_dx)
+                merged: bool = False, space_order: int = 2) -> list[str]:
+    dt = fhnpde_dt(n, t_end, method, per_dx, space_order)
     sets = [START, f"domain.nx=[{n}, {n}]", f"time.t_end={t_end}", f"time.dt={dt!r}",
             f"time.save_every={t_end / 10!r}", "solver.backend=numba"]
+    if space_order != 2:
+        sets.append(f"solver.space_order={space_order}")
     if method == "split":
         sets += ["solver.method=split", "solver.diffusion=adi"]
         if merged:
@@ -254,6 +258,9 @@ def main() -> None:
     ap.add_argument("--split-dt-per-dx", type=float, default=1.0)
     ap.add_argument("--merge-diffusion", action="store_true",
                     help="with --method split: solver.merge_diffusion: true")
+    ap.add_argument("--space-order", type=int, choices=(2, 4), default=2,
+                    help="with --method explicit: solver.space_order (4: the fourth-order "
+                         "stencil at 0.8 x its own limit)")
     ap.add_argument("--stepping-only", action="store_true",
                     help="skip the end-to-end runs (py-pde's compile in every process)")
     ap.add_argument("--pypde-worker", nargs=2, help=argparse.SUPPRESS)
@@ -274,13 +281,16 @@ def main() -> None:
     rows_f = []
     print(f"fhnpde: {args.method}" + (f", dt = {args.split_dt_per_dx:g} x dx"
                                        + (", merged half-steps" if args.merge_diffusion else "")
-                                       if args.method == "split" else ", dt = 0.8 x limit"))
+                                       if args.method == "split" else
+                                       f", space order {args.space_order}, dt = 0.8 x limit"))
     for n in args.fhnpde:
-        sets = fhnpde_sets(n, t_end, args.method, args.split_dt_per_dx, args.merge_diffusion)
+        sets = fhnpde_sets(n, t_end, args.method, args.split_dt_per_dx, args.merge_diffusion,
+                           args.space_order)
         step, pos = fhnpde_stepping(n, t_end, args.repeats, sets)
         e2e = float("nan") if args.stepping_only else fhnpde_end_to_end(sets, args.repeats)
         rows_f.append({"n": n, "dx": LENGTH / (n - 1),
-                       "dt": fhnpde_dt(n, t_end, args.method, args.split_dt_per_dx),
+                       "dt": fhnpde_dt(n, t_end, args.method, args.split_dt_per_dx,
+                                       args.space_order),
                        "error": abs(pos - x_ref), "stepping": step, "end_to_end": e2e})
     rows_p = []
     if importlib.util.find_spec("pde") is None:

@@ -298,6 +298,7 @@ def solver_options(case: Case):
         tridiagonal=spec.tridiagonal,
         diffusion=spec.diffusion,
         merge_diffusion=spec.merge_diffusion,
+        space_order=spec.space_order,
         newton=NewtonOptions(float(newton.rtol), int(newton.max_iter), newton.predictor,
                              newton.stop),
         adaptive=AdaptiveOptions(**{f: float(getattr(adaptive, f))

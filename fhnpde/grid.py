@@ -16,6 +16,13 @@ written once for the interior and the ends alike:
   first-order one and is kept only to demonstrate that.
 - ``periodic``: ``v_{-1} = v_{n-1}``, ``v_n = v_0``.
 
+The fourth-order stencil (``solver.space_order: 4``, :func:`fourth_order_difference`) also
+reads the nodes two away, through the *outer* ghost indices (:func:`outer_ghost_indices`):
+the same reflection one node further (mirror: ``v_{-2} = v_2``; first order:
+``v_{-2} = v_1``; ring: ``v_{-2} = v_{n-2}``). The mirror keeps it fourth order at a no-flux
+end: there every odd x-derivative of a reaction-diffusion solution vanishes (differentiate
+the equation in x), so the even extension is smooth.
+
 A sheet (:class:`SheetGrid`, DESIGN section 9) is the product of two such grids, one per
 direction; its fields are arrays ``(..., ny, nx)`` (C order, x fastest) and its Laplacian is
 the five-point stencil, the sum of each direction's second difference read through that
@@ -49,6 +56,20 @@ def five_point(v_left, v_right, v_below, v_above, v, inv_dx2, inv_dy2):
             + second_difference(v_below, v, v_above, inv_dy2))
 
 
+def fourth_order_difference(v_far_left, v_left, v, v_right, v_far_right, inv_dx2):
+    """(-v_{i-2} + 16 v_{i-1} - 30 v_i + 16 v_{i+1} - v_{i+2}) / (12 dx^2): the five-point
+    second difference, fourth order (leading error ``-dx^4/90 v_xxxxxx``)."""
+    return (16.0 * (v_left + v_right) - (v_far_left + v_far_right) - 30.0 * v) * (inv_dx2 / 12.0)
+
+
+def nine_point_cross(v_far_left, v_left, v_right, v_far_right, v_far_below, v_below, v_above,
+                     v_far_above, v, inv_dx2, inv_dy2):
+    """The fourth-order Laplacian of a sheet: :func:`fourth_order_difference` along x plus
+    the one along y (the nine-point cross, two nodes each way)."""
+    return (fourth_order_difference(v_far_left, v_left, v, v_right, v_far_right, inv_dx2)
+            + fourth_order_difference(v_far_below, v_below, v, v_above, v_far_above, inv_dy2))
+
+
 def ghost_indices(n: int, boundary: str, boundary_order: int) -> tuple[int, int]:
     """(index read left of node 0, index read right of node n-1) of ``n`` nodes: the
     boundary treatment of the module docstring, shared by uniform and non-uniform grids."""
@@ -57,6 +78,30 @@ def ghost_indices(n: int, boundary: str, boundary_order: int) -> tuple[int, int]
     if boundary_order == 1:
         return 0, n - 1
     return 1, n - 2
+
+
+def outer_ghost_indices(n: int, boundary: str, boundary_order: int) -> tuple[int, int]:
+    """(index read two left of node 0, index read two right of node n-1): the reflection of
+    :func:`ghost_indices` one node further (see the module docstring)."""
+    if boundary == "periodic":
+        return n - 2, 1
+    if boundary_order == 1:
+        return 1, n - 2
+    return 2, n - 3
+
+
+def far_neighbours(v, ghosts: tuple[int, int], outer: tuple[int, int], axis: int = -1, xp=np):
+    """(v_{i-2}, v_{i+2}) for every node along ``axis`` (-1: x, -2: y of a sheet), the two
+    nodes nearest each end read through the ghost indices (``ghosts``: those of x_{-1} and
+    x_n; ``outer``: those of x_{-2} and x_{n+1})."""
+    (g0, gn), (o0, on) = ghosts, outer
+
+    def part(start, stop):
+        return v[..., start:stop] if axis == -1 else v[..., start:stop, :]
+
+    far_left = xp.concat([part(o0, o0 + 1), part(g0, g0 + 1), part(0, -2)], axis=axis)
+    far_right = xp.concat([part(2, None), part(gn, gn + 1), part(on, on + 1)], axis=axis)
+    return far_left, far_right
 
 
 def neighbours_through_ghosts(v, ghosts: tuple[int, int], xp=np):
@@ -116,6 +161,15 @@ class UniformGrid:
     def neighbours(self, v, xp=np):
         """(v_{i-1}, v_{i+1}) for every node, the ends read through the ghost indices."""
         return neighbours_through_ghosts(v, self.ghosts, xp)
+
+    @property
+    def outer_ghosts(self) -> tuple[int, int]:
+        """(index read two left of node 0, index read two right of node nx-1)."""
+        return outer_ghost_indices(self.nx, self.boundary, self.boundary_order)
+
+    def far_neighbours(self, v, xp=np):
+        """(v_{i-2}, v_{i+2}) for every node (the fourth-order stencil's outer nodes)."""
+        return far_neighbours(v, self.ghosts, self.outer_ghosts, -1, xp)
 
     def laplacian(self, v, xp=np):
         left, right = self.neighbours(v, xp)
@@ -214,6 +268,13 @@ class SheetGrid:
         through each direction's ghost indices."""
         left, right = self.axes[0].neighbours(v, xp)
         return (left, right, *neighbours_along_rows(v, self.axes[1].ghosts, xp))
+
+    def far_neighbours(self, v, xp=np):
+        """(far left, far right, far below, far above): the nodes two away along x and y,
+        the edges read through each direction's ghost and outer ghost indices."""
+        gx, gy = self.axes
+        return (*gx.far_neighbours(v, xp),
+                *far_neighbours(v, gy.ghosts, gy.outer_ghosts, -2, xp))
 
     @cached_property
     def weights(self) -> np.ndarray:

@@ -365,6 +365,11 @@ class SolverSpec(Record):
     # solve less per step, the same order; outputs then depend (within the scheme's error) on
     # where the intervals end
     merge_diffusion = Key(Flag(), False, omit_default=True)
+    # explicit: the order of the stencil in space, 2 (three-point; five-point on a sheet) or
+    # 4 (two nodes each way); left out of dumps at 2, as merge_diffusion
+    space_order = Key(OneOf(2, 4), 2, omit_default=True, doc=(
+        "The explicit solver's stencil: 2 (three-point, five-point on a sheet) or 4 (the "
+        "fourth-order stencil, two nodes each way)."))
     force = Key(Flag(), False)
     newton = Key(Nested(NewtonSpec), factory=NewtonSpec)
     adaptive = Key(Nested(AdaptiveSpec), factory=AdaptiveSpec)
@@ -378,6 +383,10 @@ class SolverSpec(Record):
             raise KeyedError("merge_diffusion", f"merges the split solver's diffusion "
                              f"half-steps, but the method is {self.method}; remove it or use "
                              "method: split")
+        if self.space_order != 2 and self.method != "explicit":
+            raise KeyedError("space_order", f"{self.space_order} is the explicit solver's "
+                             f"fourth-order stencil, but the method is {self.method}; remove "
+                             "it or use method: explicit")
 
 
 class ExactReactionSpec(Record):

@@ -6,9 +6,11 @@ them on whole arrays of any array-API namespace, and the numba kernels
 node, registered as jitable by :mod:`fhnpde.compiled`. No module here imports a solver, so
 the kernels depend on the formulas and the solvers on both, never the other way round.
 
-- forward Euler with the three-point Laplacian, uniform (:func:`forward_euler_node`) and
-  non-uniform (:func:`adaptive_euler_node`), and with the five-point Laplacian of a sheet
-  (:func:`forward_euler_sheet_node`);
+- forward Euler (:func:`forward_euler_update`) with the three-point Laplacian, uniform
+  (:func:`forward_euler_node`) and non-uniform (:func:`adaptive_euler_node`), with the
+  five-point Laplacian of a sheet (:func:`forward_euler_sheet_node`), and with the
+  fourth-order stencils of a cable and a sheet (:func:`forward_euler4_node`,
+  :func:`forward_euler4_sheet_node`);
 - forward Euler and classical RK4 for the kinetics alone (:func:`euler_point`,
   :func:`rk4_point`; the RK4 weights once, :func:`rk4_combine`);
 - the trapezoidal rule (Crank–Nicolson) and its Newton iteration: see
@@ -17,37 +19,55 @@ the kernels depend on the formulas and the solvers on both, never the other way 
 
 from __future__ import annotations
 
-from .grid import five_point, second_difference
+from .grid import five_point, fourth_order_difference, nine_point_cross, second_difference
 from .models import dreaction_dv_by_code, reaction_by_code, recovery_by_code
 from .nonuniform import second_derivative
 
-# --- forward Euler on a cable -------------------------------------------------------------
+# --- forward Euler on a cable and a sheet --------------------------------------------------
+
+
+def forward_euler_update(lap, v, w, I, code, p, dt, diffusivity):
+    """One forward-Euler step of node values whose Laplacian is ``lap``."""
+    dv, dw = reaction_by_code(code, v, w, I, p)
+    return v + dt * (diffusivity * lap + dv), w + dt * dw
 
 
 def forward_euler_node(v_left, v, v_right, w, I, code, p, dt, diffusivity, inv_dx2):
     """One forward-Euler step of node values on a uniform grid."""
-    dv, dw = reaction_by_code(code, v, w, I, p)
-    return (
-        v + dt * (diffusivity * second_difference(v_left, v, v_right, inv_dx2) + dv),
-        w + dt * dw,
-    )
+    return forward_euler_update(second_difference(v_left, v, v_right, inv_dx2), v, w, I, code,
+                                p, dt, diffusivity)
+
+
+def forward_euler4_node(v_far_left, v_left, v, v_right, v_far_right, w, I, code, p, dt,
+                        diffusivity, inv_dx2):
+    """One forward-Euler step of node values with the fourth-order second difference."""
+    return forward_euler_update(
+        fourth_order_difference(v_far_left, v_left, v, v_right, v_far_right, inv_dx2), v, w,
+        I, code, p, dt, diffusivity)
 
 
 def forward_euler_sheet_node(v_left, v_right, v_below, v_above, v, w, I, code, p, dt,
                              diffusivity, inv_dx2, inv_dy2):
     """One forward-Euler step of node values on a sheet (the five-point Laplacian)."""
-    dv, dw = reaction_by_code(code, v, w, I, p)
-    lap = five_point(v_left, v_right, v_below, v_above, v, inv_dx2, inv_dy2)
-    return v + dt * (diffusivity * lap + dv), w + dt * dw
+    return forward_euler_update(five_point(v_left, v_right, v_below, v_above, v, inv_dx2,
+                                           inv_dy2), v, w, I, code, p, dt, diffusivity)
+
+
+def forward_euler4_sheet_node(v_far_left, v_left, v_right, v_far_right, v_far_below, v_below,
+                              v_above, v_far_above, v, w, I, code, p, dt, diffusivity, inv_dx2,
+                              inv_dy2):
+    """One forward-Euler step of node values on a sheet (the fourth-order nine-point
+    cross)."""
+    return forward_euler_update(
+        nine_point_cross(v_far_left, v_left, v_right, v_far_right, v_far_below, v_below,
+                         v_above, v_far_above, v, inv_dx2, inv_dy2), v, w, I, code, p, dt,
+        diffusivity)
 
 
 def adaptive_euler_node(v_left, v, v_right, w, I, code, p, dt, diffusivity, h_left, h_right):
     """One forward-Euler step of node values with the non-uniform three-point Laplacian."""
-    dv, dw = reaction_by_code(code, v, w, I, p)
-    return (
-        v + dt * (diffusivity * second_derivative(v_left, v, v_right, h_left, h_right) + dv),
-        w + dt * dw,
-    )
+    return forward_euler_update(second_derivative(v_left, v, v_right, h_left, h_right), v, w,
+                                I, code, p, dt, diffusivity)
 
 
 # --- the kinetics alone: Euler and RK4 ----------------------------------------------------

@@ -94,6 +94,9 @@ def check_case(case) -> None:
     if case.solver.merge_diffusion:
         raise CaseError("merged diffusion half-steps have no differentiable path yet; remove "
                         "solver.merge_diffusion", key="solver.merge_diffusion")
+    if case.solver.space_order != 2:
+        raise CaseError("the fourth-order stencil has no differentiable path yet; remove "
+                        "solver.space_order", key="solver.space_order")
     if case.solver.method == "split" and case.reaction.kind != "exact":
         raise CaseError(f"a {case.reaction.kind} reaction step cannot be differentiated with "
                         "respect to the case's parameters; use reaction.kind: exact",

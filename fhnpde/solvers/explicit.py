@@ -9,10 +9,21 @@
 Order 1 in time, 2 in space (with the mirror-node boundary). Stable for
 ``dt <= dx^2 / (2 D)`` (the diffusion part; von Neumann analysis of the heat equation).
 
+With ``solver.space_order: 4`` the second difference is the fourth-order five-point one,
+``(-v_{i-2} + 16 v_{i-1} - 30 v_i + 16 v_{i+1} - v_{i+2}) / (12 dx^2)`` (the nodes two away
+from an end read through the outer ghost indices, :mod:`fhnpde.grid`): order 1 in time, 4 in
+space. Its symbol ``(30 - 32 cos(k dx) + 2 cos(2 k dx)) / (12 dx^2)`` is largest at the
+checkerboard, ``16 / (3 dx^2)``, so forward Euler is stable for ``dt <= 3 dx^2 / (8 D)``;
+with dt tied to dx^2 at the limit the temporal error is O(dx^2), but its constant is small:
+on the planar Nagumo front of ``benchmarks/sheet_peers.py`` the front error at dx = 2 falls
+from 1.18 (second order) to 0.26, the second-order error at dx = 1.
+
 On a sheet (DESIGN section 9) the Laplacian is the five-point stencil
 ``(v_{i-1,j} - 2 v_{ij} + v_{i+1,j}) / dx^2 + (v_{i,j-1} - 2 v_{ij} + v_{i,j+1}) / dy^2``;
 its most negative eigenvalue is ``-4 / dx^2 - 4 / dy^2`` (the checkerboard mode), so forward
 Euler is stable for ``dt <= dx^2 dy^2 / (2 D (dx^2 + dy^2))`` (with dx = dy: dx^2 / (4 D)).
+The fourth-order sheet stencil is the sum of the two directions' fourth-order differences
+(the nine-point cross); stable for ``dt <= 3 / (8 D (1 / dx^2 + 1 / dy^2))``.
 """
 
 from __future__ import annotations
@@ -21,23 +32,41 @@ import numpy as np
 
 from .. import native
 from ..backends import PARALLEL_MIN_NODES
-from ..schemes import forward_euler_node, forward_euler_sheet_node
+from ..schemes import (
+    forward_euler4_node,
+    forward_euler4_sheet_node,
+    forward_euler_node,
+    forward_euler_sheet_node,
+)
 from .base import ArrayPath, Order, State, SteppedSolver, register
+from .options import OptionError
 
 KERNELS = "fhnpde.solvers.explicit_numba"
 
 
-def diffusion_limit(dx: float, diffusivity: float) -> float | None:
-    """dx^2 / (2 D), the forward-Euler limit of the three-point Laplacian."""
-    return None if diffusivity == 0 else dx * dx / (2.0 * diffusivity)
+#: the space orders of the explicit solver's stencils
+SPACE_ORDERS = (2, 4)
+
+#: the largest eigenvalue of minus each stencil's second difference, times dx^2 (the
+#: checkerboard mode): 4 for the three-point difference, 16/3 for the fourth-order one
+CHECKERBOARD = {2: 4.0, 4: 16.0 / 3.0}
 
 
-def sheet_diffusion_limit(dx: float, dy: float, diffusivity: float) -> float | None:
-    """dx^2 dy^2 / (2 D (dx^2 + dy^2)), the forward-Euler limit of the five-point
-    Laplacian."""
+def diffusion_limit(dx: float, diffusivity: float, space_order: int = 2) -> float | None:
+    """The forward-Euler limit of a cable's second difference: 2 / (D lambda_max), that is
+    dx^2 / (2 D) (three-point) or 3 dx^2 / (8 D) (fourth order)."""
     if diffusivity == 0:
         return None
-    return 1.0 / (2.0 * diffusivity * (1.0 / (dx * dx) + 1.0 / (dy * dy)))
+    return 2.0 * dx * dx / (diffusivity * CHECKERBOARD[space_order])
+
+
+def sheet_diffusion_limit(dx: float, dy: float, diffusivity: float,
+                          space_order: int = 2) -> float | None:
+    """The forward-Euler limit of a sheet's Laplacian: dx^2 dy^2 / (2 D (dx^2 + dy^2))
+    (five-point), 3 / (8 D (1/dx^2 + 1/dy^2)) (fourth order)."""
+    if diffusivity == 0:
+        return None
+    return 2.0 / (diffusivity * CHECKERBOARD[space_order] * (1.0 / (dx * dx) + 1.0 / (dy * dy)))
 
 
 class ArraySteps(ArrayPath):
@@ -51,8 +80,13 @@ class ArraySteps(ArrayPath):
         for i in range(nsteps):
             left, right = problem.grid.neighbours(v, xp)
             current = s.asarray(problem.current.current(t + i * dt))
-            v, w = forward_euler_node(left, v, right, w, current, s.code, s.params, dt,
-                                      problem.diffusion, s.inv_dx2)
+            if s.space_order == 4:
+                far_left, far_right = problem.grid.far_neighbours(v, xp)
+                v, w = forward_euler4_node(far_left, left, v, right, far_right, w, current,
+                                           s.code, s.params, dt, problem.diffusion, s.inv_dx2)
+            else:
+                v, w = forward_euler_node(left, v, right, w, current, s.code, s.params, dt,
+                                          problem.diffusion, s.inv_dx2)
         return State(v, w)
 
 
@@ -64,9 +98,13 @@ class CompiledSteps:
 
     serial = "explicit_advance_serial"
     parallel = "explicit_step_parallel"
+    serial4 = "explicit4_advance_serial"
+    parallel4 = "explicit4_step_parallel"
 
     def __init__(self, solver):
         self.solver = solver
+        if solver.space_order == 4:
+            self.serial, self.parallel = self.serial4, self.parallel4
         self.kernels = native.kernels(KERNELS)
         # the kernel is loaded (natively, or by numba) with the solver, not in the time loop
         big = solver.problem.grid.size >= PARALLEL_MIN_NODES
@@ -74,8 +112,9 @@ class CompiledSteps:
 
     def kernel_args(self, dt):
         s = self.solver
-        g0, gn = s.problem.grid.ghosts
-        return (s.params, dt, s.problem.diffusion, s.inv_dx2, g0, gn)
+        grid = s.problem.grid
+        outer = grid.outer_ghosts if s.space_order == 4 else ()
+        return (s.params, dt, s.problem.diffusion, s.inv_dx2, *grid.ghosts, *outer)
 
     def advance(self, state, t, dt, nsteps):
         s, k = self.solver, self.kernels
@@ -110,6 +149,13 @@ class ExplicitSolver(SteppedSolver):
 
     def __init__(self, problem, options=None):
         super().__init__(problem, options)
+        self.space_order = self.options.space_order
+        if self.space_order not in SPACE_ORDERS:
+            raise OptionError(f"the explicit solver's stencils are of order "
+                              f"{' or '.join(map(str, SPACE_ORDERS))} in space, not "
+                              f"{self.space_order}", option="space_order")
+        if self.space_order != 2:
+            self.order = Order(time=1, space=self.space_order)
         self.inv_dx2 = 1.0 / problem.grid.dx**2
         self.params = tuple(float(x) for x in problem.kinetics.values)
         self.code = problem.kinetics.family.code
@@ -117,10 +163,10 @@ class ExplicitSolver(SteppedSolver):
                       else self.array_steps(self))
 
     def stability_limit(self, dt):
-        return diffusion_limit(self.problem.grid.dx, self.problem.diffusion)
+        return diffusion_limit(self.problem.grid.dx, self.problem.diffusion, self.space_order)
 
     def limit_formula(self):
-        return "dx^2 / (2 D)"
+        return "dx^2 / (2 D)" if self.space_order == 2 else "3 dx^2 / (8 D)"
 
 
 
@@ -135,9 +181,16 @@ class SheetArraySteps(ArrayPath):
         for i in range(nsteps):
             left, right, below, above = problem.grid.neighbours(v, xp)
             current = s.asarray(problem.current.current(t + i * dt))
-            v, w = forward_euler_sheet_node(left, right, below, above, v, w, current, s.code,
-                                            s.params, dt, problem.diffusion, s.inv_dx2,
-                                            s.inv_dy2)
+            if s.space_order == 4:
+                far_left, far_right, far_below, far_above = problem.grid.far_neighbours(v, xp)
+                v, w = forward_euler4_sheet_node(far_left, left, right, far_right, far_below,
+                                                 below, above, far_above, v, w, current, s.code,
+                                                 s.params, dt, problem.diffusion, s.inv_dx2,
+                                                 s.inv_dy2)
+            else:
+                v, w = forward_euler_sheet_node(left, right, below, above, v, w, current,
+                                                s.code, s.params, dt, problem.diffusion,
+                                                s.inv_dx2, s.inv_dy2)
         return State(v, w)
 
 
@@ -147,11 +200,15 @@ class SheetCompiledSteps(CompiledSteps):
 
     serial = "sheet_advance_serial"
     parallel = "sheet_step_parallel"
+    serial4 = "sheet4_advance_serial"
+    parallel4 = "sheet4_step_parallel"
 
     def kernel_args(self, dt):
         s = self.solver
-        (gx0, gxn), (gy0, gyn) = (axis.ghosts for axis in s.problem.grid.axes)
-        return (s.params, dt, s.problem.diffusion, s.inv_dx2, s.inv_dy2, gx0, gxn, gy0, gyn)
+        edges = tuple(i for axis in s.problem.grid.axes
+                      for i in (axis.ghosts + axis.outer_ghosts if s.space_order == 4
+                                else axis.ghosts))
+        return (s.params, dt, s.problem.diffusion, s.inv_dx2, s.inv_dy2, *edges)
 
 
 @register
@@ -167,7 +224,8 @@ class ExplicitSheetSolver(ExplicitSolver):
 
     def stability_limit(self, dt):
         grid = self.problem.grid
-        return sheet_diffusion_limit(grid.dx, grid.dy, self.problem.diffusion)
+        return sheet_diffusion_limit(grid.dx, grid.dy, self.problem.diffusion, self.space_order)
 
     def limit_formula(self):
-        return "dx^2 dy^2 / (2 D (dx^2 + dy^2))"
+        return ("dx^2 dy^2 / (2 D (dx^2 + dy^2))" if self.space_order == 2
+                else "3 dx^2 dy^2 / (8 D (dx^2 + dy^2))")

@@ -10,7 +10,12 @@ from __future__ import annotations
 from numba import njit, prange
 
 from ..compiled import PARALLEL_MIN_NODES
-from ..schemes import forward_euler_node, forward_euler_sheet_node
+from ..schemes import (
+    forward_euler4_node,
+    forward_euler4_sheet_node,
+    forward_euler_node,
+    forward_euler_sheet_node,
+)
 
 
 @njit(cache=True)
@@ -154,6 +159,160 @@ def sheet_advance_serial(code, v, w, current, p, dt, diffusivity, inv_dx2, inv_d
         out_w[:] = a_w
 
 
+# --- the fourth-order stencils (solver.space_order: 4) ------------------------------------
+#
+# Nodes two away are read too: the two nodes nearest each end (and the two rows nearest each
+# edge of a sheet) through the ghost indices (g0, gn: of x_{-1}, x_n) and the outer ghost
+# indices (o0, on: of x_{-2}, x_{n+1}), fhnpde.grid. The interior loops start at 2, so every
+# index is plainly non-negative and LLVM vectorises them. The kinetics code is tested once,
+# outside the loops (the *_rows4 functions): with it inside, a loop nest with more than one
+# inner loop was not unswitched and ran 3-4x slower.
+
+
+@njit(cache=True, inline="always")
+def through_ghosts(k, n, g0, gn, o0, on):
+    """The node read at position ``k`` (-2 <= k <= n + 1) of ``n`` nodes."""
+    if k < 0:
+        return g0 if k == -1 else o0
+    if k >= n:
+        return gn if k == n else on
+    return k
+
+
+@njit(cache=True, inline="always")
+def _explicit_rows4(code, v, w, current, p, dt, diffusivity, inv_dx2, g0, gn, o0, on, lo, hi,
+                    out_v, out_w):
+    n = v.shape[0]
+    for i in range(max(lo, 2), min(hi, n - 2)):
+        out_v[i], out_w[i] = forward_euler4_node(
+            v[i - 2], v[i - 1], v[i], v[i + 1], v[i + 2], w[i], current[i], code, p, dt,
+            diffusivity, inv_dx2)
+    for i in (0, 1, n - 2, n - 1):
+        if lo <= i < hi:
+            out_v[i], out_w[i] = forward_euler4_node(
+                v[through_ghosts(i - 2, n, g0, gn, o0, on)],
+                v[through_ghosts(i - 1, n, g0, gn, o0, on)], v[i],
+                v[through_ghosts(i + 1, n, g0, gn, o0, on)],
+                v[through_ghosts(i + 2, n, g0, gn, o0, on)], w[i], current[i], code, p, dt,
+                diffusivity, inv_dx2)
+
+
+@njit(cache=True)
+def explicit_rows4(code, v, w, current, p, dt, diffusivity, inv_dx2, g0, gn, o0, on, lo, hi,
+                   out_v, out_w):
+    """Nodes ``lo <= i < hi`` of a cable with the fourth-order stencil."""
+    if code == 0:
+        _explicit_rows4(0, v, w, current, p, dt, diffusivity, inv_dx2, g0, gn, o0, on, lo, hi,
+                        out_v, out_w)
+    else:
+        _explicit_rows4(1, v, w, current, p, dt, diffusivity, inv_dx2, g0, gn, o0, on, lo, hi,
+                        out_v, out_w)
+
+
+@njit(cache=True)
+def explicit4_step_serial(code, v, w, current, p, dt, diffusivity, inv_dx2, g0, gn, o0, on,
+                          out_v, out_w):
+    explicit_rows4(code, v, w, current, p, dt, diffusivity, inv_dx2, g0, gn, o0, on, 0,
+                   v.shape[0], out_v, out_w)
+
+
+@njit(cache=True, parallel=True)
+def explicit4_step_parallel(code, v, w, current, p, dt, diffusivity, inv_dx2, g0, gn, o0, on,
+                            out_v, out_w):
+    """Contiguous blocks of nodes over the threads, as :func:`explicit_step_parallel`."""
+    n = v.shape[0]
+    for b in prange(BLOCKS):
+        explicit_rows4(code, v, w, current, p, dt, diffusivity, inv_dx2, g0, gn, o0, on,
+                       b * n // BLOCKS, (b + 1) * n // BLOCKS, out_v, out_w)
+
+
+@njit(cache=True, nogil=True)
+def explicit4_advance_serial(code, v, w, current, p, dt, diffusivity, inv_dx2, g0, gn, o0, on,
+                             nsteps, out_v, out_w):
+    """``nsteps`` serial steps with a fixed current (as :func:`explicit_advance_serial`)."""
+    a_v, a_w, b_v, b_w = v, w, out_v, out_w
+    for _ in range(nsteps):
+        explicit4_step_serial(code, a_v, a_w, current, p, dt, diffusivity, inv_dx2, g0, gn, o0,
+                              on, b_v, b_w)
+        a_v, b_v = b_v, a_v
+        a_w, b_w = b_w, a_w
+    if nsteps % 2 == 0:
+        out_v[:] = a_v
+        out_w[:] = a_w
+
+
+@njit(cache=True, inline="always")
+def _sheet_rows4(code, v, w, current, p, dt, diffusivity, inv_dx2, inv_dy2, gx0, gxn, ox0, oxn,
+                 gy0, gyn, oy0, oyn, lo, hi, out_v, out_w):
+    ny, n = v.shape
+    for j in range(lo, hi):
+        jbb = through_ghosts(j - 2, ny, gy0, gyn, oy0, oyn)
+        jb = through_ghosts(j - 1, ny, gy0, gyn, oy0, oyn)
+        ja = through_ghosts(j + 1, ny, gy0, gyn, oy0, oyn)
+        jaa = through_ghosts(j + 2, ny, gy0, gyn, oy0, oyn)
+        for i in range(2, n - 2):
+            out_v[j, i], out_w[j, i] = forward_euler4_sheet_node(
+                v[j, i - 2], v[j, i - 1], v[j, i + 1], v[j, i + 2], v[jbb, i], v[jb, i],
+                v[ja, i], v[jaa, i], v[j, i], w[j, i], current[j, i], code, p, dt,
+                diffusivity, inv_dx2, inv_dy2)
+        for i in (0, 1, n - 2, n - 1):
+            out_v[j, i], out_w[j, i] = forward_euler4_sheet_node(
+                v[j, through_ghosts(i - 2, n, gx0, gxn, ox0, oxn)],
+                v[j, through_ghosts(i - 1, n, gx0, gxn, ox0, oxn)],
+                v[j, through_ghosts(i + 1, n, gx0, gxn, ox0, oxn)],
+                v[j, through_ghosts(i + 2, n, gx0, gxn, ox0, oxn)], v[jbb, i], v[jb, i],
+                v[ja, i], v[jaa, i], v[j, i], w[j, i], current[j, i], code, p, dt,
+                diffusivity, inv_dx2, inv_dy2)
+
+
+@njit(cache=True)
+def sheet_rows4(code, v, w, current, p, dt, diffusivity, inv_dx2, inv_dy2, gx0, gxn, ox0, oxn,
+                gy0, gyn, oy0, oyn, lo, hi, out_v, out_w):
+    """Rows ``lo <= j < hi`` of a sheet ``(ny, nx)`` with the fourth-order nine-point
+    cross; the rows and columns nearest the edges read through the ghost indices."""
+    if code == 0:
+        _sheet_rows4(0, v, w, current, p, dt, diffusivity, inv_dx2, inv_dy2, gx0, gxn, ox0, oxn,
+                     gy0, gyn, oy0, oyn, lo, hi, out_v, out_w)
+    else:
+        _sheet_rows4(1, v, w, current, p, dt, diffusivity, inv_dx2, inv_dy2, gx0, gxn, ox0, oxn,
+                     gy0, gyn, oy0, oyn, lo, hi, out_v, out_w)
+
+
+@njit(cache=True)
+def sheet4_step_serial(code, v, w, current, p, dt, diffusivity, inv_dx2, inv_dy2, gx0, gxn,
+                       ox0, oxn, gy0, gyn, oy0, oyn, out_v, out_w):
+    sheet_rows4(code, v, w, current, p, dt, diffusivity, inv_dx2, inv_dy2, gx0, gxn, ox0, oxn,
+                gy0, gyn, oy0, oyn, 0, v.shape[0], out_v, out_w)
+
+
+@njit(cache=True, parallel=True)
+def sheet4_step_parallel(code, v, w, current, p, dt, diffusivity, inv_dx2, inv_dy2, gx0, gxn,
+                         ox0, oxn, gy0, gyn, oy0, oyn, out_v, out_w):
+    """Contiguous blocks of rows over the threads, as :func:`sheet_step_parallel`."""
+    ny = v.shape[0]
+    blocks = min(BLOCKS, ny)
+    for b in prange(blocks):
+        sheet_rows4(code, v, w, current, p, dt, diffusivity, inv_dx2, inv_dy2, gx0, gxn, ox0,
+                    oxn, gy0, gyn, oy0, oyn, b * ny // blocks, (b + 1) * ny // blocks, out_v,
+                    out_w)
+
+
+@njit(cache=True, nogil=True)
+def sheet4_advance_serial(code, v, w, current, p, dt, diffusivity, inv_dx2, inv_dy2, gx0, gxn,
+                          ox0, oxn, gy0, gyn, oy0, oyn, nsteps, out_v, out_w):
+    """``nsteps`` serial steps of a sheet with the fourth-order stencil (as
+    :func:`sheet_advance_serial`)."""
+    a_v, a_w, b_v, b_w = v, w, out_v, out_w
+    for _ in range(nsteps):
+        sheet4_step_serial(code, a_v, a_w, current, p, dt, diffusivity, inv_dx2, inv_dy2, gx0,
+                           gxn, ox0, oxn, gy0, gyn, oy0, oyn, b_v, b_w)
+        a_v, b_v = b_v, a_v
+        a_w, b_w = b_w, a_w
+    if nsteps % 2 == 0:
+        out_v[:] = a_v
+        out_w[:] = a_w
+
+
 def sheet_step_kernel(n: int):
     """The serial sheet kernel below PARALLEL_MIN_NODES nodes, the threaded one above."""
     return sheet_step_parallel if n >= PARALLEL_MIN_NODES else sheet_step_serial
@@ -164,7 +323,9 @@ def explicit_step_kernel(n: int):
     return explicit_step_parallel if n >= PARALLEL_MIN_NODES else explicit_step_serial
 
 
-__all__ = ["PARALLEL_MIN_NODES", "explicit_advance_serial", "explicit_rows",
+__all__ = ["PARALLEL_MIN_NODES", "explicit4_advance_serial", "explicit4_step_parallel",
+           "explicit4_step_serial", "explicit_advance_serial", "explicit_rows",
            "explicit_step_kernel", "explicit_step_parallel", "explicit_step_serial",
+           "sheet4_advance_serial", "sheet4_step_parallel", "sheet4_step_serial",
            "sheet_advance_serial", "sheet_step_kernel", "sheet_step_parallel",
-           "sheet_step_serial"]
+           "sheet_step_serial", "through_ghosts"]

@@ -95,6 +95,8 @@ class SolverOptions:
     #: the split solver: merge the diffusion half-steps of consecutive steps of one
     #: ``advance`` into one diffusion step of dt (see :class:`~fhnpde.solvers.split.StrangSplit`)
     merge_diffusion: bool = False
+    #: the explicit solver's stencil: order 2 (three-point; five-point on a sheet) or 4
+    space_order: int = 2
     #: the array namespace and device of the array path (None: the backend's, e.g. numpy;
     #: the tests set ``array_api_strict`` on a non-CPU device here)
     namespace: Any = None
