@@ -25,6 +25,13 @@ RUNS = [
     *[("impulse_train.yaml", m, ["time.t_end=20", "time.save_every=5"]) for m in CABLE],
     *[("cell_ensemble.yaml", m, ["time.t_end=5", "time.save_every=1"]) for m in POINT],
     ("divergent_adaptive.yaml", "adaptive", ["time.t_end=5", "time.save_every=1"]),
+    # the fourth-order stencils: the outer ghosts of both edges, mirror and ring
+    ("sheet_planar.yaml", "explicit", ["domain.nx=[41, 31]", "time.t_end=5",
+                                       "time.save_every=1", "solver.space_order=4"]),
+    ("divergent.yaml", "explicit", ["time.t_end=5", "time.save_every=1",
+                                    "solver.space_order=4"]),
+    ("divergent.yaml", "explicit", ["time.t_end=5", "time.save_every=1",
+                                    "solver.space_order=4", "domain.boundary=periodic"]),
 ]
 
 

@@ -155,6 +155,10 @@ class ExplicitSolver(SteppedSolver):
                               f"{' or '.join(map(str, SPACE_ORDERS))} in space, not "
                               f"{self.space_order}", option="space_order")
         if self.space_order != 2:
+            if problem.grid.boundary_order == 1 and not problem.grid.periodic:
+                raise OptionError("the fourth-order stencil reads the mirror nodes two away "
+                                  "from a no-flux end: it needs domain.boundary_order: 2, "
+                                  "not 1", option="space_order")
             self.order = Order(time=1, space=self.space_order)
         self.inv_dx2 = 1.0 / problem.grid.dx**2
         self.params = tuple(float(x) for x in problem.kinetics.values)
