@@ -63,6 +63,7 @@ def compiled_and_array_runs(case_file, sets, tridiagonal: str):
 def mol_reference(case, rtol=1e-11, atol=1e-13):
     """Method-of-lines solution on the case's grid by scipy BDF (sparse Jacobian)."""
     from fhnpde.problem import build_problem
+    from fhnpde.studies.references import solve_bdf
 
     problem = build_problem(case)
     grid: UniformGrid = problem.grid
@@ -82,7 +83,7 @@ def mol_reference(case, rtol=1e-11, atol=1e-13):
     eye = sparse.eye(n)
     pattern = sparse.bmat([[main, eye], [eye, eye]])
     y0 = np.concatenate([problem.v0, problem.w0])
-    sol = solve_ivp(rhs, (0.0, case.time.t_end), y0, method="BDF", rtol=rtol, atol=atol,
+    sol = solve_bdf(rhs, (0.0, case.time.t_end), y0, rtol=rtol, atol=atol,
                     jac_sparsity=pattern)
     assert sol.success, sol.message
     return grid.x, sol.y[:n, -1], sol.y[n:, -1]
