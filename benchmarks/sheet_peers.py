@@ -31,10 +31,11 @@ either ladder that both ladders span; printed with the ratios py-pde / fhnpde (t
 >= 10x end to end and stepping only). py-pde is optional: without it only fhnpde's ladder
 is printed.
 
-    python benchmarks/sheet_peers.py [--t-end 50] [--fhnpde 51 101 201 401]
+    python benchmarks/sheet_peers.py [--t-end 50] [--fhnpde 51 101 201 401 | ...]
                                      [--pypde 50 100 200 400] [--repeats 3]
                                      [--method explicit|split] [--split-dt-per-dx 1]
-                                     [--merge-diffusion] [--stepping-only]
+                                     [--merge-diffusion] [--space-order 2|4]
+                                     [--stepping-only]
 
 ``--method split``: fhnpde's ladder by ADI-split (Strang around Peaceman–Rachford, one RK4
 reaction step) at dt = ``--split-dt-per-dx`` x dx (rounded down to divide t_end / 10), not
@@ -43,21 +44,26 @@ comparison: fhnpde's fastest way to a front error against py-pde's explicit solv
 ``--merge-diffusion`` adds ``solver.merge_diffusion: true`` (one ADI step per step, the
 inner half-steps merged within each of the 10 output intervals).
 
-Measured (py-pde 0.59.0, 2 shared cores at load average 6-7, the defaults): front errors of
-the two ladders agree grid for grid (1.18 / 1.27, 0.264 / 0.260, 0.0622 / 0.0636,
-0.0156 / 0.0150); at equal error fhnpde steps 5.0-7.2x faster (15.9x on the coarsest grid)
-and runs end to end 10.2-20.5x faster (fhnpde 4.2-6.8 s, py-pde 69-87 s, most of it
-compiling its generated code in every process). The stepping target (10x) is not met:
-both step with a compiled loop; fhnpde's moves its bytes at the memory's speed.
+``--space-order 4``: fhnpde's explicit solver with the fourth-order stencil
+(``solver.space_order: 4``) at 0.8 x its own limit, 3 dx^2 / (16 D); its default ladder
+26 36 51 71 101 141 201 spans py-pde's errors.
 
-Stepping only, one later run (``--stepping-only --repeats 3``, load average 4.8 -> 7.9),
-py-pde / fhnpde at equal front error: ``--method explicit`` 6.7x (error 1.18), 6.2x (0.26),
-7.0x (0.062), 6.8x (0.0156); ``--method split`` (dt = dx; its front errors 1.29, 0.320,
-0.0776, 0.0196, the ADI-split time error added to the grid's) 1.4x (1.27), 2.1x (0.32),
-5.4x (0.078), 6.3x (0.064), **16.1x (0.0196)**: ADI-split's steps grow as 1 / dx, explicit's
-as 1 / dx^2, so it passes 10x only on the finest grid of the ladder (401 x 401: 0.23 s
-against py-pde's 3.7 s interpolated; fhnpde explicit there 0.94 s); on coarse grids its
-larger error per step and dearer step lose to the explicit solver.
+Measured, py-pde 0.59.0, a quiet machine (load 0.7 before the run),
+``--space-order 4 --fhnpde 26 31 33 36 41 51 71 101 141 201 --repeats 3``: front errors
+3.05 (26 x 26) .. 1.5e-3 (201 x 201) against py-pde's 1.27 (50 x 50) .. 0.015 (400 x 400);
+at equal front error fhnpde steps **12.6x** (error 1.27), 12.5x (1.04), 33x (0.26), 190x
+(0.064) and 788x (0.015) faster and runs end to end 36-49x faster (fhnpde 0.65-0.78 s a
+process, py-pde 27-33 s, most of it compiling). A stepping-only run of the default ladder
+(``--space-order 4 --stepping-only --repeats 5``): 10.7x (1.27, interpolated between
+26 x 26 and 36 x 36), 11.5x, 33x, 229x, 1135x.
+
+The five-point stencil (the default, ``--space-order 2``), stepping only, one run at load
+4.8-7.9: 6.7x (error 1.18), 6.2x (0.26), 7.0x (0.062), 6.8x (0.0156): both solvers step a
+compiled five-point loop, so at equal order fhnpde's lead is its loop's speed, about 7x;
+the fourth-order stencil reaches the coarse grids' errors with half the nodes per side
+(front error 0.26 at dx = 2 against 1.18). ``--method split`` (dt = dx; errors 1.29,
+0.320, 0.0776, 0.0196): 1.4x (1.27), 2.1x (0.32), 5.4x (0.078), 6.3x (0.064), 16.1x
+(0.0196); with ``--merge-diffusion`` 11-27x from error 0.064 down (docs/sheets.md).
 """
 
 from __future__ import annotations
@@ -247,8 +253,10 @@ def time_at(rows: list[dict], error: float, key: str) -> float | None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--t-end", type=float, default=50.0)
-    ap.add_argument("--fhnpde", type=int, nargs="+", default=[51, 101, 201, 401],
-                    help="nodes along each side of fhnpde's ladder")
+    ap.add_argument("--fhnpde", type=int, nargs="+", default=None,
+                    help="nodes along each side of fhnpde's ladder (default 51 101 201 401; "
+                         "with --space-order 4: 26 36 51 71 101 141 201, whose errors span "
+                         "py-pde's)")
     ap.add_argument("--pypde", type=int, nargs="+", default=[50, 100, 200, 400],
                     help="cells along each side of py-pde's ladder")
     ap.add_argument("--repeats", type=int, default=3)
@@ -265,6 +273,9 @@ def main() -> None:
                     help="skip the end-to-end runs (py-pde's compile in every process)")
     ap.add_argument("--pypde-worker", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.fhnpde is None:
+        args.fhnpde = ([26, 36, 51, 71, 101, 141, 201] if args.space_order == 4
+                       else [51, 101, 201, 401])
     if args.pypde_worker:
         pypde_run(int(args.pypde_worker[0]), float(args.pypde_worker[1]), 0)
         return
@@ -311,7 +322,7 @@ def main() -> None:
     for name, rows in (("fhnpde", rows_f), ("py-pde", rows_p)):
         for r in rows:
             print(f"{name:>8} {r['n']:>4}x{r['n']:<4} {r['dx']:>8.4f} {r['dt']:>9.5f} "
-                  f"{r['error']:>12.3e} {r['stepping']:>11.4f} {r['end_to_end']:>13.2f}")
+                  f"{r['error']:>12.3e} {r['stepping']:>11.3e} {r['end_to_end']:>13.2f}")
     if rows_p:
         print("\ntime to the same front error (each ladder's time against error, interpolated "
               "in log-log; errors that both ladders span)")
@@ -327,7 +338,7 @@ def main() -> None:
                 f, p = time_at(rows_f, target, key), time_at(rows_p, target, key)
                 if f is None or p is None:
                     break
-                cells.append(f"{f:>{width}.4f} {p:>8.3f} {p / f:>6.1f}x")
+                cells.append(f"{f:>{width}.3e} {p:>8.2e} {p / f:>6.1f}x")
             if len(cells) == 3:
                 print(" ".join(cells))
         print("(target: py-pde / fhnpde >= 10x, end to end and stepping only)")

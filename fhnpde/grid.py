@@ -171,8 +171,12 @@ class UniformGrid:
         """(v_{i-2}, v_{i+2}) for every node (the fourth-order stencil's outer nodes)."""
         return far_neighbours(v, self.ghosts, self.outer_ghosts, -1, xp)
 
-    def laplacian(self, v, xp=np):
+    def laplacian(self, v, xp=np, space_order: int = 2):
+        """The three-point second difference (``space_order`` 2) or the fourth-order one."""
         left, right = self.neighbours(v, xp)
+        if space_order == 4:
+            far_left, far_right = self.far_neighbours(v, xp)
+            return fourth_order_difference(far_left, left, v, right, far_right, 1.0 / self.dx**2)
         return second_difference(left, v, right, 1.0 / self.dx**2)
 
     @cached_property
@@ -256,11 +260,16 @@ class SheetGrid:
     def size(self) -> int:
         return self.nx[0] * self.nx[1]
 
-    def laplacian(self, v, xp=np):
-        """The five-point Laplacian ``d2x v + d2y v``, each direction through its ghosts."""
+    def laplacian(self, v, xp=np, space_order: int = 2):
+        """The five-point Laplacian ``d2x v + d2y v``, each direction through its ghosts
+        (``space_order`` 4: the fourth-order nine-point cross)."""
         gx, gy = self.axes
         left, right = gx.neighbours(v, xp)
         below, above = neighbours_along_rows(v, gy.ghosts, xp)
+        if space_order == 4:
+            far_left, far_right, far_below, far_above = self.far_neighbours(v, xp)
+            return nine_point_cross(far_left, left, right, far_right, far_below, below, above,
+                                    far_above, v, 1.0 / gx.dx**2, 1.0 / gy.dx**2)
         return five_point(left, right, below, above, v, 1.0 / gx.dx**2, 1.0 / gy.dx**2)
 
     def neighbours(self, v, xp=np):

@@ -361,3 +361,22 @@ def test_gradients_refuse_the_fourth_order_stencil():
     check_case(make_case(SMALL_CABLE, "solver.backend=torch"))  # the second-order one is fine
     with pytest.raises(CaseError, match=r"fourth-order stencil has no differentiable path"):
         check_case(make_case(SMALL_CABLE, ORDER4, "solver.backend=torch"))
+
+
+def test_scipy_reference_has_the_fourth_order_operator():
+    """``--reference scipy`` integrates the method of lines with the case's own operator (BDF,
+    rtol 1e-10): in dt the fourth-order solver converges to it at order 1 (with the
+    three-point operator in the reference the error would stall at the two operators'
+    difference), and in dx, with the reference two levels finer, at order 4."""
+    from fhnpde.studies import convergence_study
+
+    ring = ["domain.length=20.0", "domain.boundary=periodic", "model.params.k=0.0", "stimuli=[]",
+            "initial.v={kind: gaussian, center: 10.0, width: 2.0, amplitude: 1.0}",
+            "time.t_end=0.4", ORDER4]
+    in_dt = convergence_study(make_case(SMALL_CABLE, *ring, "domain.nx=40", "time.dt=0.05"),
+                              "dt", levels=4, reference="scipy")
+    assert in_dt.fitted_order_max == pytest.approx(1.0, abs=0.15), in_dt.report()
+    in_dx = convergence_study(make_case(SMALL_CABLE, *ring, "domain.nx=24", "time.dt=0.1"),
+                              "dx", levels=3, reference="scipy")
+    assert in_dx.fitted_order_max == pytest.approx(4.0, abs=0.15), in_dx.report()
+    assert in_dx.fitted_order_rmse == pytest.approx(4.0, abs=0.15), in_dx.report()

@@ -24,14 +24,17 @@ def _switch_times(problem, t_end: float) -> list[float]:
     return [0.0, *sorted(times), float(t_end)]
 
 
-def laplacian_sparsity(grid):
+def laplacian_sparsity(grid, space_order: int = 2):
     """Sparsity pattern (scipy CSR, 0/1) of ``v -> laplacian(v)`` on ``grid`` (a cable or a
-    sheet, its nodes in C order), ghosts included."""
+    sheet, its nodes in C order), ghosts included; ``space_order`` 4 adds the nodes two
+    away."""
     from scipy import sparse
 
     n = grid.size
     i = np.arange(n).reshape(grid.shape)
     neighbours = grid.neighbours(i)
+    if space_order == 4:
+        neighbours = (*neighbours, *grid.far_neighbours(i))
     rows = np.concatenate([i.ravel()] * (1 + len(neighbours)))
     cols = np.concatenate([i.ravel(), *(j.ravel() for j in neighbours)])
     pattern = sparse.coo_matrix((np.ones(rows.size), (rows, cols)), shape=(n, n))
@@ -69,7 +72,8 @@ def method_of_lines_reference(
         \\dot v_i = D\\,(L v)_i + f(v_i, w_i, I_i(t)),\\qquad \\dot w_i = g(v_i, w_i)
 
     with ``L`` = :meth:`UniformGrid.laplacian` (the three-point Laplacian read through the
-    grid's ghost indices, so the reference has exactly the spatial operator of the solvers)
+    grid's ghost indices, or the fourth-order one with ``solver.space_order: 4``, so the
+    reference has exactly the spatial operator of the solver it checks)
     and the kinetics of :mod:`fhnpde.models`. BDF gets the Jacobian's sparsity pattern
     ``[[L + I, I], [I, I]]`` and builds the Jacobian by grouped finite differences. The
     integration restarts where a stimulus switches on or off, so the current is smooth in
@@ -86,8 +90,10 @@ def method_of_lines_reference(
     n, shape = grid.size, grid.shape
     kinetics = problem.kinetics
     diffusion = problem.diffusion
+    space_order = case.solver.space_order
     eye = sparse.identity(n, format="csr")
-    pattern = sparse.bmat([[laplacian_sparsity(grid) + eye, eye], [eye, eye]], format="csr")
+    pattern = sparse.bmat([[laplacian_sparsity(grid, space_order) + eye, eye], [eye, eye]],
+                          format="csr")
     y = np.concatenate([problem.v0.ravel(), problem.w0.ravel()]).astype(float)
     bounds = _switch_times(problem, case.time.t_end)
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
@@ -96,7 +102,7 @@ def method_of_lines_reference(
         def rhs(t, y, current=current):
             v, w = y[:n], y[n:]
             dv, dw = kinetics.reaction(v, w, current)
-            lap = grid.laplacian(v.reshape(shape)).ravel()
+            lap = grid.laplacian(v.reshape(shape), space_order=space_order).ravel()
             return np.concatenate([diffusion * lap + dv, dw])
 
         sol = solve_bdf(rhs, (a, b), y, rtol=rtol, atol=atol, jac_sparsity=pattern)
