@@ -1,10 +1,11 @@
 """The explicit solver's fourth-order stencils (``solver.space_order: 4``) on cables and sheets
 against independent references: the decay of cosine modes, which the stencil's symbol gives
 exactly (every edge treatment included); the analytic heat kernel, its error the predicted
-leading term and fourth order in dx, also through the convergence study; the cable it must
-reduce to; a planar bistable front's exact speed at 30 degrees to the grid; the symmetries of the square; the stability limit 3 dx^2 / (8 D) per
-direction; the threaded kernels against the serial ones and the array formula; and the
-case's checks."""
+leading term and fourth order in dx, also through the convergence study (against itself and
+against scipy BDF with the same operator); the cable it must reduce to; a planar bistable
+front's exact speed at 30 degrees to the grid; the symmetries of the square; the stability
+limit 3 dx^2 / (8 D) per direction; the threaded kernels against the serial ones and the
+array formula; and the case's checks."""
 
 from __future__ import annotations
 
