@@ -3,9 +3,9 @@ against independent references: the decay of cosine modes, which the stencil's s
 exactly (every edge treatment included); the analytic heat kernel, its error the predicted
 leading term and fourth order in dx, also through the convergence study (against itself and
 against scipy BDF with the same operator); the cable it must reduce to; a planar bistable
-front's exact speed at 30 degrees to the grid; the symmetries of the square; the stability
-limit 3 dx^2 / (8 D) per direction; the threaded kernels against the serial ones and the
-array formula; and the case's checks."""
+front's exact speed at 30 degrees to the grid; the stability limit 3 dx^2 / (8 D) per
+direction; the threaded kernels against the serial ones and the array formula; and the
+case's checks. (The symmetries of the square: tests.test_sheet_explicit, both stencils.)"""
 
 from __future__ import annotations
 
@@ -18,10 +18,9 @@ from tests.helpers import SMALL_CABLE, final_state, make_case
 from tests.test_sheet_explicit import (
     HEAT,
     SHEET_OF_CABLE,
-    SYMMETRIC,
     front_speed_at_30_degrees,
     heat_kernel,
-    square_symmetries,
+    predicted_leading_error,
 )
 
 BACKENDS = ["numpy", "numba"]
@@ -106,32 +105,19 @@ def test_y_independent_sheet_is_the_fourth_order_cable(backend, boundary):
     assert np.abs(v_second - v_cable).max() > 1e-4
 
 
-def predicted_leading_error4(grid, v0, t, dt, diffusion):
-    """The leading term of the error at time t, mode by mode on the torus: the symbol is
-    |k|^2 - (dx^4 kx^6 + dy^4 ky^6) / 90 + ..., so forward Euler decays the mode k at the rate
-    -D |k|^2 + D (dx^4 kx^6 + dy^4 ky^6) / 90 - dt D^2 |k|^4 / 2 + ... (as
-    tests.test_sheet_explicit.predicted_leading_error for the five-point stencil)."""
-    ny, nx = grid.shape
-    kx = 2 * np.pi * np.fft.fftfreq(nx, d=grid.dx)
-    ky = 2 * np.pi * np.fft.fftfreq(ny, d=grid.dy)
-    KY, KX = np.meshgrid(ky, kx, indexing="ij")
-    k2 = KX**2 + KY**2
-    rate_error = (diffusion * (grid.dx**4 * KX**6 + grid.dy**4 * KY**6) / 90.0
-                  - dt * diffusion**2 * k2**2 / 2.0)
-    return np.real(np.fft.ifft2(t * rate_error * np.exp(-diffusion * k2 * t) * np.fft.fft2(v0)))
-
-
 @pytest.mark.parametrize(("nx", "dt"), [(24, 0.005), (32, 0.0002), (48, 0.00005)])
 def test_heat_kernel_error_is_the_predicted_fourth_order_term(nx, dt):
     """Reaction off, periodic: the max error against the analytic heat kernel is within a
-    factor 2 of the predicted leading term (spatial and temporal together)."""
+    factor 2 of the predicted leading term (spatial and temporal together; the symbol is
+    |k|^2 - (dx^4 kx^6 + dy^4 ky^6) / 90 + ..., tests.test_sheet_explicit's
+    predicted_leading_error)."""
     case = make_case(HEAT, f"domain.nx=[{nx}, {nx}]", f"time.dt={dt}", ORDER4)
     problem, v, _ = final_state(case)
     grid, t = problem.grid, case.time.t_end
     exact = heat_kernel(grid, t, (10.0, 10.0), 2.0, 1.0)
     v0 = heat_kernel(grid, 0.0, (10.0, 10.0), 2.0, 1.0)
     error = np.max(np.abs(v - exact))
-    predicted = np.max(np.abs(predicted_leading_error4(grid, v0, t, dt, 1.0)))
+    predicted = np.max(np.abs(predicted_leading_error(grid, v0, t, dt, 1.0, space_order=4)))
     print(f"nx {nx} dt {dt}: max error {error:.4e}, predicted {predicted:.4e}, "
           f"ratio {error / predicted:.3f}")
     assert 0.5 * predicted <= error <= 2.0 * predicted, (error, predicted)
@@ -187,25 +173,6 @@ def test_planar_front_speed_at_30_degrees():
     print(speed4 / exact - 1, speed2 / exact - 1)
     assert speed4 == pytest.approx(exact, rel=0.005), (speed4, exact)
     assert abs(speed4 - exact) < 0.5 * abs(speed2 - exact)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("boundary", ["neumann", "periodic"])
-def test_radially_symmetric_state_keeps_the_symmetries_of_the_square(backend, boundary):
-    """The radial pulse of tests.test_sheet_explicit with the fourth-order stencil: v and w
-    are invariant under the 8 symmetries of the square to 1e-12."""
-    sets = [f"solver.backend={backend}", f"domain.boundary={boundary}", ORDER4,
-            "time.dt=0.04"]  # the limit is 3/4 of the five-point one: 0.046875 at dx = 0.5
-    if boundary == "periodic":
-        sets += ["domain.nx=[60, 60]"]
-    problem, v, w = final_state(make_case(SYMMETRIC, *sets))
-    started = np.mean(problem.v0 > 0.5)
-    if boundary == "periodic":
-        v, w = v[1:, 1:], w[1:, 1:]
-    for field in (v, w):
-        for image in square_symmetries(field):
-            np.testing.assert_allclose(image, field, rtol=0, atol=1e-12)
-    assert np.mean(v > 0.5) > 3 * started
 
 
 def test_stability_limits_are_checked():
