@@ -288,11 +288,13 @@ def native_on(monkeypatch):
     return monkeypatch
 
 
-SOLVERS = {
-    "explicit": ("fhnpde.solvers.explicit_numba", "explicit_advance_serial", 0.02),
-    "crank-nicolson": ("fhnpde.solvers.crank_nicolson_numba", "cn_cable_advance", 0.2),
-    "staggered-cn": ("fhnpde.solvers.staggered_numba", "staggered_cable_advance", 0.2),
-    "sdirk3": ("fhnpde.solvers.sdirk_numba", "sdirk_cable_advance", 0.2),
+SOLVERS = {  # (kernel module, kernel, dt, settings)
+    "explicit": ("fhnpde.solvers.explicit_numba", "explicit_advance_serial", 0.02, []),
+    "explicit-4": ("fhnpde.solvers.explicit_numba", "explicit4_advance_serial", 0.02,
+                   ["solver.space_order=4"]),
+    "crank-nicolson": ("fhnpde.solvers.crank_nicolson_numba", "cn_cable_advance", 0.2, []),
+    "staggered-cn": ("fhnpde.solvers.staggered_numba", "staggered_cable_advance", 0.2, []),
+    "sdirk3": ("fhnpde.solvers.sdirk_numba", "sdirk_cable_advance", 0.2, []),
 }
 
 
@@ -313,11 +315,12 @@ def test_solvers_give_numbas_bits_natively(native_on, cases_dir, method, run):
     from fhnpde.case import load_case
     from tests.helpers import final_state
 
-    module, name, dt = SOLVERS[method]
+    module, name, dt, settings = SOLVERS[method]
     case_file, sets = RUNS[run]
     case = load_case(cases_dir / case_file,
-                     [f"solver.method={method}", "solver.backend=numba", "time.t_end=40",
-                      f"time.dt={dt}", "time.save_every=40", *sets])
+                     [f"solver.method={method.removesuffix('-4')}", "solver.backend=numba",
+                      "time.t_end=40", f"time.dt={dt}", "time.save_every=40", *sets,
+                      *settings])
     native._MODULES.clear()
     final_state(case)  # writes the entry, if the module's cache has none yet
     native._MODULES.clear()

@@ -183,19 +183,20 @@ def through_ghosts(k, n, g0, gn, o0, on):
 
 
 @njit(cache=True, inline="always")
-def _explicit_rows4(code, v, w, current, p, dt, diffusivity, inv_dx2, g0, gn, o0, on, lo, hi,
-                    out_v, out_w):
-    n = v.shape[0]
-    first = max(lo, 2)
-    # views from node first - 2, so that the loop's smallest index is its counter from 0
-    # (an index such as i - 1 with i from 2 is not proven non-negative, and the loop
-    # compiles to gathers)
-    vs, ws, cs = v[first - 2:], w[first - 2:], current[first - 2:]
-    ov, ow = out_v[first:], out_w[first:]
-    for k in range(min(hi, n - 2) - first):
-        ov[k], ow[k] = forward_euler4_node(
-            vs[k], vs[k + 1], vs[k + 2], vs[k + 3], vs[k + 4], ws[k + 2], cs[k + 2], code, p,
+def _interior4(code, v, w, current, p, dt, diffusivity, inv_dx2, count, shift, out_v, out_w):
+    """``count`` nodes whose k-th reads v[k .. k + 4] (its own value v[k + 2]), w[k + 2] and
+    current[k + 2], and writes out_v[k + shift], out_w[k + shift] (``shift`` a constant)."""
+    for k in range(count):
+        out_v[k + shift], out_w[k + shift] = forward_euler4_node(
+            v[k], v[k + 1], v[k + 2], v[k + 3], v[k + 4], w[k + 2], current[k + 2], code, p,
             dt, diffusivity, inv_dx2)
+
+
+@njit(cache=True, inline="always")
+def _ends4(code, v, w, current, p, dt, diffusivity, inv_dx2, g0, gn, o0, on, lo, hi, out_v,
+           out_w):
+    """The two nodes nearest each end that lie in ``lo <= i < hi``, through the ghosts."""
+    n = v.shape[0]
     for i in (0, 1, n - 2, n - 1):
         if lo <= i < hi:
             out_v[i], out_w[i] = forward_euler4_node(
@@ -204,6 +205,20 @@ def _explicit_rows4(code, v, w, current, p, dt, diffusivity, inv_dx2, g0, gn, o0
                 v[through_ghosts(i + 1, n, g0, gn, o0, on)],
                 v[through_ghosts(i + 2, n, g0, gn, o0, on)], w[i], current[i], code, p, dt,
                 diffusivity, inv_dx2)
+
+
+@njit(cache=True, inline="always")
+def _explicit_rows4(code, v, w, current, p, dt, diffusivity, inv_dx2, g0, gn, o0, on, lo, hi,
+                    out_v, out_w):
+    n = v.shape[0]
+    first = max(lo, 2)
+    # views from node first - 2, so that the loop's smallest index is its counter from 0
+    # (an index such as i - 1 with i from a variable start is not proven non-negative, and
+    # the loop compiles to gathers)
+    _interior4(code, v[first - 2:], w[first - 2:], current[first - 2:], p, dt, diffusivity,
+               inv_dx2, min(hi, n - 2) - first, 0, out_v[first:], out_w[first:])
+    _ends4(code, v, w, current, p, dt, diffusivity, inv_dx2, g0, gn, o0, on, lo, hi, out_v,
+           out_w)
 
 
 @njit(cache=True)
@@ -218,11 +233,26 @@ def explicit_rows4(code, v, w, current, p, dt, diffusivity, inv_dx2, g0, gn, o0,
                         out_v, out_w)
 
 
+@njit(cache=True, inline="always")
+def _explicit4_cable(code, v, w, current, p, dt, diffusivity, inv_dx2, g0, gn, o0, on, out_v,
+                     out_w):
+    """Every node of a cable: the interior one loop from node 2 (no views, so that the
+    serial kernel needs nothing of numba's runtime and loads natively, fhnpde.native)."""
+    n = v.shape[0]
+    _interior4(code, v, w, current, p, dt, diffusivity, inv_dx2, n - 4, 2, out_v, out_w)
+    _ends4(code, v, w, current, p, dt, diffusivity, inv_dx2, g0, gn, o0, on, 0, n, out_v,
+           out_w)
+
+
 @njit(cache=True)
 def explicit4_step_serial(code, v, w, current, p, dt, diffusivity, inv_dx2, g0, gn, o0, on,
                           out_v, out_w):
-    explicit_rows4(code, v, w, current, p, dt, diffusivity, inv_dx2, g0, gn, o0, on, 0,
-                   v.shape[0], out_v, out_w)
+    if code == 0:
+        _explicit4_cable(0, v, w, current, p, dt, diffusivity, inv_dx2, g0, gn, o0, on, out_v,
+                         out_w)
+    else:
+        _explicit4_cable(1, v, w, current, p, dt, diffusivity, inv_dx2, g0, gn, o0, on, out_v,
+                         out_w)
 
 
 @njit(cache=True, parallel=True)
@@ -245,9 +275,10 @@ def explicit4_advance_serial(code, v, w, current, p, dt, diffusivity, inv_dx2, g
                               on, b_v, b_w)
         a_v, b_v = b_v, a_v
         a_w, b_w = b_w, a_w
-    if nsteps % 2 == 0:
-        out_v[:] = a_v
-        out_w[:] = a_w
+    if nsteps % 2 == 0:  # an element loop, as explicit_advance_serial's (loads natively)
+        for i in range(out_v.shape[0]):
+            out_v[i] = a_v[i]
+            out_w[i] = a_w[i]
 
 
 @njit(cache=True, inline="always")
