@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import math
 import operator
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 from .errors import quote, split_keyed
@@ -68,14 +69,15 @@ def _value_error(loc: tuple, exc: ValueError) -> Problem:
 # --- checkers: check(value, loc) returns the stored value or raises Invalid --------------
 
 
-class Kind:
+class Kind(ABC):
     """A value of one kind (``accepts``), named in messages by ``what``; the base of the
     scalar checkers: ``check`` refuses any other kind and returns the value."""
 
     what = "a value"
 
+    @abstractmethod
     def accepts(self, value: Any) -> bool:
-        raise NotImplementedError
+        """Whether ``value`` is of this kind."""
 
     def check(self, value: Any, loc: tuple):
         if not self.accepts(value):

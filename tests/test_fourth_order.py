@@ -181,10 +181,9 @@ def test_stability_limits_are_checked():
     forced, and forced the checkerboard grows; at the limit nothing grows."""
     sheet = {**HEAT, "domain": {"length": [16.0, 16.0], "nx": [32, 16], "boundary": "periodic"},
              "time": {"t_end": 15.0, "dt": 0.075}}
-    cable = {**HEAT, "domain": {"length": [16.0], "nx": 32, "boundary": "periodic"},
+    cable = {**HEAT, "domain": {"length": 16.0, "nx": 32, "boundary": "periodic"},
              "initial": {"v": {"kind": "gaussian", "center": 8.0, "width": 2.0}, "w": 0.0},
              "time": {"t_end": 15.0, "dt": 0.09375}}
-    cable["domain"]["length"] = 16.0
     for base, limit, formula in ((cable, 0.09375, r"3 dx\^2 / \(8 D\)"),
                                  (sheet, 0.075, r"3 dx\^2 dy\^2 / \(8 D")):
         _, solver = build_solver(make_case(base, ORDER4))

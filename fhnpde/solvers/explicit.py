@@ -32,12 +32,7 @@ import numpy as np
 
 from .. import native
 from ..backends import PARALLEL_MIN_NODES
-from ..schemes import (
-    forward_euler4_node,
-    forward_euler4_sheet_node,
-    forward_euler_node,
-    forward_euler_sheet_node,
-)
+from ..schemes import forward_euler_update
 from .base import ArrayPath, Order, State, SteppedSolver, register
 from .options import OptionError
 
@@ -70,49 +65,43 @@ def sheet_diffusion_limit(dx: float, dy: float, diffusivity: float,
 
 
 class ArraySteps(ArrayPath):
-    """The array path: :func:`~fhnpde.schemes.forward_euler_node` on whole arrays of the
-    namespace ``xp``, one step at a time."""
+    """The array path, cable or sheet: :func:`~fhnpde.schemes.forward_euler_update` with the
+    grid's Laplacian of the solver's space order (:meth:`fhnpde.grid.UniformGrid.laplacian`,
+    :meth:`fhnpde.grid.SheetGrid.laplacian`) on whole arrays of the namespace ``xp``, one
+    step at a time: the very operations of the numba kernels' node formulas, so the two
+    paths agree bit for bit."""
 
     def advance(self, state, t, dt, nsteps):
         s, xp = self.solver, self.xp
         problem = s.problem
         v, w = state.v, state.w
         for i in range(nsteps):
-            left, right = problem.grid.neighbours(v, xp)
             current = s.asarray(problem.current.current(t + i * dt))
-            if s.space_order == 4:
-                far_left, far_right = problem.grid.far_neighbours(v, xp)
-                v, w = forward_euler4_node(far_left, left, v, right, far_right, w, current,
-                                           s.code, s.params, dt, problem.diffusion, s.inv_dx2)
-            else:
-                v, w = forward_euler_node(left, v, right, w, current, s.code, s.params, dt,
-                                          problem.diffusion, s.inv_dx2)
+            v, w = forward_euler_update(problem.grid.laplacian(v, xp, s.space_order), v, w,
+                                        current, s.code, s.params, dt, problem.diffusion)
         return State(v, w)
 
 
 class CompiledSteps:
     """The numba path: runs shorter than the threading threshold go in whole runs of
     steps with an unchanging current, one serial call each; long ones one threaded call a
-    step. The kernels are named by ``serial`` and ``parallel``; their arguments are
-    ``(code, v, w, current, params, dt)`` and :meth:`arguments_after_dt`, which are fixed for
-    the solver's life and so gathered once, with the kernel, in the constructor (a run of
-    30 steps on a 31 x 31 sheet lasts about 60 us; profiled, the kernel's lookup and the
-    ghost indices' properties at every call were about 40 % of an ``advance``'s cost besides
-    its kernel)."""
+    step. ``kernels_by_order`` names the (serial, threaded) kernels of each space order;
+    their arguments are ``(code, v, w, current, params, dt)`` and :meth:`arguments_after_dt`,
+    which are fixed for the solver's life and so gathered once, with the kernel, in the
+    constructor (a run of 30 steps on a 31 x 31 sheet lasts about 60 us; profiled, the
+    kernel's lookup and the ghost indices' properties at every call were about 40 % of an
+    ``advance``'s cost besides its kernel)."""
 
-    serial = "explicit_advance_serial"
-    parallel = "explicit_step_parallel"
-    serial4 = "explicit4_advance_serial"
-    parallel4 = "explicit4_step_parallel"
+    kernels_by_order = {2: ("explicit_advance_serial", "explicit_step_parallel"),
+                        4: ("explicit4_advance_serial", "explicit4_step_parallel")}
 
     def __init__(self, solver):
         self.solver = solver
-        if solver.space_order == 4:
-            self.serial, self.parallel = self.serial4, self.parallel4
         self.kernels = native.kernels(KERNELS)
         # the kernel is loaded (natively, or by numba) with the solver, not in the time loop
         self.threaded = solver.problem.grid.size >= PARALLEL_MIN_NODES
-        self.kernel = self.kernels.load(self.parallel if self.threaded else self.serial)
+        serial, threaded = self.kernels_by_order[solver.space_order]
+        self.kernel = self.kernels.load(threaded if self.threaded else serial)
         self.after_dt = self.arguments_after_dt()
 
     def arguments_after_dt(self) -> tuple:
@@ -177,38 +166,12 @@ class ExplicitSolver(SteppedSolver):
 
 
 
-class SheetArraySteps(ArrayPath):
-    """The array path on a sheet: :func:`~fhnpde.schemes.forward_euler_sheet_node` on whole
-    ``(ny, nx)`` arrays of the namespace ``xp``."""
-
-    def advance(self, state, t, dt, nsteps):
-        s, xp = self.solver, self.xp
-        problem = s.problem
-        v, w = state.v, state.w
-        for i in range(nsteps):
-            left, right, below, above = problem.grid.neighbours(v, xp)
-            current = s.asarray(problem.current.current(t + i * dt))
-            if s.space_order == 4:
-                far_left, far_right, far_below, far_above = problem.grid.far_neighbours(v, xp)
-                v, w = forward_euler4_sheet_node(far_left, left, right, far_right, far_below,
-                                                 below, above, far_above, v, w, current, s.code,
-                                                 s.params, dt, problem.diffusion, s.inv_dx2,
-                                                 s.inv_dy2)
-            else:
-                v, w = forward_euler_sheet_node(left, right, below, above, v, w, current,
-                                                s.code, s.params, dt, problem.diffusion,
-                                                s.inv_dx2, s.inv_dy2)
-        return State(v, w)
-
-
 class SheetCompiledSteps(CompiledSteps):
     """The numba path on a sheet: as :class:`CompiledSteps`, the large sheets' calls threaded
     over blocks of rows."""
 
-    serial = "sheet_advance_serial"
-    parallel = "sheet_step_parallel"
-    serial4 = "sheet4_advance_serial"
-    parallel4 = "sheet4_step_parallel"
+    kernels_by_order = {2: ("sheet_advance_serial", "sheet_step_parallel"),
+                        4: ("sheet4_advance_serial", "sheet4_step_parallel")}
 
     def arguments_after_dt(self) -> tuple:
         s = self.solver
@@ -223,7 +186,7 @@ class ExplicitSheetSolver(ExplicitSolver):
     """Forward Euler with the five-point Laplacian on a sheet (see the module docstring)."""
 
     geometry = "sheet"
-    compiled_steps, array_steps = SheetCompiledSteps, SheetArraySteps
+    compiled_steps = SheetCompiledSteps
 
     def __init__(self, problem, options=None):
         self.inv_dy2 = 1.0 / problem.grid.dy**2
